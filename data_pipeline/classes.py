@@ -1,0 +1,90 @@
+"""The four blur classes and the parameter ranges each is sampled from (see SPEC)."""
+from __future__ import annotations
+
+import dataclasses
+
+CLASS_NAMES = ("sharp", "gaussian", "motion", "defocus")
+NUM_CLASSES = len(CLASS_NAMES)
+
+#: Name of the blur-strength parameter of each class (None for sharp).
+STRENGTH_PARAMETER = {
+    "sharp": None,
+    "gaussian": "sigma",
+    "motion": "length",
+    "defocus": "radius",
+}
+
+
+def class_index(name: str) -> int:
+    """Index of a class name in `CLASS_NAMES`; `ValueError` listing the allowed names."""
+    if name not in CLASS_NAMES:
+        raise ValueError(f"Unknown class name {name!r}; allowed names are {', '.join(CLASS_NAMES)}.")
+    return CLASS_NAMES.index(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlurRanges:
+    """Closed intervals the pipeline samples blur parameters from, in pixels.
+
+    Defaults are the SPEC ranges. Users may widen them; `validate` rejects ranges
+    that cannot produce a valid PSF.
+    """
+
+    gaussian_sigma: tuple[float, float] = (1.0, 3.5)
+    motion_length: tuple[float, float] = (5.0, 21.0)
+    motion_angle: tuple[float, float] = (0.0, 180.0)
+    defocus_radius: tuple[float, float] = (2.0, 7.0)
+    noise_sigma: tuple[float, float] = (0.0, 2.5)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `ValueError` (echoing the bad value) for empty or out-of-domain ranges."""
+        minimum = {
+            "gaussian_sigma": 0.1,
+            "motion_length": 1.0,
+            "motion_angle": -360.0,
+            "defocus_radius": 0.5,
+            "noise_sigma": 0.0,
+        }
+        for field in dataclasses.fields(self):
+            low, high = getattr(self, field.name)
+            if not (low <= high):
+                raise ValueError(f"{field.name} range {(low, high)!r} is empty: low must be <= high.")
+            if low < minimum[field.name]:
+                raise ValueError(
+                    f"{field.name} range {(low, high)!r} starts below the minimum {minimum[field.name]}."
+                )
+
+    def strength_range(self, class_name: str) -> tuple[float, float] | None:
+        """The (low, high) range of the strength parameter of a blurred class, None for sharp."""
+        return {
+            "sharp": None,
+            "gaussian": self.gaussian_sigma,
+            "motion": self.motion_length,
+            "defocus": self.defocus_radius,
+        }[CLASS_NAMES[class_index(class_name)]]
+
+    def scaled(self, factor: float) -> "BlurRanges":
+        """Ranges with every length multiplied by `factor` (angles and noise unchanged)."""
+        return BlurRanges(
+            gaussian_sigma=tuple(v * factor for v in self.gaussian_sigma),
+            motion_length=tuple(v * factor for v in self.motion_length),
+            motion_angle=self.motion_angle,
+            defocus_radius=tuple(v * factor for v in self.defocus_radius),
+            noise_sigma=self.noise_sigma,
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict (lists instead of tuples)."""
+        return {f.name: list(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "BlurRanges":
+        """Inverse of `to_dict`; unknown keys raise `ValueError`."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"Unknown blur range keys {sorted(unknown)!r}; expected {sorted(names)!r}.")
+        return cls(**{k: tuple(float(x) for x in v) for k, v in data.items()})

@@ -1,0 +1,217 @@
+"""Sharp source photographs: reading, the bundled set, and the split by photograph."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+# Natural photographs shipped inside scikit-image's and scikit-learn's wheels,
+# as (group, package, relative path). Photographs of one scene share a group so
+# that a split never puts one in training and its twin in test.
+_BUNDLED = (
+    ("astronaut", "skimage", "data/astronaut.png"),
+    ("brick", "skimage", "data/brick.png"),
+    ("camera", "skimage", "data/camera.png"),
+    ("cell", "skimage", "data/cell.png"),
+    ("chelsea", "skimage", "data/chelsea.png"),
+    ("coffee", "skimage", "data/coffee.png"),
+    ("coins", "skimage", "data/coins.png"),
+    ("grass", "skimage", "data/grass.png"),
+    ("gravel", "skimage", "data/gravel.png"),
+    ("hubble_deep_field", "skimage", "data/hubble_deep_field.jpg"),
+    ("ihc", "skimage", "data/ihc.png"),
+    ("moon", "skimage", "data/moon.png"),
+    ("motorcycle", "skimage", "data/motorcycle_left.png"),
+    ("motorcycle", "skimage", "data/motorcycle_right.png"),
+    ("page", "skimage", "data/page.png"),
+    ("retina", "skimage", "data/retina.jpg"),
+    ("rocket", "skimage", "data/rocket.jpg"),
+    ("text", "skimage", "data/text.png"),
+    ("china", "sklearn", "datasets/images/china.jpg"),
+    ("flower", "sklearn", "datasets/images/flower.jpg"),
+)
+
+SPLITS = ("train", "val", "test")
+
+
+class ImageReadError(ValueError):
+    """A file that is not a readable image; the message says why."""
+
+
+@dataclasses.dataclass
+class Photo:
+    """A sharp photograph in memory: `image` is HxWx3 uint8 RGB."""
+
+    name: str
+    group: str
+    image: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) in pixels."""
+        return self.image.shape[:2]
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """Any decoded image (gray, BGR, BGRA; 8-bit, 16-bit or float) to HxWx3 uint8 RGB.
+
+    Input channel order is OpenCV's (BGR/BGRA). Alpha is dropped; 16-bit is
+    scaled by 1/257; float images are taken as 0..1 when their maximum is <= 1.
+    """
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.ndim == 3 and image.shape[2] in (3, 4):
+        image = image[:, :, 2::-1] if image.shape[2] == 3 else image[:, :, [2, 1, 0]]
+    else:
+        raise ImageReadError(f"unsupported image shape {image.shape!r} (expected gray, RGB or RGBA)")
+    if image.dtype == np.uint8:
+        return np.ascontiguousarray(image)
+    if image.dtype == np.uint16:
+        return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.floating):
+        finite = np.nan_to_num(image.astype(np.float32))
+        scale = 255.0 if finite.size and finite.max() <= 1.0 else 1.0
+        return np.clip(finite * scale + 0.5, 0, 255).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.integer):
+        return np.clip(image, 0, 255).astype(np.uint8)
+    raise ImageReadError(f"unsupported pixel type {image.dtype}")
+
+
+def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Decode encoded image bytes to HxWx3 uint8 RGB, applying EXIF orientation.
+
+    Raises `ImageReadError` for empty, non-image or undecodable data.
+    """
+    if len(data) == 0:
+        raise ImageReadError(f"{name}: empty file (0 bytes)")
+    buffer = np.frombuffer(data, np.uint8)
+    # ANYDEPTH keeps 16-bit; ANYCOLOR keeps gray as gray; neither disables EXIF rotation.
+    image = cv2.imdecode(buffer, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    if image is None:
+        raise ImageReadError(f"{name}: not a readable image (corrupt, truncated or unsupported format)")
+    return to_rgb8(image)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 RGB (EXIF orientation applied).
+
+    Raises `ImageReadError` with the path and the reason when it cannot.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ImageReadError(f"{path}: cannot read file ({error.strerror or error})") from None
+    return decode_image(data, str(path))
+
+
+def list_image_files(folder: str | os.PathLike) -> list[Path]:
+    """All image files under `folder`, recursively, sorted; `FileNotFoundError` if it is missing."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Image folder {str(folder)!r} does not exist or is not a folder.")
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _package_dir(package: str) -> Path:
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"Package {package!r} is not installed; it ships the bundled photographs.")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def bundled_photo_paths() -> list[tuple[str, Path]]:
+    """(group, path) of the bundled sharp photographs shipped by scikit-image and scikit-learn."""
+    return [(group, _package_dir(pkg) / rel) for group, pkg, rel in _BUNDLED]
+
+
+def load_photographs(folder: str | os.PathLike | None = None, min_size: int = 0, max_side: int | None = None) -> list[Photo]:
+    """Load sharp photographs into memory.
+
+    `folder=None` loads the bundled photographs; otherwise every image under
+    `folder` (recursively), each its own group. Unreadable files and photographs
+    smaller than `min_size` on either side are skipped and reported in one warning
+    line on stderr. Photographs larger than `max_side` are downscaled (area
+    interpolation keeps them sharp). Raises `FileNotFoundError` when nothing usable
+    is found, naming the folder.
+    """
+    if folder is None:
+        entries = [(group, path, path.stem) for group, path in bundled_photo_paths()]
+        where = "the bundled photographs (scikit-image, scikit-learn)"
+    else:
+        root = Path(folder)
+        entries = [(str(p.relative_to(root)), p, str(p.relative_to(root))) for p in list_image_files(root)]
+        where = str(root)
+    photos, unreadable, too_small = [], [], []
+    for group, path, name in entries:
+        try:
+            image = read_image(path)
+        except ImageReadError:
+            unreadable.append(name)
+            continue
+        if min(image.shape[:2]) < min_size:
+            too_small.append(name)
+            continue
+        if max_side and max(image.shape[:2]) > max_side:
+            f = max_side / max(image.shape[:2])
+            image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
+        photos.append(Photo(name=name, group=group, image=image))
+    if unreadable or too_small:
+        print(
+            f"warning: skipped {len(unreadable) + len(too_small)} of {len(entries)} files in {where}: "
+            f"{len(unreadable)} unreadable, {len(too_small)} smaller than {min_size} px",
+            file=sys.stderr,
+        )
+    if not photos:
+        raise FileNotFoundError(
+            f"No readable image of at least {min_size} px in {where} "
+            f"(looked for {', '.join(IMAGE_EXTENSIONS)})."
+        )
+    return photos
+
+
+def split_photographs(photos: list[Photo], seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15) -> dict[str, list[Photo]]:
+    """Split photographs into train / val / test by group, deterministically from `seed`.
+
+    Every group lands in exactly one split, so no test crop ever comes from a
+    training photograph. With three or more groups, val and test get at least one
+    group each; train always gets the rest.
+    """
+    for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
+    if val_fraction + test_fraction >= 1.0:
+        raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction + test_fraction!r}.")
+    groups = sorted({p.group for p in photos})
+    order = np.random.default_rng(seed).permutation(len(groups))
+    groups = [groups[i] for i in order]
+    n = len(groups)
+    n_test = int(round(test_fraction * n))
+    n_val = int(round(val_fraction * n))
+    if n >= 3:
+        n_test, n_val = max(1, n_test), max(1, n_val)
+    assignment = {}
+    for i, g in enumerate(groups):
+        assignment[g] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    splits = {s: [p for p in photos if assignment[p.group] == s] for s in SPLITS}
+    return splits
+
+
+def describe_split(splits: dict[str, list[Photo]]) -> str:
+    """Human-readable lines saying which photographs went to which split."""
+    lines = []
+    for s in SPLITS:
+        names = ", ".join(p.name for p in splits[s]) or "(none)"
+        lines.append(f"{s:>5}: {len(splits[s])} photographs: {names}")
+    return "\n".join(lines)

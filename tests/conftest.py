@@ -1,0 +1,37 @@
+"""Shared fixtures: tiny synthetic photographs so tests never depend on downloads."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2
+import numpy as np
+import pytest
+
+from data_pipeline.sources import Photo
+
+
+def textured_image(seed: int, height: int = 160, width: int = 200) -> np.ndarray:
+    """A sharp, strongly textured uint8 RGB image (random rectangles and noise)."""
+    rng = np.random.default_rng(seed)
+    image = np.full((height, width, 3), 128, np.uint8)
+    for _ in range(60):
+        y0, x0 = rng.integers(0, height), rng.integers(0, width)
+        y1, x1 = y0 + rng.integers(4, 40), x0 + rng.integers(4, 40)
+        cv2.rectangle(image, (int(x0), int(y0)), (int(x1), int(y1)), tuple(int(c) for c in rng.integers(0, 256, 3)), -1)
+    return image
+
+
+@pytest.fixture
+def photos():
+    """Six textured photographs in six groups."""
+    return [Photo(name=f"p{i}", group=f"g{i}", image=textured_image(i)) for i in range(6)]
+
+
+@pytest.fixture
+def photo_folder(tmp_path):
+    """A folder of sharp photographs on disk, nested one level."""
+    (tmp_path / "sub").mkdir()
+    for i in range(5):
+        where = tmp_path / ("sub" if i % 2 else ".") / f"img{i}.png"
+        cv2.imwrite(str(where), textured_image(i)[:, :, ::-1])
+    return tmp_path

@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+
+from data_pipeline.crops import TexturedCropper, gradient_magnitude
+
+
+def half_flat_image():
+    image = np.full((100, 200, 3), 90, np.uint8)
+    rng = np.random.default_rng(0)
+    image[:, 100:] = rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)  # right half textured
+    return image
+
+
+def test_gradient_magnitude_of_a_ramp():
+    ramp = np.tile(np.arange(64, dtype=np.uint8) * 3, (32, 1))
+    g = gradient_magnitude(np.repeat(ramp[:, :, None], 3, axis=2))
+    assert g[5:-5, 5:-5].mean() == pytest.approx(3.0, abs=0.05)
+
+
+def test_crops_avoid_flat_regions_and_count_rejections():
+    cropper = TexturedCropper(half_flat_image(), min_texture=4.0)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        crop = cropper.crop(rng, 40)
+        assert crop.shape == (40, 40, 3)
+        assert gradient_magnitude(np.ascontiguousarray(crop)).mean() >= 4.0  # never only the flat half
+        assert crop[:, -1].std() > 20  # so its right edge is in the textured half
+    assert 0.2 < cropper.rejected / cropper.drawn < 0.8
+
+
+def test_texture_is_mean_gradient():
+    cropper = TexturedCropper(half_flat_image())
+    assert cropper.texture(10, 10, 40) == pytest.approx(0.0)
+    assert cropper.texture(10, 150, 40) > 20
+
+
+def test_has_texture_and_errors():
+    flat = TexturedCropper(np.full((64, 64, 3), 5, np.uint8))
+    assert not flat.has_texture(32)
+    assert TexturedCropper(half_flat_image()).has_texture(60)
+    with pytest.raises(ValueError, match="larger than"):
+        flat.crop(np.random.default_rng(0), 65)
+    crop = flat.crop(np.random.default_rng(0), 32)  # falls back to the best candidate
+    assert crop.shape == (32, 32, 3) and flat.rejected == flat.drawn == 20

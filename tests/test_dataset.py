@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+
+from data_pipeline.dataset import BlurBatchMaker, PipelineConfig, evaluation_dataset, training_dataset
+from data_pipeline.degrade import BlurParams, make_psf
+from data_pipeline.classes import BlurRanges
+
+CFG = PipelineConfig(image_size=32, batch_size=8, seed=3)
+
+
+def take(ds, n):
+    return [tuple(t.numpy() for t in batch) for batch in ds.take(n)]
+
+
+def test_batches_have_the_contract_shapes_and_are_balanced(photos):
+    batches = take(training_dataset(photos, CFG), 4)
+    x, y = batches[0]
+    assert x.shape == (8, 32, 32, 3) and x.dtype == np.float32 and y.dtype == np.int32
+    assert 0 <= x.min() and x.max() <= 255
+    labels = np.concatenate([b[1] for b in batches])
+    np.testing.assert_array_equal(np.bincount(labels, minlength=4), [8, 8, 8, 8])
+
+
+def test_same_seed_same_batches_other_seed_different(photos):
+    a = take(training_dataset(photos, CFG), 2)
+    b = take(training_dataset(photos, CFG), 2)
+    c = take(training_dataset(photos, PipelineConfig(image_size=32, batch_size=8, seed=4)), 2)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+    assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_evaluation_set_is_fixed_and_carries_params(photos):
+    ds = evaluation_dataset(photos, CFG, "val", num_images=20, with_params=True)
+    first, second = take(ds, 10), take(ds, 10)
+    assert len(first) == 3  # 20 images rounded up to whole batches of 8
+    for (x1, y1, p1), (x2, y2, p2) in zip(first, second):
+        np.testing.assert_array_equal(x1, x2)
+        np.testing.assert_array_equal(p1, p2)
+    p = np.concatenate([b[2] for b in first])
+    y = np.concatenate([b[1] for b in first])
+    r = BlurRanges()
+    assert np.all(p[y == 0, 0] == 0)
+    assert np.all((p[y == 1, 0] >= r.gaussian_sigma[0]) & (p[y == 1, 0] <= r.gaussian_sigma[1]))
+    assert np.all((p[y == 3, 0] >= r.defocus_radius[0]) & (p[y == 3, 0] <= r.defocus_radius[1]))
+    assert np.all((p[:, 2] >= 0) & (p[:, 2] <= 2.5))
+    # val and test streams differ
+    t = take(evaluation_dataset(photos, CFG, "test", 8), 1)
+    assert not np.array_equal(t[0][0], first[0][0])
+
+
+def test_blur_in_a_batch_matches_its_params(photos):
+    """A blurred sample is smoother than the same crop left sharp: check the gradient energy by class."""
+    maker = BlurBatchMaker(photos, PipelineConfig(image_size=48, batch_size=64, seed=0), "val")
+    x, y, p = maker.make_batch(0)
+    energy = (np.diff(x, axis=2) ** 2).mean(axis=(1, 2, 3))  # blur preserves total variation, not energy
+    assert energy[y == 0].mean() > 2 * max(energy[y == 1].mean(), energy[y == 2].mean(), energy[y == 3].mean())
+
+
+def test_workers_get_distinct_streams(photos):
+    a = BlurBatchMaker(photos, CFG, "train", worker=0).make_batch(0)[0]
+    b = BlurBatchMaker(photos, CFG, "train", worker=1).make_batch(0)[0]
+    assert not np.array_equal(a, b)
+
+
+def test_no_usable_photograph_is_a_clear_error(photos):
+    from data_pipeline.sources import Photo
+
+    flat = [Photo("flat", "flat", np.full((100, 100, 3), 7, np.uint8))]
+    with pytest.raises(ValueError, match="no photograph"):
+        BlurBatchMaker(flat, CFG)
+    with pytest.raises(ValueError, match="31"):
+        PipelineConfig(image_size=31)
+    with pytest.raises(ValueError, match="'train'"):
+        evaluation_dataset(photos, CFG, "train", 8)

@@ -1,0 +1,90 @@
+import numpy as np
+import pytest
+
+from data_pipeline.classes import CLASS_NAMES, BlurRanges
+from data_pipeline.degrade import BlurParams, add_noise, convolve, degrade, make_psf, psf_half_size, sample_params
+from data_pipeline.psf import gaussian_psf, motion_psf
+
+
+def test_convolve_is_a_true_convolution_with_reflect_borders():
+    image = np.zeros((21, 21), np.float32)
+    image[10, 10] = 100.0
+    # An asymmetric kernel: convolution places it unflipped around the impulse.
+    k = np.zeros((3, 3), np.float32)
+    k[0, 2] = 1.0
+    out = convolve(image, k)
+    assert out[9, 11] == pytest.approx(100.0)
+    assert out.sum() == pytest.approx(100.0)
+    flat = np.full((16, 16, 3), 77.0, np.float32)
+    np.testing.assert_allclose(convolve(flat, gaussian_psf(3.5)), 77.0, rtol=1e-5)  # reflect: no dark border
+
+
+def test_convolve_preserves_mean_and_shape():
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (64, 48, 3)).astype(np.float32)
+    out = convolve(image, motion_psf(9, 30))
+    assert out.shape == image.shape and out.dtype == np.float32
+    assert out.mean() == pytest.approx(image.mean(), rel=0.01)
+    assert out.std() < image.std() * 0.6
+
+
+def test_noise_has_the_requested_sigma():
+    rng = np.random.default_rng(1)
+    out = add_noise(np.full((200, 200), 128.0), 2.5, rng)
+    assert (out - 128).std() == pytest.approx(2.5, rel=0.03)
+    assert (out - 128).mean() == pytest.approx(0.0, abs=0.05)
+    with pytest.raises(ValueError, match="-1"):
+        add_noise(out, -1.0, rng)
+
+
+def test_degrade_clips_to_0_255():
+    rng = np.random.default_rng(2)
+    out = degrade(np.full((32, 32, 3), 255.0), BlurParams(1, 2.0, 0.0, 2.5), rng)
+    assert out.max() <= 255.0 and out.min() >= 0.0
+
+
+def test_sample_params_stays_in_the_spec_ranges():
+    rng = np.random.default_rng(3)
+    r = BlurRanges()
+    for label, name in enumerate(CLASS_NAMES):
+        draws = [sample_params(rng, name) for _ in range(300)]
+        assert all(d.label == label for d in draws)
+        assert all(r.noise_sigma[0] <= d.noise_sigma <= r.noise_sigma[1] for d in draws)
+        if name == "sharp":
+            assert all(d.strength == 0 for d in draws)
+            continue
+        lo, hi = r.strength_range(name)
+        s = np.array([d.strength for d in draws])
+        assert s.min() >= lo and s.max() <= hi
+        assert s.min() < lo + 0.1 * (hi - lo) and s.max() > hi - 0.1 * (hi - lo)  # covers the whole range
+        if name == "motion":
+            a = np.array([d.angle for d in draws])
+            assert a.min() < 10 and a.max() > 170
+
+
+def test_make_psf_matches_the_class():
+    assert make_psf(BlurParams(0)).shape == (1, 1)
+    assert make_psf(BlurParams(1, 2.0)).shape == gaussian_psf(2.0).shape
+    np.testing.assert_array_equal(make_psf(BlurParams(2, 9.0, 45.0)), motion_psf(9.0, 45.0))
+
+
+def test_margin_covers_the_largest_psf():
+    assert psf_half_size(BlurRanges()) == 13  # Gaussian sigma 3.5, truncated at 3.5 sigma: 27 x 27
+
+
+def test_bad_labels_and_ranges():
+    with pytest.raises(ValueError, match="blurry"):
+        sample_params(np.random.default_rng(0), "blurry")
+    with pytest.raises(ValueError, match=r"\(3.0, 1.0\)"):
+        BlurRanges(gaussian_sigma=(3.0, 1.0))
+    with pytest.raises(ValueError, match="defocus_radius"):
+        BlurRanges(defocus_radius=(0.0, 7.0))
+    with pytest.raises(ValueError, match="shape"):
+        convolve(np.zeros((4, 4, 3, 2)), gaussian_psf(1.0))
+
+
+def test_ranges_round_trip_and_scale():
+    r = BlurRanges()
+    assert BlurRanges.from_dict(r.to_dict()) == r
+    assert r.scaled(4).defocus_radius == (8.0, 28.0)
+    assert r.scaled(4).motion_angle == r.motion_angle

@@ -1,0 +1,103 @@
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from data_pipeline.sources import (
+    ImageReadError,
+    Photo,
+    bundled_photo_paths,
+    decode_image,
+    describe_split,
+    load_photographs,
+    read_image,
+    split_photographs,
+    to_rgb8,
+)
+
+
+def test_to_rgb8_handles_gray_rgba_16bit_and_float():
+    gray = np.full((4, 5), 200, np.uint8)
+    assert to_rgb8(gray).shape == (4, 5, 3) and to_rgb8(gray)[0, 0].tolist() == [200, 200, 200]
+    bgra = np.zeros((4, 5, 4), np.uint8)
+    bgra[..., 0] = 10  # blue
+    bgra[..., 2] = 30  # red
+    assert to_rgb8(bgra)[0, 0].tolist() == [30, 0, 10]
+    assert to_rgb8(np.full((2, 2), 65535, np.uint16))[0, 0].tolist() == [255] * 3
+    assert to_rgb8(np.full((2, 2), 257 * 100, np.uint16))[0, 0, 0] == 100
+    assert to_rgb8(np.full((2, 2, 3), 0.5, np.float32))[0, 0, 0] == 128
+
+
+def test_read_image_png_16bit_and_gray(tmp_path):
+    img16 = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "a.png"), img16)
+    out = read_image(tmp_path / "a.png")
+    assert out.shape == (64, 64, 3) and out.dtype == np.uint8
+    assert out[-1, -1, 0] == round(int(img16[-1, -1]) / 257)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # A 2x4 JPEG with an EXIF Orientation=6 (rotate 90 CW) tag becomes 4x2.
+    img = np.zeros((16, 32, 3), np.uint8)
+    ok, jpg = cv2.imencode(".jpg", img)
+    data = bytes(jpg)
+    exif = (b"Exif\x00\x00" + b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01" + b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06\x00\x00" + b"\x00\x00\x00\x00")
+    app1 = b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif
+    (tmp_path / "r.jpg").write_bytes(data[:2] + app1 + data[2:])
+    assert read_image(tmp_path / "r.jpg").shape == (32, 16, 3)
+
+
+@pytest.mark.parametrize("content, reason", [(b"", "empty"), (b"hello, not an image", "not a readable image")])
+def test_bad_files_raise_image_read_error(tmp_path, content, reason):
+    (tmp_path / "bad.png").write_bytes(content)
+    with pytest.raises(ImageReadError, match=reason):
+        read_image(tmp_path / "bad.png")
+    with pytest.raises(ImageReadError, match="cannot read"):
+        read_image(tmp_path / "missing.png")
+
+
+def test_load_folder_recursive_and_skips_bad_files(photo_folder, capsys):
+    (photo_folder / "broken.jpg").write_bytes(b"\xff\xd8garbage")
+    cv2.imwrite(str(photo_folder / "tiny.png"), np.zeros((20, 20, 3), np.uint8))
+    photos = load_photographs(photo_folder, min_size=100)
+    assert len(photos) == 5
+    assert {p.name for p in photos} >= {"img0.png", "sub/img1.png"}
+    err = capsys.readouterr().err
+    assert "skipped 2 of 7" in err and "1 unreadable" in err and "1 smaller than 100" in err
+    assert err.count("\n") == 1
+
+
+def test_folder_without_images_is_a_clear_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match=str(tmp_path)):
+        load_photographs(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_photographs(tmp_path / "nope")
+
+
+def test_bundled_photographs_ship_with_the_packages():
+    paths = bundled_photo_paths()
+    assert len(paths) == 20 and all(p.is_file() for _, p in paths)
+    photos = load_photographs(None)
+    assert len({p.group for p in photos}) == 19
+    assert all(p.image.dtype == np.uint8 and p.image.shape[2] == 3 for p in photos)
+
+
+def test_split_is_by_group_and_deterministic(photos):
+    photos = photos + [Photo("twin", "g0", photos[0].image)]
+    a = split_photographs(photos, seed=5)
+    b = split_photographs(photos, seed=5)
+    assert {s: [p.name for p in v] for s, v in a.items()} == {s: [p.name for p in v] for s, v in b.items()}
+    groups = {s: {p.group for p in v} for s, v in a.items()}
+    assert not (groups["train"] & groups["test"]) and not (groups["train"] & groups["val"]) and not (groups["val"] & groups["test"])
+    assert sum(len(v) for v in a.values()) == 7
+    assert len(groups["test"]) == 1 and len(groups["val"]) == 1
+    seeds = {tuple(sorted(p.group for p in split_photographs(photos, seed=s)["test"])) for s in range(10)}
+    assert len(seeds) > 1  # the seed matters
+    assert "test: 1 photographs" in describe_split(a) or "test: 2 photographs" in describe_split(a)
+
+
+def test_split_rejects_bad_fractions(photos):
+    with pytest.raises(ValueError, match="1.1"):
+        split_photographs(photos, val_fraction=0.7, test_fraction=0.4)
