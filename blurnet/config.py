@@ -1,0 +1,79 @@
+"""`FitConfig`: every setting of a training run, with the CPU and GPU recipes."""
+from __future__ import annotations
+
+import dataclasses
+
+from blurnet.model import BACKBONES, UNFREEZE_CHOICES
+
+DEFAULT_NAME = "blurnet-densenet121"
+
+
+@dataclasses.dataclass
+class FitConfig:
+    """Settings of `blurnet fit`. `None` fields are filled by `resolve` from the recipe.
+
+    CPU recipe (no GPU found): 64 px crops, batch 32, 1 + 6 epochs of 40 steps,
+    256 validation and 512 test images: about 10-15 minutes on 2 cores.
+    GPU recipe: 128 px crops, batch 64, 3 + 40 epochs of 400 steps, 1,024
+    validation and 2,048 test images.
+    """
+
+    data: str | None = None
+    out: str = "saved_models"
+    name: str = DEFAULT_NAME
+    backbone: str = "densenet121"
+    weights: str | None = "imagenet"
+    image_size: int | None = None
+    batch_size: int | None = None
+    epochs_head: int | None = None
+    epochs_finetune: int | None = None
+    steps_per_epoch: int | None = None
+    val_images: int | None = None
+    test_images: int | None = None
+    unfreeze_from: str = "auto"
+    lr_head: float = 1e-3
+    lr_finetune: float | None = None
+    highpass: bool = False
+    seed: int = 0
+    resume: bool = False
+    run_dir: str = "runs"
+    patience: int = 8
+
+    RECIPES = {
+        "cpu": dict(image_size=64, batch_size=32, epochs_head=1, epochs_finetune=6, steps_per_epoch=40, val_images=256, test_images=512),
+        "gpu": dict(image_size=128, batch_size=64, epochs_head=3, epochs_finetune=40, steps_per_epoch=400, val_images=1024, test_images=2048),
+    }
+
+    def resolve(self, recipe: str) -> "FitConfig":
+        """A copy with every `None` field taken from `recipe` ("cpu" or "gpu"), validated."""
+        if recipe not in self.RECIPES:
+            raise ValueError(f"recipe must be one of {sorted(self.RECIPES)}, got {recipe!r}.")
+        values = dataclasses.asdict(self)
+        for key, value in self.RECIPES[recipe].items():
+            if values[key] is None:
+                values[key] = value
+        pretrained = values["weights"] is not None
+        if values["unfreeze_from"] == "auto":
+            values["unfreeze_from"] = "pool3" if pretrained else "all"
+        if values["lr_finetune"] is None:
+            values["lr_finetune"] = 1e-4 if pretrained else 1e-3
+        resolved = FitConfig(**values)
+        resolved.validate()
+        return resolved
+
+    def validate(self) -> None:
+        """`ValueError` echoing the first bad setting."""
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}.")
+        if self.unfreeze_from not in UNFREEZE_CHOICES:
+            raise ValueError(f"unfreeze_from must be one of {UNFREEZE_CHOICES}, got {self.unfreeze_from!r}.")
+        for key in ("image_size", "batch_size", "steps_per_epoch", "val_images", "test_images"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}.")
+        if self.image_size is not None and self.image_size < 32:
+            raise ValueError(f"image_size must be >= 32, got {self.image_size!r}.")
+        for key in ("epochs_head", "epochs_finetune"):
+            if getattr(self, key) is not None and getattr(self, key) < 0:
+                raise ValueError(f"{key} must be >= 0, got {getattr(self, key)!r}.")
+        if self.highpass and self.weights is not None:
+            raise ValueError(f"highpass needs weights=None (six input channels), got weights={self.weights!r}.")

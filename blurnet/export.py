@@ -1,0 +1,123 @@
+"""Export a trained model as a TensorFlow SavedModel plus `model.keras` and `blurnet.json`.
+
+The export folder (SPEC "Exported model") is written atomically: everything is
+built in a hidden temporary folder beside the target, then renamed into place.
+An interrupted export never leaves a half-written model at the target, and an
+older model there stays intact until the new one is complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+METADATA_FILE = "blurnet.json"
+KERAS_FILE = "model.keras"
+MIN_SIDE = 32
+
+
+class NotAnExportError(ValueError):
+    """A folder that is not a blurnet export; the message says what was expected."""
+
+
+def git_commit() -> str | None:
+    """The current git commit of the source tree, or None."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def versions() -> dict:
+    """Versions of tensorflow and keras in use."""
+    return {"tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def _write_export(model: keras.Model, folder: Path, metadata: dict) -> None:
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    signature = tf.TensorSpec(shape=(None, None, None, 3), dtype=tf.float32, name="image")
+    archive.add_endpoint(name="serve", fn=lambda image: model(image, training=False), input_signature=[signature])
+    archive.write_out(str(folder), verbose=False)
+    model.save(folder / KERAS_FILE)
+    (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+
+
+def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict) -> Path:
+    """Write the SavedModel, `model.keras` and `blurnet.json` to `target`, atomically.
+
+    `metadata` goes into `blurnet.json`, completed with tensorflow/keras versions
+    and the git commit when not given.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {**metadata}
+    metadata.setdefault("versions", versions())
+    metadata.setdefault("git_commit", git_commit())
+    token = uuid.uuid4().hex[:8]
+    tmp = target.with_name(f".{target.name}.tmp-{token}")
+    old = target.with_name(f".{target.name}.old-{token}")
+    try:
+        tmp.mkdir()
+        _write_export(model, tmp, metadata)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except BaseException:
+        if old.exists() and not target.exists():
+            os.replace(old, target)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def read_metadata(folder: str | os.PathLike) -> dict:
+    """`blurnet.json` of an export; `NotAnExportError` saying what was expected otherwise."""
+    folder = Path(folder)
+    meta = folder / METADATA_FILE
+    if not folder.is_dir():
+        raise NotAnExportError(f"Model folder {str(folder)!r} does not exist.")
+    if not meta.is_file() or not (folder / "saved_model.pb").is_file():
+        raise NotAnExportError(
+            f"{str(folder)!r} is not a blurnet export: expected a TensorFlow SavedModel "
+            f"(saved_model.pb) with {METADATA_FILE} beside it, as written by 'blurnet fit'."
+        )
+    try:
+        return json.loads(meta.read_text())
+    except (OSError, ValueError) as error:
+        raise NotAnExportError(f"{meta}: unreadable metadata ({error}).") from None
+
+
+class ExportedModel:
+    """A loaded blurnet export: call it on float32 RGB batches 0..255 to get probabilities."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.metadata = read_metadata(self.folder)
+        try:
+            self._loaded = tf.saved_model.load(str(self.folder))
+        except Exception as error:  # corrupt protobuf, missing variables, ...
+            raise NotAnExportError(f"{str(self.folder)!r}: the SavedModel cannot be loaded ({error}).") from None
+        self._serve = self._loaded.serve
+
+    @property
+    def name(self) -> str:
+        """The export's folder name."""
+        return self.folder.name
+
+    @property
+    def image_size(self) -> int:
+        """Side of the crops the model was trained on."""
+        return int(self.metadata.get("image_size", 128))
+
+    def __call__(self, images) -> "tf.Tensor":
+        """Probabilities `(batch, 4)` for float32 images `(batch, h, w, 3)` in 0..255."""
+        return self._serve(tf.convert_to_tensor(images, tf.float32))

@@ -1,0 +1,185 @@
+"""Model factory and transition-preserving fine-tuning for blurnet.
+
+`create_model` builds: input float32 RGB 0..255 of any height and width ->
+preprocessing (inside the model) -> backbone (include_top=False, called with
+`training=False` when it starts from pretrained weights) -> global average
+pooling -> dropout -> Dense(4, softmax, float32). Nothing resizes: blur is a
+property of scale.
+
+DenseNet121 has four dense blocks separated by three transition layers
+(`pool2_*`, `pool3_*`, `pool4_*`). `set_trainable_from(model, "pool3")` makes
+the transition layer pool3 and everything after it trainable (Keras names the
+dense blocks conv2..conv5, so: pool3_*, conv4_*, pool4_*, conv5_*, bn), and
+everything before it frozen, so a dense block is never half trainable. BatchNormalization layers stay frozen.
+"""
+from __future__ import annotations
+
+import os
+
+import keras
+from keras import layers
+
+from data_pipeline.classes import NUM_CLASSES
+
+BACKBONES = ("densenet121", "mobilenetv2", "resnet50")
+TRANSITIONS = ("pool2", "pool3", "pool4")
+UNFREEZE_CHOICES = TRANSITIONS + ("all",)
+IMAGENET_FILES = {
+    "densenet121": "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    "mobilenetv2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+}
+
+
+class WeightsUnavailableError(RuntimeError):
+    """ImageNet weights could not be downloaded; the message says how to work offline."""
+
+
+@keras.saving.register_keras_serializable(package="blurnet")
+class BackbonePreprocess(layers.Layer):
+    """The backbone's own `keras.applications.<family>.preprocess_input`, as a layer."""
+
+    def __init__(self, backbone: str = "densenet121", **kwargs):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+
+    def call(self, inputs):
+        family = {
+            "densenet121": keras.applications.densenet,
+            "mobilenetv2": keras.applications.mobilenet_v2,
+            "resnet50": keras.applications.resnet,
+        }[self.backbone]
+        return family.preprocess_input(inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": self.backbone}
+
+
+@keras.saving.register_keras_serializable(package="blurnet")
+class HighPassResidual(layers.Layer):
+    """Appends the high-pass residual (image minus its 3x3 mean) as extra channels.
+
+    Blur lives in the high frequencies that a stride-4 stem averages away; handing
+    them to the first convolution directly makes them easy to use.
+    """
+
+    def call(self, inputs):
+        local_mean = keras.ops.average_pool(inputs, pool_size=3, strides=1, padding="same")
+        return keras.ops.concatenate([inputs, inputs - local_mean], axis=-1)
+
+
+def _backbone_constructor(name: str):
+    return {
+        "densenet121": keras.applications.DenseNet121,
+        "mobilenetv2": keras.applications.MobileNetV2,
+        "resnet50": keras.applications.ResNet50,
+    }[name]
+
+
+def create_backbone(backbone: str = "densenet121", weights: str | None = "imagenet", channels: int = 3) -> keras.Model:
+    """A `keras.applications` backbone without its top, for inputs of any size.
+
+    `weights`: "imagenet", None (random initialisation) or the path of a Keras
+    weights file for that backbone (e.g. the ImageNet `..._notop.h5` file).
+    Raises `WeightsUnavailableError` when ImageNet weights cannot be downloaded.
+    """
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}.")
+    if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
+        raise ValueError(f"weights must be 'imagenet', None or an existing weights file, got {weights!r}.")
+    if weights is not None and channels != 3:
+        raise ValueError(f"pretrained weights need 3 input channels, got {channels!r} (use weights=None).")
+    kwargs = {"include_top": False, "weights": weights, "input_shape": (None, None, channels)}
+    if backbone == "mobilenetv2":
+        kwargs["input_shape"] = (None, None, channels) if weights is None else (224, 224, 3)
+    try:
+        model = _backbone_constructor(backbone)(**kwargs)
+    except Exception as error:  # urllib raises several types; keras wraps them in Exception
+        if weights == "imagenet" and ("fetch failure" in str(error) or "URL" in str(error) or isinstance(error, OSError)):
+            raise WeightsUnavailableError(
+                f"Could not download the ImageNet weights for {backbone} (no network?). Work offline with "
+                f"--weights PATH, PATH being the Keras file {IMAGENET_FILES[backbone]} (put it in "
+                f"~/.keras/models/ and 'imagenet' works too), or train from scratch with --weights none."
+            ) from None
+        raise
+    if backbone == "mobilenetv2" and weights is not None:
+        # Rebuild at any input size with the pretrained weights.
+        flexible = _backbone_constructor(backbone)(include_top=False, weights=None, input_shape=(None, None, 3))
+        flexible.set_weights(model.get_weights())
+        model = flexible
+    return model
+
+
+def create_model(
+    backbone: str = "densenet121",
+    weights: str | None = "imagenet",
+    num_classes: int = NUM_CLASSES,
+    dropout: float = 0.2,
+    highpass: bool = False,
+) -> keras.Model:
+    """The blurnet classifier: float32 RGB 0..255 `(batch, h, w, 3)` in, softmax `(batch, num_classes)` out.
+
+    With pretrained weights the backbone runs with `training=False`, so its
+    BatchNormalization layers always use their moving statistics. With
+    `weights=None` (training from scratch) BatchNormalization learns normally:
+    there are no statistics worth preserving, and a network whose BN is frozen at
+    initialisation trains far more slowly. `highpass=True` (scratch only) adds
+    the high-pass residual as three extra input channels.
+    """
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2, got {num_classes!r}.")
+    inputs = keras.Input(shape=(None, None, 3), dtype="float32", name="image")
+    x = BackbonePreprocess(backbone, name="preprocess")(inputs)
+    if highpass:
+        x = HighPassResidual(name="highpass")(x)
+    base = create_backbone(backbone, weights, channels=6 if highpass else 3)
+    pretrained = weights is not None
+    x = base(x, training=False) if pretrained else base(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    model = keras.Model(inputs, outputs, name=f"blurnet_{backbone}")
+    return model
+
+
+def get_backbone(model: keras.Model) -> keras.Model:
+    """The nested backbone model inside a blurnet model."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            return layer
+    raise ValueError(f"model {model.name!r} has no nested backbone model.")
+
+
+def freeze_backbone(model: keras.Model) -> None:
+    """Stage 1: the whole backbone frozen, only the head trains."""
+    get_backbone(model).trainable = False
+
+
+def set_trainable_from(model: keras.Model, boundary: str, freeze_batchnorm: bool = True) -> list[str]:
+    """Stage 2: make the backbone trainable from a transition boundary on.
+
+    `boundary` is "pool2", "pool3", "pool4" (DenseNet121's transition layers) or
+    "all". Layers before the boundary stay frozen; BatchNormalization layers stay
+    frozen when `freeze_batchnorm`. Returns the names of the trainable layers.
+    """
+    if boundary not in UNFREEZE_CHOICES:
+        raise ValueError(f"unfreeze_from must be one of {UNFREEZE_CHOICES}, got {boundary!r}.")
+    base = get_backbone(model)
+    base.trainable = True
+    names = [layer.name for layer in base.layers]
+    if boundary == "all":
+        start = 0
+    else:
+        matches = [i for i, n in enumerate(names) if n.startswith(boundary + "_")]
+        if not matches:
+            raise ValueError(f"backbone {base.name!r} has no transition layer {boundary!r}; use 'all'.")
+        start = matches[0]
+    trainable = []
+    for i, layer in enumerate(base.layers):
+        is_bn = isinstance(layer, layers.BatchNormalization)
+        layer.trainable = i >= start and not (is_bn and freeze_batchnorm)
+        if layer.trainable and layer.weights:
+            trainable.append(layer.name)
+    return trainable

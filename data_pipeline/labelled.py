@@ -1,0 +1,112 @@
+"""Labelled image folders: `DIR/<class>/<file>` with class names from SPEC."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from data_pipeline.classes import CLASS_NAMES
+from data_pipeline.sources import IMAGE_EXTENSIONS, ImageReadError, list_image_files, read_image
+
+
+def is_labelled_folder(folder: str | os.PathLike) -> bool:
+    """True when every subfolder of `folder` is named after a class and there is at least one."""
+    folder = Path(folder)
+    subdirs = [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    return bool(subdirs) and all(name in CLASS_NAMES for name in subdirs)
+
+
+def list_labelled_files(folder: str | os.PathLike) -> tuple[list[tuple[Path, int]], list[str]]:
+    """`[(path, label)]` of every image under `DIR/<class>/`, and the class names whose folder is empty.
+
+    Raises `FileNotFoundError` for a missing folder and `ValueError` listing the
+    allowed names for a subfolder with an unknown name.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Labelled folder {str(folder)!r} does not exist or is not a folder.")
+    subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
+    unknown = [p.name for p in subdirs if p.name not in CLASS_NAMES]
+    if unknown:
+        raise ValueError(
+            f"{str(folder)!r}: unknown class folder(s) {', '.join(repr(u) for u in unknown)}; "
+            f"allowed names are {', '.join(CLASS_NAMES)}."
+        )
+    items, empty = [], []
+    for label, name in enumerate(CLASS_NAMES):
+        files = list_image_files(folder / name) if (folder / name).is_dir() else []
+        if not files:
+            empty.append(name)
+        items.extend((path, label) for path in files)
+    if not items:
+        raise FileNotFoundError(
+            f"No image in {str(folder)!r}: expected DIR/<class>/<file> with class in {', '.join(CLASS_NAMES)} "
+            f"and extension in {', '.join(IMAGE_EXTENSIONS)}."
+        )
+    return items, empty
+
+
+def load_labelled_images(folder: str | os.PathLike, min_size: int = 32) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """Read a labelled folder: images (uint8 RGB), labels, and the paths read.
+
+    Unreadable files and images smaller than `min_size` are skipped and reported
+    in one warning line. An empty class folder gets a warning too.
+    """
+    items, empty = list_labelled_files(folder)
+    if empty:
+        print(f"warning: {folder}: no image for class(es) {', '.join(empty)}", file=sys.stderr)
+    images, labels, paths, bad, small = [], [], [], 0, 0
+    for path, label in items:
+        try:
+            image = read_image(path)
+        except ImageReadError:
+            bad += 1
+            continue
+        if min(image.shape[:2]) < min_size:
+            small += 1
+            continue
+        images.append(image)
+        labels.append(label)
+        paths.append(str(path))
+    if bad or small:
+        print(f"warning: skipped {bad + small} of {len(items)} files in {folder}: {bad} unreadable, {small} smaller than {min_size} px", file=sys.stderr)
+    if not images:
+        raise FileNotFoundError(f"No readable image of at least {min_size} px in {str(folder)!r}.")
+    return images, np.array(labels, np.int32), paths
+
+
+class LabelledBatchMaker:
+    """Batches of random `image_size` crops (with flips) from labelled images, one batch per index.
+
+    Classes are drawn in turn, so batches are balanced over the classes present.
+    Images smaller than `image_size` must be filtered out before.
+    """
+
+    def __init__(self, images: list[np.ndarray], labels: np.ndarray, image_size: int, batch_size: int, seed: int, stream: int = 0, flips: bool = True):
+        small = [i for i, im in enumerate(images) if min(im.shape[:2]) < image_size]
+        if small:
+            raise ValueError(f"{len(small)} labelled images are smaller than image_size={image_size}.")
+        self.images, self.labels = images, np.asarray(labels, np.int32)
+        self.by_class = [np.flatnonzero(self.labels == c) for c in range(len(CLASS_NAMES))]
+        self.present = [c for c in range(len(CLASS_NAMES)) if len(self.by_class[c])]
+        self.image_size, self.batch_size, self.seed, self.stream, self.flips = image_size, batch_size, seed, stream, flips
+
+    def make_batch(self, index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Batch `index`: images float32, labels int32 and NaN params (unknown blur parameters)."""
+        index = int(index)
+        rng = np.random.default_rng([self.seed, 100 + self.stream, int(index)])
+        b, s = self.batch_size, self.image_size
+        classes = np.array(self.present)[(np.arange(b) + index * b) % len(self.present)]
+        labels = rng.permutation(classes).astype(np.int32)
+        images = np.empty((b, s, s, 3), np.float32)
+        for i, label in enumerate(labels):
+            image = self.images[int(rng.choice(self.by_class[label]))]
+            top = int(rng.integers(0, image.shape[0] - s + 1))
+            left = int(rng.integers(0, image.shape[1] - s + 1))
+            crop = image[top : top + s, left : left + s]
+            if self.flips:
+                crop = np.rot90(crop, int(rng.integers(0, 4)))
+            images[i] = crop
+        return images, labels, np.full((b, 3), np.nan, np.float32)
