@@ -47,14 +47,15 @@ def _weights_option(value):
 @click.option("--image-size", type=int, default=None, help="Crop side in px [default: 64 on CPU, 128 on GPU].")
 @click.option("--batch-size", type=int, default=None, help="Global batch size [default: 32 on CPU, 64 on GPU].")
 @click.option("--epochs-head", type=int, default=None, help="Stage-1 epochs, backbone frozen [default: 1 on CPU, 3 on GPU; 0 with --weights none].")
-@click.option("--epochs-finetune", type=int, default=None, help="Stage-2 epochs [default: 6 on CPU, 40 on GPU].")
-@click.option("--steps-per-epoch", type=int, default=None, help="Training steps per epoch [default: 40 on CPU, 400 on GPU].")
+@click.option("--epochs-finetune", type=int, default=None, help="Stage-2 epochs [default: 10 on CPU, 40 on GPU].")
+@click.option("--steps-per-epoch", type=int, default=None, help="Training steps per epoch [default: 60 on CPU, 400 on GPU].")
 @click.option("--val-images", type=int, default=None, help="Fixed validation images [default: 256 on CPU, 1024 on GPU].")
 @click.option("--test-images", type=int, default=None, help="Fixed held-out test images [default: 512 on CPU, 2048 on GPU].")
 @click.option("--unfreeze-from", type=click.Choice(["auto", "pool2", "pool3", "pool4", "all"]), default="auto", help="Stage-2 transition boundary [default auto: pool3 when pretrained, all from scratch].")
 @click.option("--lr-head", type=float, default=1e-3, help="Stage-1 learning rate.")
 @click.option("--lr-finetune", type=float, default=None, help="Stage-2 peak learning rate, cosine-decayed [default: 1e-4 pretrained, 1e-3 from scratch].")
-@click.option("--highpass/--no-highpass", default=False, help="Add the high-pass residual as 3 extra input channels (needs --weights none).")
+@click.option("--highpass/--no-highpass", default=None, help="Add the high-pass residual as 3 extra input channels (needs --weights none) [default: on with --weights none, else off].")
+@click.option("--patience", type=int, default=8, help="Early stopping: epochs without a better val_accuracy.")
 @click.option("--seed", type=int, default=0, help="Random seed (data, split, initialisation).")
 @click.option("--resume", is_flag=True, default=False, help="Continue an interrupted run from its last completed epoch.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default="runs", help="Checkpoints, logs and TensorBoard files go to RUN_DIR/NAME/.")
@@ -78,6 +79,28 @@ def fit(**options):
         raise click.ClickException("interrupted; nothing was exported. Run the same command with --resume to continue.") from None
 
 
+@main.command()
+@click.option("--model", "model_dir", type=click.Path(), default="saved_models/blurnet-densenet121", help="Exported model folder.")
+@click.option("--data", type=click.Path(), default=None, help="Labelled folder DIR/<class>/<file> [default: the generated held-out test split of the bundled photographs].")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder [default: reports/<model folder name>/].")
+@click.option("--images", "num_images", type=click.IntRange(min=1), default=2048, help="Generated test images (without --data), rounded up to whole batches.")
+@click.option("--seed", type=int, default=None, help="Seed of the generated test data [default: the seed of the fit, else 0].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Images per model call.")
+@click.option("--baselines/--no-baselines", default=True, help="Evaluate the Laplacian and handcrafted-feature baselines too.")
+def report(model_dir, data, out, num_images, seed, batch_size, baselines):
+    """Evaluate an exported model: metrics.json, plots, baselines and index.md."""
+    from blurnet.export import NotAnExportError
+    from blurnet.report import summary_line, write_report
+
+    try:
+        folder = write_report(model_dir, data, out, num_images=num_images, seed=seed, batch_size=batch_size, baselines=baselines)
+    except (NotAnExportError, FileNotFoundError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted; no report was written.") from None
+    click.echo(summary_line(folder))
+
+
 def _load_or_exit(data, min_size):
     from data_pipeline.sources import load_photographs
 
@@ -85,6 +108,58 @@ def _load_or_exit(data, min_size):
         return load_photographs(data, min_size=min_size)
     except FileNotFoundError as error:
         raise click.ClickException(str(error)) from None
+
+
+def _scale_option(ctx, param, value):
+    from blurnet.predict import parse_scale
+
+    try:
+        return parse_scale(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--model", "model_dir", type=click.Path(), default=None, help="Export folder [default: saved_models/blurnet-densenet121, in the current folder or beside the blurnet package].")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", help="Output format.")
+@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write the results to FILE instead of standard output.")
+@click.option("--scale", default="auto", callback=_scale_option, help="Downscale factor before tiling, or auto: longer side brought to 1024 px, never upscaled.")
+@click.option("--map", "map_path", type=click.Path(dir_okay=False), default=None, help="Write a per-tile blur map PNG (FILE-1.png, FILE-2.png, ... for several images).")
+def predict(paths, model_dir, fmt, output, scale, map_path):
+    """Classify the blur of images: files, folders (recursive) or glob patterns, any size."""
+    from blurnet.export import NotAnExportError
+    from blurnet.predict import count_inputs, format_records, load_model, predict as run_predict, write_text_atomic
+
+    try:
+        model = load_model(model_dir)
+    except NotAnExportError as error:
+        hint = "" if model_dir else " Train one with 'blurnet fit' or pass --model DIR."
+        raise click.ClickException(f"{error}{hint}") from None
+    total = count_inputs(list(paths))
+    try:
+        if total > 3:
+            with click.progressbar(length=total, label="classifying", file=sys.stderr) as bar:
+                records = run_predict(list(paths), model, scale, map_path=map_path, progress=bar.update)
+        else:
+            records = run_predict(list(paths), model, scale, map_path=map_path)
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted") from None
+    text = format_records(records, fmt)
+    if output:
+        try:
+            write_text_atomic(output, text)
+        except OSError as error:
+            raise click.ClickException(f"cannot write {output}: {error}") from None
+    else:
+        click.echo(text, nl=False)
+    failed = sum("error" in r for r in records)
+    for r in records:
+        if "map_error" in r:
+            click.echo(f"blur map for {r['path']} not written: {r['map_error']}", err=True)
+    if failed:
+        click.echo(f"{failed} of {len(records)} inputs failed", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -126,6 +126,8 @@ def create_model(
     initialisation trains far more slowly. `highpass=True` (scratch only) adds
     the high-pass residual as three extra input channels.
     """
+    if backbone not in BACKBONES:
+        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}.")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
     if num_classes < 2:

@@ -1,0 +1,86 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from blurnet.export import ExportedModel, NotAnExportError, export_model, read_metadata
+from blurnet.model import create_model
+from data_pipeline.classes import CLASS_NAMES, BlurRanges
+
+META = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(), "backbone": "densenet121", "weights": "none"}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    model = create_model(weights=None)
+    target = export_model(model, tmp_path_factory.mktemp("export") / "m", META)
+    return model, target
+
+
+def test_export_layout_and_metadata(exported):
+    _, target = exported
+    assert (target / "saved_model.pb").is_file() and (target / "model.keras").is_file()
+    meta = json.loads((target / "blurnet.json").read_text())
+    assert meta["classes"] == list(CLASS_NAMES) and meta["image_size"] == 32
+    assert set(meta["versions"]) == {"tensorflow", "keras"}
+    assert "git_commit" in meta
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
+
+
+def test_savedmodel_loads_in_plain_tensorflow(exported, tmp_path):
+    model, target = exported
+    rng = np.random.default_rng(0)
+    a = rng.uniform(0, 255, (2, 48, 48, 3)).astype("float32")
+    b = rng.uniform(0, 255, (3, 64, 80, 3)).astype("float32")
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, tensorflow as tf
+        m = tf.saved_model.load({str(target)!r})
+        outs = [m.serve(tf.constant(np.load({str(tmp_path / 'a.npy')!r}))).numpy(),
+                m.signatures["serving_default"](image=tf.constant(np.load({str(tmp_path / 'b.npy')!r})))]
+        outs[1] = list(outs[1].values())[0].numpy()
+        np.save({str(tmp_path / 'out_a.npy')!r}, outs[0]); np.save({str(tmp_path / 'out_b.npy')!r}, outs[1])
+        print("imported:", sorted(k for k in sys.modules if k.split(".")[0] in ("blurnet", "data_pipeline")))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # The script imports only tensorflow (which loads keras internally); no blurnet code ran.
+    assert "imported: []" in done.stdout
+    out_a, out_b = np.load(tmp_path / "out_a.npy"), np.load(tmp_path / "out_b.npy")
+    assert out_a.shape == (2, 4) and out_b.shape == (3, 4) and out_a.dtype == np.float32
+    np.testing.assert_allclose(out_a.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(out_b.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(out_a, np.asarray(model(a, training=False)), atol=1e-4)
+    np.testing.assert_allclose(out_b, np.asarray(model(b, training=False)), atol=1e-4)
+
+
+def test_failed_export_keeps_the_old_model(exported, monkeypatch):
+    model, target = exported
+    before = (target / "blurnet.json").read_text()
+    import blurnet.export as export
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export, "_write_export", explode)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_model(model, target, {**META, "image_size": 99})
+    assert (target / "blurnet.json").read_text() == before
+    assert (target / "saved_model.pb").is_file()
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_exported_model_wrapper_and_bad_folders(exported, tmp_path):
+    model, target = exported
+    loaded = ExportedModel(target)
+    assert loaded.image_size == 32 and loaded.name == "m"
+    assert np.asarray(loaded(np.zeros((1, 40, 40, 3), "float32"))).shape == (1, 4)
+    with pytest.raises(NotAnExportError, match="does not exist"):
+        read_metadata(tmp_path / "missing")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(NotAnExportError, match="expected a TensorFlow SavedModel"):
+        read_metadata(tmp_path / "plain")

@@ -1,0 +1,321 @@
+"""`blurnet predict`: paths, formats, tiling, scale, aggregation, blur maps and bad input."""
+import json
+import math
+import os
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import blurnet
+from blurnet.blurmap import map_size
+from blurnet.cli import main
+from blurnet.predict import (
+    aggregate,
+    auto_scale,
+    expand_paths,
+    parse_scale,
+    predict,
+    prepare,
+    tile_boxes,
+)
+from data_pipeline.classes import CLASS_NAMES, BlurRanges
+from data_pipeline.degrade import BlurParams, degrade
+from data_pipeline.sources import bundled_photo_paths, read_image
+from tests.conftest import textured_image
+
+
+@pytest.fixture(scope="session")
+def export(tmp_path_factory):
+    """A tiny untrained export (DenseNet121, weights=None, 32 px crops), built once."""
+    from blurnet.export import export_model
+    from blurnet.model import create_model
+
+    model = create_model(weights=None)
+    folder = tmp_path_factory.mktemp("export") / "m"
+    metadata = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(), "backbone": "densenet121", "weights": "none"}
+    return str(export_model(model, folder, metadata))
+
+
+def textured(seed, height, width):
+    """`textured_image` plus strong noise, so that every 32 px tile has texture well above 4."""
+    noise = np.random.default_rng(seed).normal(0, 25, (height, width, 3))
+    return np.clip(textured_image(seed, height, width) + noise, 0, 255).astype(np.uint8)
+
+
+def write_rgb(path, rgb):
+    assert cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]))
+    return str(path)
+
+
+def check_answer(record, tiles=None):
+    assert set(record) >= {"path", "label", "probabilities", "scale", "tiles"}, record
+    assert "error" not in record
+    assert list(record["probabilities"]) == list(CLASS_NAMES)
+    assert math.isclose(sum(record["probabilities"].values()), 1.0, abs_tol=1e-5)
+    assert all(0 <= p <= 1 for p in record["probabilities"].values())
+    assert record["label"] == max(record["probabilities"], key=record["probabilities"].get)
+    if tiles is not None:
+        assert record["tiles"] == tiles
+
+
+# ---------------------------------------------------------------- pure functions (no model)
+
+
+def test_tile_boxes_cover_the_image_with_full_tiles():
+    boxes = tile_boxes(100, 70, 32)
+    assert len(boxes) == 4 * 3
+    covered = np.zeros((100, 70), bool)
+    for top, left, th, tw in boxes:
+        assert (th, tw) == (32, 32)
+        assert top + th <= 100 and left + tw <= 70
+        covered[top : top + th, left : left + tw] = True
+    assert covered.all()
+    assert tile_boxes(64, 64, 32) == [(0, 0, 32, 32), (0, 32, 32, 32), (32, 0, 32, 32), (32, 32, 32, 32)]
+    # smaller than a tile on one side: one tile spans it
+    assert tile_boxes(40, 20 + 32, 64) == [(0, 0, 40, 52)]
+
+
+def test_auto_scale_rule():
+    assert auto_scale(300, 451) == 1.0  # never upscaled
+    assert auto_scale(1024, 768) == 1.0
+    assert auto_scale(3000, 4000) == pytest.approx(4000 / 1024)
+    assert auto_scale(1024, 4096) == pytest.approx(4.0)
+    assert auto_scale(40, 8192) == pytest.approx(40 / 32)  # shorter side kept >= 32 px
+    assert parse_scale("auto") == "auto" and parse_scale("2.5") == 2.5
+    for bad in ("0", "-1", "nan", "big"):
+        with pytest.raises(ValueError):
+            parse_scale(bad)
+
+
+def test_aggregate_weights_by_texture_and_ignores_flat_tiles():
+    probs = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1.0]])
+    mean, used = aggregate(probs, np.array([10.0, 30.0, 1.0]))
+    assert used == 2
+    np.testing.assert_allclose(mean, [0.25, 0.75, 0, 0])
+    mean, used = aggregate(probs, np.array([1.0, 2.0, 3.0]))  # all flat: plain mean
+    assert used == 3
+    np.testing.assert_allclose(mean, [1 / 3, 1 / 3, 0, 1 / 3])
+
+
+def test_expand_paths_folders_globs_and_missing(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/x.png", "a/b/y.JPG", "a/b/z.tiff", "a/notes.txt", "top.png"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "empty").mkdir()
+    got = expand_paths([tmp_path / "a", str(tmp_path / "*.png"), tmp_path / "missing.png", str(tmp_path / "*.gif"), tmp_path / "empty", tmp_path / "a/notes.txt"])
+    files = [os.path.relpath(p, tmp_path) for p, e in got if e is None]
+    assert files == ["a/b/y.JPG", "a/b/z.tiff", "a/x.png", "top.png", "a/notes.txt"]
+    errors = {os.path.basename(p): e for p, e in got if e is not None}
+    assert errors == {"missing.png": "no such file or folder", "*.gif": "no file matches this pattern", "empty": errors["empty"]}
+    assert "no image files" in errors["empty"]
+
+
+# ---------------------------------------------------------------- bad input, every case
+
+
+def bad_and_good_inputs(folder):
+    """Generated fixtures: (name -> path) and the names expected to get an answer."""
+    from PIL import Image
+
+    rgb = textured(1, 64, 80)
+    paths = {}
+    paths["good"] = write_rgb(folder / "good.png", rgb)
+    paths["gray"] = str(folder / "gray.png")
+    cv2.imwrite(paths["gray"], cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    paths["rgba"] = str(folder / "rgba.png")
+    cv2.imwrite(paths["rgba"], np.dstack([rgb[:, :, ::-1], np.full(rgb.shape[:2], 128, np.uint8)]))
+    paths["png16"] = str(folder / "deep.png")
+    cv2.imwrite(paths["png16"], rgb[:, :, ::-1].astype(np.uint16) * 257)
+    paths["cmyk"] = str(folder / "cmyk.jpg")
+    Image.fromarray(rgb).convert("CMYK").save(paths["cmyk"], quality=95)
+    paths["exif"] = str(folder / "rotated.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(textured(2, 40, 100)).save(paths["exif"], exif=exif, quality=95)
+    jpeg = cv2.imencode(".jpg", rgb[:, :, ::-1])[1].tobytes()
+    paths["truncated"] = str(folder / "truncated.jpg")
+    open(paths["truncated"], "wb").write(jpeg[: len(jpeg) // 2])
+    paths["corrupt"] = str(folder / "corrupt.png")
+    open(paths["corrupt"], "wb").write(b"\x89PNG\r\n\x1a\n" + np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8).tobytes())
+    paths["text"] = str(folder / "notes.jpg")
+    open(paths["text"], "w").write("this is not an image\n")
+    paths["empty"] = str(folder / "empty.png")
+    open(paths["empty"], "wb").close()
+    paths["tiny"] = write_rgb(folder / "tiny.png", rgb[:20, :20])
+    paths["thin"] = write_rgb(folder / "thin.png", rgb[:16, :80])
+    return paths
+
+
+def test_every_bad_input_gets_a_record_and_the_others_answers(tmp_path, export):
+    paths = bad_and_good_inputs(tmp_path)
+    names = list(paths)
+    records = predict([paths[n] for n in names], model=export)
+    assert [r["path"] for r in records] == [paths[n] for n in names]
+    by_name = dict(zip(names, records))
+    # 64 x 80 px at 32 px tiles: 2 x 3 tiles
+    for name in ("good", "gray", "rgba", "png16", "cmyk"):
+        check_answer(by_name[name], tiles=6)
+        assert by_name[name]["scale"] == 1.0
+    # the same pixels decoded from PNG (8 and 16 bit) give the same answer
+    for name in ("png16", "rgba"):
+        for c in CLASS_NAMES:
+            assert by_name[name]["probabilities"][c] == pytest.approx(by_name["good"]["probabilities"][c], abs=1e-4)
+    # EXIF orientation applied: stored 100 wide x 40 high, displayed 40 wide x 100 high
+    assert read_image(paths["exif"]).shape == (100, 40, 3)
+    check_answer(by_name["exif"], tiles=4 * 2)
+    # truncated JPEG: OpenCV may return the partial image; an answer or an error is fine
+    assert ("error" in by_name["truncated"]) or by_name["truncated"]["label"] in CLASS_NAMES
+    assert "not a readable image" in by_name["corrupt"]["error"]
+    assert "not a readable image" in by_name["text"]["error"]
+    assert "empty file (0 bytes)" in by_name["empty"]["error"]
+    assert by_name["tiny"]["error"] == "image is 20 x 20 px; blurnet needs at least 32 px on each side"
+    assert by_name["thin"]["error"] == "image is 80 x 16 px; blurnet needs at least 32 px on each side"
+    for name in ("corrupt", "text", "empty", "tiny", "thin"):
+        assert set(by_name[name]) == {"path", "error"}
+
+
+def test_cli_bad_inputs_exit_1_without_traceback(tmp_path, export):
+    paths = bad_and_good_inputs(tmp_path)
+    result = CliRunner().invoke(main, ["predict", str(tmp_path), "--model", export, "--format", "json"])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output + result.stderr
+    records = json.loads(result.stdout)
+    assert len(records) == len(paths)
+    errors = [r for r in records if "error" in r]
+    assert 5 <= len(errors) <= 6  # corrupt, text, empty, tiny, thin (+ truncated, perhaps)
+    assert f"{len(errors)} of {len(paths)} inputs failed" in result.stderr
+
+
+# ---------------------------------------------------------------- command line
+
+
+@pytest.fixture
+def good_folder(tmp_path):
+    (tmp_path / "sub").mkdir()
+    write_rgb(tmp_path / "one.png", textured(3, 64, 64))
+    write_rgb(tmp_path / "sub" / "two.jpg", textured(4, 48, 96))
+    write_rgb(tmp_path / "sub" / "three.png", textured(5, 32, 40))
+    (tmp_path / "sub" / "readme.txt").write_text("not an image, skipped in folders")
+    return tmp_path
+
+
+def test_cli_formats_and_output(good_folder, export, tmp_path_factory):
+    runner = CliRunner()
+    result = runner.invoke(main, ["predict", str(good_folder), "--model", export, "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "path,label,sharp,gaussian,motion,defocus,scale,tiles,error"
+    assert len(lines) == 4
+    rows = [line.split(",") for line in lines[1:]]
+    assert [os.path.basename(r[0]) for r in rows] == ["one.png", "three.png", "two.jpg"]
+    for r in rows:
+        assert math.isclose(sum(float(x) for x in r[2:6]), 1.0, abs_tol=1e-5)
+        assert r[1] in CLASS_NAMES and r[6] == "1" and r[8] == ""
+    assert [int(r[7]) for r in rows] == [4, 2, 6]  # 64x64: 2x2; 32x40: 1x2; 48x96: 2x3
+
+    out = tmp_path_factory.mktemp("out") / "res.json"
+    result = runner.invoke(main, ["predict", str(good_folder / "*.png"), str(good_folder / "sub"), "--model", export, "--format", "json", "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    records = json.loads(out.read_text())
+    assert [os.path.basename(r["path"]) for r in records] == ["one.png", "three.png", "two.jpg"]
+    for r in records:
+        check_answer(r)
+
+    result = runner.invoke(main, ["predict", str(good_folder / "one.png"), "--model", export])
+    assert result.exit_code == 0
+    assert result.stdout.splitlines()[0].split()[:3] == ["path", "label", "sharp"]
+    assert "one.png" in result.stdout
+
+
+def test_cli_scale_and_model_errors(good_folder, export, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["predict", str(good_folder / "one.png"), "--model", export, "--scale", "0"])
+    assert result.exit_code == 2 and "scale must be" in result.output
+    result = runner.invoke(main, ["predict", str(good_folder / "one.png"), "--model", str(tmp_path / "nomodel")])
+    assert result.exit_code == 1 and "does not exist" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    result = runner.invoke(main, ["predict", str(good_folder / "one.png"), "--model", export, "--scale", "2", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    [record] = json.loads(result.stdout)
+    assert record["scale"] == 2.0 and record["tiles"] == 1  # 64 px / 2 = 32 px: one tile
+
+
+def test_blur_map_written_with_expected_size(tmp_path, export):
+    photo = write_rgb(tmp_path / "photo.png", textured(7, 96, 160))
+    out = tmp_path / "maps" / "map.png"
+    result = CliRunner().invoke(main, ["predict", photo, "--model", export, "--map", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 1000
+    written = cv2.imread(str(out))
+    assert written.shape[:2] == map_size(96, 160)
+    assert [p.name for p in out.parent.iterdir()] == ["map.png"]  # no temporary left behind
+    # the photograph is visible (unchanged outside the overlay where confidence is low)
+    assert written[:96, :160].std() > 10
+
+
+def test_python_api_arrays_and_repeated_calls(export):
+    gray16 = (textured(8, 64, 64)[:, :, 0].astype(np.uint16) * 257)
+    rgba = np.dstack([textured(9, 70, 50), np.full((70, 50), 255, np.uint8)])
+    records = blurnet.predict([textured(3, 64, 64), gray16, rgba, np.zeros((10, 10, 3), np.uint8)], model=export)
+    assert [r["path"] for r in records] == ["<array 0>", "<array 1>", "<array 2>", "<array 3>"]
+    check_answer(records[0], tiles=4)
+    check_answer(records[1], tiles=4)
+    check_answer(records[2], tiles=6)
+    assert "at least 32 px" in records[3]["error"]
+    # the same function works again once blurnet.predict (the module) has been imported
+    again = blurnet.predict(textured(3, 64, 64), model=export)
+    assert again[0]["probabilities"] == pytest.approx(records[0]["probabilities"], abs=1e-5)
+
+
+# ---------------------------------------------------------------- scale: 4x photograph, 4x blur
+
+
+def _fit_strength(scaled, reference, params, ranges_low, ranges_high, margin=40):
+    """The blur strength whose PSF applied to `reference` best matches `scaled` (least squares)."""
+    rng = np.random.default_rng(0)
+    grid = np.linspace(ranges_low * 0.5, ranges_high * 1.5, 61)
+    target = scaled[margin:-margin, margin:-margin].astype(np.float32)
+    errors = []
+    for t in grid:
+        candidate = degrade(reference, BlurParams(params.label, float(t), params.angle, 0.0), rng)
+        errors.append(float(np.mean((candidate[margin:-margin, margin:-margin] - target) ** 2)))
+    return float(grid[int(np.argmin(errors))])
+
+
+def test_auto_scale_brings_4x_blur_back_into_spec_range(export):
+    """A bundled photograph, upscaled 4x and blurred with PSFs 4x the SPEC ranges: auto scale undoes it."""
+    photo = read_image(dict(bundled_photo_paths())["coffee"])  # 400 x 600
+    reference = cv2.resize(photo, (1024, 683), interpolation=cv2.INTER_CUBIC)[200:456]  # 256 x 1024, longer side = reference
+    big = cv2.resize(reference, (4096, 1024), interpolation=cv2.INTER_CUBIC)  # upscaled four times
+    spec, four = BlurRanges(), BlurRanges().scaled(4)
+    cases = [
+        BlurParams(1, 2.0, 0.0, 0.0),  # gaussian sigma 2 at the SPEC scale
+        BlurParams(2, 12.0, 30.0, 0.0),  # motion length 12
+        BlurParams(3, 4.0, 0.0, 0.0),  # defocus radius 4
+    ]
+    rng = np.random.default_rng(1)
+    for params in cases:
+        name = params.class_name
+        low, high = spec.strength_range(name)
+        big_params = BlurParams(params.label, params.strength * 4, params.angle, 0.0)
+        lo4, hi4 = four.strength_range(name)
+        assert lo4 <= big_params.strength <= hi4 and big_params.strength > high  # out of SPEC range as shot
+        blurred = degrade(big, big_params, rng).round().astype(np.uint8)
+        prepared = prepare(blurred, 32, "auto")
+        assert prepared.scale == pytest.approx(4.0, rel=0.01)
+        assert prepared.image.shape[:2] == (256, 1024)
+        assert low <= big_params.strength / prepared.scale <= high
+        # measured: the blur the model sees, fitted against the sharp reference at SPEC scale
+        measured = _fit_strength(prepared.image, reference, params, low, high)
+        print(f"{name}: true {params.strength:g}, measured {measured:.3f} after scale {prepared.scale:g}")
+        assert measured == pytest.approx(params.strength, rel=0.25), (name, measured)
+        assert low <= measured <= high
+        if name == "gaussian":
+            [record] = predict(blurred, model=export)  # end to end through the model
+            assert len(prepared.boxes) == 8 * 32
+            check_answer(record)
+            assert 1 <= record["tiles"] <= 8 * 32  # blurred flat tiles are ignored
+            assert record["scale"] == pytest.approx(4.0, rel=0.01)

@@ -1,0 +1,191 @@
+"""`blurnet report`: a tiny real export, a tiny labelled folder, and the bad-input paths."""
+import json
+import re
+
+import cv2
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from blurnet.baselines import LaplacianThreshold, handcrafted_features, laplacian_variance
+from blurnet.cli import main
+from blurnet.export import export_model
+from blurnet.report import PLOTS, accuracy_by_strength, expected_calibration_error, write_report
+from data_pipeline.classes import CLASS_NAMES, BlurRanges
+from tests.conftest import textured_image
+
+METRIC_KEYS = {
+    "accuracy", "macro_f1", "classes", "confusion_matrix", "confusion_matrix_normalized", "per_class", "n_images",
+    "expected_calibration_error", "accuracy_by_strength", "model", "data", "baselines",
+}
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    """A real (tiny, untrained) blurnet-style export with a training log."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(None, None, 3), dtype="float32")
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(4, activation="softmax")(x)
+    folder = tmp_path_factory.mktemp("export") / "tiny-model"
+    metadata = {
+        "classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(),
+        "backbone": "tiny", "weights": "none", "fit_config": {"seed": 0},
+    }
+    export_model(keras.Model(inputs, outputs), folder, metadata)
+    (folder / "training_log.csv").write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.3,1.3,0.3,1.4\n1,0.5,1.0,0.4,1.2\n")
+    return folder
+
+
+def blurred(label: int, seed: int, size=(40, 40)) -> np.ndarray:
+    image = textured_image(seed, 80, 80).astype(np.float32)
+    if label == 1:
+        image = cv2.GaussianBlur(image, (0, 0), 2.0)
+    elif label == 2:
+        image = cv2.filter2D(image, -1, np.full((1, 9), 1 / 9, np.float32))
+    elif label == 3:
+        disk = cv2.circle(np.zeros((9, 9), np.float32), (4, 4), 4, 1.0, -1)
+        image = cv2.filter2D(image, -1, disk / disk.sum())
+    return image[20 : 20 + size[0], 20 : 20 + size[1]].astype(np.uint8)
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    """3 images per class at 40x40, one 48x40 sharp image, and one too small (skipped)."""
+    root = tmp_path / "labelled"
+    for label, name in enumerate(CLASS_NAMES):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(root / name / f"{i}.png"), blurred(label, 10 * label + i))
+    cv2.imwrite(str(root / "sharp" / "tall.png"), blurred(0, 99, (48, 40)))
+    cv2.imwrite(str(root / "gaussian" / "tiny.png"), blurred(1, 98, (20, 20)))
+    return root
+
+
+def check_report(out, n_images):
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert METRIC_KEYS <= set(metrics)
+    assert metrics["n_images"] == n_images
+    assert np.asarray(metrics["confusion_matrix"]).sum() == n_images
+    assert 0.0 <= metrics["expected_calibration_error"] <= 1.0
+    for plot in PLOTS:
+        assert (out / plot).is_file() and (out / plot).stat().st_size > 1000, plot
+    index = (out / "index.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", index)
+    assert set(PLOTS) <= set(links)
+    for link in links:
+        assert (out / link).is_file(), link
+    assert "| sharp |" in index and "Laplacian" in index
+    assert not list(out.parent.glob(f".{out.name}.tmp-*"))
+    return metrics, index
+
+
+def test_report_on_labelled_folder(export, labelled, tmp_path, capsys):
+    out = write_report(export, labelled, tmp_path / "reports" / "r", baseline_images=24, progress=False)
+    assert "smaller than 32" in capsys.readouterr().err
+    metrics, _ = check_report(out, 13)
+    assert [metrics["per_class"][c]["support"] for c in CLASS_NAMES] == [4, 3, 3, 3]
+    assert metrics["accuracy_by_strength"] is None
+    assert metrics["model"]["name"] == "tiny-model" and metrics["model"]["image_size"] == 32
+    names = [b["name"] for b in metrics["baselines"]]
+    assert names[0].startswith("blurnet") and any(n.startswith("Laplacian") for n in names) and any("handcrafted" in n for n in names)
+    lap = next(b for b in metrics["baselines"] if b["name"].startswith("Laplacian"))
+    assert 0.0 <= lap["binary_accuracy"] <= 1.0 and lap["threshold"] > 0
+
+
+def test_report_on_generated_test_stream(export, tmp_path):
+    out = write_report(export, None, tmp_path / "gen", num_images=8, batch_size=8, baseline_images=16, progress=False)
+    metrics, _ = check_report(out, 8)
+    assert [metrics["per_class"][c]["support"] for c in CLASS_NAMES] == [2, 2, 2, 2]
+    by_strength = metrics["accuracy_by_strength"]
+    assert set(by_strength) == {"gaussian", "motion", "defocus"}
+    assert by_strength["motion"]["edges"] == [5.0, 8.2, 11.4, 14.6, 17.8, 21.0]
+    assert all(sum(v["count"]) == 2 for v in by_strength.values())
+    # Identical every run.
+    again = write_report(export, None, tmp_path / "gen2", num_images=8, batch_size=8, baselines=False, progress=False)
+    assert json.loads((again / "metrics.json").read_text())["confusion_matrix"] == metrics["confusion_matrix"]
+
+
+def test_empty_class_folder_left_out(export, labelled, tmp_path, capsys):
+    for f in (labelled / "motion").iterdir():
+        f.unlink()
+    out = write_report(export, labelled, tmp_path / "r", baselines=False, progress=False)
+    assert "motion" in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["per_class"]) == {"sharp", "gaussian", "defocus"}
+    assert metrics["n_images"] == 10
+
+
+def test_unknown_class_folder_is_clear_error(export, labelled, tmp_path):
+    (labelled / "blurry").mkdir()
+    with pytest.raises(ValueError, match="allowed names are sharp, gaussian, motion, defocus"):
+        write_report(export, labelled, tmp_path / "r", progress=False)
+    result = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "blurry" in result.output and "allowed names" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_non_export_model_folder_is_clean_cli_error(tmp_path):
+    (tmp_path / "notamodel").mkdir()
+    result = CliRunner().invoke(main, ["report", "--model", str(tmp_path / "notamodel"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "not a blurnet export" in result.output and "saved_model.pb" in result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit)
+    assert not (tmp_path / "r").exists()
+    missing = CliRunner().invoke(main, ["report", "--model", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")])
+    assert missing.exit_code == 1 and "does not exist" in missing.output and "Traceback" not in missing.output
+
+
+def test_interrupted_report_keeps_old_one(export, labelled, tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "old.txt").write_text("old report")
+
+    def boom(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("blurnet.report.plot_psf_gallery", boom)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(export, labelled, out, baselines=False, progress=False)
+    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_expected_calibration_error_known_case():
+    probs = np.array([[0.9, 0.1, 0, 0], [0.9, 0.1, 0, 0], [0.3, 0.7, 0, 0], [0.3, 0.7, 0, 0]])
+    y = np.array([0, 1, 1, 1])
+    # Bin of 0.9: accuracy 1/2, confidence 0.9 -> 0.4; bin of 0.7: accuracy 1, confidence 0.7 -> 0.3.
+    assert expected_calibration_error(y, probs) == pytest.approx(0.5 * 0.4 + 0.5 * 0.3)
+    perfect = np.eye(4)[[0, 1, 2, 3]]
+    assert expected_calibration_error([0, 1, 2, 3], perfect) == pytest.approx(0.0)
+
+
+def test_accuracy_by_strength_bins():
+    y_true = np.array([1, 1, 1, 0, 3])
+    y_pred = np.array([1, 0, 1, 0, 3])
+    strength = np.array([1.1, 1.2, 3.4, 0.0, 6.9])
+    out = accuracy_by_strength(y_true, y_pred, strength, BlurRanges())
+    assert out["gaussian"]["edges"] == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+    assert out["gaussian"]["count"] == [2, 0, 0, 0, 1]
+    assert out["gaussian"]["accuracy"] == [0.5, None, None, None, 1.0]
+    assert out["motion"]["count"] == [0] * 5 and out["defocus"]["accuracy"][4] == 1.0
+
+
+def test_laplacian_baseline_separates_sharp_from_blur():
+    sharp = [blurred(0, i) for i in range(4)]
+    blur = [blurred(1, i) for i in range(4)]
+    scores = [laplacian_variance(im) for im in sharp + blur]
+    assert min(scores[:4]) > max(scores[4:])
+    lap = LaplacianThreshold().fit(scores, [False] * 4 + [True] * 4)
+    assert lap.predict_blurred(scores).tolist() == [False] * 4 + [True] * 4
+    mid = LaplacianThreshold().fit(scores, [False] * 4 + [True] * 4, method="medians")
+    assert max(scores[4:]) < mid.threshold < min(scores[:4])
+    with pytest.raises(ValueError, match="both"):
+        LaplacianThreshold().fit(scores[:4], [False] * 4)
+    f = handcrafted_features(sharp[0])
+    assert f.ndim == 1 and np.isfinite(f).all() and f.shape == handcrafted_features(blurred(2, 0, (48, 40))).shape

@@ -1,0 +1,44 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from blurnet.config import FitConfig
+from blurnet.model import create_backbone
+from blurnet.train import estimate_minutes, fit
+
+TINY = dict(image_size=32, batch_size=8, epochs_head=1, epochs_finetune=1, steps_per_epoch=2, val_images=8, test_images=16)
+
+
+def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder):
+    weights = tmp_path / "backbone.weights.h5"
+    create_backbone(weights=None).save_weights(weights)
+    config = FitConfig(data=str(photo_folder), out=str(tmp_path / "models"), name="tiny", weights=str(weights),
+                       run_dir=str(tmp_path / "runs"), unfreeze_from="pool4", **TINY)
+    target = fit(config)
+    meta = json.loads((target / "blurnet.json").read_text())
+    assert meta["weights"] == f"file:{weights}"
+    assert meta["image_size"] == 32 and meta["fit_config"]["unfreeze_from"] == "pool4"
+    held = meta["held_out"]
+    assert held["n_images"] == 16 and np.array(held["confusion_matrix"]).sum() == 16
+    assert "photographs in" in meta["training_data"]
+    rows = list(csv.DictReader(open(target / "training_log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]  # head epoch 0, fine-tune epoch 1
+    stages = [json.loads(l)["stage"] for l in open(tmp_path / "runs" / "tiny" / "stages.jsonl")]
+    assert stages == ["head", "finetune"]
+
+
+def test_recipes_and_validation():
+    cpu = FitConfig(weights=None).resolve("cpu")
+    assert (cpu.image_size, cpu.batch_size, cpu.unfreeze_from, cpu.lr_finetune, cpu.highpass) == (64, 32, "all", 1e-3, True)
+    gpu = FitConfig().resolve("gpu")
+    assert (gpu.image_size, gpu.unfreeze_from, gpu.lr_finetune, gpu.highpass) == (128, "pool3", 1e-4, False)
+    assert FitConfig(image_size=96).resolve("cpu").image_size == 96  # explicit values win
+    assert 3 < estimate_minutes(FitConfig(weights=None).resolve("cpu"), "cpu") < 15
+    with pytest.raises(ValueError, match="16"):
+        FitConfig(image_size=16).resolve("cpu")
+    with pytest.raises(ValueError, match="highpass"):
+        FitConfig(highpass=True).resolve("cpu")
+    with pytest.raises(ValueError, match="pool7"):
+        FitConfig(unfreeze_from="pool7").resolve("cpu")
