@@ -59,6 +59,10 @@ def _weights_option(value):
 @click.option("--seed", type=int, default=0, help="Random seed (data, split, initialisation).")
 @click.option("--resume", is_flag=True, default=False, help="Continue an interrupted run from its last completed epoch.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default="runs", help="Checkpoints, logs and TensorBoard files go to RUN_DIR/NAME/.")
+@click.option("--strategy", type=click.Choice(["auto", "mirrored", "multiworker"]), default="auto", help="tf.distribute strategy: auto = MirroredStrategy when several GPUs are visible; multiworker reads TF_CONFIG.")
+@click.option("--cpu-devices", type=click.IntRange(min=1), default=1, help="Split the CPU into N logical devices (data parallelism without GPUs: tests, benchmarks).")
+@click.option("--mixed-precision/--no-mixed-precision", default=False, help="Mixed precision: float16 on GPU, bfloat16 on CPU.")
+@click.option("--jit/--no-jit", default=False, help="Compile the training step with XLA.")
 def fit(**options):
     """Train a blurnet model and export it as a TensorFlow SavedModel."""
     import keras

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from blurnet.distribute import STRATEGIES
 from blurnet.model import BACKBONES, UNFREEZE_CHOICES
 
 DEFAULT_NAME = "blurnet-densenet121"
@@ -41,6 +42,10 @@ class FitConfig:
     resume: bool = False
     run_dir: str = "runs"
     patience: int = 8
+    strategy: str = "auto"
+    cpu_devices: int = 1
+    mixed_precision: bool = False
+    jit: bool = False
 
     RECIPES = {
         "cpu": dict(image_size=64, batch_size=32, epochs_head=1, epochs_finetune=10, steps_per_epoch=60, val_images=256, test_images=512),
@@ -80,5 +85,9 @@ class FitConfig:
         for key in ("epochs_head", "epochs_finetune"):
             if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)!r}.")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}.")
+        if self.cpu_devices < 1:
+            raise ValueError(f"cpu_devices must be >= 1, got {self.cpu_devices!r}.")
         if self.highpass and self.weights is not None:
             raise ValueError(f"highpass needs weights=None (six input channels), got weights={self.weights!r}.")

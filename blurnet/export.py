@@ -40,18 +40,20 @@ def versions() -> dict:
     return {"tensorflow": tf.__version__, "keras": keras.__version__}
 
 
-def _write_export(model: keras.Model, folder: Path, metadata: dict) -> None:
+def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=()) -> None:
     archive = keras.export.ExportArchive()
     archive.track(model)
     signature = tf.TensorSpec(shape=(None, None, None, 3), dtype=tf.float32, name="image")
     archive.add_endpoint(name="serve", fn=lambda image: model(image, training=False), input_signature=[signature])
     archive.write_out(str(folder), verbose=False)
     model.save(folder / KERAS_FILE)
+    for path in extra_files:
+        shutil.copy(path, folder / Path(path).name)
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
 
 
-def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict) -> Path:
-    """Write the SavedModel, `model.keras` and `blurnet.json` to `target`, atomically.
+def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict, extra_files=()) -> Path:
+    """Write the SavedModel, `model.keras`, `blurnet.json` and `extra_files` to `target`, atomically.
 
     `metadata` goes into `blurnet.json`, completed with tensorflow/keras versions
     and the git commit when not given.
@@ -66,7 +68,7 @@ def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict) 
     old = target.with_name(f".{target.name}.old-{token}")
     try:
         tmp.mkdir()
-        _write_export(model, tmp, metadata)
+        _write_export(model, tmp, metadata, extra_files)
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)

@@ -185,3 +185,18 @@ def set_trainable_from(model: keras.Model, boundary: str, freeze_batchnorm: bool
         if layer.trainable and layer.weights:
             trainable.append(layer.name)
     return trainable
+
+
+def synchronize_batchnorm(model: keras.Model) -> int:
+    """Make every BatchNormalization layer use global-batch statistics across replicas.
+
+    Needed when BatchNormalization trains (from scratch) under a multi-replica
+    `tf.distribute` strategy: otherwise each replica keeps its own moving
+    statistics and the workers' weights drift apart. Returns the number of layers set.
+    """
+    count = 0
+    for layer in get_backbone(model).layers:
+        if isinstance(layer, layers.BatchNormalization):
+            layer.synchronized = True
+            count += 1
+    return count

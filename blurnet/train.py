@@ -24,9 +24,19 @@ import numpy as np
 import tensorflow as tf
 
 from blurnet.config import FitConfig
+from blurnet.distribute import (
+    configure_cpu_devices,
+    create_strategy,
+    is_chief,
+    prepare_for_multiworker,
+    scaled_learning_rate,
+    set_precision,
+    shard_off,
+    worker_index,
+)
 from blurnet.export import export_model
 from blurnet.metrics import classification_metrics
-from blurnet.model import create_model, freeze_backbone, set_trainable_from
+from blurnet.model import create_model, freeze_backbone, set_trainable_from, synchronize_batchnorm
 from data_pipeline.classes import CLASS_NAMES
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
 from data_pipeline.labelled import LabelledBatchMaker, is_labelled_folder, load_labelled_images
@@ -51,8 +61,12 @@ def describe_devices() -> tuple[str, list]:
     return ("gpu" if gpus else "cpu"), gpus
 
 
-def load_data(config: FitConfig, pipeline: PipelineConfig) -> Data:
-    """Batch makers for the three splits, from sharp photographs or a labelled folder."""
+def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> Data:
+    """Batch makers for the three splits, from sharp photographs or a labelled folder.
+
+    `worker` gives each data-parallel worker its own training stream; validation
+    and test sets are the same on every worker.
+    """
     if config.data is not None and is_labelled_folder(config.data):
         images, labels, paths = load_labelled_images(config.data, min_size=pipeline.image_size)
         order = np.random.default_rng(config.seed).permutation(len(images))
@@ -61,7 +75,8 @@ def load_data(config: FitConfig, pipeline: PipelineConfig) -> Data:
         parts = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
         makers = {}
         for stream, (split, idx) in enumerate(parts.items()):
-            makers[split] = LabelledBatchMaker([images[i] for i in idx], labels[idx], pipeline.image_size, pipeline.batch_size, config.seed, stream=stream, flips=split == "train")
+            makers[split] = LabelledBatchMaker([images[i] for i in idx], labels[idx], pipeline.image_size, pipeline.batch_size,
+                                               config.seed, stream=stream + (100 * worker if split == "train" else 0), flips=split == "train")
             print(f"{split:>5}: {len(idx)} labelled images")
         return Data(makers["train"], makers["val"], makers["test"], f"labelled folder {config.data} ({len(images)} images, split by file)")
     photos = load_photographs(config.data, min_size=pipeline.image_size)
@@ -71,7 +86,7 @@ def load_data(config: FitConfig, pipeline: PipelineConfig) -> Data:
     if missing:
         raise ValueError(f"too few photographs to split: {', '.join(missing)} got none (need at least 3 photographs).")
     source = "bundled photographs (scikit-image, scikit-learn)" if config.data is None else f"photographs in {config.data}"
-    makers = {s: BlurBatchMaker(splits[s], pipeline, s) for s in ("train", "val", "test")}
+    makers = {s: BlurBatchMaker(splits[s], pipeline, s, worker=worker if s == "train" else 0) for s in ("train", "val", "test")}
     description = f"{source}, blurred on the fly; split by photograph: " + "; ".join(
         f"{s}: {', '.join(p.name for p in splits[s])}" for s in ("train", "val", "test")
     )
@@ -112,7 +127,7 @@ def estimate_minutes(config: FitConfig, device: str) -> float:
     return (train + evaluate) / 60.0 + len(stages)
 
 
-def _callbacks(config: FitConfig, run: Path, stage: str, total_steps: int) -> list:
+def _callbacks(config: FitConfig, run: Path, stage: str) -> list:
     return [
         keras.callbacks.BackupAndRestore(str(run / "backup" / stage), save_freq="epoch", delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(str(run / "best.weights.h5"), monitor="val_accuracy", mode="max", save_best_only=True, save_weights_only=True),
@@ -136,39 +151,46 @@ class _StageLogger(keras.callbacks.Callback):
             f.write(json.dumps({"stage": self.stage, "epoch": epoch}) + "\n")
 
 
-def compile_model(model: keras.Model, learning_rate) -> None:
-    """Adam + sparse categorical cross-entropy + accuracy."""
+def compile_model(model: keras.Model, learning_rate, jit: bool = False) -> None:
+    """Adam + sparse categorical cross-entropy + accuracy (XLA when `jit`).
+
+    Call it inside the strategy's scope: the optimizer's variables are created here.
+    """
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile=True if jit else "auto",
     )
 
 
-def train_head(model, config: FitConfig, data_sets, run: Path) -> None:
-    """Stage 1: backbone frozen, head trained at `lr_head`."""
+def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None:
+    """Stage 1: backbone frozen, head trained at `lr_head` (scaled to the global batch)."""
     freeze_backbone(model)
-    compile_model(model, config.lr_head)
-    print(f"stage 1 (head): {config.epochs_head} epochs x {config.steps_per_epoch} steps, lr {config.lr_head}")
+    learning_rate = scaled_learning_rate(config.lr_head, config.batch_size)
+    with strategy.scope():
+        compile_model(model, learning_rate, config.jit)
+    print(f"stage 1 (head): {config.epochs_head} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g}")
     train_ds, val_ds = data_sets
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs_head, steps_per_epoch=config.steps_per_epoch,
-              callbacks=_callbacks(config, run, "head", config.epochs_head * config.steps_per_epoch), verbose=1)
+              callbacks=_callbacks(config, run, "head"), verbose=1)
     model.save_weights(run / "head.weights.h5")
 
 
-def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch: int) -> None:
-    """Stage 2: unfreeze from `unfreeze_from`, cosine-decayed `lr_finetune`."""
+def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch: int, strategy) -> None:
+    """Stage 2: unfreeze from `unfreeze_from`, cosine-decayed `lr_finetune` (scaled to the global batch)."""
     pretrained = config.weights is not None
     trainable = set_trainable_from(model, config.unfreeze_from, freeze_batchnorm=pretrained)
     steps = max(1, config.epochs_finetune * config.steps_per_epoch)
-    schedule = keras.optimizers.schedules.CosineDecay(config.lr_finetune, decay_steps=steps, alpha=0.05,
-                                                      warmup_target=None)
-    compile_model(model, schedule)
+    learning_rate = scaled_learning_rate(config.lr_finetune, config.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
+    with strategy.scope():
+        compile_model(model, schedule, config.jit)
     print(f"stage 2 (fine-tune from {config.unfreeze_from}): {len(trainable)} backbone layers trainable, "
-          f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {config.lr_finetune} cosine")
+          f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g} cosine")
     train_ds, val_ds = data_sets
     model.fit(train_ds, validation_data=val_ds, initial_epoch=initial_epoch, epochs=initial_epoch + config.epochs_finetune,
-              steps_per_epoch=config.steps_per_epoch, callbacks=_callbacks(config, run, "finetune", steps), verbose=1)
+              steps_per_epoch=config.steps_per_epoch, callbacks=_callbacks(config, run, "finetune"), verbose=1)
 
 
 def evaluate_held_out(model, maker, config: FitConfig) -> dict:
@@ -176,42 +198,62 @@ def evaluate_held_out(model, maker, config: FitConfig) -> dict:
     num_batches = -(-config.test_images // config.batch_size)
     ys, ps = [], []
     for x, y in make_tf_dataset(maker, num_batches):
-        ps.append(model.predict_on_batch(x))
+        # A direct call, not predict_on_batch: under a tf.distribute strategy the latter
+        # returns a row per replica and example; held-out evaluation needs no collectives.
+        ps.append(np.asarray(model(x, training=False)))
         ys.append(y.numpy())
     metrics = classification_metrics(np.concatenate(ys), np.concatenate(ps))
     print(f"held-out test: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['n_images']} images")
     return metrics
 
 
-def fit(config: FitConfig) -> Path:
-    """Train per `config` (fields left None come from the device's recipe) and export. Returns the export folder."""
+def fit(config: FitConfig) -> Path | None:
+    """Train per `config` (fields left None come from the device's recipe) and export.
+
+    Returns the export folder (None on non-chief workers of a multi-worker run,
+    which save their final weights in their run folder instead).
+    """
     started = time.time()
+    configure_cpu_devices(config.cpu_devices)
     device, _ = describe_devices()
     config = config.resolve(device)
-    run = Path(config.run_dir) / config.name
+    policy = set_precision(config.mixed_precision, device)
+    strategy = create_strategy(config.strategy)
+    worker, chief = worker_index(), is_chief()
+    print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
+          f"worker {worker}; precision policy {policy}; XLA {'on' if config.jit else 'auto'}")
+    run = Path(config.run_dir) / (config.name if chief else f"{config.name}.worker-{worker}")
     if run.exists() and not config.resume:
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
     pipeline = PipelineConfig(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed)
-    data = load_data(config, pipeline)
+    data = load_data(config, pipeline, worker)
     print(f"recipe: {device}; estimated duration about {estimate_minutes(config, device):.0f} min")
-    model = create_model(config.backbone, config.weights, highpass=config.highpass)
-    val_ds = make_tf_dataset(data.val, -(-config.val_images // config.batch_size))
-    train_ds = make_tf_dataset(data.train)
+    with strategy.scope():
+        model = create_model(config.backbone, config.weights, highpass=config.highpass)
+    prepare_for_multiworker(model, strategy)
+    if config.weights is None and strategy.num_replicas_in_sync > 1:
+        print(f"BatchNormalization synchronized across replicas in {synchronize_batchnorm(model)} layers")
+    val_ds = shard_off(make_tf_dataset(data.val, -(-config.val_images // config.batch_size)))
+    train_ds = shard_off(make_tf_dataset(data.train))
     head_epochs = config.epochs_head if config.weights is not None else 0
     if head_epochs:
         if config.resume and (run / "head.weights.h5").exists():
             model.load_weights(run / "head.weights.h5")
             print("stage 1 (head): already done, resumed from its weights")
         else:
-            train_head(model, config, (train_ds, val_ds), run)
+            train_head(model, config, (train_ds, val_ds), run, strategy)
     else:
         print("stage 1 (head): skipped, the backbone starts from random weights")
     if config.epochs_finetune:
-        train_finetune(model, config, (train_ds, val_ds), run, head_epochs)
+        train_finetune(model, config, (train_ds, val_ds), run, head_epochs, strategy)
     if (run / "best.weights.h5").exists():
         model.load_weights(run / "best.weights.h5")
     held_out = evaluate_held_out(model, data.test, config)
+    if not chief:
+        model.save_weights(run / "final.weights.h5")
+        print(f"worker {worker}: final weights in {run / 'final.weights.h5'}; the chief exports")
+        return None
     metadata = {
         "classes": list(CLASS_NAMES),
         "blur_ranges": pipeline.ranges.to_dict(),
@@ -222,10 +264,13 @@ def fit(config: FitConfig) -> Path:
         "training_data": data.description,
         "held_out": held_out,
         "fit_config": dataclasses.asdict(config),
-        "training_log": str(run / "training_log.csv"),
+        "device": device,
+        "strategy": {"name": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync},
+        "precision_policy": policy,
         "wall_time_s": round(time.time() - started, 1),
     }
-    target = export_model(model, Path(config.out) / config.name, metadata)
-    shutil.copy(run / "training_log.csv", target / "training_log.csv") if (run / "training_log.csv").exists() else None
+    log = run / "training_log.csv"
+    target = export_model(model, Path(config.out) / config.name, metadata, extra_files=[log] if log.exists() else [])
+    model.save_weights(run / "final.weights.h5")
     print(f"exported {target} in {(time.time() - started) / 60:.1f} min")
     return target
