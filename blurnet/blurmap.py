@@ -18,6 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from blurnet.atomic import atomic_file
 from data_pipeline.classes import CLASS_NAMES
 
 # RGB colours per class.
@@ -79,16 +80,10 @@ def render_blur_map(image: np.ndarray, boxes, probabilities: np.ndarray, texture
 def write_blur_map(path: str | os.PathLike, image: np.ndarray, boxes, probabilities, textures=None, min_texture: float = 0.0) -> Path:
     """Render the blur map and write it as PNG to `path`, atomically; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     canvas = render_blur_map(image, boxes, probabilities, textures, min_texture)
     ok, data = cv2.imencode(".png", canvas[:, :, ::-1])
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    with atomic_file(path) as tmp:
         tmp.write_bytes(data.tobytes())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

@@ -84,7 +84,7 @@ def fit(**options):
 
 
 @main.command()
-@click.option("--model", "model_dir", type=click.Path(), default="saved_models/blurnet-densenet121", help="Exported model folder.")
+@click.option("--model", "model_dir", type=click.Path(), default=None, help="Export folder [default: saved_models/blurnet-densenet121, in the current folder or beside the blurnet package].")
 @click.option("--data", type=click.Path(), default=None, help="Labelled folder DIR/<class>/<file> [default: the generated held-out test split of the bundled photographs].")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder [default: reports/<model folder name>/].")
 @click.option("--images", "num_images", type=click.IntRange(min=1), default=2048, help="Generated test images (without --data), rounded up to whole batches.")
@@ -93,11 +93,11 @@ def fit(**options):
 @click.option("--baselines/--no-baselines", default=True, help="Evaluate the Laplacian and handcrafted-feature baselines too.")
 def report(model_dir, data, out, num_images, seed, batch_size, baselines):
     """Evaluate an exported model: metrics.json, plots, baselines and index.md."""
-    from blurnet.export import NotAnExportError
+    from blurnet.export import NotAnExportError, default_model_dir
     from blurnet.report import summary_line, write_report
 
     try:
-        folder = write_report(model_dir, data, out, num_images=num_images, seed=seed, batch_size=batch_size, baselines=baselines)
+        folder = write_report(model_dir or default_model_dir(), data, out, num_images=num_images, seed=seed, batch_size=batch_size, baselines=baselines)
     except (NotAnExportError, FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:

@@ -11,12 +11,14 @@ import json
 import os
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from blurnet.atomic import atomic_directory
+
+DEFAULT_MODEL = "saved_models/blurnet-densenet121"
 METADATA_FILE = "blurnet.json"
 KERAS_FILE = "model.keras"
 MIN_SIDE = 32
@@ -63,22 +65,17 @@ def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict, 
     metadata = {**metadata}
     metadata.setdefault("versions", versions())
     metadata.setdefault("git_commit", git_commit())
-    token = uuid.uuid4().hex[:8]
-    tmp = target.with_name(f".{target.name}.tmp-{token}")
-    old = target.with_name(f".{target.name}.old-{token}")
-    try:
-        tmp.mkdir()
+    with atomic_directory(target) as tmp:
         _write_export(model, tmp, metadata, extra_files)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-    except BaseException:
-        if old.exists() and not target.exists():
-            os.replace(old, target)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     return target
+
+
+def default_model_dir() -> Path:
+    """The bundled model: `saved_models/blurnet-densenet121` in the current folder if present, else beside the package."""
+    here = Path(DEFAULT_MODEL)
+    if here.exists():
+        return here
+    return Path(__file__).resolve().parent.parent / DEFAULT_MODEL
 
 
 def read_metadata(folder: str | os.PathLike) -> dict:

@@ -64,7 +64,6 @@ from data_pipeline.sources import IMAGE_EXTENSIONS, ImageReadError, read_image, 
 REFERENCE_SIDE = 1024
 MIN_SIDE = 32
 MIN_TEXTURE = DEFAULT_MIN_TEXTURE
-DEFAULT_MODEL = "saved_models/blurnet-densenet121"
 MAX_TILES_PER_BATCH = 64
 _GLOB_CHARS = set("*?[")
 
@@ -230,20 +229,12 @@ def aggregate(probabilities: np.ndarray, textures: np.ndarray, min_texture: floa
 _MODEL_CACHE: dict = {}
 
 
-def default_model_dir() -> Path:
-    """`saved_models/blurnet-densenet121` in the current folder if present, else next to the package."""
-    here = Path(DEFAULT_MODEL)
-    if here.exists():
-        return here
-    return Path(__file__).resolve().parent.parent / DEFAULT_MODEL
-
-
 def load_model(model=None):
     """An `ExportedModel` from None (the default), a folder, or an already loaded model (returned as is).
 
     Loaded folders are cached per process (keyed by path and modification time).
     """
-    from blurnet.export import ExportedModel
+    from blurnet.export import ExportedModel, default_model_dir
 
     if model is not None and not isinstance(model, (str, os.PathLike)):
         return model
@@ -431,17 +422,11 @@ def format_records(records: list[dict], fmt: str) -> str:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write `text` to `path` via a temporary file and `os.replace`."""
-    path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    from blurnet.atomic import atomic_file
+
+    with atomic_file(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return Path(path)
 
 
 class _CallableModule(types.ModuleType):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from blurnet.atomic import atomic_file
 from data_pipeline.classes import CLASS_NAMES
 from data_pipeline.degrade import BlurParams, make_psf
 
@@ -61,13 +62,9 @@ def write_preview(path: str | os.PathLike, images: np.ndarray, labels: np.ndarra
                 ax.set_title(describe_params(col, params[i]), fontsize=8)
     fig.suptitle("blurnet training samples: B = I * K + N (31 x 31 PSFs, crops at 1:1)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
     try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
     return path

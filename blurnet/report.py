@@ -13,15 +13,13 @@ import csv
 import dataclasses
 import heapq
 import json
-import os
-import shutil
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 
+from blurnet.atomic import atomic_directory
 from blurnet.baselines import HandcraftedClassifier, LaplacianThreshold, handcrafted_features, laplacian_variance
 from blurnet.metrics import classification_metrics
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
@@ -94,7 +92,8 @@ class EvalSource:
     train_maker: object = None
 
 
-def _generated_source(image_size: int, ranges: BlurRanges, num_images: int, seed: int, batch_size: int) -> EvalSource:
+def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, seed: int, batch_size: int) -> EvalSource:
+    """The default evaluation data: the held-out test split of the bundled photographs, blurred by the pipeline."""
     from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
     from data_pipeline.sources import load_photographs, split_photographs
 
@@ -466,7 +465,7 @@ def write_report(
         seed = int((meta.get("fit_config") or {}).get("seed") or 0)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(model_dir)
     source = (
-        _generated_source(image_size, ranges, num_images, seed, batch_size)
+        generated_test_source(image_size, ranges, num_images, seed, batch_size)
         if data_dir is None
         else _labelled_source(data_dir, batch_size)
     )
@@ -586,11 +585,7 @@ def write_report(
 
     # --- write everything into a temporary folder, then rename into place
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:8]
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{token}")
-    old = out_dir.with_name(f".{out_dir.name}.old-{token}")
-    try:
-        tmp.mkdir()
+    with atomic_directory(out_dir) as tmp:
         plots = []
         plot_confusion(metrics, tmp / "confusion_matrix.png")
         plots.append("confusion_matrix.png")
@@ -612,15 +607,6 @@ def write_report(
         metrics["notes"] = notes
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (tmp / "index.md").write_text(render_index(metrics, notes))
-        if out_dir.exists():
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        if old.exists() and not out_dir.exists():
-            os.replace(old, out_dir)
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
     return out_dir
 
 

@@ -1,0 +1,52 @@
+"""Write files and folders so that an interrupted run never leaves half of one behind.
+
+Both context managers hand out a hidden temporary path beside the target; the
+target is replaced by a rename only when the block finishes without an error.
+An older file or folder at the target stays intact until then.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+
+def _sibling(target: Path, kind: str) -> Path:
+    return target.with_name(f".{target.name}.{kind}-{uuid.uuid4().hex[:8]}{target.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_file(target: str | os.PathLike):
+    """Yield a temporary path to write; it becomes `target` (same suffix) on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _sibling(target, "tmp")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike):
+    """Yield an empty temporary folder to fill; it replaces `target` on success."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = _sibling(target, "tmp"), _sibling(target, "old")
+    tmp.mkdir()
+    try:
+        yield tmp
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except BaseException:
+        if old.exists() and not target.exists():
+            os.replace(old, target)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
