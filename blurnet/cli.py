@@ -55,6 +55,7 @@ def _weights_option(value):
 @click.option("--lr-head", type=float, default=1e-3, help="Stage-1 learning rate.")
 @click.option("--lr-finetune", type=float, default=None, help="Stage-2 peak learning rate, cosine-decayed [default: 1e-4 pretrained, 1e-3 from scratch].")
 @click.option("--highpass/--no-highpass", default=None, help="Add the high-pass residual as 3 extra input channels (needs --weights none) [default: on with --weights none, else off].")
+@click.option("--spectrum/--no-spectrum", default=False, help="Add the log-magnitude spectrum as an extra input channel (needs --weights none).")
 @click.option("--patience", type=int, default=8, help="Early stopping: epochs without a better val_accuracy.")
 @click.option("--seed", type=int, default=0, help="Random seed (data, split, initialisation).")
 @click.option("--resume", is_flag=True, default=False, help="Continue an interrupted run from its last completed epoch.")

@@ -38,6 +38,7 @@ class FitConfig:
     lr_head: float = 1e-3
     lr_finetune: float | None = None
     highpass: bool | None = None
+    spectrum: bool = False
     seed: int = 0
     resume: bool = False
     run_dir: str = "runs"
@@ -89,5 +90,7 @@ class FitConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}.")
         if self.cpu_devices < 1:
             raise ValueError(f"cpu_devices must be >= 1, got {self.cpu_devices!r}.")
+        if self.spectrum and self.weights is not None:
+            raise ValueError(f"spectrum needs weights=None (an extra input channel), got weights={self.weights!r}.")
         if self.highpass and self.weights is not None:
             raise ValueError(f"highpass needs weights=None (six input channels), got weights={self.weights!r}.")

@@ -48,7 +48,11 @@ def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=
     signature = tf.TensorSpec(shape=(None, None, None, 3), dtype=tf.float32, name="image")
     archive.add_endpoint(name="serve", fn=lambda image: model(image, training=False), input_signature=[signature])
     archive.write_out(str(folder), verbose=False)
-    model.save(folder / KERAS_FILE)
+    # model.keras without the optimizer's state (which would triple its size):
+    # a clone with the same architecture and weights, never compiled.
+    plain = keras.models.clone_model(model)
+    plain.set_weights(model.get_weights())
+    plain.save(folder / KERAS_FILE)
     for path in extra_files:
         shutil.copy(path, folder / Path(path).name)
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")

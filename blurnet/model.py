@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 from data_pipeline.classes import NUM_CLASSES
@@ -68,6 +69,33 @@ class HighPassResidual(layers.Layer):
         return keras.ops.concatenate([inputs, inputs - local_mean], axis=-1)
 
 
+@keras.saving.register_keras_serializable(package="blurnet")
+class LogSpectrum(layers.Layer):
+    """Appends the image's centred log-magnitude spectrum as one extra channel.
+
+    The gray image (mean of the channels, its own mean removed) is multiplied by
+    a Hann window, Fourier-transformed, and `log(|F| + 1e-3)` is standardised per
+    image and shifted so that frequency 0 sits in the middle. Each PSF leaves its
+    own print there (a Gaussian fall-off, the rings of a disk, the stripes of a
+    streak), which a convolutional network finds far more easily than in the
+    pixels. Works for any height and width (the spectrum has the image's size).
+    """
+
+    def call(self, inputs):
+        gray = tf.reduce_mean(tf.cast(inputs, tf.float32), axis=-1)
+        gray = gray - tf.reduce_mean(gray, axis=[1, 2], keepdims=True)
+        h, w = tf.shape(gray)[1], tf.shape(gray)[2]
+        window = tf.signal.hann_window(h, periodic=False)[:, None] * tf.signal.hann_window(w, periodic=False)[None, :]
+        magnitude = tf.abs(tf.signal.fft2d(tf.complex(gray * window, 0.0)))
+        spectrum = tf.math.log(tf.signal.fftshift(magnitude, axes=[1, 2]) + 1e-3)
+        mean, variance = tf.nn.moments(spectrum, axes=[1, 2], keepdims=True)
+        spectrum = (spectrum - mean) / tf.sqrt(variance + 1e-6)
+        return tf.concat([inputs, tf.cast(spectrum[..., None], inputs.dtype)], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1)
+
+
 def _backbone_constructor(name: str):
     return {
         "densenet121": keras.applications.DenseNet121,
@@ -116,6 +144,7 @@ def create_model(
     num_classes: int = NUM_CLASSES,
     dropout: float = 0.2,
     highpass: bool = False,
+    spectrum: bool = False,
 ) -> keras.Model:
     """The blurnet classifier: float32 RGB 0..255 `(batch, h, w, 3)` in, softmax `(batch, num_classes)` out.
 
@@ -124,7 +153,8 @@ def create_model(
     `weights=None` (training from scratch) BatchNormalization learns normally:
     there are no statistics worth preserving, and a network whose BN is frozen at
     initialisation trains far more slowly. `highpass=True` (scratch only) adds
-    the high-pass residual as three extra input channels.
+    the high-pass residual as three extra input channels; `spectrum=True` (scratch
+    only) the log-magnitude spectrum as one more (see `LogSpectrum`).
     """
     if backbone not in BACKBONES:
         raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}.")
@@ -134,9 +164,14 @@ def create_model(
         raise ValueError(f"num_classes must be >= 2, got {num_classes!r}.")
     inputs = keras.Input(shape=(None, None, 3), dtype="float32", name="image")
     x = BackbonePreprocess(backbone, name="preprocess")(inputs)
+    channels = 3
     if highpass:
         x = HighPassResidual(name="highpass")(x)
-    base = create_backbone(backbone, weights, channels=6 if highpass else 3)
+        channels += 3
+    if spectrum:
+        x = LogSpectrum(name="spectrum")(x)
+        channels += 1
+    base = create_backbone(backbone, weights, channels=channels)
     pretrained = weights is not None
     x = base(x, training=False) if pretrained else base(x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)

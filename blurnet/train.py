@@ -230,7 +230,7 @@ def fit(config: FitConfig) -> Path | None:
     data = load_data(config, pipeline, worker)
     print(f"recipe: {device}; estimated duration about {estimate_minutes(config, device):.0f} min")
     with strategy.scope():
-        model = create_model(config.backbone, config.weights, highpass=config.highpass)
+        model = create_model(config.backbone, config.weights, highpass=config.highpass, spectrum=config.spectrum)
     prepare_for_multiworker(model, strategy)
     if config.weights is None and strategy.num_replicas_in_sync > 1:
         print(f"BatchNormalization synchronized across replicas in {synchronize_batchnorm(model)} layers")
@@ -261,6 +261,7 @@ def fit(config: FitConfig) -> Path | None:
         "backbone": config.backbone,
         "weights": "imagenet" if config.weights == "imagenet" else ("none" if config.weights is None else f"file:{config.weights}"),
         "highpass": config.highpass,
+        "spectrum": config.spectrum,
         "training_data": data.description,
         "held_out": held_out,
         "fit_config": dataclasses.asdict(config),

@@ -30,6 +30,18 @@ def test_export_layout_and_metadata(exported):
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
 
+def test_model_keras_reloads_the_same_model_without_optimizer_state(exported):
+    import keras
+
+    model, target = exported
+    reloaded = keras.saving.load_model(target / "model.keras")
+    x = np.random.default_rng(1).uniform(0, 255, (2, 40, 40, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(reloaded(x)), np.asarray(model(x)), atol=1e-5)
+    assert getattr(reloaded, "optimizer", None) is None
+    weights_bytes = sum(np.asarray(w).nbytes for w in model.weights)
+    assert (target / "model.keras").stat().st_size < 1.2 * weights_bytes
+
+
 def test_savedmodel_loads_in_plain_tensorflow(exported, tmp_path):
     model, target = exported
     rng = np.random.default_rng(0)

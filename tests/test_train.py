@@ -40,5 +40,7 @@ def test_recipes_and_validation():
         FitConfig(image_size=16).resolve("cpu")
     with pytest.raises(ValueError, match="highpass"):
         FitConfig(highpass=True).resolve("cpu")
+    with pytest.raises(ValueError, match="spectrum"):
+        FitConfig(spectrum=True).resolve("cpu")
     with pytest.raises(ValueError, match="pool7"):
         FitConfig(unfreeze_from="pool7").resolve("cpu")
