@@ -74,7 +74,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         meta = {"classes": list(CLASS_NAMES), "image_size": IMAGE_SIZE, "blur_ranges": BlurRanges().to_dict()}
         folder = export_model(model, os.path.join(tmp, "m"), meta)
-        serve = tf.saved_model.load(str(folder)).serve
+        loaded = tf.saved_model.load(str(folder))  # keep a reference: it owns the variables
+        serve = loaded.serve
         batch = tf.constant(x[:BATCH])
         serve(batch), model.predict(x[:BATCH], batch_size=BATCH, verbose=0)  # warm up both
         serve_t, predict_t = [], []

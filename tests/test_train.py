@@ -31,9 +31,10 @@ def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder):
 
 def test_recipes_and_validation():
     cpu = FitConfig(weights=None).resolve("cpu")
-    assert (cpu.image_size, cpu.batch_size, cpu.unfreeze_from, cpu.lr_finetune, cpu.highpass) == (64, 32, "all", 1e-3, True)
+    assert (cpu.image_size, cpu.batch_size, cpu.unfreeze_from, cpu.lr_finetune) == (64, 32, "all", 1e-3)
+    assert (cpu.spectrum, cpu.highpass) == (True, False)
     gpu = FitConfig().resolve("gpu")
-    assert (gpu.image_size, gpu.unfreeze_from, gpu.lr_finetune, gpu.highpass) == (128, "pool3", 1e-4, False)
+    assert (gpu.image_size, gpu.unfreeze_from, gpu.lr_finetune, gpu.spectrum, gpu.highpass) == (128, "pool3", 1e-4, False, False)
     assert FitConfig(image_size=96).resolve("cpu").image_size == 96  # explicit values win
     assert 3 < estimate_minutes(FitConfig(weights=None).resolve("cpu"), "cpu") < 15
     with pytest.raises(ValueError, match="16"):
