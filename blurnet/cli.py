@@ -92,10 +92,11 @@ def fit(**options):
 @click.option("--seed", type=int, default=None, help="Seed of the generated test data [default: the seed of the fit, else 0].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Images per model call.")
 @click.option("--baselines/--no-baselines", default=True, help="Evaluate the Laplacian and handcrafted-feature baselines too.")
-def report(model_dir, data, out, num_images, seed, batch_size, baselines):
+@click.option("--baselines-dir", type=click.Path(file_okay=False), default=None, help="Also write the baseline comparison table there (e.g. reports/baselines).")
+def report(model_dir, data, out, num_images, seed, batch_size, baselines, baselines_dir):
     """Evaluate an exported model: metrics.json, plots, baselines and index.md."""
     from blurnet.export import NotAnExportError, default_model_dir
-    from blurnet.report import summary_line, write_report
+    from blurnet.report import summary_line, write_baseline_comparison, write_report
 
     try:
         folder = write_report(model_dir or default_model_dir(), data, out, num_images=num_images, seed=seed, batch_size=batch_size, baselines=baselines)
@@ -103,6 +104,8 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines):
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         raise click.ClickException("interrupted; no report was written.") from None
+    if baselines_dir:
+        click.echo(f"baseline comparison: {write_baseline_comparison(folder, baselines_dir) / 'README.md'}")
     click.echo(summary_line(folder))
 
 

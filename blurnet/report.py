@@ -323,6 +323,40 @@ def _fmt(value, digits: int = 3) -> str:
     return str(value)
 
 
+def render_baselines(metrics: dict) -> str:
+    """The baselines section: every method on the same test images, one table."""
+    classes = metrics["classes"]
+    lines = [
+        "## Baselines",
+        "",
+        f"All on the same {metrics['n_images']} test images ({metrics['data']['source']}). Accuracy and macro-F1 "
+        "over the four classes; binary accuracy counts sharp called sharp and any blur called blurred.",
+        "",
+        "| method | accuracy | macro-F1 | binary accuracy | " + " | ".join(f"recall {c}" for c in classes) + " | parameters | images/s |",
+        "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in classes) + " | ---: | ---: |",
+    ]
+    for b in metrics["baselines"]:
+        recalls = " | ".join(_fmt((b.get("recall") or {}).get(c)) for c in classes)
+        lines.append(
+            f"| {b['name']} | {_fmt(b.get('accuracy'))} | {_fmt(b.get('macro_f1'))} | {_fmt(b.get('binary_accuracy'))} | "
+            f"{recalls} | {_fmt(b.get('parameters'))} | {_fmt(b.get('images_per_s'), 1)} |"
+        )
+    for b in metrics["baselines"]:
+        if b.get("note"):
+            lines.append(f"\n- {b['name']}: {b['note']}")
+    return "\n".join(lines) + "\n"
+
+
+def write_baseline_comparison(report_dir, out_dir) -> Path:
+    """Copy a report's baseline comparison to `out_dir`: `README.md` (the table) and `baselines.json`."""
+    metrics = json.loads((Path(report_dir) / "metrics.json").read_text())
+    with atomic_directory(out_dir) as tmp:
+        (tmp / "README.md").write_text(f"# Baselines beside {metrics['model']['name']}\n\n" + render_baselines(metrics)
+                                       + f"\nFrom `blurnet report`; full report: `{Path(report_dir).as_posix()}/index.md`.\n")
+        (tmp / "baselines.json").write_text(json.dumps({"data": metrics["data"], "baselines": metrics["baselines"]}, indent=2) + "\n")
+    return Path(out_dir)
+
+
 def render_index(metrics: dict, notes: list[str]) -> str:
     """The Markdown page: summary, metrics table, baselines table and every plot."""
     classes = metrics["classes"]
@@ -353,24 +387,7 @@ def render_index(metrics: dict, notes: list[str]) -> str:
     for name, m in metrics["per_class"].items():
         lines.append(f"| {name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['support']} |")
     lines.append(f"| **all** | | accuracy {metrics['accuracy']:.3f} | macro {metrics['macro_f1']:.3f} | {metrics['n_images']} |")
-    lines += [
-        "",
-        "## Baselines",
-        "",
-        "Accuracy and macro-F1 over the four classes; binary accuracy counts sharp called sharp and any blur called blurred.",
-        "",
-        "| method | accuracy | macro-F1 | binary accuracy | " + " | ".join(f"recall {c}" for c in classes) + " | parameters | images/s |",
-        "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in classes) + " | ---: | ---: |",
-    ]
-    for b in metrics["baselines"]:
-        recalls = " | ".join(_fmt((b.get("recall") or {}).get(c)) for c in classes)
-        lines.append(
-            f"| {b['name']} | {_fmt(b.get('accuracy'))} | {_fmt(b.get('macro_f1'))} | {_fmt(b.get('binary_accuracy'))} | "
-            f"{recalls} | {_fmt(b.get('parameters'))} | {_fmt(b.get('images_per_s'), 1)} |"
-        )
-    for b in metrics["baselines"]:
-        if b.get("note"):
-            lines.append(f"\n- {b['name']}: {b['note']}")
+    lines += ["", render_baselines(metrics)]
     lines += ["", "## Plots", ""]
     titles = {
         "confusion_matrix.png": "Confusion matrix",

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from blurnet.baselines import LaplacianThreshold, handcrafted_features, laplacian_variance
 from blurnet.cli import main
 from blurnet.export import export_model
-from blurnet.report import PLOTS, accuracy_by_strength, expected_calibration_error, write_report
+from blurnet.report import PLOTS, accuracy_by_strength, expected_calibration_error, write_baseline_comparison, write_report
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 from tests.conftest import textured_image
 
@@ -94,6 +94,10 @@ def test_report_on_labelled_folder(export, labelled, tmp_path, capsys):
     assert names[0].startswith("blurnet") and any(n.startswith("Laplacian") for n in names) and any("handcrafted" in n for n in names)
     lap = next(b for b in metrics["baselines"] if b["name"].startswith("Laplacian"))
     assert 0.0 <= lap["binary_accuracy"] <= 1.0 and lap["threshold"] > 0
+    comparison = write_baseline_comparison(out, tmp_path / "baselines")
+    table = (comparison / "README.md").read_text()
+    assert all(f"| {n} |" in table for n in names)
+    assert json.loads((comparison / "baselines.json").read_text())["baselines"] == metrics["baselines"]
 
 
 def test_report_on_generated_test_stream(export, tmp_path):
