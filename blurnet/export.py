@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from blurnet.atomic import atomic_directory
@@ -42,17 +43,34 @@ def versions() -> dict:
     return {"tensorflow": tf.__version__, "keras": keras.__version__}
 
 
-def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=()) -> None:
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-    signature = tf.TensorSpec(shape=(None, None, None, 3), dtype=tf.float32, name="image")
-    archive.add_endpoint(name="serve", fn=lambda image: model(image, training=False), input_signature=[signature])
-    archive.write_out(str(folder), verbose=False)
-    # model.keras without the optimizer's state (which would triple its size):
-    # a clone with the same architecture and weights, never compiled.
-    plain = keras.models.clone_model(model)
+def inference_copy(model: keras.Model) -> keras.Model:
+    """The same architecture and weights, never compiled: no optimizer state to export."""
+    plain = model.__class__.from_config(model.get_config())
     plain.set_weights(model.get_weights())
-    plain.save(folder / KERAS_FILE)
+    return plain
+
+
+class _Serving(tf.Module):
+    """What the SavedModel holds: the model and its `serve` endpoint."""
+
+    def __init__(self, model: keras.Model):
+        super().__init__()
+        self.model = model
+
+    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32, name="image")])
+    def serve(self, image):
+        """Softmax probabilities (batch, 4) for float32 RGB images (batch, h, w, 3) in 0..255."""
+        return self.model(image, training=False)
+
+
+def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=()) -> None:
+    # Exported from an uncompiled copy: the optimizer's state would triple the size.
+    # tf.saved_model.save of a tf.Module stores each variable once (Keras'
+    # ExportArchive, as of Keras 3.15, stores every variable twice).
+    model = inference_copy(model)
+    serving = _Serving(model)
+    tf.saved_model.save(serving, str(folder), signatures={"serving_default": serving.serve})
+    model.save(folder / KERAS_FILE)
     for path in extra_files:
         shutil.copy(path, folder / Path(path).name)
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
@@ -120,6 +138,12 @@ class ExportedModel:
     def image_size(self) -> int:
         """Side of the crops the model was trained on."""
         return int(self.metadata.get("image_size", 128))
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of weights stored in the SavedModel (trainable and not)."""
+        shapes = tf.train.list_variables(str(self.folder / "variables" / "variables"))
+        return int(sum(int(np.prod(shape)) for name, shape in shapes if shape))
 
     def __call__(self, images) -> "tf.Tensor":
         """Probabilities `(batch, 4)` for float32 images `(batch, h, w, 3)` in 0..255."""

@@ -408,11 +408,9 @@ def render_index(metrics: dict, notes: list[str]) -> str:
 
 
 def _num_parameters(model) -> int | None:
-    loaded = getattr(model, "_loaded", None)
-    variables = getattr(loaded, "variables", None) if loaded is not None else None
     try:
-        return int(sum(int(np.prod(v.shape)) for v in variables)) if variables else None
-    except Exception:
+        return model.num_parameters
+    except Exception:  # a stand-in model without a SavedModel folder
         return None
 
 

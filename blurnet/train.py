@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shlex
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -215,7 +218,7 @@ def fit(config: FitConfig) -> Path | None:
     """
     started = time.time()
     configure_cpu_devices(config.cpu_devices)
-    device, _ = describe_devices()
+    device, gpus = describe_devices()
     config = config.resolve(device)
     policy = set_precision(config.mixed_precision, device)
     strategy = create_strategy(config.strategy)
@@ -265,6 +268,8 @@ def fit(config: FitConfig) -> Path | None:
         "training_data": data.description,
         "held_out": held_out,
         "fit_config": dataclasses.asdict(config),
+        "command": shlex.join(sys.argv),
+        "hardware": f"{os.cpu_count()} CPU cores, {len(gpus)} GPU(s) {[g.name for g in gpus]}",
         "device": device,
         "strategy": {"name": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync},
         "precision_policy": policy,

@@ -30,16 +30,22 @@ def test_export_layout_and_metadata(exported):
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
 
-def test_model_keras_reloads_the_same_model_without_optimizer_state(exported):
+def test_model_keras_reloads_the_same_model_without_optimizer_state(tmp_path_factory):
     import keras
 
-    model, target = exported
+    model = create_model(weights=None)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x0 = np.zeros((2, 32, 32, 3), "float32")
+    model.fit(x0, np.array([0, 1]), epochs=1, verbose=0)  # the optimizer now holds two slots per weight
+    target = export_model(model, tmp_path_factory.mktemp("compiled") / "m", META)
     reloaded = keras.saving.load_model(target / "model.keras")
     x = np.random.default_rng(1).uniform(0, 255, (2, 40, 40, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(reloaded(x)), np.asarray(model(x)), atol=1e-5)
     assert getattr(reloaded, "optimizer", None) is None
     weights_bytes = sum(np.asarray(w).nbytes for w in model.weights)
     assert (target / "model.keras").stat().st_size < 1.2 * weights_bytes
+    variables = sum(p.stat().st_size for p in (target / "variables").iterdir())
+    assert variables < 1.2 * weights_bytes
 
 
 def test_savedmodel_loads_in_plain_tensorflow(exported, tmp_path):
@@ -90,6 +96,7 @@ def test_exported_model_wrapper_and_bad_folders(exported, tmp_path):
     model, target = exported
     loaded = ExportedModel(target)
     assert loaded.image_size == 32 and loaded.name == "m"
+    assert loaded.num_parameters == model.count_params()
     assert np.asarray(loaded(np.zeros((1, 40, 40, 3), "float32"))).shape == (1, 4)
     with pytest.raises(NotAnExportError, match="does not exist"):
         read_metadata(tmp_path / "missing")
