@@ -221,15 +221,21 @@ def plot_training_curves(log: dict[str, list[float]], path: Path) -> None:
     plt.close(fig)
 
 
+def _note_figure(path: Path, text: str, size: tuple[float, float]) -> None:
+    """A PNG holding only a line of text, where a plot has nothing to show."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=size)
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def plot_accuracy_vs_strength(by_strength: dict | None, path: Path, baseline: dict | None = None) -> None:
     """Accuracy per strength bin, one panel per blurred class (a note when parameters are unknown)."""
     plt = _plt()
     if not by_strength:
-        fig, ax = plt.subplots(figsize=(6, 2))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "blur strengths unknown for this data\n(labelled folder): no accuracy per strength", ha="center", va="center")
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        _note_figure(path, "blur strengths unknown for this data\n(labelled folder): no accuracy per strength", (6, 2))
         return
     fig, axes = plt.subplots(1, len(by_strength), figsize=(4.2 * len(by_strength), 3.8), squeeze=False)
     from data_pipeline.classes import STRENGTH_PARAMETER
@@ -260,11 +266,7 @@ def plot_misclassified(errors: list[dict], path: Path) -> None:
     """Grid of the worst errors: image, true and predicted class, probability of the prediction."""
     plt = _plt()
     if not errors:
-        fig, ax = plt.subplots(figsize=(5, 1.5))
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no misclassified image", ha="center", va="center")
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        _note_figure(path, "no misclassified image", (5, 1.5))
         return
     cols = min(4, len(errors))
     rows = -(-len(errors) // cols)
