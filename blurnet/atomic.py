@@ -14,12 +14,13 @@ from pathlib import Path
 
 
 def _sibling(target: Path, kind: str) -> Path:
-    return target.with_name(f".{target.name}.{kind}-{uuid.uuid4().hex[:8]}{target.suffix}")
+    # Keep every suffix (".weights.h5"): some writers check the whole ending.
+    return target.with_name(f".{target.name}.{kind}-{uuid.uuid4().hex[:8]}{''.join(target.suffixes)}")
 
 
 @contextlib.contextmanager
 def atomic_file(target: str | os.PathLike):
-    """Yield a temporary path to write; it becomes `target` (same suffix) on success."""
+    """Yield a temporary path to write; it becomes `target` (same suffixes) on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(target, "tmp")

@@ -26,10 +26,13 @@ def preview(out, data, image_size, seed):
     from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
     from data_pipeline.sources import load_photographs
 
-    config = PipelineConfig(image_size=image_size, batch_size=32, seed=seed)
-    photos = _load_or_exit(data, min_size=image_size)
-    images, labels, params = BlurBatchMaker(photos, config, "preview", augment=False).make_batch(0)
-    click.echo(f"wrote {write_preview(out, images, labels, params)}")
+    try:
+        config = PipelineConfig(image_size=image_size, batch_size=32, seed=seed)
+        photos = load_photographs(data, min_size=image_size)
+        images, labels, params = BlurBatchMaker(photos, config, "preview", augment=False).make_batch(0)
+        click.echo(f"wrote {write_preview(out, images, labels, params)}")
+    except (ValueError, OSError) as error:
+        raise click.ClickException(str(error)) from None
 
 
 def _weights_option(value):
@@ -76,9 +79,7 @@ def fit(**options):
     keras.utils.set_random_seed(options["seed"])
     try:
         run_fit(FitConfig(**options))
-    except WeightsUnavailableError as error:
-        raise click.ClickException(str(error)) from None
-    except (FileNotFoundError, ValueError) as error:
+    except (WeightsUnavailableError, FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         raise click.ClickException("interrupted; nothing was exported. Run the same command with --resume to continue.") from None
@@ -107,15 +108,6 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines, baseli
     if baselines_dir:
         click.echo(f"baseline comparison: {write_baseline_comparison(folder, baselines_dir) / 'README.md'}")
     click.echo(summary_line(folder))
-
-
-def _load_or_exit(data, min_size):
-    from data_pipeline.sources import load_photographs
-
-    try:
-        return load_photographs(data, min_size=min_size)
-    except FileNotFoundError as error:
-        raise click.ClickException(str(error)) from None
 
 
 def _scale_option(ctx, param, value):

@@ -20,7 +20,7 @@ class FitConfig:
     project's CPU runs (README, "The bundled model").
 
     CPU recipe (no GPU found): 64 px crops, batch 32, 1 + 10 epochs of 60 steps,
-    256 validation and 512 test images: about 10 minutes on 2 cores.
+    256 validation and 512 test images: about 6 minutes on 2 cores from scratch.
     GPU recipe: 128 px crops, batch 64, 3 + 40 epochs of 400 steps, 1,024
     validation and 2,048 test images.
     """
@@ -66,7 +66,8 @@ class FitConfig:
                 values[key] = value
         pretrained = values["weights"] is not None
         if values["unfreeze_from"] == "auto":
-            values["unfreeze_from"] = "pool3" if pretrained else "all"
+            # Only DenseNet121 has the pool2..pool4 transition layers.
+            values["unfreeze_from"] = "pool3" if pretrained and values["backbone"] == "densenet121" else "all"
         if values["spectrum"] is None:
             values["spectrum"] = not pretrained
         if values["lr_finetune"] is None:

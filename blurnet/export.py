@@ -22,7 +22,6 @@ from blurnet.atomic import atomic_directory
 DEFAULT_MODEL = "saved_models/blurnet-densenet121"
 METADATA_FILE = "blurnet.json"
 KERAS_FILE = "model.keras"
-MIN_SIDE = 32
 
 
 class NotAnExportError(ValueError):

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from blurnet.atomic import atomic_file
 from blurnet.config import FitConfig
 from blurnet.distribute import (
     configure_cpu_devices,
@@ -73,6 +74,8 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
     if config.data is not None and is_labelled_folder(config.data):
         images, labels, paths = load_labelled_images(config.data, min_size=pipeline.image_size)
         order = np.random.default_rng(config.seed).permutation(len(images))
+        if len(order) < 3:
+            raise ValueError(f"too few labelled images to split into train, val and test: {len(order)} (need at least 3).")
         n_test = max(1, len(order) // 10)
         n_val = max(1, len(order) // 10)
         parts = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
@@ -96,24 +99,6 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
     return Data(makers["train"], makers["val"], makers["test"], description)
 
 
-def make_tf_dataset(maker, num_batches: int | None = None, with_params: bool = False) -> tf.data.Dataset:
-    """A tf.data pipeline over any batch maker (photographs or labelled)."""
-    if isinstance(maker, BlurBatchMaker):
-        return maker.dataset(num_batches=num_batches, with_params=with_params)
-    probe = maker.make_batch(0)
-    b, s = probe[0].shape[0], probe[0].shape[1]
-    indices = tf.data.Dataset.range(num_batches) if num_batches else tf.data.Dataset.range(2**62)
-
-    def produce(i):
-        x, y, p = tf.numpy_function(maker.make_batch, [i], [tf.float32, tf.int32, tf.float32], stateful=False)
-        x.set_shape((b, s, s, 3))
-        y.set_shape((b,))
-        p.set_shape((b, 3))
-        return (x, y, p) if with_params else (x, y)
-
-    return indices.map(produce, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
-
-
 def estimate_minutes(config: FitConfig, device: str) -> float:
     """Rough wall time in minutes.
 
@@ -133,13 +118,24 @@ def estimate_minutes(config: FitConfig, device: str) -> float:
 def _callbacks(config: FitConfig, run: Path, stage: str) -> list:
     return [
         keras.callbacks.BackupAndRestore(str(run / "backup" / stage), save_freq="epoch", delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(str(run / "best.weights.h5"), monitor="val_accuracy", mode="max", save_best_only=True, save_weights_only=True),
+        keras.callbacks.ModelCheckpoint(str(run / "best.weights.h5"), monitor="val_accuracy", mode="max", save_best_only=True,
+                                        save_weights_only=True, initial_value_threshold=best_logged(run / "training_log.csv")),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience),
         keras.callbacks.CSVLogger(str(run / "training_log.csv"), append=True),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
         keras.callbacks.TerminateOnNaN(),
         _StageLogger(run / "stages.jsonl", stage),
     ]
+
+
+def best_logged(log: Path, key: str = "val_accuracy") -> float | None:
+    """Best `key` in a CSV training log (None without one): a resumed run keeps its best checkpoint."""
+    if not log.exists():
+        return None
+    import csv
+
+    values = [float(row[key]) for row in csv.DictReader(open(log)) if row.get(key) not in (None, "")]
+    return max(values) if values else None
 
 
 class _StageLogger(keras.callbacks.Callback):
@@ -177,7 +173,8 @@ def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None
     train_ds, val_ds = data_sets
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs_head, steps_per_epoch=config.steps_per_epoch,
               callbacks=_callbacks(config, run, "head"), verbose=1)
-    model.save_weights(run / "head.weights.h5")
+    with atomic_file(run / "head.weights.h5") as tmp:  # its presence means "stage 1 done"
+        model.save_weights(tmp)
 
 
 def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch: int, strategy) -> None:
@@ -200,7 +197,7 @@ def evaluate_held_out(model, maker, config: FitConfig) -> dict:
     """Accuracy, macro-F1 and per-class metrics on the fixed test split."""
     num_batches = -(-config.test_images // config.batch_size)
     ys, ps = [], []
-    for x, y in make_tf_dataset(maker, num_batches):
+    for x, y in maker.dataset(num_batches=num_batches):
         # A direct call, not predict_on_batch: under a tf.distribute strategy the latter
         # returns a row per replica and example; held-out evaluation needs no collectives.
         ps.append(np.asarray(model(x, training=False)))
@@ -237,8 +234,8 @@ def fit(config: FitConfig) -> Path | None:
     prepare_for_multiworker(model, strategy)
     if config.weights is None and strategy.num_replicas_in_sync > 1:
         print(f"BatchNormalization synchronized across replicas in {synchronize_batchnorm(model)} layers")
-    val_ds = shard_off(make_tf_dataset(data.val, -(-config.val_images // config.batch_size)))
-    train_ds = shard_off(make_tf_dataset(data.train))
+    val_ds = shard_off(data.val.dataset(num_batches=-(-config.val_images // config.batch_size)))
+    train_ds = shard_off(data.train.dataset())
     head_epochs = config.epochs_head if config.weights is not None else 0
     if head_epochs:
         if config.resume and (run / "head.weights.h5").exists():
@@ -254,7 +251,8 @@ def fit(config: FitConfig) -> Path | None:
         model.load_weights(run / "best.weights.h5")
     held_out = evaluate_held_out(model, data.test, config)
     if not chief:
-        model.save_weights(run / "final.weights.h5")
+        with atomic_file(run / "final.weights.h5") as tmp:
+            model.save_weights(tmp)
         print(f"worker {worker}: final weights in {run / 'final.weights.h5'}; the chief exports")
         return None
     metadata = {
@@ -277,6 +275,7 @@ def fit(config: FitConfig) -> Path | None:
     }
     log = run / "training_log.csv"
     target = export_model(model, Path(config.out) / config.name, metadata, extra_files=[log] if log.exists() else [])
-    model.save_weights(run / "final.weights.h5")
+    with atomic_file(run / "final.weights.h5") as tmp:
+        model.save_weights(tmp)
     print(f"exported {target} in {(time.time() - started) / 60:.1f} min")
     return target

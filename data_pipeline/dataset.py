@@ -145,18 +145,29 @@ class BlurBatchMaker:
 
     def dataset(self, start: int = 0, num_batches: int | None = None, with_params: bool = False) -> tf.data.Dataset:
         """Batches `start, start+1, ...` (`num_batches` of them, or forever) as a `tf.data.Dataset`."""
-        cfg = self.config
-        indices = tf.data.Dataset.range(start, start + num_batches) if num_batches is not None else tf.data.Dataset.range(start, 2**62)
+        return batch_dataset(self.make_batch, self.config.batch_size, self.config.image_size, start, num_batches, with_params)
 
-        def produce(index):
-            images, labels, params = tf.numpy_function(self.make_batch, [index], [tf.float32, tf.int32, tf.float32], stateful=False)
-            images.set_shape((cfg.batch_size, cfg.image_size, cfg.image_size, 3))
-            labels.set_shape((cfg.batch_size,))
-            params.set_shape((cfg.batch_size, 3))
-            return (images, labels, params) if with_params else (images, labels)
 
-        ds = indices.map(produce, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.prefetch(tf.data.AUTOTUNE)
+def batch_dataset(make_batch, batch_size: int, image_size: int, start: int = 0, num_batches: int | None = None,
+                  with_params: bool = False) -> tf.data.Dataset:
+    """A `tf.data.Dataset` of `make_batch(start)`, `make_batch(start + 1)`, ... (`num_batches` of them, or forever).
+
+    `make_batch(index)` returns images `(batch_size, image_size, image_size, 3)`
+    float32, labels int32 and params `(batch_size, 3)` float32; batches are made in
+    parallel, kept in order, and prefetched.
+    """
+    end = start + num_batches if num_batches is not None else 2**62
+    b, s = batch_size, image_size
+
+    def produce(index):
+        images, labels, params = tf.numpy_function(make_batch, [index], [tf.float32, tf.int32, tf.float32], stateful=False)
+        images.set_shape((b, s, s, 3))
+        labels.set_shape((b,))
+        params.set_shape((b, 3))
+        return (images, labels, params) if with_params else (images, labels)
+
+    ds = tf.data.Dataset.range(start, end).map(produce, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def training_dataset(photos: list[Photo], config: PipelineConfig, worker: int = 0, start: int = 0) -> tf.data.Dataset:

@@ -93,6 +93,12 @@ class LabelledBatchMaker:
         self.present = [c for c in range(len(CLASS_NAMES)) if len(self.by_class[c])]
         self.image_size, self.batch_size, self.seed, self.stream, self.flips = image_size, batch_size, seed, stream, flips
 
+    def dataset(self, start: int = 0, num_batches: int | None = None, with_params: bool = False):
+        """Batches `start, start+1, ...` (`num_batches` of them, or forever) as a `tf.data.Dataset`."""
+        from data_pipeline.dataset import batch_dataset
+
+        return batch_dataset(self.make_batch, self.batch_size, self.image_size, start, num_batches, with_params)
+
     def make_batch(self, index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Batch `index`: images float32, labels int32 and NaN params (unknown blur parameters)."""
         index = int(index)

@@ -41,7 +41,46 @@ def test_recipes_and_validation():
         FitConfig(image_size=16).resolve("cpu")
     with pytest.raises(ValueError, match="highpass"):
         FitConfig(highpass=True).resolve("cpu")
+    assert FitConfig(backbone="mobilenetv2").resolve("cpu").unfreeze_from == "all"  # no pool2..pool4 there
     with pytest.raises(ValueError, match="spectrum"):
         FitConfig(spectrum=True).resolve("cpu")
     with pytest.raises(ValueError, match="pool7"):
         FitConfig(unfreeze_from="pool7").resolve("cpu")
+
+
+def test_fit_on_a_labelled_folder(tmp_path):
+    import cv2
+
+    from data_pipeline.classes import CLASS_NAMES
+    from conftest import textured_image
+
+    for c, name in enumerate(CLASS_NAMES):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(5):
+            cv2.imwrite(str(tmp_path / "data" / name / f"{i}.png"), textured_image(10 * c + i, 48, 56))
+    config = FitConfig(data=str(tmp_path / "data"), out=str(tmp_path / "models"), name="lab", weights=None,
+                       backbone="mobilenetv2", run_dir=str(tmp_path / "runs"), **{**TINY, "epochs_finetune": 1})
+    meta = json.loads((fit(config) / "blurnet.json").read_text())
+    assert meta["training_data"].startswith("labelled folder") and "20 images" in meta["training_data"]
+    assert meta["held_out"]["n_images"] == 16
+
+
+def test_best_logged_value_survives_a_resume(tmp_path):
+    from blurnet.train import best_logged
+
+    assert best_logged(tmp_path / "missing.csv") is None
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,accuracy,val_accuracy\n0,0.3,0.25\n1,0.5,0.625\n2,0.6,0.5\n")
+    assert best_logged(log) == 0.625
+
+
+def test_too_few_labelled_images(tmp_path):
+    import cv2
+
+    from conftest import textured_image
+
+    (tmp_path / "d" / "sharp").mkdir(parents=True)
+    for i in range(2):
+        cv2.imwrite(str(tmp_path / "d" / "sharp" / f"{i}.png"), textured_image(i, 40, 40))
+    with pytest.raises(ValueError, match="too few labelled images.*2"):
+        fit(FitConfig(data=str(tmp_path / "d"), weights=None, run_dir=str(tmp_path / "runs"), **TINY))

@@ -1,0 +1,26 @@
+import numpy as np
+from click.testing import CliRunner
+
+from blurnet.cli import main
+
+
+def test_preview_writes_a_png(tmp_path, photo_folder):
+    out = tmp_path / "p.png"
+    result = CliRunner().invoke(main, ["preview", "--out", str(out), "--data", str(photo_folder), "--image-size", "48"])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_preview_bad_input_is_a_clear_error(tmp_path, photo_folder):
+    result = CliRunner().invoke(main, ["preview", "--out", str(tmp_path / "p.png"), "--image-size", "16", "--data", str(photo_folder)])
+    assert result.exit_code == 1 and "image_size must be >= 32, got 16" in result.output
+    result = CliRunner().invoke(main, ["preview", "--out", str(tmp_path / "p.png"), "--data", str(tmp_path / "none")])
+    assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_fit_help_states_defaults():
+    result = CliRunner().invoke(main, ["fit", "--help"])
+    assert result.exit_code == 0
+    for text in ["--weights", "default: imagenet", "--unfreeze-from", "--resume", "--strategy", "--mixed-precision"]:
+        assert text in result.output
