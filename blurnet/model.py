@@ -151,8 +151,8 @@ def create_model(
     With pretrained weights the backbone runs with `training=False`, so its
     BatchNormalization layers always use their moving statistics. With
     `weights=None` (training from scratch) BatchNormalization learns normally:
-    there are no statistics worth preserving, and a network whose BN is frozen at
-    initialisation trains far more slowly. `highpass=True` (scratch only) adds
+    there are no statistics worth preserving, and frozen at their initial
+    statistics (mean 0, variance 1) they would normalise nothing. `highpass=True` (scratch only) adds
     the high-pass residual as three extra input channels; `spectrum=True` (scratch
     only) the log-magnitude spectrum as one more (see `LogSpectrum`).
     """
