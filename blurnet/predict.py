@@ -59,7 +59,7 @@ import numpy as np
 
 from data_pipeline.classes import CLASS_NAMES
 from data_pipeline.crops import DEFAULT_MIN_TEXTURE, gradient_magnitude
-from data_pipeline.sources import IMAGE_EXTENSIONS, ImageReadError, read_image, to_rgb8
+from data_pipeline.sources import IMAGE_EXTENSIONS, ImageReadError, list_image_files, read_image, to_rgb8
 
 REFERENCE_SIDE = 1024
 MIN_SIDE = 32
@@ -89,9 +89,7 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[tuple[str, str | No
             out.append((path, error))
 
     def add_folder(folder: str):
-        files = sorted(
-            str(p) for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-        )
+        files = [str(p) for p in list_image_files(folder)]
         if not files:
             add(folder, f"folder contains no image files ({', '.join(IMAGE_EXTENSIONS)})")
         for f in files:

@@ -16,6 +16,7 @@ where params is float32 `(batch, 3)`: `[strength, angle, noise_sigma]` (see
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 
 import numpy as np
@@ -73,6 +74,12 @@ class NoiseBank:
         return self.values[start : start + n].reshape(shape)
 
 
+@functools.lru_cache(maxsize=4)
+def noise_bank(seed: int) -> NoiseBank:
+    """The noise bank of `seed`, drawn once per process and shared by every batch maker."""
+    return NoiseBank(seed)
+
+
 class BlurBatchMaker:
     """Makes batches of blurred crops from sharp photographs, one batch per index.
 
@@ -90,7 +97,7 @@ class BlurBatchMaker:
         self.worker = int(worker)
         self.margin = config.margin
         self.source_crop_size = config.image_size + 2 * self.margin
-        self.noise = NoiseBank(config.seed)
+        self.noise = noise_bank(config.seed)
         self.augment = config.augment if (augment if augment is not None else stream == "train") else AugmentConfig.none()
         size = self.source_crop_size
         self.croppers, self.photo_names, left_out = [], [], []
