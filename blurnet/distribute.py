@@ -51,15 +51,18 @@ def create_strategy(name: str = "auto") -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def _tf_config() -> dict:
+    return json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+
+
 def worker_index() -> int:
     """This process's task index in `TF_CONFIG` (0 when there is none)."""
-    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
-    return int(config.get("task", {}).get("index", 0))
+    return int(_tf_config().get("task", {}).get("index", 0))
 
 
 def is_chief() -> bool:
     """Whether this process writes the export: worker 0 (or a 'chief' task), or no TF_CONFIG."""
-    config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+    config = _tf_config()
     task = config.get("task", {})
     if "chief" in config.get("cluster", {}):
         return task.get("type") == "chief"

@@ -92,15 +92,19 @@ class EvalSource:
     train_maker: object = None
 
 
-def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, seed: int, batch_size: int) -> EvalSource:
-    """The default evaluation data: the held-out test split of the bundled photographs, blurred by the pipeline."""
+def bundled_split_makers(image_size: int, ranges: BlurRanges, seed: int, batch_size: int, splits=("train", "val", "test")):
+    """Batch makers over the bundled photographs' splits (by photograph, from `seed`), and the split itself."""
     from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
     from data_pipeline.sources import load_photographs, split_photographs
 
-    photos = load_photographs(None, min_size=image_size)
-    splits = split_photographs(photos, seed=seed)
+    photos = split_photographs(load_photographs(None, min_size=image_size), seed=seed)
     config = PipelineConfig(image_size=image_size, batch_size=batch_size, seed=seed, ranges=ranges)
-    makers = {s: BlurBatchMaker(splits[s], config, s) for s in ("train", "val", "test")}
+    return {s: BlurBatchMaker(photos[s], config, s) for s in splits}, photos
+
+
+def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, seed: int, batch_size: int) -> EvalSource:
+    """The default evaluation data: the held-out test split of the bundled photographs, blurred by the pipeline."""
+    makers, splits = bundled_split_makers(image_size, ranges, seed, batch_size)
     num_batches = -(-num_images // batch_size)
 
     def chunks():
@@ -576,14 +580,7 @@ def write_report(
         except ValueError as error:
             notes.append(f"Laplacian baseline skipped: {error}")
         try:
-            from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
-            from data_pipeline.sources import load_photographs, split_photographs
-
-            train_maker = source.train_maker
-            if train_maker is None:
-                photos = load_photographs(None, min_size=image_size)
-                config = PipelineConfig(image_size=image_size, batch_size=batch_size, seed=seed, ranges=ranges)
-                train_maker = BlurBatchMaker(split_photographs(photos, seed=seed)["train"], config, "train")
+            train_maker = source.train_maker or bundled_split_makers(image_size, ranges, seed, batch_size, ("train",))[0]["train"]
             tx, ty, _ = _stream_images(train_maker, baseline_images)
             clf = HandcraftedClassifier(seed=seed).fit(tx, ty)
             t0 = time.perf_counter()
