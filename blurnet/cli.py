@@ -58,7 +58,7 @@ def _weights_option(value):
 @click.option("--lr-head", type=float, default=1e-3, help="Stage-1 learning rate.")
 @click.option("--lr-finetune", type=float, default=None, help="Stage-2 peak learning rate, cosine-decayed [default: 1e-4 pretrained, 1e-3 from scratch].")
 @click.option("--highpass/--no-highpass", default=False, help="Add the high-pass residual as 3 extra input channels (needs --weights none).")
-@click.option("--spectrum/--no-spectrum", default=None, help="Add the log-magnitude spectrum as an extra input channel (needs --weights none) [default: on with --weights none, else off].")
+@click.option("--spectrum/--no-spectrum", default=True, show_default=True, help="Add the spectral branch (Welch-averaged log power spectrum, any weights) beside the backbone; --no-spectrum gives the plain DenseNet121.")
 @click.option("--patience", type=int, default=8, help="Early stopping: epochs without a better val_accuracy.")
 @click.option("--seed", type=int, default=0, help="Random seed (data, split, initialisation).")
 @click.option("--resume", is_flag=True, default=False, help="Continue an interrupted run from its last completed epoch.")
@@ -94,13 +94,16 @@ def fit(**options):
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Images per model call.")
 @click.option("--baselines/--no-baselines", default=True, help="Evaluate the Laplacian and handcrafted-feature baselines too.")
 @click.option("--baselines-dir", type=click.Path(file_okay=False), default=None, help="Also write the baseline comparison table there (e.g. reports/baselines).")
-def report(model_dir, data, out, num_images, seed, batch_size, baselines, baselines_dir):
+@click.option("--baseline-images", type=click.IntRange(min=8), default=4096, show_default=True, help="Crops the handcrafted baseline trains on (training stream) and the Laplacian threshold is chosen on (validation stream).")
+@click.option("--compare", "compare", type=click.Path(), multiple=True, help="Another export (e.g. a MobileNetV2 fit) to evaluate on the same images, as a row of the baselines table; repeatable. [default: none]")
+def report(model_dir, data, out, num_images, seed, batch_size, baselines, baselines_dir, baseline_images, compare):
     """Evaluate an exported model: metrics.json, plots, baselines and index.md."""
     from blurnet.export import NotAnExportError, default_model_dir
     from blurnet.report import summary_line, write_baseline_comparison, write_report
 
     try:
-        folder = write_report(model_dir or default_model_dir(), data, out, num_images=num_images, seed=seed, batch_size=batch_size, baselines=baselines)
+        folder = write_report(model_dir or default_model_dir(), data, out, num_images=num_images, seed=seed, batch_size=batch_size, baselines=baselines,
+                              baseline_images=baseline_images, compare=compare)
     except (NotAnExportError, FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:

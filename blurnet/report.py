@@ -458,9 +458,10 @@ def write_report(
     seed: int | None = None,
     batch_size: int = 32,
     baselines: bool = True,
-    baseline_images: int = 512,
+    baseline_images: int = 4096,
     progress: bool = True,
     model=None,
+    compare=(),
 ) -> Path:
     """Evaluate an export and write `metrics.json`, the PNG plots and `index.md` to `out_dir`; returns `out_dir`.
 
@@ -469,6 +470,9 @@ def write_report(
     labelled folder `DIR/<class>/<file>`. `seed` defaults to the seed of the fit.
     `baseline_images` is the number of validation / training crops the baselines
     are tuned / trained on. `model` may be a loaded `ExportedModel` to reuse.
+    `compare`: other exports (folders or loaded `ExportedModel`s, e.g. another
+    backbone trained with `blurnet fit --backbone`) evaluated on the same images,
+    each a row of the baselines table.
     Raises `NotAnExportError`, `FileNotFoundError` or `ValueError` with a clear message.
     """
     from blurnet.export import ExportedModel
@@ -485,6 +489,8 @@ def write_report(
     if seed is None:
         seed = int((meta.get("fit_config") or {}).get("seed") or 0)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(model_dir)
+    others = [m if isinstance(m, ExportedModel) else ExportedModel(m) for m in compare]
+    other_probs, other_seconds = [[] for _ in others], [0.0 for _ in others]
     source = (
         generated_test_source(image_size, ranges, num_images, seed, batch_size)
         if data_dir is None
@@ -501,6 +507,10 @@ def write_report(
         t0 = time.perf_counter()
         p = np.asarray(model(images), np.float64)
         model_seconds += time.perf_counter() - t0
+        for k, other in enumerate(others):
+            t0 = time.perf_counter()
+            other_probs[k].append(np.asarray(other(images), np.float64))
+            other_seconds[k] += time.perf_counter() - t0
         if baselines:
             t0 = time.perf_counter()
             lap_scores += [laplacian_variance(im) for im in images]
@@ -551,6 +561,13 @@ def write_report(
     metrics["data"] = source.description
     notes = []
     rows = [_row(f"blurnet ({meta.get('backbone', '?')})", y_true, probabilities, source.present, model_seconds, _num_parameters(model))]
+    for other, chunks, seconds in zip(others, other_probs, other_seconds):
+        fit = other.metadata.get("fit_config") or {}
+        rows.append(_row(
+            f"{other.name} ({other.metadata.get('backbone', '?')})", y_true, np.concatenate(chunks), source.present,
+            seconds, _num_parameters(other),
+            note=f"another export on the same images; trained with: {other.metadata.get('command') or fit or 'unknown'}",
+        ))
 
     # --- baselines
     lap_by_strength = None
@@ -594,7 +611,8 @@ def write_report(
             notes.append(f"handcrafted baseline skipped: {error}")
     else:
         notes.append("baselines not computed (--no-baselines).")
-    notes.append("Another keras.applications backbone: train it with `blurnet fit --backbone mobilenetv2 --name ...` and report it with `blurnet report --model saved_models/<name>` (not evaluated here).")
+    if not others:
+        notes.append("Another keras.applications backbone: train it with `blurnet fit --backbone mobilenetv2 --name ...` and set it beside this one with `blurnet report --compare <its export>`.")
     metrics["baselines"] = rows
 
     # --- write everything into a temporary folder, then rename into place

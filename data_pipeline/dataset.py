@@ -26,6 +26,7 @@ from data_pipeline.augment import AugmentConfig, augment_sharp, maybe_jpeg
 from data_pipeline.classes import NUM_CLASSES, BlurRanges
 from data_pipeline.crops import DEFAULT_MIN_TEXTURE, TexturedCropper
 from data_pipeline.degrade import convolve, make_psf, psf_half_size, sample_params
+from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO, high_frequency_ratio
 from data_pipeline.sources import Photo
 
 STREAMS = {"train": 0, "val": 1, "test": 2, "preview": 3}
@@ -33,7 +34,11 @@ STREAMS = {"train": 0, "val": 1, "test": 2, "preview": 3}
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-    """What the pipeline makes: crop size, batch size, seed, blur ranges, augmentation."""
+    """What the pipeline makes: crop size, batch size, seed, blur ranges, augmentation.
+
+    `min_texture` and `min_sharpness` decide which photographs may serve as sharp
+    sources (`crops.TexturedCropper`, `quality.high_frequency_ratio`); 0 accepts all.
+    """
 
     image_size: int = 128
     batch_size: int = 32
@@ -41,6 +46,7 @@ class PipelineConfig:
     ranges: BlurRanges = BlurRanges()
     augment: AugmentConfig = AugmentConfig()
     min_texture: float = DEFAULT_MIN_TEXTURE
+    min_sharpness: float = MIN_HIGH_FREQUENCY_RATIO
 
     def __post_init__(self):
         if self.image_size < 32:
@@ -85,8 +91,9 @@ class BlurBatchMaker:
 
     `stream` names the split ("train", "val", "test" or "preview") so each gets
     its own random numbers; `worker` separates data-parallel workers. Photographs
-    smaller than the source crop or too flat anywhere are left out and reported
-    in one warning line. `augment=False` turns augmentation off (evaluation).
+    smaller than the source crop, too flat anywhere, or already blurred (see
+    `data_pipeline.quality`) are left out and reported in one warning line each.
+    `augment=False` turns augmentation off (evaluation).
     """
 
     def __init__(self, photos: list[Photo], config: PipelineConfig, stream: str = "train", worker: int = 0, augment: bool | None = None):
@@ -100,18 +107,26 @@ class BlurBatchMaker:
         self.noise = noise_bank(config.seed)
         self.augment = config.augment if (augment if augment is not None else stream == "train") else AugmentConfig.none()
         size = self.source_crop_size
-        self.croppers, self.photo_names, left_out = [], [], []
+        self.croppers, self.photo_names, left_out, blurred = [], [], [], []
         for photo in photos:
             cropper = TexturedCropper(photo.image, min_texture=config.min_texture)
-            if cropper.has_texture(size):
+            if not cropper.has_texture(size):
+                left_out.append(photo.name)
+            elif config.min_sharpness and high_frequency_ratio(photo.image) < config.min_sharpness:
+                blurred.append(photo.name)
+            else:
                 self.croppers.append(cropper)
                 self.photo_names.append(photo.name)
-            else:
-                left_out.append(photo.name)
         if left_out:
             print(
                 f"warning: {stream}: left out {len(left_out)} of {len(photos)} photographs smaller than "
                 f"{size} px or without texture >= {config.min_texture}: {', '.join(left_out)}",
+                file=sys.stderr,
+            )
+        if blurred:
+            print(
+                f"warning: {stream}: left out {len(blurred)} of {len(photos)} photographs that look blurred already "
+                f"(high-frequency ratio < {config.min_sharpness}), so cannot stand for 'sharp': {', '.join(blurred)}",
                 file=sys.stderr,
             )
         if not self.croppers:

@@ -74,3 +74,20 @@ def test_no_usable_photograph_is_a_clear_error(photos):
         PipelineConfig(image_size=31)
     with pytest.raises(ValueError, match="'train'"):
         evaluation_dataset(photos, CFG, "train", 8)
+
+
+def test_already_blurred_photographs_are_left_out(photos, capsys):
+    import dataclasses
+
+    import cv2
+
+    from data_pipeline.sources import Photo
+
+    soft = Photo(name="soft", group="gs", image=cv2.GaussianBlur(photos[0].image, (0, 0), 2.0))
+    config = PipelineConfig(image_size=32, batch_size=4)
+    maker = BlurBatchMaker(photos[:2] + [soft], config, "train")
+    assert maker.photo_names == ["p0", "p1"]
+    err = capsys.readouterr().err
+    assert "look blurred already" in err and err.rstrip().endswith(": soft")
+    kept = BlurBatchMaker(photos[:2] + [soft], dataclasses.replace(config, min_sharpness=0.0), "train")
+    assert kept.photo_names == ["p0", "p1", "soft"]

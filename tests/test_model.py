@@ -115,23 +115,17 @@ def test_imagenet_offline_gives_a_clear_message(monkeypatch):
         create_model(weights="imagenet")
 
 
-def test_log_spectrum_channel_peaks_at_the_image_frequency():
-    from blurnet.model import LogSpectrum
-
-    h, w, cycles = 32, 48, 6
-    x = np.arange(w, dtype="float32")
-    image = np.tile((128 + 100 * np.cos(2 * np.pi * cycles * x / w))[None, :, None], (h, 1, 3))[None]
-    out = np.asarray(LogSpectrum()(image))
-    assert out.shape == (1, h, w, 4)
-    np.testing.assert_array_equal(out[..., :3], image)
-    spectrum = out[0, :, :, 3]
-    assert spectrum.mean() == pytest.approx(0.0, abs=1e-4) and spectrum.std() == pytest.approx(1.0, abs=1e-3)
-    peak = np.unravel_index(np.argmax(spectrum), spectrum.shape)
-    assert peak[0] == h // 2 and abs(peak[1] - w // 2) == cycles  # frequency 0 in the middle
-
-
-def test_spectrum_model_takes_any_size():
+def test_spectrum_model_takes_any_size_and_joins_the_branches():
     m = create_model(weights=None, spectrum=True)
     for shape in [(1, 32, 32, 3), (2, 40, 72, 3)]:
         out = np.asarray(m(np.random.default_rng(0).uniform(0, 255, shape).astype("float32")))
         np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+    assert m.get_layer("features").output.shape == (None, 1024 + 128)  # DenseNet121 pooled + spectral branch
+    assert get_backbone(m).name == "densenet121"
+    assert m.get_layer("spectrum").output.shape == (None, 32, 32, 1)
+
+
+def test_scratch_batchnorm_momentum():
+    m = create_model("mobilenetv2", weights=None, spectrum=False)
+    momenta = {layer.momentum for layer in get_backbone(m).layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert momenta == {0.99}  # MobileNetV2 ships 0.999

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from blurnet.baselines import LaplacianThreshold, handcrafted_features, laplacian_variance
 from blurnet.cli import main
 from blurnet.export import export_model
 from blurnet.report import PLOTS, accuracy_by_strength, expected_calibration_error, write_baseline_comparison, write_report
@@ -100,6 +99,22 @@ def test_report_on_labelled_folder(export, labelled, tmp_path, capsys):
     assert json.loads((comparison / "baselines.json").read_text())["baselines"] == metrics["baselines"]
 
 
+def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_path):
+    out = tmp_path / "cmp"
+    result = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(out),
+                                       "--no-baselines", "--compare", str(export)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "metrics.json").read_text())["baselines"]
+    assert [r["name"] for r in rows] == ["blurnet (tiny)", "tiny-model (tiny)"]
+    # The same model on the same images: the same numbers.
+    assert rows[1]["accuracy"] == rows[0]["accuracy"] and rows[1]["recall"] == rows[0]["recall"]
+    assert rows[1]["parameters"] == rows[0]["parameters"] > 0
+    assert "| tiny-model (tiny) |" in (out / "index.md").read_text()
+    bad = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "x"),
+                                    "--compare", str(tmp_path)])
+    assert bad.exit_code == 1 and "blurnet.json" in bad.output and not (tmp_path / "x").exists()
+
+
 def test_report_on_generated_test_stream(export, tmp_path):
     out = write_report(export, None, tmp_path / "gen", num_images=8, batch_size=8, baseline_images=16, progress=False)
     metrics, _ = check_report(out, 8)
@@ -178,18 +193,3 @@ def test_accuracy_by_strength_bins():
     assert out["gaussian"]["count"] == [2, 0, 0, 0, 1]
     assert out["gaussian"]["accuracy"] == [0.5, None, None, None, 1.0]
     assert out["motion"]["count"] == [0] * 5 and out["defocus"]["accuracy"][4] == 1.0
-
-
-def test_laplacian_baseline_separates_sharp_from_blur():
-    sharp = [blurred(0, i) for i in range(4)]
-    blur = [blurred(1, i) for i in range(4)]
-    scores = [laplacian_variance(im) for im in sharp + blur]
-    assert min(scores[:4]) > max(scores[4:])
-    lap = LaplacianThreshold().fit(scores, [False] * 4 + [True] * 4)
-    assert lap.predict_blurred(scores).tolist() == [False] * 4 + [True] * 4
-    mid = LaplacianThreshold().fit(scores, [False] * 4 + [True] * 4, method="medians")
-    assert max(scores[4:]) < mid.threshold < min(scores[:4])
-    with pytest.raises(ValueError, match="both"):
-        LaplacianThreshold().fit(scores[:4], [False] * 4)
-    f = handcrafted_features(sharp[0])
-    assert f.ndim == 1 and np.isfinite(f).all() and f.shape == handcrafted_features(blurred(2, 0, (48, 40))).shape

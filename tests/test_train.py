@@ -34,7 +34,7 @@ def test_recipes_and_validation():
     assert (cpu.image_size, cpu.batch_size, cpu.unfreeze_from, cpu.lr_finetune) == (64, 32, "all", 1e-3)
     assert (cpu.spectrum, cpu.highpass) == (True, False)
     gpu = FitConfig().resolve("gpu")
-    assert (gpu.image_size, gpu.unfreeze_from, gpu.lr_finetune, gpu.spectrum, gpu.highpass) == (128, "pool3", 1e-4, False, False)
+    assert (gpu.image_size, gpu.unfreeze_from, gpu.lr_finetune, gpu.spectrum, gpu.highpass) == (128, "pool3", 1e-4, True, False)
     assert FitConfig(image_size=96).resolve("cpu").image_size == 96  # explicit values win
     assert 3 < estimate_minutes(FitConfig(weights=None).resolve("cpu"), "cpu") < 15
     with pytest.raises(ValueError, match="16"):
@@ -42,8 +42,7 @@ def test_recipes_and_validation():
     with pytest.raises(ValueError, match="highpass"):
         FitConfig(highpass=True).resolve("cpu")
     assert FitConfig(backbone="mobilenetv2").resolve("cpu").unfreeze_from == "all"  # no pool2..pool4 there
-    with pytest.raises(ValueError, match="spectrum"):
-        FitConfig(spectrum=True).resolve("cpu")
+    assert FitConfig(spectrum=False).resolve("cpu").spectrum is False  # the plain DenseNet121
     with pytest.raises(ValueError, match="pool7"):
         FitConfig(unfreeze_from="pool7").resolve("cpu")
 
