@@ -113,7 +113,8 @@ def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, 
 
     description = {
         "source": "generated: held-out test split of the bundled photographs, blurred by the pipeline",
-        "photographs": [p.name for p in splits["test"]],
+        "photographs": makers["test"].photo_names,
+        "left_out": makers["test"].left_out,
         "image_size": image_size,
         "seed": seed,
         "batch_size": batch_size,

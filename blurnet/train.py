@@ -94,8 +94,11 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
     source = "bundled photographs (scikit-image, scikit-learn)" if config.data is None else f"photographs in {config.data}"
     makers = {s: BlurBatchMaker(splits[s], pipeline, s, worker=worker if s == "train" else 0) for s in ("train", "val", "test")}
     description = f"{source}, blurred on the fly; split by photograph: " + "; ".join(
-        f"{s}: {', '.join(p.name for p in splits[s])}" for s in ("train", "val", "test")
+        f"{s}: {', '.join(makers[s].photo_names)}" for s in ("train", "val", "test")
     )
+    left_out = {name: why for s in ("train", "val", "test") for name, why in makers[s].left_out.items()}
+    if left_out:
+        description += "; left out: " + ", ".join(f"{name} ({why})" for name, why in left_out.items())
     return Data(makers["train"], makers["val"], makers["test"], description)
 
 

@@ -117,6 +117,7 @@ class BlurBatchMaker:
             else:
                 self.croppers.append(cropper)
                 self.photo_names.append(photo.name)
+        self.left_out = {**{name: "too small or flat" for name in left_out}, **{name: "already blurred" for name in blurred}}
         if left_out:
             print(
                 f"warning: {stream}: left out {len(left_out)} of {len(photos)} photographs smaller than "

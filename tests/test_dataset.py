@@ -86,7 +86,7 @@ def test_already_blurred_photographs_are_left_out(photos, capsys):
     soft = Photo(name="soft", group="gs", image=cv2.GaussianBlur(photos[0].image, (0, 0), 2.0))
     config = PipelineConfig(image_size=32, batch_size=4)
     maker = BlurBatchMaker(photos[:2] + [soft], config, "train")
-    assert maker.photo_names == ["p0", "p1"]
+    assert maker.photo_names == ["p0", "p1"] and maker.left_out == {"soft": "already blurred"}
     err = capsys.readouterr().err
     assert "look blurred already" in err and err.rstrip().endswith(": soft")
     kept = BlurBatchMaker(photos[:2] + [soft], dataclasses.replace(config, min_sharpness=0.0), "train")

@@ -119,6 +119,8 @@ def test_report_on_generated_test_stream(export, tmp_path):
     out = write_report(export, None, tmp_path / "gen", num_images=8, batch_size=8, baseline_images=16, progress=False)
     metrics, _ = check_report(out, 8)
     assert [metrics["per_class"][c]["support"] for c in CLASS_NAMES] == [2, 2, 2, 2]
+    # The held-out photographs of seed 0, less the microscope image that is blurred already.
+    assert metrics["data"]["photographs"] == ["camera", "gravel"] and metrics["data"]["left_out"] == {"cell": "already blurred"}
     by_strength = metrics["accuracy_by_strength"]
     assert set(by_strength) == {"gaussian", "motion", "defocus"}
     assert by_strength["motion"]["edges"] == [5.0, 8.2, 11.4, 14.6, 17.8, 21.0]
