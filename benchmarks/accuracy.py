@@ -5,8 +5,12 @@
 Loads `saved_models/blurnet-densenet121` (the SavedModel, as any TensorFlow user
 would), generates the held-out test split the report uses (2,048 images from
 photographs never used in training, balanced, fixed seed), and prints accuracy,
-macro-F1 and the recall of every class. Last line: JSON with `accuracy`,
-`macro_f1` and `recall` (a map by class name).
+macro-F1 and the recall of every class. Then the same held-out photographs at
+twice the training crop size: the model does not resize, so this checks that its
+answer does not depend on the input size (it should only get better with more
+pixels); and at the training size once more, every image JPEG-compressed at
+quality 75. Last line: JSON with `accuracy`, `macro_f1`, `recall` (a map by class
+name), `accuracy_2x_crops` and `accuracy_jpeg75`.
 """
 from __future__ import annotations
 
@@ -20,9 +24,22 @@ import numpy as np
 from blurnet.export import ExportedModel, default_model_dir
 from blurnet.metrics import classification_metrics
 from blurnet.report import generated_test_source
+from data_pipeline.augment import jpeg_roundtrip
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 
 NUM_IMAGES, BATCH = 2048, 32
+
+
+def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_quality: int | None = None) -> tuple[dict, dict]:
+    """Metrics of `model` on the held-out test split generated at `image_size`, and the data description."""
+    source = generated_test_source(image_size, ranges, NUM_IMAGES, seed, BATCH)
+    ys, ps = [], []
+    for images, labels, _, _ in source.chunks:
+        if jpeg_quality is not None:
+            images = np.stack([jpeg_roundtrip(im, jpeg_quality) for im in images])
+        ps.append(np.asarray(model(images)))
+        ys.append(labels)
+    return classification_metrics(np.concatenate(ys), np.concatenate(ps)), source.description
 
 
 def main():
@@ -30,19 +47,22 @@ def main():
     meta = model.metadata
     seed = int(meta.get("fit_config", {}).get("seed", 0))
     ranges = BlurRanges.from_dict(meta["blur_ranges"]) if "blur_ranges" in meta else BlurRanges()
-    source = generated_test_source(model.image_size, ranges, NUM_IMAGES, seed, BATCH)
-    ys, ps = [], []
-    for images, labels, _, _ in source.chunks:
-        ps.append(np.asarray(model(images)))
-        ys.append(labels)
-    m = classification_metrics(np.concatenate(ys), np.concatenate(ps))
+    m, description = evaluate(model, model.image_size, ranges, seed)
     print(f"model: {model.folder} ({meta.get('backbone')}, weights {meta.get('weights')}, {model.image_size} px)")
-    print(f"held-out test photographs: {', '.join(source.description['photographs'])}")
-    print(f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} on {m['n_images']} images (paper: 0.978)")
+    print(f"held-out test photographs: {', '.join(description['photographs'])}"
+          + (f" (left out: {', '.join(f'{k}, {v}' for k, v in description['left_out'].items())})" if description.get("left_out") else ""))
+    print(f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} on {m['n_images']} images at {model.image_size} px (paper: 0.978)")
     for name in CLASS_NAMES:
         print(f"  recall {name:>8}: {m['per_class'][name]['recall']:.4f}")
+    big, _ = evaluate(model, 2 * model.image_size, ranges, seed)
+    print(f"same photographs at {2 * model.image_size} px crops: accuracy {big['accuracy']:.4f}, recall "
+          + ", ".join(f"{n} {big['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))
+    jpeg, _ = evaluate(model, model.image_size, ranges, seed, jpeg_quality=75)
+    print(f"same images JPEG-compressed at quality 75: accuracy {jpeg['accuracy']:.4f}, recall "
+          + ", ".join(f"{n} {jpeg['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))
     print(json.dumps({"accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4),
-                      "recall": {n: round(m["per_class"][n]["recall"], 4) for n in CLASS_NAMES}}))
+                      "recall": {n: round(m["per_class"][n]["recall"], 4) for n in CLASS_NAMES},
+                      "accuracy_2x_crops": round(big["accuracy"], 4), "accuracy_jpeg75": round(jpeg["accuracy"], 4)}))
 
 
 if __name__ == "__main__":

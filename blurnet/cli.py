@@ -95,15 +95,16 @@ def fit(**options):
 @click.option("--baselines/--no-baselines", default=True, help="Evaluate the Laplacian and handcrafted-feature baselines too.")
 @click.option("--baselines-dir", type=click.Path(file_okay=False), default=None, help="Also write the baseline comparison table there (e.g. reports/baselines).")
 @click.option("--baseline-images", type=click.IntRange(min=8), default=4096, show_default=True, help="Crops the handcrafted baseline trains on (training stream) and the Laplacian threshold is chosen on (validation stream).")
+@click.option("--jpeg", "jpeg_quality", type=click.IntRange(1, 100), default=None, help="JPEG-compress every test image at this quality first (robustness check). [default: off]")
 @click.option("--compare", "compare", type=click.Path(), multiple=True, help="Another export (e.g. a MobileNetV2 fit) to evaluate on the same images, as a row of the baselines table; repeatable. [default: none]")
-def report(model_dir, data, out, num_images, seed, batch_size, baselines, baselines_dir, baseline_images, compare):
+def report(model_dir, data, out, num_images, seed, batch_size, baselines, baselines_dir, baseline_images, compare, jpeg_quality):
     """Evaluate an exported model: metrics.json, plots, baselines and index.md."""
     from blurnet.export import NotAnExportError, default_model_dir
     from blurnet.report import summary_line, write_baseline_comparison, write_report
 
     try:
         folder = write_report(model_dir or default_model_dir(), data, out, num_images=num_images, seed=seed, batch_size=batch_size, baselines=baselines,
-                              baseline_images=baseline_images, compare=compare)
+                              baseline_images=baseline_images, compare=compare, jpeg_quality=jpeg_quality)
     except (NotAnExportError, FileNotFoundError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:

@@ -22,6 +22,7 @@ import numpy as np
 from blurnet.atomic import atomic_directory
 from blurnet.baselines import HandcraftedClassifier, LaplacianThreshold, handcrafted_features, laplacian_variance
 from blurnet.metrics import classification_metrics
+from data_pipeline.augment import jpeg_roundtrip
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 
 ECE_BINS = 15
@@ -336,7 +337,9 @@ def render_baselines(metrics: dict) -> str:
     lines = [
         "## Baselines",
         "",
-        f"All on the same {metrics['n_images']} test images ({metrics['data']['source']}). Accuracy and macro-F1 "
+        f"All on the same {metrics['n_images']} test images ({metrics['data']['source']}"
+        + (f", then JPEG-compressed at quality {metrics['data']['jpeg_quality']}" if metrics["data"].get("jpeg_quality") else "")
+        + "). Accuracy and macro-F1 "
         "over the four classes; binary accuracy counts sharp called sharp and any blur called blurred.",
         "",
         "| method | accuracy | macro-F1 | binary accuracy | " + " | ".join(f"recall {c}" for c in classes) + " | parameters | images/s |",
@@ -463,6 +466,7 @@ def write_report(
     progress: bool = True,
     model=None,
     compare=(),
+    jpeg_quality: int | None = None,
 ) -> Path:
     """Evaluate an export and write `metrics.json`, the PNG plots and `index.md` to `out_dir`; returns `out_dir`.
 
@@ -473,7 +477,8 @@ def write_report(
     are tuned / trained on. `model` may be a loaded `ExportedModel` to reuse.
     `compare`: other exports (folders or loaded `ExportedModel`s, e.g. another
     backbone trained with `blurnet fit --backbone`) evaluated on the same images,
-    each a row of the baselines table.
+    each a row of the baselines table. `jpeg_quality` JPEG-compresses every test
+    image at that quality before anything sees it (robustness to compression).
     Raises `NotAnExportError`, `FileNotFoundError` or `ValueError` with a clear message.
     """
     from blurnet.export import ExportedModel
@@ -504,7 +509,11 @@ def write_report(
     model_seconds, lap_seconds, feat_seconds, counter = 0.0, 0.0, 0.0, 0
     bar = _progress(source.total, progress)
     seen = right = 0
+    if jpeg_quality is not None:
+        jpeg_roundtrip(np.zeros((8, 8, 3), np.float32), jpeg_quality)  # a bad quality fails before any work
     for images, labels, params, paths in source.chunks:
+        if jpeg_quality is not None:
+            images = np.stack([jpeg_roundtrip(im, jpeg_quality) for im in images])
         t0 = time.perf_counter()
         p = np.asarray(model(images), np.float64)
         model_seconds += time.perf_counter() - t0
@@ -559,7 +568,7 @@ def write_report(
         "blur_ranges": ranges.to_dict(),
         "held_out_at_fit": (meta.get("held_out") or {}).get("accuracy"),
     }
-    metrics["data"] = source.description
+    metrics["data"] = {**source.description, "jpeg_quality": jpeg_quality}
     notes = []
     rows = [_row(f"blurnet ({meta.get('backbone', '?')})", y_true, probabilities, source.present, model_seconds, _num_parameters(model))]
     for other, chunks, seconds in zip(others, other_probs, other_seconds):

@@ -70,9 +70,15 @@ def maybe_jpeg(image: np.ndarray, rng: np.random.Generator, config: AugmentConfi
     """With probability `jpeg_probability`, JPEG-encode and decode `image` (float 0..255 RGB)."""
     if config.jpeg_probability <= 0 or rng.random() >= config.jpeg_probability:
         return image
-    quality = int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1))
-    as_uint8 = np.clip(image + 0.5, 0, 255).astype(np.uint8)
-    ok, encoded = cv2.imencode(".jpg", as_uint8, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    return jpeg_roundtrip(image, int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1)))
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """`image` (float 0..255 RGB) JPEG-encoded at `quality` (1..100) and decoded, as float32."""
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100, got {quality!r}.")
+    as_uint8 = np.clip(np.asarray(image, np.float32) + 0.5, 0, 255).astype(np.uint8)
+    ok, encoded = cv2.imencode(".jpg", as_uint8, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 array
-        return image
+        raise ValueError(f"OpenCV could not JPEG-encode an array of shape {as_uint8.shape}.")
     return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED).astype(np.float32)

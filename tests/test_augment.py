@@ -35,3 +35,14 @@ def test_bad_config():
         AugmentConfig(jpeg_probability=1.5)
     with pytest.raises(ValueError, match="uint8"):
         augment_sharp(np.zeros((4, 4, 3), np.float32), np.random.default_rng(0), AugmentConfig())
+
+
+def test_jpeg_roundtrip_loses_more_at_lower_quality():
+    from data_pipeline.augment import jpeg_roundtrip
+
+    img = np.random.default_rng(1).uniform(0, 255, (48, 48, 3)).astype(np.float32)
+    errors = [np.abs(jpeg_roundtrip(img, q) - img).mean() for q in (95, 75, 30)]
+    assert errors[0] < errors[1] < errors[2]
+    assert jpeg_roundtrip(img, 75).dtype == np.float32
+    with pytest.raises(ValueError, match="101"):
+        jpeg_roundtrip(img, 101)

@@ -110,6 +110,11 @@ def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_pa
     assert rows[1]["accuracy"] == rows[0]["accuracy"] and rows[1]["recall"] == rows[0]["recall"]
     assert rows[1]["parameters"] == rows[0]["parameters"] > 0
     assert "| tiny-model (tiny) |" in (out / "index.md").read_text()
+    jpeg = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "j"),
+                                     "--no-baselines", "--jpeg", "30"])
+    assert jpeg.exit_code == 0, jpeg.output
+    assert json.loads((tmp_path / "j" / "metrics.json").read_text())["data"]["jpeg_quality"] == 30
+    assert "JPEG-compressed at quality 30" in (tmp_path / "j" / "index.md").read_text()
     bad = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "x"),
                                     "--compare", str(tmp_path)])
     assert bad.exit_code == 1 and "blurnet.json" in bad.output and not (tmp_path / "x").exists()
