@@ -269,7 +269,7 @@ def fit(config: FitConfig) -> Path | None:
         "training_data": data.description,
         "held_out": held_out,
         "fit_config": dataclasses.asdict(config),
-        "command": shlex.join(sys.argv),
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "hardware": f"{os.cpu_count()} CPU cores, {len(gpus)} GPU(s) {[g.name for g in gpus]}",
         "device": device,
         "strategy": {"name": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync},
