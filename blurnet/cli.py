@@ -59,6 +59,7 @@ def _weights_option(value):
 @click.option("--lr-finetune", type=float, default=None, help="Stage-2 peak learning rate, cosine-decayed [default: 1e-4 pretrained, 1e-3 from scratch].")
 @click.option("--highpass/--no-highpass", default=False, help="Add the high-pass residual as 3 extra input channels (needs --weights none).")
 @click.option("--spectrum/--no-spectrum", default=True, show_default=True, help="Add the spectral branch (Welch-averaged log power spectrum, any weights) beside the backbone; --no-spectrum gives the plain DenseNet121.")
+@click.option("--init-from", type=click.Path(), default=None, help="Start from all the weights of an export (e.g. saved_models/blurnet-densenet121: continue or fine-tune it); needs --weights none and the same --backbone/--spectrum/--highpass. [default: none]")
 @click.option("--patience", type=int, default=8, help="Early stopping: epochs without a better val_accuracy.")
 @click.option("--seed", type=int, default=0, help="Random seed (data, split, initialisation).")
 @click.option("--resume", is_flag=True, default=False, help="Continue an interrupted run from its last completed epoch.")

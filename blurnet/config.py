@@ -42,6 +42,7 @@ class FitConfig:
     lr_finetune: float | None = None
     highpass: bool = False
     spectrum: bool = True
+    init_from: str | None = None
     seed: int = 0
     resume: bool = False
     run_dir: str = "runs"
@@ -92,5 +93,7 @@ class FitConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}.")
         if self.cpu_devices < 1:
             raise ValueError(f"cpu_devices must be >= 1, got {self.cpu_devices!r}.")
+        if self.init_from is not None and self.weights is not None:
+            raise ValueError(f"--init-from takes all weights from the export; use it with --weights none, got weights={self.weights!r}.")
         if self.highpass and self.weights is not None:
             raise ValueError(f"highpass needs weights=None (six input channels), got weights={self.weights!r}.")

@@ -147,3 +147,32 @@ class ExportedModel:
     def __call__(self, images) -> "tf.Tensor":
         """Probabilities `(batch, 4)` for float32 images `(batch, h, w, 3)` in 0..255."""
         return self._serve(tf.convert_to_tensor(images, tf.float32))
+
+
+def load_export_weights(model, folder: str | os.PathLike) -> dict:
+    """Copy every weight of the export in `folder` (its `model.keras`) into `model`; returns its metadata.
+
+    The export must have the same architecture: backbone, spectral branch and
+    high-pass channels are checked against `model`'s first, with a `ValueError`
+    naming the difference. Lets `fit --init-from` continue from, or fine-tune,
+    a model this project trained (for example on your own photographs).
+    """
+    import keras
+
+    import blurnet.model  # noqa: F401  (registers the custom layers for loading)
+
+    meta = read_metadata(folder)
+    expected = {
+        "backbone": model.name.removeprefix("blurnet_"),
+        "spectrum": any(layer.name == "spectrum" for layer in model.layers),
+        "highpass": any(layer.name == "highpass" for layer in model.layers),
+    }
+    found = {key: meta.get(key, False) for key in expected}
+    if found != expected:
+        raise ValueError(f"{str(folder)!r} was trained as {found}, the model to train is {expected}: they must match.")
+    path = Path(folder) / "model.keras"
+    if not path.is_file():
+        raise NotAnExportError(f"{str(folder)!r} has no model.keras to take weights from.")
+    source = keras.saving.load_model(path, compile=False)
+    model.set_weights(source.get_weights())
+    return meta

@@ -38,7 +38,7 @@ from blurnet.distribute import (
     shard_off,
     worker_index,
 )
-from blurnet.export import export_model
+from blurnet.export import export_model, load_export_weights
 from blurnet.metrics import classification_metrics
 from blurnet.model import create_model, freeze_backbone, set_trainable_from, synchronize_batchnorm
 from data_pipeline.classes import CLASS_NAMES
@@ -234,6 +234,9 @@ def fit(config: FitConfig) -> Path | None:
     print(f"recipe: {device}; estimated duration about {estimate_minutes(config, device):.0f} min")
     with strategy.scope():
         model = create_model(config.backbone, config.weights, highpass=config.highpass, spectrum=config.spectrum)
+        if config.init_from:
+            load_export_weights(model, config.init_from)
+            print(f"weights: all taken from the export {config.init_from}")
     prepare_for_multiworker(model, strategy)
     if config.weights is None and strategy.num_replicas_in_sync > 1:
         print(f"BatchNormalization synchronized across replicas in {synchronize_batchnorm(model)} layers")
@@ -263,7 +266,8 @@ def fit(config: FitConfig) -> Path | None:
         "blur_ranges": pipeline.ranges.to_dict(),
         "image_size": config.image_size,
         "backbone": config.backbone,
-        "weights": "imagenet" if config.weights == "imagenet" else ("none" if config.weights is None else f"file:{config.weights}"),
+        "weights": (f"export:{config.init_from}" if config.init_from else "imagenet" if config.weights == "imagenet"
+                    else "none" if config.weights is None else f"file:{config.weights}"),
         "highpass": config.highpass,
         "spectrum": config.spectrum,
         "training_data": data.description,

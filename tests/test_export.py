@@ -103,3 +103,25 @@ def test_exported_model_wrapper_and_bad_folders(exported, tmp_path):
     (tmp_path / "plain").mkdir()
     with pytest.raises(NotAnExportError, match="expected a TensorFlow SavedModel"):
         read_metadata(tmp_path / "plain")
+
+
+def test_load_export_weights_copies_every_weight_and_checks_the_architecture(exported):
+    from blurnet.export import load_export_weights
+
+    model, target = exported
+    fresh = create_model(weights=None)
+    x = np.random.default_rng(2).uniform(0, 255, (2, 48, 48, 3)).astype("float32")
+    assert not np.allclose(np.asarray(fresh(x)), np.asarray(model(x)), atol=1e-4)  # a different initialisation
+    meta = load_export_weights(fresh, target)
+    assert meta["backbone"] == "densenet121"
+    np.testing.assert_allclose(np.asarray(fresh(x)), np.asarray(model(x)), atol=1e-5)
+    with pytest.raises(ValueError, match="'spectrum': False.*'spectrum': True"):
+        load_export_weights(create_model(weights=None, spectrum=True), target)
+
+
+def test_init_from_needs_weights_none():
+    from blurnet.config import FitConfig
+
+    with pytest.raises(ValueError, match="init-from.*'imagenet'"):
+        FitConfig(init_from="saved_models/x").resolve("cpu")
+    assert FitConfig(init_from="saved_models/x", weights=None).resolve("cpu").init_from == "saved_models/x"
