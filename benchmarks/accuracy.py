@@ -54,8 +54,8 @@ def main():
     print(f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} on {m['n_images']} images at {model.image_size} px (paper: 0.978)")
     for name in CLASS_NAMES:
         print(f"  recall {name:>8}: {m['per_class'][name]['recall']:.4f}")
-    big, _ = evaluate(model, 2 * model.image_size, ranges, seed)
-    print(f"same photographs at {2 * model.image_size} px crops: accuracy {big['accuracy']:.4f}, recall "
+    big, big_description = evaluate(model, 2 * model.image_size, ranges, seed)
+    print(f"{', '.join(big_description['photographs'])} at {2 * model.image_size} px crops: accuracy {big['accuracy']:.4f}, recall "
           + ", ".join(f"{n} {big['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))
     jpeg, _ = evaluate(model, model.image_size, ranges, seed, jpeg_quality=75)
     print(f"same images JPEG-compressed at quality 75: accuracy {jpeg['accuracy']:.4f}, recall "

@@ -5,6 +5,7 @@ import dataclasses
 
 from blurnet.distribute import STRATEGIES
 from blurnet.model import BACKBONES, UNFREEZE_CHOICES
+from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO
 
 DEFAULT_NAME = "blurnet-densenet121"
 
@@ -43,6 +44,7 @@ class FitConfig:
     highpass: bool = False
     spectrum: bool = True
     init_from: str | None = None
+    min_sharpness: float = MIN_HIGH_FREQUENCY_RATIO
     seed: int = 0
     resume: bool = False
     run_dir: str = "runs"
@@ -89,6 +91,8 @@ class FitConfig:
         for key in ("epochs_head", "epochs_finetune"):
             if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)!r}.")
+        if self.min_sharpness < 0:
+            raise ValueError(f"min_sharpness must be >= 0, got {self.min_sharpness!r}.")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}.")
         if self.cpu_devices < 1:

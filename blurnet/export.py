@@ -157,10 +157,6 @@ def load_export_weights(model, folder: str | os.PathLike) -> dict:
     naming the difference. Lets `fit --init-from` continue from, or fine-tune,
     a model this project trained (for example on your own photographs).
     """
-    import keras
-
-    import blurnet.model  # noqa: F401  (registers the custom layers for loading)
-
     meta = read_metadata(folder)
     expected = {
         "backbone": model.name.removeprefix("blurnet_"),
@@ -173,6 +169,8 @@ def load_export_weights(model, folder: str | os.PathLike) -> dict:
     path = Path(folder) / "model.keras"
     if not path.is_file():
         raise NotAnExportError(f"{str(folder)!r} has no model.keras to take weights from.")
-    source = keras.saving.load_model(path, compile=False)
-    model.set_weights(source.get_weights())
+    try:
+        model.load_weights(path)
+    except Exception as error:  # Keras raises ValueError, TypeError or KeyError for a mismatch
+        raise NotAnExportError(f"{str(folder)!r}: its model.keras does not fit the model to train ({error}).") from None
     return meta

@@ -623,6 +623,10 @@ def write_report(
         notes.append("baselines not computed (--no-baselines).")
     if not others:
         notes.append("Another keras.applications backbone: train it with `blurnet fit --backbone mobilenetv2 --name ...` and set it beside this one with `blurnet report --compare <its export>`.")
+    if jpeg_quality is not None and baselines:
+        notes.append(f"Test images JPEG-compressed at quality {jpeg_quality}; the baselines were tuned and trained on the "
+                     "uncompressed validation and training streams (30 % of training crops are JPEG-compressed at 70 to 95, "
+                     "as for the model).")
     metrics["baselines"] = rows
 
     # --- write everything into a temporary folder, then rename into place

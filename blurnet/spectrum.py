@@ -29,7 +29,17 @@ STRIDE = WINDOW // 2
 class WelchSpectrum(layers.Layer):
     """RGB images `(batch, h, w, 3)`, h and w >= 32 -> standardised log power spectrum `(batch, 32, 32, 1)`."""
 
+    def __init__(self, **kwargs):
+        # Always float32, even under a mixed-precision policy: bfloat16 rounds pixels
+        # to whole grey levels near 128 and wipes out the faint high frequencies.
+        kwargs["dtype"] = "float32"
+        super().__init__(**kwargs)
+
     def call(self, inputs):
+        shape = tf.shape(inputs)
+        tf.debugging.assert_greater_equal(
+            tf.minimum(shape[1], shape[2]), WINDOW, message=f"WelchSpectrum needs images of at least {WINDOW} x {WINDOW} px"
+        )
         gray = tf.reduce_mean(tf.cast(inputs, tf.float32), axis=-1, keepdims=True)
         patches = tf.image.extract_patches(
             gray, sizes=[1, WINDOW, WINDOW, 1], strides=[1, STRIDE, STRIDE, 1], rates=[1, 1, 1, 1], padding="VALID"
@@ -46,7 +56,7 @@ class WelchSpectrum(layers.Layer):
         spectrum = tf.math.log(tf.signal.fftshift(power, axes=[1, 2]) + floor)
         mean, variance = tf.nn.moments(spectrum, axes=[1, 2], keepdims=True)
         spectrum = (spectrum - mean) / tf.sqrt(variance + 1e-6)
-        return tf.cast(spectrum[..., None], inputs.dtype)
+        return spectrum[..., None]
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], WINDOW, WINDOW, 1)

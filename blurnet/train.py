@@ -38,7 +38,7 @@ from blurnet.distribute import (
     shard_off,
     worker_index,
 )
-from blurnet.export import export_model, load_export_weights
+from blurnet.export import export_model, load_export_weights, read_metadata
 from blurnet.metrics import classification_metrics
 from blurnet.model import create_model, freeze_backbone, set_trainable_from, synchronize_batchnorm
 from data_pipeline.classes import CLASS_NAMES
@@ -220,6 +220,8 @@ def fit(config: FitConfig) -> Path | None:
     configure_cpu_devices(config.cpu_devices)
     device, gpus = describe_devices()
     config = config.resolve(device)
+    if config.init_from:
+        read_metadata(config.init_from)  # a wrong folder fails now, not after the data has loaded
     policy = set_precision(config.mixed_precision, device)
     strategy = create_strategy(config.strategy)
     worker, chief = worker_index(), is_chief()
@@ -229,7 +231,8 @@ def fit(config: FitConfig) -> Path | None:
     if run.exists() and not config.resume:
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
-    pipeline = PipelineConfig(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed)
+    pipeline = PipelineConfig(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
+                              min_sharpness=config.min_sharpness)
     data = load_data(config, pipeline, worker)
     print(f"recipe: {device}; estimated duration about {estimate_minutes(config, device):.0f} min")
     with strategy.scope():

@@ -132,8 +132,9 @@ class BlurBatchMaker:
             )
         if not self.croppers:
             raise ValueError(
-                f"{stream}: no photograph is at least {size} px and textured enough to crop "
-                f"{config.image_size} px samples from (got {len(photos)} photographs)."
+                f"{stream}: no photograph is at least {size} px, textured enough to crop {config.image_size} px "
+                f"samples from, and sharp (got {len(photos)} photographs: {len(left_out)} too small or flat, "
+                f"{len(blurred)} already blurred; min_sharpness={config.min_sharpness} can be lowered, 0 keeps all)."
             )
 
     def rejection_rate(self) -> float:

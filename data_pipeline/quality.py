@@ -31,13 +31,11 @@ def high_frequency_ratio(image: np.ndarray) -> float:
         raise ValueError(f"image must be at least {_WINDOW} px on each side, got {h}x{w}.")
     hann = np.outer(np.hanning(_WINDOW), np.hanning(_WINDOW)).astype(np.float32)
     power = np.zeros((_WINDOW, _WINDOW), np.float64)
-    count = 0
     for y in range(0, h - _WINDOW + 1, _WINDOW):  # one band of windows at a time keeps memory small
         band = gray[y : y + _WINDOW, : (w // _WINDOW) * _WINDOW]
         windows = band.reshape(_WINDOW, -1, _WINDOW).transpose(1, 0, 2)
         windows = windows - windows.mean(axis=(1, 2), keepdims=True)
         power += (np.abs(np.fft.fft2(windows * hann)) ** 2).sum(axis=0)
-        count += len(windows)
     f = np.fft.fftfreq(_WINDOW)
     radius = np.hypot(f[:, None], f[None, :])
     middle = power[(radius > 0.0625) & (radius <= 0.125)].mean()

@@ -10,12 +10,13 @@ from blurnet.export import ExportedModel, NotAnExportError, export_model, read_m
 from blurnet.model import create_model
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 
-META = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(), "backbone": "densenet121", "weights": "none"}
+META = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(), "backbone": "densenet121",
+        "weights": "none", "spectrum": True}
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    model = create_model(weights=None)
+    model = create_model(weights=None, spectrum=True)  # what fit builds: the spectral branch goes through export too
     target = export_model(model, tmp_path_factory.mktemp("export") / "m", META)
     return model, target
 
@@ -109,14 +110,14 @@ def test_load_export_weights_copies_every_weight_and_checks_the_architecture(exp
     from blurnet.export import load_export_weights
 
     model, target = exported
-    fresh = create_model(weights=None)
+    fresh = create_model(weights=None, spectrum=True)
     x = np.random.default_rng(2).uniform(0, 255, (2, 48, 48, 3)).astype("float32")
     assert not np.allclose(np.asarray(fresh(x)), np.asarray(model(x)), atol=1e-4)  # a different initialisation
     meta = load_export_weights(fresh, target)
     assert meta["backbone"] == "densenet121"
     np.testing.assert_allclose(np.asarray(fresh(x)), np.asarray(model(x)), atol=1e-5)
-    with pytest.raises(ValueError, match="'spectrum': False.*'spectrum': True"):
-        load_export_weights(create_model(weights=None, spectrum=True), target)
+    with pytest.raises(ValueError, match="'spectrum': True.*'spectrum': False"):
+        load_export_weights(create_model(weights=None, spectrum=False), target)
 
 
 def test_init_from_needs_weights_none():

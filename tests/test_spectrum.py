@@ -37,3 +37,25 @@ def test_contrast_does_not_change_the_map():
     image = np.random.default_rng(1).uniform(0, 100, (1, 64, 64, 3)).astype("float32")
     a, b = (np.asarray(WelchSpectrum()(x)) for x in (image, 2.5 * image + 10))
     np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def test_float32_under_mixed_precision():
+    import keras
+
+    image = np.random.default_rng(2).uniform(100, 156, (1, 64, 64, 3)).astype("float32")
+    expected = np.asarray(WelchSpectrum()(image))
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        layer = WelchSpectrum()
+        out = layer(image)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert layer.compute_dtype == "float32" and out.dtype == "float32"
+    np.testing.assert_allclose(np.asarray(out), expected, atol=1e-4)
+
+
+def test_too_small_images_are_refused_not_nan():
+    import tensorflow as tf
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at least 32 x 32"):
+        WelchSpectrum()(np.zeros((1, 31, 64, 3), "float32"))
