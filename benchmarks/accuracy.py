@@ -30,16 +30,19 @@ from data_pipeline.classes import CLASS_NAMES, BlurRanges
 NUM_IMAGES, BATCH = 2048, 32
 
 
-def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_quality: int | None = None) -> tuple[dict, dict]:
-    """Metrics of `model` on the held-out test split generated at `image_size`, and the data description."""
+def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_qualities=(None,)) -> tuple[list[dict], dict]:
+    """Metrics of `model` on the held-out test split generated at `image_size`, once per entry of
+    `jpeg_qualities` (None: as generated; a number: JPEG-compressed at that quality), and the data
+    description. The images are generated once for all entries."""
     source = generated_test_source(image_size, ranges, NUM_IMAGES, seed, BATCH)
-    ys, ps = [], []
+    ys, ps = [], [[] for _ in jpeg_qualities]
     for images, labels, _, _ in source.chunks:
-        if jpeg_quality is not None:
-            images = np.stack([jpeg_roundtrip(im, jpeg_quality) for im in images])
-        ps.append(np.asarray(model(images)))
+        for k, quality in enumerate(jpeg_qualities):
+            seen = images if quality is None else np.stack([jpeg_roundtrip(im, quality) for im in images])
+            ps[k].append(np.asarray(model(seen)))
         ys.append(labels)
-    return classification_metrics(np.concatenate(ys), np.concatenate(ps)), source.description
+    y = np.concatenate(ys)
+    return [classification_metrics(y, np.concatenate(p)) for p in ps], source.description
 
 
 def main():
@@ -47,17 +50,16 @@ def main():
     meta = model.metadata
     seed = int(meta.get("fit_config", {}).get("seed", 0))
     ranges = BlurRanges.from_dict(meta["blur_ranges"]) if "blur_ranges" in meta else BlurRanges()
-    m, description = evaluate(model, model.image_size, ranges, seed)
+    (m, jpeg), description = evaluate(model, model.image_size, ranges, seed, jpeg_qualities=(None, 75))
     print(f"model: {model.folder} ({meta.get('backbone')}, weights {meta.get('weights')}, {model.image_size} px)")
     print(f"held-out test photographs: {', '.join(description['photographs'])}"
           + (f" (left out: {', '.join(f'{k}, {v}' for k, v in description['left_out'].items())})" if description.get("left_out") else ""))
     print(f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} on {m['n_images']} images at {model.image_size} px (paper: 0.978)")
     for name in CLASS_NAMES:
         print(f"  recall {name:>8}: {m['per_class'][name]['recall']:.4f}")
-    big, big_description = evaluate(model, 2 * model.image_size, ranges, seed)
+    (big,), big_description = evaluate(model, 2 * model.image_size, ranges, seed)
     print(f"{', '.join(big_description['photographs'])} at {2 * model.image_size} px crops: accuracy {big['accuracy']:.4f}, recall "
           + ", ".join(f"{n} {big['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))
-    jpeg, _ = evaluate(model, model.image_size, ranges, seed, jpeg_quality=75)
     print(f"same images JPEG-compressed at quality 75: accuracy {jpeg['accuracy']:.4f}, recall "
           + ", ".join(f"{n} {jpeg['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))
     print(json.dumps({"accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4),

@@ -22,7 +22,7 @@ import numpy as np
 from blurnet.atomic import atomic_directory
 from blurnet.baselines import HandcraftedClassifier, LaplacianThreshold, handcrafted_features, laplacian_variance
 from blurnet.metrics import classification_metrics
-from data_pipeline.augment import jpeg_roundtrip
+from data_pipeline.augment import check_jpeg_quality, jpeg_roundtrip
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 
 ECE_BINS = 15
@@ -510,7 +510,7 @@ def write_report(
     bar = _progress(source.total, progress)
     seen = right = 0
     if jpeg_quality is not None:
-        jpeg_roundtrip(np.zeros((8, 8, 3), np.float32), jpeg_quality)  # a bad quality fails before any work
+        check_jpeg_quality(jpeg_quality)  # a bad quality fails before any work
     for images, labels, params, paths in source.chunks:
         if jpeg_quality is not None:
             images = np.stack([jpeg_roundtrip(im, jpeg_quality) for im in images])

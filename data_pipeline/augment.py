@@ -73,16 +73,22 @@ def maybe_jpeg(image: np.ndarray, rng: np.random.Generator, config: AugmentConfi
     return jpeg_roundtrip(image, int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1)))
 
 
-def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
-    """`image` (float 0..255 RGB) JPEG-encoded at `quality` (1..100) and decoded, as float32."""
+def check_jpeg_quality(quality) -> int:
+    """`quality` as an int; `ValueError` echoing it unless it is in 1..100."""
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must be in 1..100, got {quality!r}.")
+    return int(quality)
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """`image` (float 0..255 RGB) JPEG-encoded at `quality` (1..100) and decoded, as float32."""
+    quality = check_jpeg_quality(quality)
     image = np.asarray(image, np.float32)
     as_uint8 = np.clip(image + 0.5, 0, 255).astype(np.uint8)
     rgb = as_uint8.ndim == 3 and as_uint8.shape[2] == 3
     if rgb:  # OpenCV's JPEG expects BGR: luma and chroma must be computed on the right channels
         as_uint8 = cv2.cvtColor(as_uint8, cv2.COLOR_RGB2BGR)
-    ok, encoded = cv2.imencode(".jpg", as_uint8, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, encoded = cv2.imencode(".jpg", as_uint8, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:  # pragma: no cover - OpenCV always encodes a valid uint8 array
         raise ValueError(f"OpenCV could not JPEG-encode an array of shape {as_uint8.shape}.")
     decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
