@@ -5,11 +5,13 @@
 Loads `saved_models/blurnet-densenet121` (the SavedModel, as any TensorFlow user
 would), generates the held-out test split the report uses (2,048 images from
 photographs never used in training, balanced, fixed seed), and prints accuracy,
-macro-F1 and the recall of every class. Then the same held-out photographs at
-twice the training crop size: the model does not resize, so this checks that its
+macro-F1 and the recall of every class. The SavedModel answers as exported: the
+bundled one averages 8 flipped/rotated views of each image (`blurnet.views`).
+Then the same held-out photographs at twice the training crop size (512 images,
+to keep the run short): the model does not resize, so this checks that its
 answer does not depend on the input size (it should only get better with more
-pixels); and at the training size once more, every image JPEG-compressed at
-quality 75. Last line: JSON with `accuracy`, `macro_f1`, `recall` (a map by class
+pixels); and the 2,048 images at the training size once more, every image
+JPEG-compressed at quality 75. Last line: JSON with `accuracy`, `macro_f1`, `recall` (a map by class
 name), `accuracy_2x_crops` and `accuracy_jpeg75`.
 """
 from __future__ import annotations
@@ -27,14 +29,15 @@ from blurnet.report import generated_test_source
 from data_pipeline.augment import jpeg_roundtrip
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 
-NUM_IMAGES, BATCH = 2048, 32
+NUM_IMAGES, NUM_IMAGES_2X, BATCH = 2048, 512, 32
 
 
-def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_qualities=(None,)) -> tuple[list[dict], dict]:
+def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_qualities=(None,),
+             num_images: int = NUM_IMAGES) -> tuple[list[dict], dict]:
     """Metrics of `model` on the held-out test split generated at `image_size`, once per entry of
     `jpeg_qualities` (None: as generated; a number: JPEG-compressed at that quality), and the data
     description. The images are generated once for all entries."""
-    source = generated_test_source(image_size, ranges, NUM_IMAGES, seed, BATCH)
+    source = generated_test_source(image_size, ranges, num_images, seed, BATCH)
     ys, ps = [], [[] for _ in jpeg_qualities]
     for images, labels, _, _ in source.chunks:
         for k, quality in enumerate(jpeg_qualities):
@@ -51,14 +54,15 @@ def main():
     seed = int(meta.get("fit_config", {}).get("seed", 0))
     ranges = BlurRanges.from_dict(meta["blur_ranges"]) if "blur_ranges" in meta else BlurRanges()
     (m, jpeg), description = evaluate(model, model.image_size, ranges, seed, jpeg_qualities=(None, 75))
-    print(f"model: {model.folder} ({meta.get('backbone')}, weights {meta.get('weights')}, {model.image_size} px)")
+    print(f"model: {model.folder} ({meta.get('backbone')}, weights {meta.get('weights')}, {model.image_size} px, "
+          f"{model.views} view(s) averaged per image)")
     print(f"held-out test photographs: {', '.join(description['photographs'])}"
           + (f" (left out: {', '.join(f'{k}, {v}' for k, v in description['left_out'].items())})" if description.get("left_out") else ""))
     print(f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} on {m['n_images']} images at {model.image_size} px (paper: 0.978)")
     for name in CLASS_NAMES:
         print(f"  recall {name:>8}: {m['per_class'][name]['recall']:.4f}")
-    (big,), big_description = evaluate(model, 2 * model.image_size, ranges, seed)
-    print(f"{', '.join(big_description['photographs'])} at {2 * model.image_size} px crops: accuracy {big['accuracy']:.4f}, recall "
+    (big,), big_description = evaluate(model, 2 * model.image_size, ranges, seed, num_images=NUM_IMAGES_2X)
+    print(f"{', '.join(big_description['photographs'])}, {big['n_images']} images at {2 * model.image_size} px crops: accuracy {big['accuracy']:.4f}, recall "
           + ", ".join(f"{n} {big['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))
     print(f"same images JPEG-compressed at quality 75: accuracy {jpeg['accuracy']:.4f}, recall "
           + ", ".join(f"{n} {jpeg['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))

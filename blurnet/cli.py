@@ -60,6 +60,7 @@ def _weights_option(value):
 @click.option("--highpass/--no-highpass", default=False, help="Add the high-pass residual as 3 extra input channels (needs --weights none).")
 @click.option("--spectrum/--no-spectrum", default=True, show_default=True, help="Add the spectral branch (Welch-averaged log power spectrum, any weights) beside the backbone; --no-spectrum gives the plain DenseNet121.")
 @click.option("--init-from", type=click.Path(), default=None, help="Start from all the weights of an export (e.g. saved_models/blurnet-densenet121: continue or fine-tune it); needs --weights none and the same --backbone/--spectrum/--highpass. [default: none]")
+@click.option("--test-time-views", type=click.Choice(["1", "4", "8"]), default="8", show_default=True, callback=lambda ctx, param, value: int(value), help="The export and its held-out figures average the model over this many flipped/rotated views of each image (1 = single pass, 8x cheaper). With --init-from and --epochs-finetune 0, re-exports that model with this setting.")
 @click.option("--min-sharpness", type=float, default=0.003, show_default=True, help="Photographs whose high-frequency ratio (data_pipeline.quality) is lower are left out as already blurred; 0 keeps all (e.g. microscope images).")
 @click.option("--patience", type=int, default=8, help="Early stopping: epochs without a better val_accuracy.")
 @click.option("--seed", type=int, default=0, help="Random seed (data, split, initialisation).")

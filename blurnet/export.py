@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from blurnet.atomic import atomic_directory
+from blurnet.views import average_over_views, check_views
 
 DEFAULT_MODEL = "saved_models/blurnet-densenet121"
 METADATA_FILE = "blurnet.json"
@@ -50,16 +51,17 @@ def inference_copy(model: keras.Model) -> keras.Model:
 
 
 class _Serving(tf.Module):
-    """What the SavedModel holds: the model and its `serve` endpoint."""
+    """What the SavedModel holds: the model and its `serve` endpoint (averaging `views` views)."""
 
-    def __init__(self, model: keras.Model):
+    def __init__(self, model: keras.Model, views: int = 1):
         super().__init__()
         self.model = model
+        self.views = check_views(views)
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32, name="image")])
     def serve(self, image):
         """Softmax probabilities (batch, 4) for float32 RGB images (batch, h, w, 3) in 0..255."""
-        return self.model(image, training=False)
+        return average_over_views(lambda x: self.model(x, training=False), image, self.views)
 
 
 def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=()) -> None:
@@ -67,7 +69,7 @@ def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=
     # tf.saved_model.save of a tf.Module stores each variable once (Keras'
     # ExportArchive, as of Keras 3.15, stores every variable twice).
     model = inference_copy(model)
-    serving = _Serving(model)
+    serving = _Serving(model, metadata["test_time_views"])
     tf.saved_model.save(serving, str(folder), signatures={"serving_default": serving.serve})
     model.save(folder / KERAS_FILE)
     for path in extra_files:
@@ -75,15 +77,17 @@ def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
 
 
-def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict, extra_files=()) -> Path:
+def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict, extra_files=(), views: int = 1) -> Path:
     """Write the SavedModel, `model.keras`, `blurnet.json` and `extra_files` to `target`, atomically.
 
-    `metadata` goes into `blurnet.json`, completed with tensorflow/keras versions
-    and the git commit when not given.
+    The SavedModel's `serve` averages the model over `views` flipped and rotated
+    views of its input (1, 4 or 8; `blurnet.views`); `model.keras` is the plain
+    model. `metadata` goes into `blurnet.json`, completed with `test_time_views`,
+    tensorflow/keras versions and the git commit when not given.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {**metadata}
+    metadata = {**metadata, "test_time_views": check_views(views)}
     metadata.setdefault("versions", versions())
     metadata.setdefault("git_commit", git_commit())
     with atomic_directory(target) as tmp:
@@ -137,6 +141,11 @@ class ExportedModel:
     def image_size(self) -> int:
         """Side of the crops the model was trained on."""
         return int(self.metadata.get("image_size", 128))
+
+    @property
+    def views(self) -> int:
+        """How many flipped/rotated views `serve` averages (1 for exports older than that option)."""
+        return int(self.metadata.get("test_time_views", 1))
 
     @property
     def num_parameters(self) -> int:

@@ -385,7 +385,9 @@ def render_index(metrics: dict, notes: list[str]) -> str:
         f"# blurnet report: {model['name']}",
         "",
         f"On {metrics['n_images']} images ({metrics['data']['source']}), the {model.get('backbone')} model "
-        f"(weights {model.get('weights')}, trained on {model.get('image_size')} px crops) reaches accuracy "
+        f"(weights {model.get('weights')}, trained on {model.get('image_size')} px crops"
+        + (f", answers averaged over {model['test_time_views']} flipped/rotated views" if model.get("test_time_views", 1) > 1 else "")
+        + ") reaches accuracy "
         f"**{metrics['accuracy']:.3f}** and macro-F1 **{metrics['macro_f1']:.3f}**, with expected calibration error "
         f"{metrics['expected_calibration_error']:.3f}. {confusion}{lap_text}",
         "",
@@ -415,6 +417,12 @@ def render_index(metrics: dict, notes: list[str]) -> str:
 
 
 # ----------------------------------------------------------------------------- report
+
+
+def _describe(meta: dict) -> str:
+    """Backbone, plus the number of test-time views when the export averages several."""
+    views = int(meta.get("test_time_views", 1))
+    return f"{meta.get('backbone', '?')}" + (f", {views} views" if views > 1 else "")
 
 
 def _num_parameters(model) -> int | None:
@@ -565,16 +573,17 @@ def write_report(
         "backbone": meta.get("backbone"),
         "weights": meta.get("weights"),
         "image_size": image_size,
+        "test_time_views": int(meta.get("test_time_views", 1)),
         "blur_ranges": ranges.to_dict(),
         "held_out_at_fit": (meta.get("held_out") or {}).get("accuracy"),
     }
     metrics["data"] = {**source.description, "jpeg_quality": jpeg_quality}
     notes = []
-    rows = [_row(f"blurnet ({meta.get('backbone', '?')})", y_true, probabilities, source.present, model_seconds, _num_parameters(model))]
+    rows = [_row(f"blurnet ({_describe(meta)})", y_true, probabilities, source.present, model_seconds, _num_parameters(model))]
     for other, chunks, seconds in zip(others, other_probs, other_seconds):
         fit = other.metadata.get("fit_config") or {}
         rows.append(_row(
-            f"{other.name} ({other.metadata.get('backbone', '?')})", y_true, np.concatenate(chunks), source.present,
+            f"{other.name} ({_describe(other.metadata)})", y_true, np.concatenate(chunks), source.present,
             seconds, _num_parameters(other),
             note=f"another export on the same images; trained with: {other.metadata.get('command') or fit or 'unknown'}",
         ))

@@ -41,6 +41,7 @@ from blurnet.distribute import (
 from blurnet.export import export_model, load_export_weights, read_metadata
 from blurnet.metrics import classification_metrics
 from blurnet.model import create_model, freeze_backbone, set_trainable_from, synchronize_batchnorm
+from blurnet.views import average_over_views
 from data_pipeline.classes import CLASS_NAMES
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
 from data_pipeline.labelled import LabelledBatchMaker, is_labelled_folder, load_labelled_images
@@ -197,16 +198,18 @@ def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch
 
 
 def evaluate_held_out(model, maker, config: FitConfig) -> dict:
-    """Accuracy, macro-F1 and per-class metrics on the fixed test split."""
+    """Accuracy, macro-F1 and per-class metrics on the fixed test split, averaged over
+    `config.test_time_views` views as the export will be."""
     num_batches = -(-config.test_images // config.batch_size)
     ys, ps = [], []
     for x, y in maker.dataset(num_batches=num_batches):
         # A direct call, not predict_on_batch: under a tf.distribute strategy the latter
         # returns a row per replica and example; held-out evaluation needs no collectives.
-        ps.append(np.asarray(model(x, training=False)))
+        ps.append(np.asarray(average_over_views(lambda v: model(v, training=False), x, config.test_time_views)))
         ys.append(y.numpy())
     metrics = classification_metrics(np.concatenate(ys), np.concatenate(ps))
-    print(f"held-out test: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['n_images']} images")
+    print(f"held-out test: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['n_images']} images, "
+          f"{config.test_time_views} view(s) each")
     return metrics
 
 
@@ -220,8 +223,8 @@ def fit(config: FitConfig) -> Path | None:
     configure_cpu_devices(config.cpu_devices)
     device, gpus = describe_devices()
     config = config.resolve(device)
-    if config.init_from:
-        read_metadata(config.init_from)  # a wrong folder fails now, not after the data has loaded
+    # A wrong --init-from folder fails now, not after the data has loaded.
+    started_from = read_metadata(config.init_from) if config.init_from else None
     policy = set_precision(config.mixed_precision, device)
     strategy = create_strategy(config.strategy)
     worker, chief = worker_index(), is_chief()
@@ -253,7 +256,7 @@ def fit(config: FitConfig) -> Path | None:
         else:
             train_head(model, config, (train_ds, val_ds), run, strategy)
     else:
-        print("stage 1 (head): skipped, the backbone starts from random weights")
+        print(f"stage 1 (head): skipped, the backbone starts from {'the export' if config.init_from else 'random weights'}")
     if config.epochs_finetune:
         train_finetune(model, config, (train_ds, val_ds), run, head_epochs, strategy)
     if (run / "best.weights.h5").exists():
@@ -283,8 +286,13 @@ def fit(config: FitConfig) -> Path | None:
         "precision_policy": policy,
         "wall_time_s": round(time.time() - started, 1),
     }
+    if started_from is not None:  # the history behind the starting weights
+        metadata["started_from"] = {"folder": str(config.init_from), **started_from}
     log = run / "training_log.csv"
-    target = export_model(model, Path(config.out) / config.name, metadata, extra_files=[log] if log.exists() else [])
+    if not log.exists() and config.init_from and not config.epochs_finetune:  # a re-export keeps its curves
+        log = Path(config.init_from) / "training_log.csv"
+    target = export_model(model, Path(config.out) / config.name, metadata, extra_files=[log] if log.exists() else [],
+                          views=config.test_time_views)
     with atomic_file(run / "final.weights.h5") as tmp:
         model.save_weights(tmp)
     print(f"exported {target} in {(time.time() - started) / 60:.1f} min")

@@ -24,3 +24,16 @@ def test_fit_help_states_defaults():
     assert result.exit_code == 0
     for text in ["--weights", "default: imagenet", "--unfreeze-from", "--resume", "--strategy", "--mixed-precision"]:
         assert text in result.output
+
+
+def test_fit_passes_test_time_views_as_an_int(monkeypatch):
+    import blurnet.train
+
+    seen = []
+    monkeypatch.setattr(blurnet.train, "fit", seen.append)  # records the FitConfig instead of training
+    for args in (["--test-time-views", "4"], []):
+        result = CliRunner().invoke(main, ["fit", "--weights", "none", *args])
+        assert result.exit_code == 0, result.output
+    assert [config.test_time_views for config in seen] == [4, 8]  # ints; 8 by default
+    bad = CliRunner().invoke(main, ["fit", "--weights", "none", "--test-time-views", "3"])
+    assert bad.exit_code == 2 and "'3' is not one of '1', '4', '8'" in bad.output and len(seen) == 2

@@ -17,15 +17,21 @@ META = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRange
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     model = create_model(weights=None, spectrum=True)  # what fit builds: the spectral branch goes through export too
-    target = export_model(model, tmp_path_factory.mktemp("export") / "m", META)
+    target = export_model(model, tmp_path_factory.mktemp("export") / "m", META, views=8)  # fit's default
     return model, target
+
+
+def mean_over_views(model, images):
+    """The model's probabilities averaged over the 8 flips/rotations, written out with numpy."""
+    views = [v for k in range(4) for r in [np.rot90(images, k, axes=(1, 2))] for v in (r, r[:, :, ::-1])]
+    return np.mean([np.asarray(model(np.ascontiguousarray(v), training=False)) for v in views], axis=0)
 
 
 def test_export_layout_and_metadata(exported):
     _, target = exported
     assert (target / "saved_model.pb").is_file() and (target / "model.keras").is_file()
     meta = json.loads((target / "blurnet.json").read_text())
-    assert meta["classes"] == list(CLASS_NAMES) and meta["image_size"] == 32
+    assert meta["classes"] == list(CLASS_NAMES) and meta["image_size"] == 32 and meta["test_time_views"] == 8
     assert set(meta["versions"]) == {"tensorflow", "keras"}
     assert "git_commit" in meta
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
@@ -42,6 +48,8 @@ def test_model_keras_reloads_the_same_model_without_optimizer_state(tmp_path_fac
     reloaded = keras.saving.load_model(target / "model.keras")
     x = np.random.default_rng(1).uniform(0, 255, (2, 40, 40, 3)).astype("float32")
     np.testing.assert_allclose(np.asarray(reloaded(x)), np.asarray(model(x)), atol=1e-5)
+    assert ExportedModel(target).views == 1  # export_model's default: the plain single pass
+    np.testing.assert_allclose(np.asarray(ExportedModel(target)(x)), np.asarray(model(x)), atol=1e-5)
     assert getattr(reloaded, "optimizer", None) is None
     weights_bytes = sum(np.asarray(w).nbytes for w in model.weights)
     assert (target / "model.keras").stat().st_size < 1.2 * weights_bytes
@@ -73,8 +81,8 @@ def test_savedmodel_loads_in_plain_tensorflow(exported, tmp_path):
     assert out_a.shape == (2, 4) and out_b.shape == (3, 4) and out_a.dtype == np.float32
     np.testing.assert_allclose(out_a.sum(axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(out_b.sum(axis=1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(out_a, np.asarray(model(a, training=False)), atol=1e-4)
-    np.testing.assert_allclose(out_b, np.asarray(model(b, training=False)), atol=1e-4)
+    np.testing.assert_allclose(out_a, mean_over_views(model, a), atol=1e-4)
+    np.testing.assert_allclose(out_b, mean_over_views(model, b), atol=1e-4)  # 64 x 80: transposed views too
 
 
 def test_failed_export_keeps_the_old_model(exported, monkeypatch):
@@ -96,7 +104,7 @@ def test_failed_export_keeps_the_old_model(exported, monkeypatch):
 def test_exported_model_wrapper_and_bad_folders(exported, tmp_path):
     model, target = exported
     loaded = ExportedModel(target)
-    assert loaded.image_size == 32 and loaded.name == "m"
+    assert loaded.image_size == 32 and loaded.name == "m" and loaded.views == 8
     assert loaded.num_parameters == model.count_params()
     assert np.asarray(loaded(np.zeros((1, 40, 40, 3), "float32"))).shape == (1, 4)
     with pytest.raises(NotAnExportError, match="does not exist"):

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from blurnet.cli import main
-from blurnet.export import export_model
+from blurnet.export import export_model, read_metadata
 from blurnet.report import PLOTS, accuracy_by_strength, expected_calibration_error, write_baseline_comparison, write_report
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 from tests.conftest import textured_image
@@ -118,6 +118,19 @@ def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_pa
     bad = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "x"),
                                     "--compare", str(tmp_path)])
     assert bad.exit_code == 1 and "blurnet.json" in bad.output and not (tmp_path / "x").exists()
+
+
+def test_report_names_the_test_time_views(export, labelled, tmp_path):
+    four = export_model(keras.saving.load_model(export / "model.keras"), tmp_path / "four-views",
+                        read_metadata(export), views=4)
+    out = tmp_path / "views"
+    result = CliRunner().invoke(main, ["report", "--model", str(four), "--data", str(labelled), "--out", str(out),
+                                       "--no-baselines", "--compare", str(export)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"]["test_time_views"] == 4
+    assert [r["name"] for r in metrics["baselines"]] == ["blurnet (tiny, 4 views)", "tiny-model (tiny)"]
+    assert "averaged over 4 flipped/rotated views" in (out / "index.md").read_text()
 
 
 def test_report_on_generated_test_stream(export, tmp_path):

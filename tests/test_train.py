@@ -83,3 +83,22 @@ def test_too_few_labelled_images(tmp_path):
         cv2.imwrite(str(tmp_path / "d" / "sharp" / f"{i}.png"), textured_image(i, 40, 40))
     with pytest.raises(ValueError, match="too few labelled images.*2"):
         fit(FitConfig(data=str(tmp_path / "d"), weights=None, run_dir=str(tmp_path / "runs"), **TINY))
+
+
+def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_history(tmp_path, photo_folder):
+    import keras
+
+    common = dict(data=str(photo_folder), out=str(tmp_path / "models"), weights=None, backbone="mobilenetv2",
+                  run_dir=str(tmp_path / "runs"), **{**TINY, "epochs_head": 0})
+    source = fit(FitConfig(name="source", test_time_views=1, **common))
+    again = fit(FitConfig(name="again", init_from=str(source), test_time_views=4, **{**common, "epochs_finetune": 0}))
+    meta, source_meta = (json.loads((f / "blurnet.json").read_text()) for f in (again, source))
+    assert (meta["test_time_views"], source_meta["test_time_views"]) == (4, 1)
+    assert meta["weights"] == f"export:{source}"
+    assert meta["started_from"]["folder"] == str(source)
+    assert meta["started_from"]["fit_config"]["epochs_finetune"] == 1  # the run that trained the weights
+    assert meta["held_out"]["n_images"] == 16 and np.array(meta["held_out"]["confusion_matrix"]).sum() == 16
+    assert (again / "training_log.csv").read_text() == (source / "training_log.csv").read_text()
+    a, b = (keras.saving.load_model(f / "model.keras") for f in (source, again))
+    for wa, wb in zip(a.weights, b.weights):
+        np.testing.assert_array_equal(np.asarray(wa), np.asarray(wb))  # nothing trained

@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from blurnet.views import VIEW_COUNTS, average_over_views, check_views
+
+
+def numpy_views(images, views):
+    """The dihedral views written out with numpy, in no particular order."""
+    rotations = [np.rot90(images, k, axes=(1, 2)) for k in range(4)]
+    if views == 4:  # the ones that keep height and width
+        rotations = rotations[0::2]
+    return [v for r in rotations for v in (r, r[:, :, ::-1])]
+
+
+def orientation_sensitive(images):
+    """Probabilities that change under every flip and rotation: from row/column-weighted means."""
+    images = tf.convert_to_tensor(images)
+    h, w = tf.shape(images)[1], tf.shape(images)[2]
+    rows = tf.cast(tf.range(h), tf.float32)[None, :, None, None]
+    cols = tf.cast(tf.range(w), tf.float32)[None, None, :, None]
+    x = images[..., :1] / 255.0
+    logits = tf.stack([tf.reduce_mean(x * rows, [1, 2, 3]), tf.reduce_mean(x * cols, [1, 2, 3]),
+                       tf.reduce_mean(x * rows * cols, [1, 2, 3]) / 10.0, tf.reduce_mean(x, [1, 2, 3])], axis=1)
+    return tf.nn.softmax(logits)
+
+
+@pytest.mark.parametrize("views", [4, 8])
+def test_average_equals_the_mean_over_numpy_views(views):
+    images = np.random.default_rng(0).uniform(0, 255, (3, 5, 7, 3)).astype("float32")  # not square
+    expected = np.mean([orientation_sensitive(v).numpy() for v in numpy_views(images, views)], axis=0)
+    got = average_over_views(orientation_sensitive, images, views).numpy()
+    assert got.shape == (3, 4)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
+    single = orientation_sensitive(images).numpy()
+    assert np.abs(got - single).max() > 1e-3  # the test function does see the views
+
+
+def test_one_view_is_the_plain_call_and_symmetric_inputs_change_nothing():
+    images = np.random.default_rng(1).uniform(0, 255, (2, 6, 6, 3)).astype("float32")
+    np.testing.assert_array_equal(average_over_views(orientation_sensitive, images, 1).numpy(),
+                                  orientation_sensitive(images).numpy())
+    flat = np.full((2, 6, 6, 3), 100.0, "float32")  # identical in every view
+    np.testing.assert_allclose(average_over_views(orientation_sensitive, flat, 8).numpy(),
+                               orientation_sensitive(flat).numpy(), rtol=1e-6)
+
+
+def test_average_works_inside_a_tf_function_with_unknown_shape():
+    fn = tf.function(lambda x: average_over_views(orientation_sensitive, x, 8),
+                     input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    images = np.random.default_rng(2).uniform(0, 255, (2, 4, 9, 3)).astype("float32")
+    np.testing.assert_allclose(fn(images).numpy(), average_over_views(orientation_sensitive, images, 8).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("bad", [0, 2, 3, 16, "8", True, None])
+def test_check_views_echoes_bad_values(bad):
+    with pytest.raises(ValueError, match=repr(bad).replace("(", r"\(")):
+        check_views(bad)
+    assert [check_views(v) for v in VIEW_COUNTS] == [1, 4, 8]
