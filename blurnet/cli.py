@@ -47,7 +47,7 @@ def _weights_option(value):
 @click.option("--name", default="blurnet-densenet121", help="Export name.")
 @click.option("--backbone", type=click.Choice(["densenet121", "mobilenetv2", "resnet50"]), default="densenet121", help="keras.applications backbone.")
 @click.option("--weights", default="imagenet", help="imagenet, none, or PATH of a Keras weights file for the backbone.")
-@click.option("--image-size", type=int, default=None, help="Crop side in px [default: 64 on CPU, 128 on GPU].")
+@click.option("--image-size", type=int, default=None, help="Crop side in px [default: 64 on CPU, 128 on GPU; with --init-from, that export's].")
 @click.option("--batch-size", type=int, default=None, help="Global batch size [default: 32 on CPU, 64 on GPU].")
 @click.option("--epochs-head", type=int, default=None, help="Stage-1 epochs, backbone frozen [default: 1 on CPU, 3 on GPU; 0 with --weights none].")
 @click.option("--epochs-finetune", type=int, default=None, help="Stage-2 epochs [default: 10 on CPU, 40 on GPU].")

@@ -22,7 +22,7 @@ class FitConfig:
     bundled model"). `--no-spectrum` gives the paper's plain DenseNet121.
 
     CPU recipe (no GPU found): 64 px crops, batch 32, 1 + 10 epochs of 60 steps,
-    256 validation and 512 test images: about 6 minutes on 2 cores from scratch.
+    256 validation and 512 test images: about 9 minutes on 2 cores from scratch.
     `test_time_views` (default 8): the export and the held-out figures average
     the model over that many flipped/rotated views of each image
     (`blurnet.views`); 1 is the plain single pass, 8 times cheaper.

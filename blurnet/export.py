@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from blurnet.atomic import atomic_directory
+from blurnet.tiling import answer_by_tiles
 from blurnet.views import average_over_views, check_views
 
 DEFAULT_MODEL = "saved_models/blurnet-densenet121"
@@ -51,17 +52,22 @@ def inference_copy(model: keras.Model) -> keras.Model:
 
 
 class _Serving(tf.Module):
-    """What the SavedModel holds: the model and its `serve` endpoint (averaging `views` views)."""
+    """What the SavedModel holds: the model and its `serve` endpoint (averaging `views` views; inputs
+    larger than `tile` px answered tile by tile, `blurnet.tiling`; `tile=None`: always whole)."""
 
-    def __init__(self, model: keras.Model, views: int = 1):
+    def __init__(self, model: keras.Model, views: int = 1, tile: int | None = None):
         super().__init__()
         self.model = model
         self.views = check_views(views)
+        self.tile = tile
 
     @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32, name="image")])
     def serve(self, image):
         """Softmax probabilities (batch, 4) for float32 RGB images (batch, h, w, 3) in 0..255."""
-        return average_over_views(lambda x: self.model(x, training=False), image, self.views)
+        def predict(x):
+            return average_over_views(lambda v: self.model(v, training=False), x, self.views)
+
+        return predict(image) if self.tile is None else answer_by_tiles(predict, image, self.tile)
 
 
 def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=()) -> None:
@@ -69,7 +75,7 @@ def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=
     # tf.saved_model.save of a tf.Module stores each variable once (Keras'
     # ExportArchive, as of Keras 3.15, stores every variable twice).
     model = inference_copy(model)
-    serving = _Serving(model, metadata["test_time_views"])
+    serving = _Serving(model, metadata["test_time_views"], metadata["tile_size"])
     tf.saved_model.save(serving, str(folder), signatures={"serving_default": serving.serve})
     model.save(folder / KERAS_FILE)
     for path in extra_files:
@@ -77,17 +83,22 @@ def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
 
 
-def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict, extra_files=(), views: int = 1) -> Path:
+def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict, extra_files=(), views: int = 1,
+                 tile: int | None = None) -> Path:
     """Write the SavedModel, `model.keras`, `blurnet.json` and `extra_files` to `target`, atomically.
 
     The SavedModel's `serve` averages the model over `views` flipped and rotated
-    views of its input (1, 4 or 8; `blurnet.views`); `model.keras` is the plain
-    model. `metadata` goes into `blurnet.json`, completed with `test_time_views`,
-    tensorflow/keras versions and the git commit when not given.
+    views of its input (1, 4 or 8; `blurnet.views`) and, with `tile` (`fit` passes
+    the training crop size), answers inputs larger than `tile` px tile by tile
+    (`blurnet.tiling`); `model.keras` is the plain model. `metadata` goes into
+    `blurnet.json`, completed with `test_time_views`, `tile_size`, tensorflow/keras
+    versions and the git commit when not given.
     """
+    if tile is not None and tile < 32:
+        raise ValueError(f"tile must be None or >= 32 px (the model's smallest input), got {tile!r}.")
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {**metadata, "test_time_views": check_views(views)}
+    metadata = {**metadata, "test_time_views": check_views(views), "tile_size": tile}
     metadata.setdefault("versions", versions())
     metadata.setdefault("git_commit", git_commit())
     with atomic_directory(target) as tmp:

@@ -585,7 +585,9 @@ def write_report(
         rows.append(_row(
             f"{other.name} ({_describe(other.metadata)})", y_true, np.concatenate(chunks), source.present,
             seconds, _num_parameters(other),
-            note=f"another export on the same images; trained with: {other.metadata.get('command') or fit or 'unknown'}",
+            note=f"another export on the same images; trained with: {other.metadata.get('command') or fit or 'unknown'}"
+                 + (f"; starting from an export trained with: {other.metadata['started_from'].get('command', 'unknown')}"
+                    if isinstance(other.metadata.get("started_from"), dict) else ""),
         ))
 
     # --- baselines

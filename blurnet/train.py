@@ -213,6 +213,20 @@ def evaluate_held_out(model, maker, config: FitConfig) -> dict:
     return metrics
 
 
+def run_start_time(run: Path, now: float) -> float:
+    """When the run in folder `run` first started: read from `run/started_at`, written there with `now` if absent.
+
+    A resumed run keeps the first start, so its metadata can give the time since then
+    (interruptions included) beside the time of the resuming process.
+    """
+    path = run / "started_at"
+    if path.is_file():
+        return float(path.read_text())
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(f"{now}\n")
+    return now
+
+
 def fit(config: FitConfig) -> Path | None:
     """Train per `config` (fields left None come from the device's recipe) and export.
 
@@ -222,9 +236,11 @@ def fit(config: FitConfig) -> Path | None:
     started = time.time()
     configure_cpu_devices(config.cpu_devices)
     device, gpus = describe_devices()
-    config = config.resolve(device)
     # A wrong --init-from folder fails now, not after the data has loaded.
     started_from = read_metadata(config.init_from) if config.init_from else None
+    if started_from and config.image_size is None and "image_size" in started_from:
+        config = dataclasses.replace(config, image_size=int(started_from["image_size"]))  # continue at its crop size
+    config = config.resolve(device)
     policy = set_precision(config.mixed_precision, device)
     strategy = create_strategy(config.strategy)
     worker, chief = worker_index(), is_chief()
@@ -234,6 +250,7 @@ def fit(config: FitConfig) -> Path | None:
     if run.exists() and not config.resume:
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
+    first_started = run_start_time(run, started)
     pipeline = PipelineConfig(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
                               min_sharpness=config.min_sharpness)
     data = load_data(config, pipeline, worker)
@@ -286,13 +303,15 @@ def fit(config: FitConfig) -> Path | None:
         "precision_policy": policy,
         "wall_time_s": round(time.time() - started, 1),
     }
+    if config.resume:  # this process only resumed: also the time since the run first started
+        metadata["wall_time_since_first_start_s"] = round(time.time() - first_started, 1)
     if started_from is not None:  # the history behind the starting weights
         metadata["started_from"] = {"folder": str(config.init_from), **started_from}
     log = run / "training_log.csv"
     if not log.exists() and config.init_from and not config.epochs_finetune:  # a re-export keeps its curves
         log = Path(config.init_from) / "training_log.csv"
     target = export_model(model, Path(config.out) / config.name, metadata, extra_files=[log] if log.exists() else [],
-                          views=config.test_time_views)
+                          views=config.test_time_views, tile=config.image_size)
     with atomic_file(run / "final.weights.h5") as tmp:
         model.save_weights(tmp)
     print(f"exported {target} in {(time.time() - started) / 60:.1f} min")

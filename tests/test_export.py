@@ -134,3 +134,25 @@ def test_init_from_needs_weights_none():
     with pytest.raises(ValueError, match="init-from.*'imagenet'"):
         FitConfig(init_from="saved_models/x").resolve("cpu")
     assert FitConfig(init_from="saved_models/x", weights=None).resolve("cpu").init_from == "saved_models/x"
+
+
+def test_export_answers_large_inputs_tile_by_tile(tmp_path):
+    import keras
+
+    from blurnet.tiling import answer_by_tiles
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape=(None, None, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x)))
+    target = export_model(model, tmp_path / "tiled", META, tile=32)
+    assert read_metadata(target)["tile_size"] == 32
+    loaded = ExportedModel(target)
+    rng = np.random.default_rng(4)
+    small, big = (rng.uniform(0, 255, shape).astype("float32") for shape in [(2, 32, 30, 3), (2, 70, 100, 3)])
+    np.testing.assert_allclose(np.asarray(loaded(small)), np.asarray(model(small)), atol=1e-5)  # one tile: whole
+    np.testing.assert_allclose(np.asarray(loaded(big)), answer_by_tiles(model, big, 32).numpy(), atol=1e-5)
+    assert np.abs(np.asarray(loaded(big)) - np.asarray(model(big))).max() > 1e-4  # not the whole-image answer
+    assert read_metadata(export_model(model, tmp_path / "whole", META))["tile_size"] is None
+    with pytest.raises(ValueError, match="16"):
+        export_model(model, tmp_path / "bad", META, tile=16)

@@ -121,15 +121,20 @@ def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_pa
 
 
 def test_report_names_the_test_time_views(export, labelled, tmp_path):
-    four = export_model(keras.saving.load_model(export / "model.keras"), tmp_path / "four-views",
-                        read_metadata(export), views=4)
+    continued = {**read_metadata(export), "command": "blurnet fit --init-from tiny-model",
+                 "started_from": {"command": "blurnet fit --tiny-recipe"}}
+    four = export_model(keras.saving.load_model(export / "model.keras"), tmp_path / "four-views", continued, views=4)
     out = tmp_path / "views"
     result = CliRunner().invoke(main, ["report", "--model", str(four), "--data", str(labelled), "--out", str(out),
-                                       "--no-baselines", "--compare", str(export)])
+                                       "--no-baselines", "--compare", str(export), "--compare", str(four)])
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"]["test_time_views"] == 4
-    assert [r["name"] for r in metrics["baselines"]] == ["blurnet (tiny, 4 views)", "tiny-model (tiny)"]
+    rows = metrics["baselines"]
+    assert [r["name"] for r in rows] == ["blurnet (tiny, 4 views)", "tiny-model (tiny)", "four-views (tiny, 4 views)"]
+    assert rows[2]["note"].endswith("trained with: blurnet fit --init-from tiny-model; "
+                                    "starting from an export trained with: blurnet fit --tiny-recipe")
+    assert "starting from" not in rows[1]["note"]
     assert "averaged over 4 flipped/rotated views" in (out / "index.md").read_text()
 
 

@@ -91,9 +91,11 @@ def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_hist
     common = dict(data=str(photo_folder), out=str(tmp_path / "models"), weights=None, backbone="mobilenetv2",
                   run_dir=str(tmp_path / "runs"), **{**TINY, "epochs_head": 0})
     source = fit(FitConfig(name="source", test_time_views=1, **common))
-    again = fit(FitConfig(name="again", init_from=str(source), test_time_views=4, **{**common, "epochs_finetune": 0}))
+    again = fit(FitConfig(name="again", init_from=str(source), test_time_views=4,
+                          **{**common, "epochs_finetune": 0, "image_size": None}))  # crop size from the export
     meta, source_meta = (json.loads((f / "blurnet.json").read_text()) for f in (again, source))
     assert (meta["test_time_views"], source_meta["test_time_views"]) == (4, 1)
+    assert meta["tile_size"] == meta["image_size"] == 32  # large inputs answered in tiles of the training size
     assert meta["weights"] == f"export:{source}"
     assert meta["started_from"]["folder"] == str(source)
     assert meta["started_from"]["fit_config"]["epochs_finetune"] == 1  # the run that trained the weights
@@ -102,3 +104,12 @@ def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_hist
     a, b = (keras.saving.load_model(f / "model.keras") for f in (source, again))
     for wa, wb in zip(a.weights, b.weights):
         np.testing.assert_array_equal(np.asarray(wa), np.asarray(wb))  # nothing trained
+
+
+def test_run_start_time_is_kept_across_resumes(tmp_path):
+    from blurnet.train import run_start_time
+
+    assert run_start_time(tmp_path, 1000.5) == 1000.5
+    assert run_start_time(tmp_path, 2000.0) == 1000.5  # a resume keeps the first start
+    assert (tmp_path / "started_at").read_text() == "1000.5\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["started_at"]  # no temporary file left

@@ -1,0 +1,95 @@
+"""Inputs larger than the training crop answered tile by tile, inside the exported model.
+
+The model learns on crops of `image_size` px. Called whole on larger crops its
+answers drift: the bundled model (96 px) scores 0.965 on 192 px crops of the
+held-out photographs (sharp recall 0.898), but 0.998 on the same images cut
+into four 96 px tiles with their answers averaged by texture (README, "The
+bundled model"). So `serve` (`blurnet.export`) does what `blurnet predict`
+does: an input longer than a tile on either side is cut into tiles of the
+training size, spread evenly to cover it (the last ones overlap); each tile is
+answered, and the answer is the mean of the tile probabilities weighted by each
+tile's texture (mean gradient magnitude of the gray image, central differences).
+Flat tiles (texture below 4.0, sky and walls, the threshold training crops were
+selected with) do not count unless every tile of the image is flat. An input
+no larger than a tile is answered whole, as before. Nothing is resized.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from data_pipeline.crops import DEFAULT_MIN_TEXTURE
+
+CHUNK_TILES = 64  # tiles per model call: bounds memory on large photographs
+
+
+def tile_starts(length, tile: int):
+    """Start offsets of tiles of side `tile` covering `length` evenly (one tile when `length <= tile`)."""
+    length = tf.convert_to_tensor(length, tf.int32)
+    count = tf.maximum(1, -(-length // tile))
+    span = tf.cast(tf.maximum(length - tile, 0), tf.float32)
+    steps = tf.cast(tf.range(count), tf.float32) / tf.cast(tf.maximum(count - 1, 1), tf.float32)
+    return tf.cast(tf.round(steps * span), tf.int32)
+
+
+def cut_tiles(images, tile: int):
+    """(batch * n, th, tw, c) tiles of (batch, h, w, c) `images`, image by image, row-major; returns (tiles, n).
+
+    th = min(tile, h), tw = min(tile, w).
+    """
+    shape = tf.shape(images)
+    th, tw = tf.minimum(tile, shape[1]), tf.minimum(tile, shape[2])
+    rows = tile_starts(shape[1], tile)[:, None] + tf.range(th)[None, :]  # (n_rows, th)
+    cols = tile_starts(shape[2], tile)[:, None] + tf.range(tw)[None, :]  # (n_cols, tw)
+    tiles = tf.gather(tf.gather(images, rows, axis=1), cols, axis=3)  # (b, n_rows, th, n_cols, tw, c)
+    tiles = tf.transpose(tiles, [0, 1, 3, 2, 4, 5])
+    count = tf.shape(rows)[0] * tf.shape(cols)[0]
+    return tf.reshape(tiles, tf.stack([shape[0] * count, th, tw, shape[3]])), count
+
+
+def tile_texture(tiles):
+    """Mean gradient magnitude (0..255 scale) of each tile's gray image, central differences: shape (n,)."""
+    gray = tf.tensordot(tf.cast(tiles, tf.float32), tf.constant([0.299, 0.587, 0.114]), axes=[[3], [0]])
+    padded = tf.pad(gray, [[0, 0], [1, 1], [1, 1]], mode="SYMMETRIC")
+    gy = (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1]) / 2.0
+    gx = (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2]) / 2.0
+    return tf.reduce_mean(tf.sqrt(gx * gx + gy * gy), axis=[1, 2])
+
+
+def texture_weighted_mean(probabilities, textures, min_texture: float = DEFAULT_MIN_TEXTURE):
+    """Mean over axis 1 of (batch, n, classes) `probabilities`, weighted by (batch, n) `textures`;
+    tiles under `min_texture` count only when every tile of that image is under it."""
+    used = tf.cast(textures >= min_texture, tf.float32)
+    any_used = tf.reduce_max(used, axis=1, keepdims=True)
+    weights = tf.where(any_used > 0, textures * used, tf.ones_like(textures))
+    mean = tf.reduce_sum(probabilities * weights[..., None], axis=1) / tf.reduce_sum(weights, axis=1)[:, None]
+    return mean / tf.reduce_sum(mean, axis=1, keepdims=True)
+
+
+def _predict_in_chunks(predict, tiles, num_classes: int):
+    """`predict` over `tiles` CHUNK_TILES at a time (a tf.while_loop, so it works inside tf.function)."""
+    total = tf.shape(tiles)[0]
+    chunks = -(-total // CHUNK_TILES)
+    out = tf.TensorArray(tf.float32, size=chunks, infer_shape=False)
+
+    def body(i, out):
+        start = i * CHUNK_TILES
+        part = tiles[start:tf.minimum(start + CHUNK_TILES, total)]
+        return i + 1, out.write(i, tf.cast(predict(part), tf.float32))
+
+    _, out = tf.while_loop(lambda i, _: i < chunks, body, [tf.constant(0), out])
+    return tf.reshape(out.concat(), [total, num_classes])
+
+
+def answer_by_tiles(predict, images, tile: int, num_classes: int = 4):
+    """(batch, classes) probabilities: `predict` on tiles of `tile` px of `images`, combined by
+    `texture_weighted_mean`; an image with no side longer than `tile` is one tile, answered whole."""
+    if tile < 1:
+        raise ValueError(f"tile must be >= 1 px, got {tile!r}.")
+    # One code path for every size (an image no larger than a tile is its own single tile): the
+    # SavedModel then holds the model's graph once per view group, not twice.
+    images = tf.convert_to_tensor(images, tf.float32)
+    batch = tf.shape(images)[0]
+    tiles, count = cut_tiles(images, tile)
+    probabilities = tf.reshape(_predict_in_chunks(predict, tiles, num_classes), tf.stack([batch, count, num_classes]))
+    textures = tf.reshape(tile_texture(tiles), tf.stack([batch, count]))
+    return texture_weighted_mean(probabilities, textures)

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from blurnet.predict import aggregate, tile_boxes
+from blurnet.tiling import answer_by_tiles, cut_tiles, tile_starts, tile_texture
+from data_pipeline.crops import gradient_magnitude
+
+
+def fake_model(images):
+    """Probabilities that depend on each tile's content and size (mean brightness, height, width)."""
+    images = tf.convert_to_tensor(images, tf.float32)
+    h, w = tf.cast(tf.shape(images)[1], tf.float32), tf.cast(tf.shape(images)[2], tf.float32)
+    m = tf.reduce_mean(images, axis=[1, 2]) / 255.0
+    logits = tf.stack([m[:, 0], m[:, 1] * 2, m[:, 2] - m[:, 0], tf.fill(tf.shape(m[:, 0]), h / w)], axis=1)
+    return tf.nn.softmax(logits)
+
+
+def test_tile_starts_match_predict_tile_boxes():
+    for length, tile in [(96, 96), (50, 96), (97, 96), (192, 96), (250, 96), (1000, 64)]:
+        expected = sorted({top for top, _, _, _ in tile_boxes(length, 40, tile)})
+        assert tile_starts(length, tile).numpy().tolist() == expected, (length, tile)
+
+
+def test_cut_tiles_order_and_content():
+    images = np.arange(2 * 5 * 7 * 1, dtype=np.float32).reshape(2, 5, 7, 1)
+    tiles, count = cut_tiles(images, 4)
+    assert int(count) == 4 and tiles.shape == (8, 4, 4, 1)
+    boxes = tile_boxes(5, 7, 4)  # (top, left, h, w), row-major
+    expected = [images[b, t:t + h, l:l + w] for b in range(2) for t, l, h, w in boxes]
+    np.testing.assert_array_equal(tiles.numpy(), np.stack(expected))
+
+
+def test_tile_texture_matches_the_pipeline_gradient():
+    tiles = np.random.default_rng(0).uniform(0, 255, (3, 16, 20, 3)).astype(np.float32)
+    expected = [gradient_magnitude(t).mean() for t in tiles]
+    np.testing.assert_allclose(tile_texture(tiles).numpy(), expected, rtol=1e-4)
+
+
+def test_large_inputs_are_answered_like_predict_aggregates_tiles():
+    rng = np.random.default_rng(1)
+    images = rng.uniform(0, 255, (2, 100, 150, 3)).astype(np.float32)
+    images[1, :, :80] = 128.0  # a flat left part: those tiles must not count
+    got = answer_by_tiles(fake_model, images, 48).numpy()
+    for b in range(2):
+        tiles = [images[b, t:t + h, l:l + w] for t, l, h, w in tile_boxes(100, 150, 48)]
+        probabilities = fake_model(np.stack(tiles)).numpy()
+        textures = [gradient_magnitude(t).mean() for t in tiles]
+        expected, used = aggregate(probabilities, textures)
+        np.testing.assert_allclose(got[b], expected, rtol=1e-4)
+    assert used < len(tiles)  # the flat tiles really were left out
+    whole = fake_model(images).numpy()
+    assert np.abs(got - whole).max() > 1e-3
+
+
+def test_inputs_no_larger_than_a_tile_are_answered_whole_and_chunks_change_nothing(monkeypatch):
+    images = np.random.default_rng(2).uniform(0, 255, (3, 48, 40, 3)).astype(np.float32)
+    np.testing.assert_allclose(answer_by_tiles(fake_model, images, 48).numpy(), fake_model(images).numpy(), rtol=1e-6)
+    big = np.random.default_rng(3).uniform(0, 255, (2, 130, 97, 3)).astype(np.float32)
+    at_once = answer_by_tiles(fake_model, big, 32).numpy()  # 5 x 4 tiles per image, 40 in one chunk
+    import blurnet.tiling
+
+    monkeypatch.setattr(blurnet.tiling, "CHUNK_TILES", 7)
+    np.testing.assert_allclose(answer_by_tiles(fake_model, big, 32).numpy(), at_once, rtol=1e-6)
+    traced = tf.function(lambda x: answer_by_tiles(fake_model, x, 32),
+                         input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    np.testing.assert_allclose(traced(big).numpy(), at_once, rtol=1e-5)
+    whole = tf.function(lambda x: answer_by_tiles(fake_model, x, 48),
+                        input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    np.testing.assert_allclose(whole(images).numpy(), fake_model(images).numpy(), rtol=1e-6)
+    with pytest.raises(ValueError, match="0"):
+        answer_by_tiles(fake_model, images, 0)
