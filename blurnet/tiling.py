@@ -68,7 +68,7 @@ def texture_weighted_mean(probabilities, textures, min_texture: float = DEFAULT_
 def _predict_in_chunks(predict, tiles, num_classes: int):
     """`predict` over `tiles` CHUNK_TILES at a time (a tf.while_loop, so it works inside tf.function)."""
     total = tf.shape(tiles)[0]
-    chunks = -(-total // CHUNK_TILES)
+    chunks = tf.maximum(1, -(-total // CHUNK_TILES))  # an empty batch is one empty chunk: a (0, classes) answer
     out = tf.TensorArray(tf.float32, size=chunks, infer_shape=False)
 
     def body(i, out):

@@ -70,3 +70,11 @@ def test_inputs_no_larger_than_a_tile_are_answered_whole_and_chunks_change_nothi
     np.testing.assert_allclose(whole(images).numpy(), fake_model(images).numpy(), rtol=1e-6)
     with pytest.raises(ValueError, match="0"):
         answer_by_tiles(fake_model, images, 0)
+
+
+def test_an_empty_batch_gives_an_empty_answer():
+    empty = np.zeros((0, 40, 40, 3), np.float32)
+    assert answer_by_tiles(fake_model, empty, 32).shape == (0, 4)
+    traced = tf.function(lambda x: answer_by_tiles(fake_model, x, 32),
+                         input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
+    assert traced(empty).shape == (0, 4)
