@@ -86,6 +86,31 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     raise ImageReadError(f"unsupported pixel type {image.dtype}")
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def without_icc_profile(data: bytes) -> bytes:
+    """PNG bytes without their colour profile (the `iCCP` chunk); any other data unchanged.
+
+    OpenCV ignores colour profiles, so the pixels decode the same. libpng checks a
+    profile as it reads it and prints a warning for a malformed one (scikit-image's
+    page.png: `iCCP: profile 'ICC Profile': 1000000h: invalid rendering intent`)
+    that nobody reading the image can act on.
+    """
+    if not data.startswith(_PNG_SIGNATURE):
+        return data
+    position = len(_PNG_SIGNATURE)
+    while position + 8 <= len(data):  # chunks: length (4 bytes, big-endian), type (4), data, CRC (4)
+        end = position + 12 + int.from_bytes(data[position : position + 4], "big")
+        kind = data[position + 4 : position + 8]
+        if kind == b"iCCP" and end <= len(data):
+            return data[:position] + data[end:]
+        if kind in (b"PLTE", b"IDAT", b"IEND"):  # a profile comes before these
+            break
+        position = end
+    return data
+
+
 def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Decode encoded image bytes to HxWx3 uint8 RGB, applying EXIF orientation.
 
@@ -93,7 +118,7 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """
     if len(data) == 0:
         raise ImageReadError(f"{name}: empty file (0 bytes)")
-    buffer = np.frombuffer(data, np.uint8)
+    buffer = np.frombuffer(without_icc_profile(data), np.uint8)
     # ANYDEPTH keeps 16-bit; ANYCOLOR keeps gray as gray; neither disables EXIF rotation.
     image = cv2.imdecode(buffer, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     if image is None:

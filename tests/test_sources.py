@@ -101,3 +101,22 @@ def test_split_is_by_group_and_deterministic(photos):
 def test_split_rejects_bad_fractions(photos):
     with pytest.raises(ValueError, match="1.1"):
         split_photographs(photos, val_fraction=0.7, test_fraction=0.4)
+
+
+def test_a_malformed_colour_profile_is_read_without_libpng_warning(capfd):
+    from data_pipeline.sources import without_icc_profile
+
+    [page] = [path for _, path in bundled_photo_paths() if path.name == "page.png"]
+    data = page.read_bytes()
+    as_shipped = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    assert "libpng warning: iCCP" in capfd.readouterr().err  # what decoding the file as shipped prints
+    image = read_image(page)
+    assert "libpng" not in capfd.readouterr().err
+    np.testing.assert_array_equal(image, to_rgb8(as_shipped))  # the same pixels
+    stripped = without_icc_profile(data)
+    assert b"iCCP" in data[:200] and b"iCCP" not in stripped
+    assert len(data) - len(stripped) == 765  # page.png's profile chunk, nothing else
+    assert stripped[:33] == data[:33]  # signature and IHDR kept
+    assert without_icc_profile(b"not a png") == b"not a png"
+    plain = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    assert without_icc_profile(plain) == plain
