@@ -1,0 +1,413 @@
+"""Sort classified photographs into folders by label (`blurnet predict DIR --sort-into OUT`).
+
+`sort_records(records, out, roots=...)` takes the records `blurnet.predict`
+returns (`{path, label, ...}` or `{path, error}`) and puts every classified
+photograph into `OUT/<label>/`, keeping its path relative to the folder argument
+it was found under (`roots`); a file not under any of them (a file or glob
+argument) keeps only its name. The rules:
+
+- **Nothing is overwritten.** When the destination name is taken, the
+  photograph gets the first free numbered name: `name-1.jpg`, `name-2.jpg`, ...
+  A destination file that is byte-for-byte the source (same size and SHA-256)
+  counts as already sorted: it is reused and no second copy is made, so a run
+  that was interrupted can simply be repeated.
+- **No partial file under a final name.** A photograph is copied to a hidden
+  temporary file in the destination folder (`.NAME.blurnet-part-XXXXXXXX`),
+  flushed to disk (fsync), and only then given its final name by a hard link
+  that fails instead of replacing an existing file (a no-replace rename where
+  hard links are not supported); the folder is then synced as well. The copy
+  keeps the modification time of the source, not its permissions. A run killed
+  during a copy can leave such a hidden temporary file behind; it can be deleted.
+- **Moves are verified.** `move=True` deletes a source only after its copy
+  exists under its final name and has been read back: its size and SHA-256 must
+  match the source's. When the source cannot be deleted (a read-only folder),
+  the source and the copy both stay, the log says `move-failed`, and the other
+  photographs go on. A copy that does not match is removed and the source kept.
+- **Unreadable files stay where they are.** Records with an `error` are not
+  touched; they are listed with their error (status `unreadable`).
+- **OUT inside DIR is safe.** Files already under `OUT` are never sorted again:
+  `split_inside` leaves them out before classification and `sort_records` skips
+  any that reach it (status `skipped`).
+- **Log.** A CSV log, `OUT/blurnet-sort-YYYYMMDD-HHMMSS.csv` (local time; `-1`,
+  `-2`, ... appended when that name exists), lists every record with the
+  columns `source, destination, label, action, status, message`
+  (absolute paths; action `copy`, `move`, `keep` or `skip`; status `ok`,
+  `failed`, `move-failed`, `unreadable` or `skipped`). It is written once at the
+  end, atomically (temporary file, fsync, no-replace rename).
+- **Dry run.** `dry_run=True` computes the same destinations (numbered names
+  included) but creates, copies, moves and deletes nothing and writes no log;
+  the rows (status `dry-run`) say what would happen.
+
+Only the standard library is used here (no TensorFlow, no OpenCV).
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import errno
+import hashlib
+import io
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+LOG_FIELDS = ("source", "destination", "label", "action", "status", "message")
+CHUNK = 1 << 20
+_PART = ".blurnet-part-"
+
+
+def _checkpoint(stage: str, path: Path) -> None:
+    """Called at each step of a transfer ("copying" after every chunk, "copied" once the
+    temporary file is complete and synced, "published" once the final name exists and is
+    verified, just before a source is deleted). Does nothing; tests replace it to interrupt
+    a transfer at a chosen point."""
+
+
+def _remove_source(path: str) -> None:
+    """Delete a source whose copy has been verified (the last step of a move)."""
+    os.unlink(path)
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _abs(path) -> str:
+    return os.path.abspath(os.fspath(path))
+
+
+def is_inside(path, folder) -> bool:
+    """True when `path` is `folder` or lies below it (symbolic links resolved)."""
+    path, folder = os.path.realpath(os.fspath(path)), os.path.realpath(os.fspath(folder))
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives
+        return False
+
+
+def split_inside(pairs: Iterable[tuple[str, str | None]], out) -> tuple[list[str], list[str]]:
+    """Split `(path, error)` pairs (`blurnet.predict.expand_paths`) into the paths to classify
+    and the files already under `out` (left out, so that OUT inside DIR is never re-sorted).
+    Pairs with an error are kept (they become error records)."""
+    keep, inside = [], []
+    for path, error in pairs:
+        (inside if error is None and is_inside(path, out) else keep).append(path)
+    return keep, inside
+
+
+def relative_destination(path, roots: Iterable) -> str:
+    """`path` relative to the deepest folder of `roots` that contains it; else its file name."""
+    best = None
+    absolute = _abs(path)
+    for root in roots:
+        root = _abs(root)
+        try:
+            common = os.path.commonpath([absolute, root])
+        except ValueError:
+            continue
+        if common == root and absolute != root and (best is None or len(root) > len(best)):
+            best = root
+    if best is None:
+        return os.path.basename(absolute)
+    return os.path.relpath(absolute, best)
+
+
+def _candidates(target: Path):
+    yield target
+    n = 1
+    while True:
+        yield target.with_name(f"{target.stem}-{n}{target.suffix}")
+        n += 1
+
+
+# --------------------------------------------------------------------------- files
+
+
+def sha256_file(path) -> tuple[int, str]:
+    """(size in bytes, SHA-256 hex digest) of a file's contents."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # e.g. Windows: folders cannot be opened
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _link_no_replace(tmp: Path, final: Path) -> bool:
+    """Give `tmp` the name `final` unless that name exists; True on success. `tmp` is gone on success."""
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+            raise
+        # no hard links on this file system: a rename after an existence check
+        if os.path.lexists(final):
+            return False
+        os.rename(tmp, final)
+        return True
+    os.unlink(tmp)
+    return True
+
+
+def _temporary(folder: Path, name: str) -> Path:
+    return folder / f".{name}{_PART}{uuid.uuid4().hex[:8]}"
+
+
+def _write_new_file(target: Path, data: bytes) -> Path:
+    """Write `data` to the first free numbered name of `target`, atomically; returns the name."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(target.parent, target.name)
+    try:
+        with open(tmp, "xb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        for final in _candidates(target):
+            if _link_no_replace(tmp, final):
+                _fsync_dir(target.parent)
+                return final
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    raise AssertionError("unreachable")
+
+
+def _copy_to_temporary(source: str, folder: Path, name: str) -> tuple[Path, int, str]:
+    """Copy `source` to a synced hidden temporary file in `folder`; (tmp, size, sha256 of what was read)."""
+    stat = os.stat(source)
+    tmp = _temporary(folder, name)
+    digest, size = hashlib.sha256(), 0
+    try:
+        with open(source, "rb") as src, open(tmp, "xb") as dst:
+            while chunk := src.read(CHUNK):
+                digest.update(chunk)
+                dst.write(chunk)
+                size += len(chunk)
+                _checkpoint("copying", tmp)
+            dst.flush()
+            os.fsync(dst.fileno())
+        try:
+            os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        except OSError:
+            pass
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise
+    _checkpoint("copied", tmp)
+    return tmp, size, digest.hexdigest()
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+# --------------------------------------------------------------------------- sorting
+
+
+@dataclass
+class SortResult:
+    """What `sort_records` did: one row per record (the CSV log's columns) and the log's path."""
+
+    rows: list[dict] = field(default_factory=list)
+    log: Path | None = None
+    dry_run: bool = False
+
+    def with_status(self, *statuses: str) -> list[dict]:
+        return [r for r in self.rows if r["status"] in statuses]
+
+    @property
+    def failed(self) -> list[dict]:
+        """Rows whose copy or move did not complete (`failed`, `move-failed`)."""
+        return self.with_status("failed", "move-failed")
+
+    @property
+    def unreadable(self) -> list[dict]:
+        return self.with_status("unreadable")
+
+    def lines(self) -> list[str]:
+        """Human-readable report: the plan (dry run), problems, and a summary line."""
+        out = []
+        if self.dry_run:
+            for r in self.with_status("dry-run"):
+                note = f" ({r['message']})" if r["message"] else ""
+                out.append(f"would {r['action']} {r['source']} -> {r['destination']}{note}")
+        for r in self.unreadable:
+            out.append(f"left in place (unreadable): {r['source']}: {r['message']}")
+        for r in self.failed:
+            out.append(f"{r['status']}: {r['source']}: {r['message']}")
+        done = len(self.with_status("ok"))
+        summary = (
+            f"dry run: {len(self.with_status('dry-run'))} would be sorted, nothing written"
+            if self.dry_run
+            else f"sorted {done}"
+        )
+        summary += f", {len(self.unreadable)} unreadable, {len(self.failed)} failed, {len(self.with_status('skipped'))} skipped"
+        if self.log is not None:
+            summary += f"; log: {self.log}"
+        out.append(summary)
+        return out
+
+
+def _row(source, destination, label, action, status, message="") -> dict:
+    return {
+        "source": _abs(source),
+        "destination": _abs(destination) if destination else "",
+        "label": label or "",
+        "action": action,
+        "status": status,
+        "message": message,
+    }
+
+
+class _Sorter:
+    def __init__(self, out: Path, move: bool, dry_run: bool):
+        self.out, self.move, self.dry_run = out, move, dry_run
+        self.action = "move" if move else "copy"
+        self.reserved: set[str] = set()  # destinations planned in a dry run
+
+    def _same(self, candidate: Path, source: str, source_id: list) -> bool:
+        """`candidate` is a file with the contents of `source` (size first, then SHA-256)."""
+        try:
+            if not candidate.is_file() or candidate.stat().st_size != os.stat(source).st_size:
+                return False
+            if not source_id:
+                source_id.append(sha256_file(source))
+            return sha256_file(candidate) == source_id[0]
+        except OSError:
+            return False
+
+    def _existing_identical(self, target: Path, source: str) -> Path | None:
+        """The first taken numbered name of `target` that holds `source`'s contents, if any."""
+        source_id: list = []
+        for candidate in _candidates(target):
+            if not os.path.lexists(candidate) and _abs(candidate) not in self.reserved:
+                return None
+            if self._same(candidate, source, source_id):
+                return candidate
+
+    def _plan(self, target: Path) -> Path:
+        for candidate in _candidates(target):
+            if not os.path.lexists(candidate) and _abs(candidate) not in self.reserved:
+                self.reserved.add(_abs(candidate))
+                return candidate
+
+    def transfer(self, source: str, label: str, relative: str) -> dict:
+        target = self.out / label / relative
+        if not os.path.isfile(source):
+            return _row(source, "", label, self.action, "failed", "not a file (moved or deleted since it was classified?)")
+        identical = self._existing_identical(target, source)
+        if self.dry_run:
+            if identical is not None:
+                note = "identical file already there" + ("; source would be deleted" if self.move else "")
+                return _row(source, identical, label, self.action, "dry-run", note)
+            return _row(source, self._plan(target), label, self.action, "dry-run")
+        if identical is not None:
+            return self._finish(source, identical, label, "identical file already there")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp, size, digest = _copy_to_temporary(source, target.parent, target.name)
+        except OSError as error:
+            return _row(source, "", label, self.action, "failed", f"copy failed, source kept ({_describe(error)})")
+        try:
+            final = next(c for c in _candidates(target) if _link_no_replace(tmp, c))
+            _fsync_dir(target.parent)
+        except OSError as error:
+            return _row(source, "", label, self.action, "failed", f"copy failed, source kept ({_describe(error)})")
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return self._finish(source, final, label, "", (size, digest), created=True)
+
+    def _finish(self, source: str, final: Path, label: str, note: str, copied=None, created=False) -> dict:
+        """Verify `final` against the source; for a move, then delete the source."""
+        try:
+            written = sha256_file(final)
+            current = os.stat(source).st_size
+            expected = copied if copied is not None else sha256_file(source)
+        except OSError as error:
+            return _row(source, final, label, self.action, "failed", f"verification failed, source kept ({_describe(error)})")
+        if written != expected or written[0] != current:
+            if created:
+                final.unlink()
+            return _row(
+                source, "" if created else final, label, self.action, "failed",
+                f"copy does not match the source (size {written[0]} vs {current}, SHA-256 checked); source kept",
+            )
+        _checkpoint("published", final)
+        if self.move:
+            try:
+                _remove_source(source)
+            except OSError as error:
+                return _row(source, final, label, self.action, "move-failed",
+                            f"copied, but the source could not be deleted ({_describe(error)}); both kept")
+        return _row(source, final, label, self.action, "ok", note)
+
+
+def sort_records(
+    records: Iterable[dict],
+    out,
+    *,
+    roots: Iterable = (),
+    move: bool = False,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+    now: _dt.datetime | None = None,
+) -> SortResult:
+    """Copy (or move) each classified photograph into `out/<label>/`; see the module docstring.
+
+    `records`: `blurnet.predict` records (`path` and `label`, or `path` and `error`).
+    `roots`: the folder arguments the paths were found under (relative paths are kept below
+    them). `progress(1)` is called after each record. Returns a `SortResult`; the CSV log is
+    written to `out` unless `dry_run`. Raises `OSError` only when `out` itself cannot be
+    created or the log cannot be written; every per-file problem is a row.
+    """
+    out = Path(out)
+    roots = [os.fspath(r) for r in roots]
+    if not dry_run:
+        out.mkdir(parents=True, exist_ok=True)
+    sorter = _Sorter(out, move, dry_run)
+    result = SortResult(dry_run=dry_run)
+    for record in records:
+        path = os.fspath(record["path"])
+        label = record.get("label")
+        if "error" in record or not label:
+            row = _row(path, "", "", "keep", "unreadable", record.get("error") or "no label")
+        elif os.sep in label or (os.altsep and os.altsep in label) or label in (".", ".."):
+            row = _row(path, "", label, "keep", "failed", f"label {label!r} is not a folder name")
+        elif is_inside(path, out):
+            row = _row(path, "", label, "skip", "skipped", "already under the sort folder")
+        else:
+            row = sorter.transfer(path, label, relative_destination(path, roots))
+        result.rows.append(row)
+        if progress is not None:
+            progress(1)
+    if not dry_run:
+        stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+        result.log = _write_new_file(out / f"blurnet-sort-{stamp}.csv", format_log(result.rows).encode("utf-8"))
+    return result
+
+
+def format_log(rows: list[dict]) -> str:
+    """Rows as CSV text with the header `LOG_FIELDS`."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
