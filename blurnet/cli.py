@@ -1,8 +1,10 @@
 """The `blurnet` command line."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -126,6 +128,26 @@ def _scale_option(ctx, param, value):
         raise click.BadParameter(str(error)) from None
 
 
+@contextlib.contextmanager
+def _progress_bar(total, label, unit="photos", file=None):
+    """Yield `update(n)`: a bar on stderr with count, UNIT/s and time left, when `total` > 1 and
+    the stream is a terminal; else a no-op (nothing is printed)."""
+    file = file or sys.stderr
+    if total < 2 or not file.isatty():
+        yield None
+        return
+    with click.progressbar(length=total, label=label, file=file, show_pos=True, show_eta=False) as bar:
+        def rate(_):
+            elapsed = time.time() - bar.start
+            if not bar.pos or elapsed <= 0:
+                return None
+            left = int(round((total - bar.pos) * elapsed / bar.pos))
+            return f"{bar.pos / elapsed:.2f} {unit}/s, {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d} left"
+
+        bar.item_show_func = rate
+        yield bar.update
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", "model_dir", type=click.Path(), default=None, help="Export folder [default: saved_models/blurnet-densenet121, in the current folder or beside the blurnet package].")
@@ -133,23 +155,33 @@ def _scale_option(ctx, param, value):
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write the results to FILE instead of standard output.")
 @click.option("--scale", default="auto", callback=_scale_option, help="Downscale factor before tiling, or auto: longer side brought to 1024 px, never upscaled.")
 @click.option("--map", "map_path", type=click.Path(dir_okay=False), default=None, help="Write a per-tile blur map PNG (FILE-1.png, FILE-2.png, ... for several images).")
-def predict(paths, model_dir, fmt, output, scale, map_path):
+@click.option("--sort-into", "sort_into", type=click.Path(file_okay=False), default=None, help="Copy each photograph into SORT_INTO/<label>/, keeping its path below the folder argument (file arguments: the file name). Never overwrites (name-1.jpg, ...); unreadable files stay and are listed; files already under SORT_INTO are left out; a CSV log SORT_INTO/blurnet-sort-YYYYMMDD-HHMMSS.csv records what went where. [default: no sorting]")
+@click.option("--move", is_flag=True, default=False, help="With --sort-into: move instead of copy; a source is deleted only after its copy is complete and its size and SHA-256 match.")
+@click.option("--dry-run", is_flag=True, default=False, help="With --sort-into: print what would be copied or moved; writes nothing (no folders, no log).")
+def predict(paths, model_dir, fmt, output, scale, map_path, sort_into, move, dry_run):
     """Classify the blur of images: files, folders (recursive) or glob patterns, any size."""
     from blurnet.export import NotAnExportError
-    from blurnet.predict import count_inputs, format_records, load_model, predict as run_predict, write_text_atomic
+    from blurnet.predict import count_inputs, expand_paths, format_records, load_model, predict as run_predict, write_text_atomic
+
+    if (move or dry_run) and not sort_into:
+        raise click.UsageError("--move and --dry-run need --sort-into")
 
     try:
         model = load_model(model_dir)
     except NotAnExportError as error:
         hint = "" if model_dir else " Train one with 'blurnet fit' or pass --model DIR."
         raise click.ClickException(f"{error}{hint}") from None
-    total = count_inputs(list(paths))
+    inputs = list(paths)
+    if sort_into:
+        from blurnet.sort import split_inside
+
+        inputs, inside = split_inside(expand_paths(inputs), sort_into)
+        if inside:
+            click.echo(f"left out {len(inside)} files already under {sort_into}", err=True)
+    total = count_inputs(inputs)
     try:
-        if total > 3:
-            with click.progressbar(length=total, label="classifying", file=sys.stderr) as bar:
-                records = run_predict(list(paths), model, scale, map_path=map_path, progress=bar.update)
-        else:
-            records = run_predict(list(paths), model, scale, map_path=map_path)
+        with _progress_bar(total, "classifying") as update:
+            records = run_predict(inputs, model, scale, map_path=map_path, progress=update)
     except KeyboardInterrupt:
         raise click.ClickException("interrupted") from None
     text = format_records(records, fmt)
@@ -164,6 +196,17 @@ def predict(paths, model_dir, fmt, output, scale, map_path):
     for r in records:
         if "map_error" in r:
             click.echo(f"blur map for {r['path']} not written: {r['map_error']}", err=True)
+    if sort_into:
+        from blurnet.sort import sort_records
+
+        try:
+            with _progress_bar(len(records), "sorting", unit="files") as update:
+                result = sort_records(records, sort_into, roots=[p for p in paths if os.path.isdir(p)], move=move, dry_run=dry_run, progress=update)
+        except OSError as error:
+            raise click.ClickException(f"cannot sort into {sort_into}: {error}") from None
+        for line in result.lines():
+            click.echo(line, err=True)
+        failed += len(result.failed)
     if failed:
         click.echo(f"{failed} of {len(records)} inputs failed", err=True)
         sys.exit(1)

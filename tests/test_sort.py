@@ -1,0 +1,430 @@
+"""`--sort-into`: copying and moving classified photographs by label (`blurnet.sort`), no model needed."""
+import csv
+import datetime
+import hashlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import blurnet.sort as sort
+from blurnet.sort import LOG_FIELDS, relative_destination, sort_records, split_inside
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = datetime.datetime(2024, 5, 6, 7, 8, 9)
+LOG_NAME = "blurnet-sort-20240506-070809.csv"
+
+
+def photo_bytes(seed: int, size: int = 3000) -> bytes:
+    """Distinct, deterministic file contents (not a real image: sorting never decodes)."""
+    return hashlib.sha256(str(seed).encode()).digest() * (size // 32) + bytes([seed % 256]) * (size % 32)
+
+
+def make(path: Path, seed: int, size: int = 3000) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(photo_bytes(seed, size))
+    return path
+
+
+def rec(path, label):
+    return {"path": str(path), "label": label, "probabilities": {}, "scale": 1.0, "tiles": 1}
+
+
+def read_log(path):
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames) == LOG_FIELDS
+        return list(reader)
+
+
+def tree(folder: Path) -> dict:
+    """{relative path: bytes} of every file below `folder` (hidden files included)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# ---------------------------------------------------------------- paths
+
+
+def test_relative_destination_and_split_inside(tmp_path):
+    d = tmp_path / "photos"
+    assert relative_destination(d / "sub" / "a.jpg", [d]) == os.path.join("sub", "a.jpg")
+    assert relative_destination(d / "a.jpg", [d]) == "a.jpg"
+    # the deepest containing root wins; a file outside every root keeps its name
+    assert relative_destination(d / "sub" / "x" / "a.jpg", [d, d / "sub"]) == os.path.join("x", "a.jpg")
+    assert relative_destination(tmp_path / "else" / "b.png", [d]) == "b.png"
+    assert relative_destination(d / "c.png", []) == "c.png"
+
+    out = d / "sorted"
+    pairs = [(str(d / "a.jpg"), None), (str(out / "sharp" / "a.jpg"), None), (str(d / "gone.jpg"), "no such file or folder")]
+    keep, inside = split_inside(pairs, out)
+    assert keep == [str(d / "a.jpg"), str(d / "gone.jpg")]
+    assert inside == [str(out / "sharp" / "a.jpg")]
+
+
+# ---------------------------------------------------------------- copying, clashes, log
+
+
+def test_copy_keeps_relative_paths_and_writes_the_log(tmp_path):
+    src = tmp_path / "card"
+    a = make(src / "a.jpg", 1)
+    b = make(src / "day1" / "b.jpg", 2)
+    c = make(src / "day1" / "deep" / "c.JPG", 3)
+    single = make(tmp_path / "loose" / "d.png", 4)
+    out = tmp_path / "sorted"
+    result = sort_records([rec(a, "sharp"), rec(b, "motion"), rec(c, "motion"), rec(single, "defocus")], out, roots=[src], now=NOW)
+
+    assert tree(out / "sharp") == {"a.jpg": photo_bytes(1)}
+    assert tree(out / "motion") == {os.path.join("day1", "b.jpg"): photo_bytes(2), os.path.join("day1", "deep", "c.JPG"): photo_bytes(3)}
+    assert tree(out / "defocus") == {"d.png": photo_bytes(4)}
+    assert all(p.exists() for p in (a, b, c, single))  # copies: sources stay
+    assert os.stat(out / "sharp" / "a.jpg").st_mtime_ns == os.stat(a).st_mtime_ns  # modification time kept
+    assert sorted(os.listdir(out)) == [LOG_NAME, "defocus", "motion", "sharp"]  # no temporaries left
+
+    assert result.log == out / LOG_NAME
+    rows = read_log(result.log)
+    assert rows == [
+        {"source": str(a), "destination": str(out / "sharp" / "a.jpg"), "label": "sharp", "action": "copy", "status": "ok", "message": ""},
+        {"source": str(b), "destination": str(out / "motion" / "day1" / "b.jpg"), "label": "motion", "action": "copy", "status": "ok", "message": ""},
+        {"source": str(c), "destination": str(out / "motion" / "day1" / "deep" / "c.JPG"), "label": "motion", "action": "copy", "status": "ok", "message": ""},
+        {"source": str(single), "destination": str(out / "defocus" / "d.png"), "label": "defocus", "action": "copy", "status": "ok", "message": ""},
+    ]
+    assert result.lines() == [f"sorted 4, 0 unreadable, 0 failed, 0 skipped; log: {out / LOG_NAME}"]
+
+    # a second run at the same second gets its own log; identical files are not copied twice
+    again = sort_records([rec(a, "sharp")], out, roots=[src], now=NOW)
+    assert again.log == out / "blurnet-sort-20240506-070809-1.csv"
+    assert read_log(again.log)[0]["message"] == "identical file already there"
+    assert sorted(os.listdir(out / "sharp")) == ["a.jpg"]
+    assert read_log(result.log) == rows  # the first log is untouched
+
+
+def test_name_clashes_get_numbered_names_and_nothing_is_overwritten(tmp_path):
+    one = make(tmp_path / "cam1" / "IMG_0001.jpg", 1)
+    two = make(tmp_path / "cam2" / "IMG_0001.jpg", 2)
+    three = make(tmp_path / "cam3" / "IMG_0001.jpg", 3)
+    out = tmp_path / "out"
+    existing = make(out / "gaussian" / "IMG_0001.jpg", 99)  # a different photograph already there
+    taken = make(out / "gaussian" / "IMG_0001-2.jpg", 98)
+
+    # file arguments (no roots): all three keep only their name and clash
+    result = sort_records([rec(one, "gaussian"), rec(two, "gaussian"), rec(three, "gaussian")], out, now=NOW)
+    assert [r["status"] for r in result.rows] == ["ok", "ok", "ok"]
+    assert [os.path.basename(r["destination"]) for r in result.rows] == ["IMG_0001-1.jpg", "IMG_0001-3.jpg", "IMG_0001-4.jpg"]
+    assert tree(out / "gaussian") == {
+        "IMG_0001.jpg": photo_bytes(99),
+        "IMG_0001-1.jpg": photo_bytes(1),
+        "IMG_0001-2.jpg": photo_bytes(98),
+        "IMG_0001-3.jpg": photo_bytes(2),
+        "IMG_0001-4.jpg": photo_bytes(3),
+    }
+    assert existing.read_bytes() == photo_bytes(99) and taken.read_bytes() == photo_bytes(98)
+
+
+# ---------------------------------------------------------------- moves
+
+
+def test_move_deletes_the_source_only_after_a_verified_copy(tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    good = make(src / "good.jpg", 1, size=3 * 1024 * 1024 + 17)  # several chunks
+    bad = make(src / "bad.jpg", 2)
+    out = tmp_path / "out"
+    hashed = []
+    real_sha = sort.sha256_file
+    monkeypatch.setattr(sort, "sha256_file", lambda p: hashed.append(Path(p).name) or real_sha(p))
+
+    def corrupt(stage, path):  # the write path damages one copy after it was synced
+        if stage == "copied" and ".bad.jpg" in path.name:
+            data = bytearray(path.read_bytes())
+            data[100] ^= 0xFF
+            path.write_bytes(bytes(data))
+
+    monkeypatch.setattr(sort, "_checkpoint", corrupt)
+    result = sort_records([rec(good, "sharp"), rec(bad, "sharp")], out, roots=[src], move=True, now=NOW)
+
+    assert not good.exists() and (out / "sharp" / "good.jpg").read_bytes() == photo_bytes(1, 3 * 1024 * 1024 + 17)
+    assert "good.jpg" in hashed  # the copy was read back and hashed before the source was deleted
+    assert bad.read_bytes() == photo_bytes(2)  # source kept
+    assert sorted(os.listdir(out / "sharp")) == ["good.jpg"]  # the damaged copy is removed, no temporary left
+    assert [(r["action"], r["status"]) for r in result.rows] == [("move", "ok"), ("move", "failed")]
+    assert result.rows[1]["message"] == "copy does not match the source (size 3000 vs 3000, SHA-256 checked); source kept"
+    assert result.rows[1]["destination"] == ""
+    assert result.failed == [result.rows[1]]
+    assert f"failed: {bad}: copy does not match" in "\n".join(result.lines())
+
+
+def test_move_whose_source_cannot_be_deleted_keeps_both_and_goes_on(tmp_path, monkeypatch):
+    a, b, c = (make(tmp_path / "in" / f"{n}.jpg", i) for i, n in enumerate("abc"))
+    out = tmp_path / "out"
+    real_remove = sort._remove_source
+
+    def remove(path):
+        if path.endswith("b.jpg"):
+            raise PermissionError(13, "Permission denied", path)
+        real_remove(path)
+
+    monkeypatch.setattr(sort, "_remove_source", remove)
+    result = sort_records([rec(a, "motion"), rec(b, "motion"), rec(c, "motion")], out, roots=[tmp_path / "in"], move=True, now=NOW)
+    assert [r["status"] for r in result.rows] == ["ok", "move-failed", "ok"]
+    assert not a.exists() and not c.exists()
+    assert b.read_bytes() == photo_bytes(1) and (out / "motion" / "b.jpg").read_bytes() == photo_bytes(1)
+    assert result.rows[1]["message"] == f"copied, but the source could not be deleted (PermissionError: [Errno 13] Permission denied: '{b}'); both kept"
+    assert read_log(result.log)[1]["status"] == "move-failed"
+
+
+def _make_read_only(folder: Path):
+    """Make `folder` undeletable-from for the current user; returns an undo function, or a skip reason."""
+    if os.geteuid() != 0:
+        for p in folder.iterdir():
+            p.chmod(0o444)
+        folder.chmod(0o555)
+        return lambda: folder.chmod(0o755)
+    # root ignores permission bits; the immutable attribute stops root too (needs CAP_LINUX_IMMUTABLE)
+    done = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, text=True) if _has("chattr") else None
+    if done is None or done.returncode != 0:
+        return "running as root, where permission bits do not stop deletion, and chattr +i is unavailable: " + (done.stderr.strip() if done else "no chattr")
+    return lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def _has(program):
+    return any(os.access(os.path.join(d, program), os.X_OK) for d in os.environ.get("PATH", "").split(os.pathsep))
+
+
+def test_read_only_sources_copy_fine_and_move_fails_cleanly(tmp_path):
+    src = tmp_path / "ro"
+    a, b = make(src / "a.jpg", 1), make(src / "b.jpg", 2)
+    other = make(tmp_path / "rw" / "c.jpg", 3)
+    undo = _make_read_only(src)
+    if isinstance(undo, str):
+        pytest.skip(undo)
+    try:
+        copied = sort_records([rec(a, "sharp"), rec(b, "defocus")], tmp_path / "copies", roots=[src], now=NOW)
+        assert [r["status"] for r in copied.rows] == ["ok", "ok"]
+        assert (tmp_path / "copies" / "sharp" / "a.jpg").read_bytes() == photo_bytes(1)
+
+        moved = sort_records([rec(a, "sharp"), rec(other, "sharp"), rec(b, "defocus")], tmp_path / "moved", roots=[src, tmp_path / "rw"], move=True, now=NOW)
+        assert [r["status"] for r in moved.rows] == ["move-failed", "ok", "move-failed"]
+        assert all("could not be deleted" in moved.rows[i]["message"] and moved.rows[i]["message"].endswith("both kept") for i in (0, 2))
+        assert a.read_bytes() == photo_bytes(1) and b.read_bytes() == photo_bytes(2)  # sources stay
+        assert (tmp_path / "moved" / "sharp" / "a.jpg").read_bytes() == photo_bytes(1)  # copies stay
+        assert (tmp_path / "moved" / "defocus" / "b.jpg").read_bytes() == photo_bytes(2)
+        assert not other.exists() and (tmp_path / "moved" / "sharp" / "c.jpg").read_bytes() == photo_bytes(3)
+    finally:
+        undo()
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import blurnet.sort as sort
+    stage_to_kill, nth = sys.argv[1], int(sys.argv[2])
+    seen = []
+    sort.CHUNK = 1000  # several chunks per file
+    def checkpoint(stage, path):
+        if stage == stage_to_kill:
+            seen.append(path)
+            if len(seen) == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+    sort._checkpoint = checkpoint
+    src, out = sys.argv[3], sys.argv[4]
+    records = [{"path": os.path.join(src, n), "label": "motion"} for n in sorted(os.listdir(src))]
+    sort.sort_records(records, out, roots=[src], move=True)
+    """
+)
+
+
+@pytest.mark.parametrize("stage,nth", [("copying", 5), ("copied", 2), ("published", 2)])
+def test_a_kill_in_the_middle_of_a_move_loses_no_photograph(tmp_path, stage, nth):
+    src, out = tmp_path / "card", tmp_path / "sorted"
+    originals = {f"IMG_{i}.jpg": photo_bytes(i, 3500) for i in range(3)}  # 4 chunks each
+    for name, data in originals.items():
+        (src / name).parent.mkdir(exist_ok=True)
+        (src / name).write_bytes(data)
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-c", KILL_SCRIPT, stage, str(nth), str(src), str(out)], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+
+    visible = {p.name: p.read_bytes() for p in (out / "motion").iterdir() if not p.name.startswith(".")}
+    hidden = [p.name for p in (out / "motion").iterdir() if p.name.startswith(".")]
+    # every visible file under a final name is a complete photograph
+    assert all(data in originals.values() for data in visible.values())
+    for name, data in originals.items():
+        assert (src / name).exists() and (src / name).read_bytes() == data or visible.get(name) == data, name
+    if stage == "copying":  # killed inside the second file: its partial copy exists only under a hidden name
+        assert sorted(visible) == ["IMG_0.jpg"] and len(hidden) == 1 and hidden[0].startswith(".IMG_1.jpg.blurnet-part-")
+        assert (out / "motion" / hidden[0]).stat().st_size < 3500  # incomplete (buffered writes may not have reached it)
+        assert sorted(os.listdir(src)) == ["IMG_1.jpg", "IMG_2.jpg"]
+    elif stage == "copied":  # complete but not yet published
+        assert sorted(visible) == ["IMG_0.jpg"] and len(hidden) == 1
+        assert (out / "motion" / hidden[0]).read_bytes() == originals["IMG_1.jpg"]
+    else:  # published and verified, source not yet deleted: the photograph exists twice
+        assert sorted(visible) == ["IMG_0.jpg", "IMG_1.jpg"] and hidden == []
+        assert sorted(os.listdir(src)) == ["IMG_1.jpg", "IMG_2.jpg"]
+    assert not list(out.glob("blurnet-sort-*.csv"))  # the log is written at the end only
+
+    # running the same move again completes it without duplicates
+    records = [rec(src / n, "motion") for n in sorted(os.listdir(src))]
+    result = sort_records(records, out, roots=[src], move=True, now=NOW)
+    assert all(r["status"] == "ok" for r in result.rows)
+    assert os.listdir(src) == []
+    final = {p.name: p.read_bytes() for p in (out / "motion").iterdir() if not p.name.startswith(".")}
+    assert final == originals
+    if stage == "published":
+        assert result.rows[0]["message"] == "identical file already there"
+
+
+# ---------------------------------------------------------------- unreadable, dry run, OUT inside DIR
+
+
+def test_unreadable_files_stay_and_are_listed(tmp_path):
+    src = tmp_path / "in"
+    ok = make(src / "ok.jpg", 1)
+    broken = make(src / "broken.jpg", 2, size=10)
+    missing = src / "missing.jpg"
+    records = [rec(ok, "sharp"), {"path": str(broken), "error": "cannot decode this file as an image"}, {"path": str(missing), "error": "no such file or folder"}]
+    out = tmp_path / "out"
+    result = sort_records(records, out, roots=[src], move=True, now=NOW)
+    assert broken.read_bytes() == photo_bytes(2, size=10) and not ok.exists()
+    assert sorted(os.listdir(out)) == [LOG_NAME, "sharp"]
+    assert [r["source"] for r in result.unreadable] == [str(broken), str(missing)]
+    assert result.lines() == [
+        f"left in place (unreadable): {broken}: cannot decode this file as an image",
+        f"left in place (unreadable): {missing}: no such file or folder",
+        f"sorted 1, 2 unreadable, 0 failed, 0 skipped; log: {out / LOG_NAME}",
+    ]
+    rows = read_log(result.log)
+    assert rows[1] == {"source": str(broken), "destination": "", "label": "", "action": "keep", "status": "unreadable", "message": "cannot decode this file as an image"}
+    assert rows[2]["status"] == "unreadable" and rows[2]["message"] == "no such file or folder"
+
+
+def test_dry_run_changes_nothing(tmp_path):
+    src = tmp_path / "in"
+    a = make(src / "x" / "a.jpg", 1)
+    b = make(src / "b.jpg", 2)
+    c = make(tmp_path / "elsewhere" / "b.jpg", 3)
+    before = tree(tmp_path)
+    out = tmp_path / "out"
+    records = [rec(a, "motion"), rec(b, "sharp"), rec(c, "sharp"), {"path": str(src / "bad.jpg"), "error": "empty file"}]
+    result = sort_records(records, out, roots=[src], move=True, dry_run=True, now=NOW)
+    assert tree(tmp_path) == before and not out.exists()  # no folder, no copy, no log
+    assert result.log is None
+    assert [(r["action"], r["status"], r["destination"]) for r in result.rows] == [
+        ("move", "dry-run", str(out / "motion" / "x" / "a.jpg")),
+        ("move", "dry-run", str(out / "sharp" / "b.jpg")),
+        ("move", "dry-run", str(out / "sharp" / "b-1.jpg")),  # the clash is planned too
+        ("keep", "unreadable", ""),
+    ]
+    assert result.lines() == [
+        f"would move {a} -> {out / 'motion' / 'x' / 'a.jpg'}",
+        f"would move {b} -> {out / 'sharp' / 'b.jpg'}",
+        f"would move {c} -> {out / 'sharp' / 'b-1.jpg'}",
+        f"left in place (unreadable): {src / 'bad.jpg'}: empty file",
+        "dry run: 3 would be sorted, nothing written, 1 unreadable, 0 failed, 0 skipped",
+    ]
+
+
+def test_files_already_under_out_are_skipped(tmp_path):
+    src = tmp_path / "photos"
+    out = src / "sorted"
+    new = make(src / "new.jpg", 1)
+    old = make(out / "sharp" / "old.jpg", 2)
+    result = sort_records([rec(new, "sharp"), rec(old, "motion")], out, roots=[src], move=True, now=NOW)
+    assert [(r["action"], r["status"]) for r in result.rows] == [("move", "ok"), ("skip", "skipped")]
+    assert old.read_bytes() == photo_bytes(2) and not (out / "motion").exists()
+    assert sorted(os.listdir(out / "sharp")) == ["new.jpg", "old.jpg"]  # not sorted.../sharp/sorted/sharp/old.jpg
+
+
+# ---------------------------------------------------------------- command line
+
+
+def fake_predict(monkeypatch):
+    """Replace the model by a rule on file names: the label is the name's prefix before '_'."""
+    import blurnet.predict as predict_module
+
+    calls = []
+
+    def run(paths, model, scale, map_path=None, progress=None):
+        calls.append(list(paths))
+        records = []
+        for path, error in predict_module.expand_paths(paths):
+            name = os.path.basename(path)
+            if error or name.startswith("broken"):
+                records.append({"path": path, "error": error or "cannot decode this file as an image"})
+            else:
+                records.append({"path": path, "label": name.split("_")[0], "probabilities": {"sharp": 1.0, "gaussian": 0.0, "motion": 0.0, "defocus": 0.0}, "scale": 1.0, "tiles": 1})
+            if progress:
+                progress(1)
+        return records
+
+    monkeypatch.setattr(predict_module, "load_model", lambda model=None: object())
+    monkeypatch.setattr(predict_module, "predict", run)
+    return calls
+
+
+def test_cli_sort_into_a_folder_inside_the_input(tmp_path, monkeypatch):
+    from blurnet.cli import main
+
+    calls = fake_predict(monkeypatch)
+    src = tmp_path / "card"
+    make(src / "sharp_1.jpg", 1)
+    make(src / "trip" / "motion_2.jpg", 2)
+    make(src / "broken_3.jpg", 3)
+    out = src / "sorted"
+    runner = CliRunner()
+
+    dry = runner.invoke(main, ["predict", str(src), "--sort-into", str(out), "--move", "--dry-run", "--format", "csv"])
+    assert dry.exit_code == 1  # the unreadable file counts as a failed input
+    assert f"would move {src / 'sharp_1.jpg'} -> {out / 'sharp' / 'sharp_1.jpg'}" in dry.stderr
+    assert f"left in place (unreadable): {src / 'broken_3.jpg'}: cannot decode this file as an image" in dry.stderr
+    assert not out.exists()
+
+    result = runner.invoke(main, ["predict", str(src), "--sort-into", str(out), "--move", "--format", "csv"])
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines()[0] == "path,label,sharp,gaussian,motion,defocus,scale,tiles,error"
+    assert (out / "sharp" / "sharp_1.jpg").read_bytes() == photo_bytes(1)
+    assert (out / "motion" / "trip" / "motion_2.jpg").read_bytes() == photo_bytes(2)
+    assert sorted(p.name for p in src.iterdir()) == ["broken_3.jpg", "sorted", "trip"]
+    [log] = out.glob("blurnet-sort-*.csv")
+    assert [(Path(r["source"]).name, r["action"], r["status"]) for r in read_log(log)] == [
+        ("broken_3.jpg", "keep", "unreadable"), ("sharp_1.jpg", "move", "ok"), ("motion_2.jpg", "move", "ok")]
+    assert "sorted 2, 1 unreadable, 0 failed, 0 skipped" in result.stderr
+    assert "1 of 3 inputs failed" in result.stderr
+
+    # a second run over the same folder leaves the sorted files alone (they are not even classified)
+    time.sleep(1.1)  # a new log name
+    again = runner.invoke(main, ["predict", str(src), "--sort-into", str(out), "--move"])
+    assert "left out 2 files already under" in again.stderr
+    assert calls[-1] == [str(src / "broken_3.jpg")]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.jpg")) == [os.path.join("motion", "trip", "motion_2.jpg"), os.path.join("sharp", "sharp_1.jpg")]
+
+    bad = runner.invoke(main, ["predict", str(src), "--move"])
+    assert bad.exit_code == 2 and "--move and --dry-run need --sort-into" in bad.output
+
+
+def test_progress_bar_only_on_a_terminal():
+    from blurnet.cli import _progress_bar
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term = Terminal()
+    with _progress_bar(3, "classifying", file=term) as update:
+        for _ in range(3):
+            time.sleep(0.05)
+            update(1)
+    text = term.getvalue()
+    assert "classifying" in text and "3/3" in text
+    assert " photos/s, 0:00:00 left" in text
+
+    plain = io.StringIO()
+    with _progress_bar(3, "classifying", file=plain) as update:
+        assert update is None
+    assert plain.getvalue() == ""
