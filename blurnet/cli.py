@@ -6,24 +6,34 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import click
+
+from blurnet import quiet
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="blurnet")
-def main():
+@click.option("-v", "--verbose", is_flag=True, default=False, help="Also show TensorFlow's start-up and C++ log lines (hidden by default).")
+def main(verbose):
     """Classify image blur: sharp, gaussian, motion or defocus."""
+    quiet.configure(verbose)
+
+
+def _start_tensorflow(device_line: bool = True) -> None:
+    """Import TensorFlow with its start-up output kept off the screen (see blurnet.quiet); state the device on stderr."""
+    quiet.import_tensorflow()
+    if device_line:
+        click.echo(quiet.device_line(), err=True)
 
 
 @main.command()
-@click.option("--out", "out", type=click.Path(dir_okay=False), default="reports/preview.png", help="PNG file to write.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), default="reports/previews/preview.png", help="PNG file to write (reports/previews/ is ignored by git).")
 @click.option("--data", type=click.Path(), default=None, help="Folder of sharp photographs [default: the bundled photographs].")
 @click.option("--image-size", type=int, default=128, help="Crop side in pixels.")
 @click.option("--seed", type=int, default=0, help="Random seed.")
 def preview(out, data, image_size, seed):
     """Draw the four PSFs and sample training crops of each class."""
+    _start_tensorflow(device_line=False)
     from blurnet.preview import write_preview
     from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
     from data_pipeline.sources import load_photographs
@@ -74,6 +84,7 @@ def _weights_option(value):
 @click.option("--jit/--no-jit", default=False, help="Compile the training step with XLA.")
 def fit(**options):
     """Train a blurnet model and export it as a TensorFlow SavedModel."""
+    _start_tensorflow(device_line=False)  # blurnet.train states the device
     import keras
 
     from blurnet.config import FitConfig
@@ -104,6 +115,7 @@ def fit(**options):
 @click.option("--compare", "compare", type=click.Path(), multiple=True, help="Another export (e.g. a MobileNetV2 fit) to evaluate on the same images, as a row of the baselines table; repeatable. [default: none]")
 def report(model_dir, data, out, num_images, seed, batch_size, baselines, baselines_dir, baseline_images, compare, jpeg_quality):
     """Evaluate an exported model: metrics.json, plots, baselines and index.md."""
+    _start_tensorflow()
     from blurnet.export import NotAnExportError, default_model_dir
     from blurnet.report import summary_line, write_baseline_comparison, write_report
 
@@ -160,11 +172,19 @@ def _progress_bar(total, label, unit="photos", file=None):
 @click.option("--dry-run", is_flag=True, default=False, help="With --sort-into: print what would be copied or moved; writes nothing (no folders, no log).")
 def predict(paths, model_dir, fmt, output, scale, map_path, sort_into, move, dry_run):
     """Classify the blur of images: files, folders (recursive) or glob patterns, any size."""
-    from blurnet.export import NotAnExportError
     from blurnet.predict import count_inputs, expand_paths, format_records, load_model, predict as run_predict, write_text_atomic
 
     if (move or dry_run) and not sort_into:
         raise click.UsageError("--move and --dry-run need --sort-into")
+
+    checked = expand_paths(list(paths))
+    if all(error for _, error in checked):  # nothing to classify: said before TensorFlow and the model load
+        for path, error in checked:
+            click.echo(f"{path}: {error}", err=True)
+        click.echo(f"{len(checked)} of {len(checked)} inputs failed", err=True)
+        sys.exit(1)
+    _start_tensorflow()
+    from blurnet.export import NotAnExportError
 
     try:
         model = load_model(model_dir)
