@@ -41,6 +41,7 @@ from blurnet.distribute import (
 from blurnet.export import export_model, load_export_weights, read_metadata
 from blurnet.metrics import classification_metrics
 from blurnet.model import create_model, freeze_backbone, set_trainable_from, synchronize_batchnorm
+from blurnet.quiet import device_line, stderr_silenced
 from blurnet.views import average_over_views
 from data_pipeline.classes import CLASS_NAMES
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
@@ -59,11 +60,20 @@ class Data:
 
 
 def describe_devices() -> tuple[str, list]:
-    """("gpu" or "cpu", the GPUs found); prints what was found."""
-    gpus = tf.config.list_physical_devices("GPU")
-    cpus = tf.config.list_physical_devices("CPU")
-    print(f"devices: {len(gpus)} GPU(s) {[g.name for g in gpus]}, {len(cpus)} CPU device(s)")
+    """("gpu" or "cpu", the GPUs found); prints them in one line (`device: CPU (2 cores), no GPU`)."""
+    with stderr_silenced():  # without a GPU, the driver query logs an error (cuInit 303) the user cannot act on
+        gpus = tf.config.list_physical_devices("GPU")
+    print(device_line(gpus))
     return ("gpu" if gpus else "cpu"), gpus
+
+
+def fit_verbosity(stream=None) -> int:
+    """Keras `verbose` for `model.fit`: 1 (progress bar) on a terminal, else 2 (one line per epoch)."""
+    stream = sys.stdout if stream is None else stream
+    try:
+        return 1 if stream.isatty() else 2
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return 2
 
 
 def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> Data:
@@ -103,20 +113,45 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
     return Data(makers["train"], makers["val"], makers["test"], description)
 
 
-def estimate_minutes(config: FitConfig, device: str) -> float:
-    """Rough wall time in minutes.
+# Training images per second at 128 px (about (128 / size) ** 1.5 times that at other sizes).
+# CPU: DenseNet121 with the spectral branch on 2 cores, from the bundled model's 64 px run
+# (60 epochs x 100 steps of 32 in 65 min: ~53 images/s at 64 px). GPU: not measured here.
+TRAIN_RATE_128 = {"cpu": 19.0, "gpu": 800.0}
+# Images per second of inference against training: validation runs inside Keras' compiled
+# loop; the held-out views are direct model calls (measured on 2 CPU cores at 64 px: 512
+# images x 8 views in 50 s within a fit, about 1.5x the training rate; 2.4x in the bundled
+# model's 96 px re-export).
+VALIDATION_SPEEDUP = 3.0
+HELD_OUT_SPEEDUP = 2.0
+BUILD_SECONDS_PER_STAGE = 60.0  # graph building and the first steps of each training stage
+EXPORT_SECONDS = 15.0  # tracing `serve` (8 views, tiles) and writing the SavedModel and model.keras: 12 s measured
 
-    DenseNet121 trains ~25 images/s at 128 px on 2 CPU cores (~800 on a GPU),
-    and about (128 / size) ** 1.5 times that at smaller sizes (measured: ~70/s at
-    64 px); evaluation runs ~3x faster than training; each stage spends about a
-    minute building its graph.
+
+def estimate_parts(config: FitConfig, device: str) -> dict[str, float]:
+    """Rough wall time in seconds of each part of `fit` on `device` ("cpu" or "gpu").
+
+    `build`: graph building, once per training stage; `train`: the training
+    steps; `validate`: the validation set after every epoch; `held_out`: the
+    held-out test set, each image seen `test_time_views` times; `export`.
+    Validation and test sets count in whole batches, as `fit` runs them.
     """
-    rate = (800.0 if device == "gpu" else 25.0) * (128.0 / config.image_size) ** 1.5
+    rate = TRAIN_RATE_128[device] * (128.0 / config.image_size) ** 1.5
     stages = [n for n in ((config.epochs_head if config.weights is not None else 0), config.epochs_finetune) if n]
     epochs = sum(stages)
-    train = epochs * config.steps_per_epoch * config.batch_size / rate
-    evaluate = (epochs * config.val_images + config.test_images) / (3 * rate)
-    return (train + evaluate) / 60.0 + len(stages)
+    val_images = -(-config.val_images // config.batch_size) * config.batch_size
+    test_images = -(-config.test_images // config.batch_size) * config.batch_size
+    return {
+        "build": BUILD_SECONDS_PER_STAGE * len(stages),
+        "train": epochs * config.steps_per_epoch * config.batch_size / rate,
+        "validate": epochs * val_images / (VALIDATION_SPEEDUP * rate),
+        "held_out": test_images * config.test_time_views / (HELD_OUT_SPEEDUP * rate),
+        "export": EXPORT_SECONDS,
+    }
+
+
+def estimate_minutes(config: FitConfig, device: str) -> float:
+    """Rough wall time of the whole `fit` in minutes: the sum of `estimate_parts`."""
+    return sum(estimate_parts(config, device).values()) / 60.0
 
 
 def _callbacks(config: FitConfig, run: Path, stage: str) -> list:
@@ -176,7 +211,7 @@ def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None
     print(f"stage 1 (head): {config.epochs_head} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g}")
     train_ds, val_ds = data_sets
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs_head, steps_per_epoch=config.steps_per_epoch,
-              callbacks=_callbacks(config, run, "head"), verbose=1)
+              callbacks=_callbacks(config, run, "head"), verbose=fit_verbosity(), shuffle=False)  # the dataset is already shuffled
     with atomic_file(run / "head.weights.h5") as tmp:  # its presence means "stage 1 done"
         model.save_weights(tmp)
 
@@ -194,19 +229,25 @@ def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch
           f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g} cosine")
     train_ds, val_ds = data_sets
     model.fit(train_ds, validation_data=val_ds, initial_epoch=initial_epoch, epochs=initial_epoch + config.epochs_finetune,
-              steps_per_epoch=config.steps_per_epoch, callbacks=_callbacks(config, run, "finetune"), verbose=1)
+              steps_per_epoch=config.steps_per_epoch, callbacks=_callbacks(config, run, "finetune"), verbose=fit_verbosity(),
+              shuffle=False)  # the dataset is already shuffled
 
 
 def evaluate_held_out(model, maker, config: FitConfig) -> dict:
     """Accuracy, macro-F1 and per-class metrics on the fixed test split, averaged over
     `config.test_time_views` views as the export will be."""
     num_batches = -(-config.test_images // config.batch_size)
+    print(f"held-out test: {num_batches * config.batch_size} images x {config.test_time_views} view(s)", flush=True)
     ys, ps = [], []
-    for x, y in maker.dataset(num_batches=num_batches):
+    started, reported = time.time(), time.time()
+    for batch, (x, y) in enumerate(maker.dataset(num_batches=num_batches), start=1):
         # A direct call, not predict_on_batch: under a tf.distribute strategy the latter
         # returns a row per replica and example; held-out evaluation needs no collectives.
         ps.append(np.asarray(average_over_views(lambda v: model(v, training=False), x, config.test_time_views)))
         ys.append(y.numpy())
+        if batch < num_batches and time.time() - reported >= 15:  # a line every 15 s or so, never a carriage return
+            reported = time.time()
+            print(f"held-out test: {batch}/{num_batches} batches, {reported - started:.0f} s", flush=True)
     metrics = classification_metrics(np.concatenate(ys), np.concatenate(ps))
     print(f"held-out test: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['n_images']} images, "
           f"{config.test_time_views} view(s) each")
@@ -254,7 +295,10 @@ def fit(config: FitConfig) -> Path | None:
     pipeline = PipelineConfig(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
                               min_sharpness=config.min_sharpness)
     data = load_data(config, pipeline, worker)
-    print(f"recipe: {device}; estimated duration about {estimate_minutes(config, device):.0f} min")
+    parts = estimate_parts(config, device)
+    print(f"recipe: {device}; estimated duration about {sum(parts.values()) / 60:.0f} min (training "
+          f"{(parts['build'] + parts['train'] + parts['validate']) / 60:.1f}, held-out test {parts['held_out'] / 60:.1f}, "
+          f"export {parts['export'] / 60:.1f})")
     with strategy.scope():
         model = create_model(config.backbone, config.weights, highpass=config.highpass, spectrum=config.spectrum)
         if config.init_from:
@@ -277,7 +321,10 @@ def fit(config: FitConfig) -> Path | None:
     if config.epochs_finetune:
         train_finetune(model, config, (train_ds, val_ds), run, head_epochs, strategy)
     if (run / "best.weights.h5").exists():
-        model.load_weights(run / "best.weights.h5")
+        # The model's weights only: no more training follows, and a checkpoint from stage 1 holds
+        # fewer optimizer variables than stage 2's optimizer (Keras would warn that it skips them).
+        optimizer = getattr(model, "optimizer", None)
+        model.load_weights(run / "best.weights.h5", objects_to_skip=[optimizer] if optimizer is not None else None)
     held_out = evaluate_held_out(model, data.test, config)
     if not chief:
         with atomic_file(run / "final.weights.h5") as tmp:
@@ -310,9 +357,11 @@ def fit(config: FitConfig) -> Path | None:
     log = run / "training_log.csv"
     if not log.exists() and config.init_from and not config.epochs_finetune:  # a re-export keeps its curves
         log = Path(config.init_from) / "training_log.csv"
+    print(f"export: {Path(config.out) / config.name} (SavedModel averaging {config.test_time_views} view(s), model.keras)", flush=True)
+    export_started = time.time()
     target = export_model(model, Path(config.out) / config.name, metadata, extra_files=[log] if log.exists() else [],
                           views=config.test_time_views, tile=config.image_size)
     with atomic_file(run / "final.weights.h5") as tmp:
         model.save_weights(tmp)
-    print(f"exported {target} in {(time.time() - started) / 60:.1f} min")
+    print(f"exported {target} in {(time.time() - started) / 60:.1f} min (export {time.time() - export_started:.0f} s)")
     return target

@@ -1,17 +1,20 @@
 import csv
+import dataclasses
+import io
 import json
+import re
 
 import numpy as np
 import pytest
 
 from blurnet.config import FitConfig
 from blurnet.model import create_backbone
-from blurnet.train import estimate_minutes, fit
+from blurnet.train import estimate_minutes, estimate_parts, fit, fit_verbosity
 
 TINY = dict(image_size=32, batch_size=8, epochs_head=1, epochs_finetune=1, steps_per_epoch=2, val_images=8, test_images=16)
 
 
-def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder):
+def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder, capsys):
     weights = tmp_path / "backbone.weights.h5"
     create_backbone(weights=None).save_weights(weights)
     config = FitConfig(data=str(photo_folder), out=str(tmp_path / "models"), name="tiny", weights=str(weights),
@@ -27,6 +30,13 @@ def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder):
     assert [int(r["epoch"]) for r in rows] == [0, 1]  # head epoch 0, fine-tune epoch 1
     stages = [json.loads(l)["stage"] for l in open(tmp_path / "runs" / "tiny" / "stages.jsonl")]
     assert stages == ["head", "finetune"]
+    out = capsys.readouterr().out
+    assert re.search(r"^device: (GPU \(.+\), )?CPU \(\d+ cores?\)(, no GPU)?$", out, re.M)
+    assert "\r" not in out and "\x1b[" not in out  # not a terminal: one plain line per epoch
+    assert len(re.findall(r"^2/2 - .*val_accuracy", out, re.M)) == 2  # two epochs, two steps each
+    assert "held-out test: 16 images x 8 view(s)\n" in out
+    assert f"export: {tmp_path / 'models' / 'tiny'} (SavedModel averaging 8 view(s), model.keras)\n" in out
+    assert re.search(r"exported .*tiny in \d+\.\d min \(export \d+ s\)", out)
 
 
 def test_recipes_and_validation():
@@ -36,7 +46,6 @@ def test_recipes_and_validation():
     gpu = FitConfig().resolve("gpu")
     assert (gpu.image_size, gpu.unfreeze_from, gpu.lr_finetune, gpu.spectrum, gpu.highpass) == (128, "pool3", 1e-4, True, False)
     assert FitConfig(image_size=96).resolve("cpu").image_size == 96  # explicit values win
-    assert 3 < estimate_minutes(FitConfig(weights=None).resolve("cpu"), "cpu") < 15
     with pytest.raises(ValueError, match="16"):
         FitConfig(image_size=16).resolve("cpu")
     with pytest.raises(ValueError, match="highpass"):
@@ -45,6 +54,34 @@ def test_recipes_and_validation():
     assert FitConfig(spectrum=False).resolve("cpu").spectrum is False  # the plain DenseNet121
     with pytest.raises(ValueError, match="pool7"):
         FitConfig(unfreeze_from="pool7").resolve("cpu")
+
+
+def test_estimate_counts_held_out_views_and_export():
+    quick_start = FitConfig(weights=None).resolve("cpu")  # the README's first command
+    parts = estimate_parts(quick_start, "cpu")
+    rate = 19.0 * (128 / 64) ** 1.5  # training images/s at 64 px on 2 CPU cores
+    assert parts == pytest.approx({
+        "build": 60.0,  # one stage (from random weights)
+        "train": 10 * 60 * 32 / rate,
+        "validate": 10 * 256 / (3 * rate),
+        "held_out": 512 * 8 / (2 * rate),  # 8 views of each held-out image
+        "export": 15.0,
+    })
+    assert estimate_minutes(quick_start, "cpu") == pytest.approx(sum(parts.values()) / 60)
+    assert 0.7 * 543 < sum(parts.values()) < 1.3 * 543  # the quick start measured 9 min 3 s
+    one_view = estimate_parts(dataclasses.replace(quick_start, test_time_views=1, test_images=500), "cpu")
+    assert one_view["held_out"] == pytest.approx(512 / (2 * rate))  # whole batches of 32, one view
+    pretrained = estimate_parts(FitConfig().resolve("gpu"), "gpu")
+    assert pretrained["build"] == 120.0 and pretrained["export"] == 15.0  # head and fine-tune stages
+
+
+def test_fit_logs_one_line_per_epoch_when_output_is_not_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert fit_verbosity(io.StringIO()) == 2
+    assert fit_verbosity(Terminal()) == 1
 
 
 def test_fit_on_a_labelled_folder(tmp_path):
