@@ -37,3 +37,23 @@ def test_fit_passes_test_time_views_as_an_int(monkeypatch):
     assert [config.test_time_views for config in seen] == [4, 8]  # ints; 8 by default
     bad = CliRunner().invoke(main, ["fit", "--weights", "none", "--test-time-views", "3"])
     assert bad.exit_code == 2 and "'3' is not one of '1', '4', '8'" in bad.output and len(seen) == 2
+
+
+def test_default_outputs_are_ignored_by_git_and_committed_reports_are_not():
+    import subprocess
+    from pathlib import Path
+
+    import pytest
+
+    root = Path(__file__).resolve().parent.parent
+    preview_out = next(p for p in main.commands["preview"].params if p.name == "out").default
+    written = [preview_out, "reports/quickstart/index.md", "saved_models/quickstart/blurnet.json", "runs/quickstart/best.weights.h5"]
+    committed = ["reports/preview.png", "reports/blurnet-densenet121/index.md", "reports/baselines/README.md",
+                 "saved_models/blurnet-densenet121/blurnet.json"]
+    try:
+        result = subprocess.run(["git", "check-ignore", "--no-index", *written, *committed], cwd=root, capture_output=True, text=True)
+    except OSError:
+        pytest.skip("git is not installed")
+    if result.returncode == 128:
+        pytest.skip("not a git checkout")
+    assert result.stdout.splitlines() == written
