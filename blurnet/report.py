@@ -454,7 +454,9 @@ def _progress(total: int, enabled: bool):
         return None
     import keras
 
-    return keras.utils.Progbar(total, unit_name="image", stateful_metrics=["accuracy"])
+    # A bar on a terminal; in a file or pipe, one line when done (no carriage returns or colour codes).
+    verbose = 1 if getattr(sys.stdout, "isatty", lambda: False)() else 2
+    return keras.utils.Progbar(total, unit_name="image", stateful_metrics=["accuracy"], verbose=verbose)
 
 
 def default_out_dir(model_dir) -> Path:
