@@ -8,7 +8,56 @@ import cv2
 import numpy as np
 
 from data_pipeline.classes import CLASS_NAMES, BlurRanges, class_index
-from data_pipeline.psf import defocus_psf, gaussian_psf, identity_psf, motion_psf
+from data_pipeline.psf import (
+    SHAKE_MOTION_MIN_SPREAD,
+    SHAKE_SHARP_MAX_SPREAD,
+    defocus_psf,
+    gaussian_psf,
+    identity_psf,
+    lens_psf,
+    motion_psf,
+    motion_spread,
+    shake_psf,
+)
+
+#: PSF families, per class: the SPEC's classic shapes and the realistic variants.
+FAMILIES = {"sharp": ("identity", "shake"), "gaussian": ("gaussian",), "motion": ("line", "shake"), "defocus": ("disk", "lens")}
+
+
+@dataclasses.dataclass(frozen=True)
+class PsfFamilies:
+    """How often each class draws its realistic PSF family instead of the classic one.
+
+    `shake_fraction`: motion samples blurred by a camera-shake trajectory
+    (`psf.shake_psf`) instead of a straight streak. Half and half by default:
+    straight streaks are what panning, vehicles and the SPEC test look like,
+    trajectories what a hand-held camera does, and neither should crowd the
+    other out. `lens_fraction`: defocus samples through a real-lens aperture
+    (`psf.lens_psf`: polygonal iris, brighter rim or centre, soft edge) instead
+    of the uniform disk. `sharp_shake_fraction`: sharp samples given a
+    camera shake too small to see (energy spread <= 1.5 px), since a
+    hand-held sharp photograph is never perfectly still. `PsfFamilies.classic()`
+    draws only the SPEC's classic shapes.
+    """
+
+    shake_fraction: float = 0.5
+    lens_fraction: float = 0.5
+    sharp_shake_fraction: float = 0.3
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{field.name} must be in [0, 1], got {value!r}.")
+
+    @classmethod
+    def classic(cls) -> "PsfFamilies":
+        """Only the SPEC's classic shapes: straight streaks, uniform disks, perfectly sharp."""
+        return cls(0.0, 0.0, 0.0)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dict, as recorded in `blurnet.json`."""
+        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -16,14 +65,20 @@ class BlurParams:
     """One sampled degradation.
 
     `strength` is the class's main parameter in pixels (Gaussian sigma, motion
-    length, defocus radius; 0 for sharp), `angle` the motion direction in degrees
-    (0 for other classes) and `noise_sigma` the additive noise on the 0..255 scale.
+    length or trajectory extent, defocus radius; 0 for sharp), `angle` the
+    motion direction in degrees (a trajectory's principal axis; 0 for other
+    classes) and `noise_sigma` the additive noise on the 0..255 scale.
+    `family` names the PSF family (see `FAMILIES`; "" = the class's classic
+    one) and `psf_seed` seeds the random shape of a "shake" or "lens" PSF, so
+    `make_psf` rebuilds the same kernel.
     """
 
     label: int
     strength: float = 0.0
     angle: float = 0.0
     noise_sigma: float = 0.0
+    family: str = ""
+    psf_seed: int = 0
 
     @property
     def class_name(self) -> str:
@@ -35,9 +90,27 @@ class BlurParams:
         return np.array([self.strength, self.angle, self.noise_sigma], np.float32)
 
 
+def lens_shape(rng: np.random.Generator) -> dict:
+    """Random real-lens aperture settings for `psf.lens_psf`: each variant on about half of the draws.
+
+    Iris: round or a polygon of 5 to 9 blades at a random rotation; brightness:
+    uniform, brighter rim or brighter centre; edge: sharp or softened by a
+    Gaussian of sigma up to 0.7 px.
+    """
+    blades = int(rng.integers(5, 10)) if rng.random() < 0.5 else 0
+    rotation = float(rng.uniform(0.0, 360.0))
+    rim = float(rng.uniform(-0.8, 0.8)) if rng.random() < 0.6 else 0.0
+    softness = float(rng.uniform(0.2, 0.7)) if rng.random() < 0.5 else 0.0
+    return {"blades": blades, "rotation": rotation, "rim": rim, "softness": softness}
+
+
 def make_psf(params: BlurParams) -> np.ndarray:
     """The PSF described by `params`."""
     name = params.class_name
+    if params.family == "shake":
+        return _shake_psf(name, params.strength, params.psf_seed)
+    if params.family == "lens":
+        return lens_psf(params.strength, **lens_shape(np.random.default_rng(params.psf_seed)))
     if name == "sharp":
         return identity_psf()
     if name == "gaussian":
@@ -45,6 +118,48 @@ def make_psf(params: BlurParams) -> np.ndarray:
     if name == "motion":
         return motion_psf(params.strength, params.angle)
     return defocus_psf(params.strength)
+
+
+def _shake_psf(class_name: str, extent: float, seed: int) -> np.ndarray:
+    """The shake PSF of `seed`; a sharp sample's extent (0.5 to 1.5 px) is drawn from the seed too."""
+    rng = np.random.default_rng(seed)
+    if class_name == "sharp":
+        extent = float(rng.uniform(0.5, 1.5))
+    return shake_psf(extent, rng)
+
+
+def sample_blur(rng: np.random.Generator, label: int | str, ranges: BlurRanges = BlurRanges(),
+                families: PsfFamilies = PsfFamilies()) -> tuple[BlurParams, np.ndarray]:
+    """Draw a class-`label` degradation and its PSF: `(params, psf)`.
+
+    Classic shapes as `sample_params`; with the probabilities of `families`,
+    a camera-shake trajectory or a real-lens aperture instead. Where `motion`
+    starts for a trajectory is set by how far its energy spreads
+    (`psf.motion_spread`), not by its path length: a motion trajectory is
+    redrawn until it spreads at least `SHAKE_MOTION_MIN_SPREAD` (4 px, close
+    to the 5 px shortest streak), and a sharp sample's shake at most
+    `SHAKE_SHARP_MAX_SPREAD` (1.5 px, well under the 3.5 px of the mildest
+    Gaussian); nothing in between is drawn. A trajectory's strength is its
+    extent and its angle the principal axis of its energy.
+    """
+    params = sample_params(rng, label, ranges)
+    name = params.class_name
+    if name == "motion" and rng.random() < families.shake_fraction:
+        for _ in range(10):
+            seed = int(rng.integers(2**31))
+            psf = _shake_psf(name, params.strength, seed)
+            spread, angle = motion_spread(psf)
+            if spread >= SHAKE_MOTION_MIN_SPREAD:
+                return dataclasses.replace(params, angle=angle, family="shake", psf_seed=seed), psf
+    elif name == "defocus" and rng.random() < families.lens_fraction:
+        params = dataclasses.replace(params, family="lens", psf_seed=int(rng.integers(2**31)))
+    elif name == "sharp" and rng.random() < families.sharp_shake_fraction:
+        for _ in range(5):
+            seed = int(rng.integers(2**31))
+            psf = _shake_psf(name, 0.0, seed)
+            if motion_spread(psf)[0] <= SHAKE_SHARP_MAX_SPREAD:
+                return dataclasses.replace(params, family="shake", psf_seed=seed), psf
+    return params, make_psf(params)
 
 
 def sample_params(rng: np.random.Generator, label: int | str, ranges: BlurRanges = BlurRanges()) -> BlurParams:
@@ -97,8 +212,13 @@ def degrade(image: np.ndarray, params: BlurParams, rng: np.random.Generator) -> 
 
 
 def psf_half_size(ranges: BlurRanges) -> int:
-    """Largest PSF half-width (pixels) that `ranges` can produce: the crop margin to use."""
+    """Largest PSF half-width (pixels) that `ranges` can produce: the crop margin to use.
+
+    A camera-shake PSF is centred on its centroid, which may sit near one end
+    of its path, so it can reach its whole extent (plus a pixel) from the middle.
+    """
     sizes = [
+        2 * (math.ceil(ranges.motion_length[1]) + 1) + 1,
         gaussian_psf(ranges.gaussian_sigma[1]).shape[0],
         motion_psf(ranges.motion_length[1], 45.0).shape[0],
         defocus_psf(ranges.defocus_radius[1]).shape[0],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 _DISK_SUPERSAMPLING = 16
@@ -128,3 +129,159 @@ def directional_variance(kernel: np.ndarray, angle: float) -> tuple[float, float
     along = m["var_x"] * ux * ux + m["var_y"] * uy * uy + 2 * m["cov_xy"] * ux * uy
     across = m["mean_r2"] - along
     return along, across
+
+
+# --------------------------------------------------------------------------- camera shake
+
+#: A trajectory is `motion` only when its energy spreads at least this far: the
+#: equivalent streak length sqrt(12 * largest second moment) in px (a straight
+#: streak of length L has exactly L). Below `SHAKE_SHARP_MAX_SPREAD` a shake is
+#: labelled `sharp`; the gap between the two is never generated, so no label
+#: sits on the boundary.
+SHAKE_MOTION_MIN_SPREAD = 4.0
+SHAKE_SHARP_MAX_SPREAD = 1.5
+_SHAKE_STEPS = 512
+_SHAKE_DIRECTIONS = np.stack(
+    [np.cos(np.linspace(0, np.pi, 32, endpoint=False)), np.sin(np.linspace(0, np.pi, 32, endpoint=False))]
+)
+
+
+def shake_trajectory(rng: np.random.Generator, steps: int = _SHAKE_STEPS) -> tuple[np.ndarray, np.ndarray]:
+    """A random camera-shake path: points `(steps, 2)` (x right, y down) and their dwell weights `(steps,)`.
+
+    Follows the model of Boracchi & Foi (IEEE TIP 2012): the velocity has
+    inertia, random Gaussian pushes, a pull back towards the start
+    (centripetal term) and, now and then, an abrupt jerk that turns it
+    around. Speed is uneven: a smooth random speed profile makes the camera
+    dwell, so each point weighs in proportion to the time spent there (1 /
+    speed). The path has arbitrary units; `shake_psf` scales it.
+    """
+    anxiety = rng.uniform(0.005, 0.1)
+    gaussian_term = rng.uniform(0.0, 10.0)
+    centripetal = rng.uniform(0.0, 0.7)
+    jerk_rate = rng.uniform(0.0, 0.2)
+    step = 1.0 / (steps - 1)
+    v = np.exp(1j * rng.uniform(0.0, 2.0 * np.pi)) * step
+    x = np.zeros(steps, np.complex128)
+    pushes = rng.standard_normal(steps) + 1j * rng.standard_normal(steps)
+    jerks = rng.random(steps) < jerk_rate * anxiety
+    turns = np.exp(1j * (np.pi + rng.random(steps) - 0.5))
+    for t in range(steps - 1):
+        dv = anxiety * (gaussian_term * pushes[t] - centripetal * x[t]) * step
+        if jerks[t]:
+            dv += 2.0 * v * turns[t]
+        v = v + dv
+        v = v / (abs(v) + 1e-12) * step
+        x[t + 1] = x[t] + v
+    # Uneven speed: log-speed is a smoothed random walk; dwell time = 1 / speed.
+    log_speed = np.cumsum(rng.standard_normal(steps)) * rng.uniform(0.0, 0.25)
+    dwell = np.exp(-(log_speed - log_speed.mean()))
+    return np.stack([x.real, x.imag], axis=1), dwell / dwell.sum()
+
+
+def trajectory_extent(points: np.ndarray) -> float:
+    """Largest distance between two points of a path (within 0.5 %: projections on 32 directions)."""
+    projections = np.asarray(points, np.float64) @ _SHAKE_DIRECTIONS
+    return float((projections.max(axis=0) - projections.min(axis=0)).max())
+
+
+def _splat(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Bilinear splatting of weighted points (centred on their weighted mean) onto an odd grid.
+
+    Bilinear splatting keeps each point's weighted position exactly, so the
+    PSF's centroid is the middle pixel to float precision.
+    """
+    points = points - (weights[:, None] * points).sum(axis=0) / weights.sum()
+    half = int(np.ceil(np.abs(points).max())) + 1
+    size = 2 * half + 1
+    grid = np.zeros((size, size), np.float64)
+    coords = points + half
+    base = np.floor(coords).astype(np.int64)
+    frac = coords - base
+    for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+        wx = frac[:, 0] if dx else 1.0 - frac[:, 0]
+        wy = frac[:, 1] if dy else 1.0 - frac[:, 1]
+        np.add.at(grid, (base[:, 1] + dy, base[:, 0] + dx), weights * wx * wy)
+    return _normalise(grid)
+
+
+def shake_psf(extent: float, rng: np.random.Generator) -> np.ndarray:
+    """Camera-shake PSF: a random trajectory (`shake_trajectory`) scaled to `extent` px.
+
+    `extent` is the largest distance between two points of the path (a
+    straight streak's length). Rasterised by bilinear splatting of 512 points
+    (sub-pixel accurate), non-negative, sums to 1, odd size, centred on its
+    centroid. Use `motion_spread` for how far its energy reaches.
+    """
+    extent = _check_positive("extent", extent, 0.0)
+    points, weights = shake_trajectory(rng)
+    span = trajectory_extent(points)
+    points = points * (extent / span if span > 0 else 0.0)
+    return _splat(points, weights)
+
+
+def motion_spread(kernel: np.ndarray) -> tuple[float, float]:
+    """How far a PSF's energy spreads, and along which direction.
+
+    Returns `(spread, angle)`: `spread = sqrt(12 * largest eigenvalue of the
+    second-moment matrix)` in px, equal to L for a straight streak of length L,
+    and the angle of that principal axis in degrees (0..180, counter-clockwise
+    on screen).
+    """
+    m = psf_moments(kernel)
+    cov = np.array([[m["var_x"], m["cov_xy"]], [m["cov_xy"], m["var_y"]]])
+    values, vectors = np.linalg.eigh(cov)
+    vx, vy = vectors[:, 1]
+    angle = math.degrees(math.atan2(-vy, vx)) % 180.0  # y grows downwards on screen
+    return math.sqrt(12.0 * max(values[1], 0.0)), angle
+
+
+def path_to_extent_ratio(kernel: np.ndarray) -> float:
+    """Anisotropy of a PSF: smallest over largest second-moment eigenvalue (0 for a line, 1 for a disk)."""
+    m = psf_moments(kernel)
+    values = np.linalg.eigvalsh(np.array([[m["var_x"], m["cov_xy"]], [m["cov_xy"], m["var_y"]]]))
+    return float(max(values[0], 0.0) / max(values[1], 1e-12))
+
+
+# --------------------------------------------------------------------------- real lenses
+
+_LENS_SUPERSAMPLING = 8
+
+
+def lens_psf(radius: float, blades: int = 0, rotation: float = 0.0, rim: float = 0.0, softness: float = 0.0) -> np.ndarray:
+    """Defocus through a real lens: a disk or a regular polygonal iris, with a radial brightness profile.
+
+    `radius`: the aperture's circumradius in px (a polygon's corners touch the
+    circle of that radius). `blades`: 0 for a round aperture, else 5 to 9 (a
+    polygon with that many sides), turned by `rotation` degrees. `rim` in
+    [-0.9, 0.9]: brightness `1 + rim * (2 (r/R)^2 - 1)`, so positive values
+    brighten the rim (over-corrected spherical aberration, "soap-bubble"
+    bokeh) and negative ones the centre. `softness`: sigma in px of a Gaussian
+    that softens the edge (0 = sharp edge). Area-sampled on an 8 x 8
+    sub-pixel grid; non-negative, sums to 1, odd size, centred.
+    """
+    radius = _check_positive("radius", radius, 0.5)
+    if blades != 0 and not 3 <= int(blades) <= 16:
+        raise ValueError(f"blades must be 0 (round) or 3..16, got {blades!r}.")
+    if not -0.9 <= float(rim) <= 0.9:
+        raise ValueError(f"rim must be in [-0.9, 0.9], got {rim!r}.")
+    softness = float(softness)
+    if not 0.0 <= softness <= 3.0:
+        raise ValueError(f"softness must be in [0, 3] px, got {softness!r}.")
+    pad = math.ceil(3.0 * softness)
+    half = math.ceil(radius + 0.5) + pad
+    x, y = _subpixel_grid(half, _LENS_SUPERSAMPLING)
+    r2 = x**2 + y**2
+    if blades:
+        n = int(blades)
+        normals = math.radians(rotation) + (2 * np.arange(n) + 1) * math.pi / n
+        reach = np.max([x * math.cos(a) - y * math.sin(a) for a in normals], axis=0)
+        inside = reach <= radius * math.cos(math.pi / n)
+    else:
+        inside = r2 <= radius**2
+    weight = inside * (1.0 + rim * (2.0 * r2 / radius**2 - 1.0))
+    size = 2 * half + 1
+    kernel = weight.reshape(size, _LENS_SUPERSAMPLING, size, _LENS_SUPERSAMPLING).mean(axis=(1, 3))
+    if softness > 0:
+        kernel = cv2.GaussianBlur(kernel, (0, 0), softness, borderType=cv2.BORDER_CONSTANT)
+    return _normalise(kernel)

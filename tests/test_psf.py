@@ -91,3 +91,115 @@ def test_bad_parameters_raise_with_the_value(make, bad):
 def test_motion_bad_angle():
     with pytest.raises(ValueError, match="inf"):
         motion_psf(5, math.inf)
+
+
+# ---- camera shake -----------------------------------------------------------------------------
+
+from data_pipeline.psf import (  # noqa: E402
+    SHAKE_MOTION_MIN_SPREAD,
+    lens_psf,
+    motion_spread,
+    path_to_extent_ratio,
+    shake_psf,
+    shake_trajectory,
+    trajectory_extent,
+)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("extent", [5.0, 12.0, 21.0])
+def test_shake_psf_is_a_centred_normalised_odd_kernel_of_the_requested_extent(seed, extent):
+    k = shake_psf(extent, np.random.default_rng(seed))
+    assert k.dtype == np.float32 and k.min() >= 0 and k.sum() == pytest.approx(1.0, abs=1e-5)
+    assert k.shape[0] % 2 == 1 and k.shape[0] == k.shape[1]
+    m = psf_moments(k)
+    assert abs(m["mean_x"]) < 1e-4 and abs(m["mean_y"]) < 1e-4  # centred on its centroid
+    # Support: the farthest two non-zero pixels are at most the extent plus the bilinear footprint apart.
+    ys, xs = np.nonzero(k > 1e-7)
+    pts = np.stack([xs, ys], 1).astype(float)
+    span = trajectory_extent(pts)
+    assert extent - 0.5 <= span <= extent + 2 * math.sqrt(2) + 0.01  # one pixel of footprint at each end
+
+
+def test_shake_trajectory_extent_is_scaled_exactly():
+    points, weights = shake_trajectory(np.random.default_rng(3))
+    assert points.shape == (512, 2) and weights.shape == (512,) and weights.sum() == pytest.approx(1.0)
+    assert weights.max() / weights.min() > 1.05  # uneven speed: the camera dwells
+    # 32 projection directions measure the diameter within 0.5 %.
+    brute = max(np.hypot(*(points[i] - points[j])) for i in range(0, 512, 7) for j in range(0, 512, 7))
+    assert brute * 0.995 <= trajectory_extent(points) * 1.005
+
+
+def test_a_trajectory_is_told_from_a_line_by_its_anisotropy():
+    line = [path_to_extent_ratio(motion_psf(15.0, a)) for a in (0, 30, 77)]
+    shakes = [path_to_extent_ratio(shake_psf(15.0, np.random.default_rng(s))) for s in range(40)]
+    assert max(line) < 0.01
+    assert np.median(shakes) > 0.05 and np.mean(np.array(shakes) > 0.02) > 0.8
+
+
+@pytest.mark.parametrize("angle", [0.0, 30.0, 90.0, 135.0])
+def test_motion_spread_of_a_streak_is_its_length_and_angle(angle):
+    spread, direction = motion_spread(motion_psf(15.0, angle))
+    assert spread == pytest.approx(15.0, rel=0.03)
+    assert min(abs(direction - angle), 180 - abs(direction - angle)) < 1.0
+
+
+def test_sampled_shakes_respect_the_motion_and_sharp_boundaries():
+    from data_pipeline.degrade import PsfFamilies, make_psf, sample_blur
+
+    rng = np.random.default_rng(0)
+    families = PsfFamilies(shake_fraction=1.0, sharp_shake_fraction=1.0)
+    motion = [sample_blur(rng, "motion", families=families) for _ in range(60)]
+    sharp = [sample_blur(rng, "sharp", families=families) for _ in range(60)]
+    assert sum(p.family == "shake" for p, _ in motion) >= 58
+    assert all(motion_spread(k)[0] >= SHAKE_MOTION_MIN_SPREAD for p, k in motion if p.family == "shake")
+    assert all(5.0 <= p.strength <= 21.0 for p, _ in motion)
+    assert sum(p.family == "shake" for p, _ in sharp) >= 50
+    assert all(motion_spread(k)[0] <= 1.5 for p, k in sharp)
+    # The recorded angle is the principal axis, and make_psf rebuilds the same kernel from the params.
+    for p, k in motion[:10] + sharp[:10]:
+        np.testing.assert_array_equal(make_psf(p), k)
+        if p.label == 2:
+            assert p.angle == pytest.approx(motion_spread(k)[1])
+
+
+# ---- real lenses ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("radius", [2.0, 4.5, 7.0])
+@pytest.mark.parametrize("blades", [0, 5, 6, 9])
+def test_lens_psf_support_and_moments(radius, blades):
+    k = lens_psf(radius, blades=blades, rotation=17.0)
+    assert k.min() >= 0 and k.sum() == pytest.approx(1.0, abs=1e-5) and k.shape[0] % 2 == 1
+    m = psf_moments(k)
+    assert abs(m["mean_x"]) < 0.02 and abs(m["mean_y"]) < 0.02
+    ys, xs = np.nonzero(k > 0)
+    c = k.shape[0] // 2
+    reach = np.hypot(xs - c, ys - c).max()
+    assert radius - 1.0 <= reach <= radius + 0.75  # support radius: the circumradius, to a pixel
+    # A uniform n-gon of circumradius R has mean r^2 = R^2 (2 + cos(2 pi / n)) / 6 (R^2 / 2 for the circle).
+    expected = radius**2 / 2 if blades == 0 else radius**2 * (2 + np.cos(2 * np.pi / blades)) / 6
+    assert m["mean_r2"] == pytest.approx(expected + 1 / 6, rel=0.06)
+
+
+def test_rim_and_centre_brightening_move_the_energy():
+    plain, rim, centre = (psf_moments(lens_psf(6.0, rim=r))["mean_r2"] for r in (0.0, 0.8, -0.8))
+    # Weight 1 + a (2 r^2/R^2 - 1) on a disk: mean r^2 = R^2 (1/2 + a/6).
+    assert rim == pytest.approx(36 * (0.5 + 0.8 / 6) + 1 / 6, rel=0.03)
+    assert centre == pytest.approx(36 * (0.5 - 0.8 / 6) + 1 / 6, rel=0.03)
+    assert centre < plain < rim
+
+
+def test_soft_edge_adds_the_gaussian_variance():
+    sharp, soft = lens_psf(5.0), lens_psf(5.0, softness=0.6)
+    assert psf_moments(soft)["mean_r2"] == pytest.approx(psf_moments(sharp)["mean_r2"] + 2 * 0.36, rel=0.02)
+    assert soft.shape[0] > sharp.shape[0]
+
+
+def test_lens_psf_rejects_bad_settings():
+    with pytest.raises(ValueError, match="blades"):
+        lens_psf(4.0, blades=2)
+    with pytest.raises(ValueError, match="1.5"):
+        lens_psf(4.0, rim=1.5)
+    with pytest.raises(ValueError, match="radius"):
+        lens_psf(0.1)

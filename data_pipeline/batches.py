@@ -1,0 +1,180 @@
+"""Numpy batch makers: blurred crops of sharp photographs, one batch per index.
+
+Each batch is produced by one call of `BlurBatchMaker.make_batch(index)`, whose
+random generator is seeded from `(seed, stream, worker, index)`. So the same
+seed always gives the same batches, whatever the number of parallel calls, and
+validation and test sets (fixed ranges of indices on their own streams) are
+identical every epoch and every run. Nothing here imports TensorFlow:
+`data_pipeline.dataset` wraps these makers in `tf.data`, and any other loader
+(a Keras `PyDataset` on another backend, a plain loop) can call them directly.
+
+A sample: a textured crop of a sharp photograph (with a margin so the blur
+never sees a border), augmented (`augment.augment_sharp`), blurred by a PSF
+drawn by `degrade.sample_blur`, passed through the camera
+(`camera.expose`), cut to size and, for some, JPEG-compressed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+
+import numpy as np
+
+from data_pipeline.augment import AugmentConfig, augment_sharp, maybe_jpeg
+from data_pipeline.camera import CameraConfig, expose
+from data_pipeline.classes import NUM_CLASSES, BlurRanges
+from data_pipeline.crops import DEFAULT_MIN_TEXTURE, TexturedCropper
+from data_pipeline.degrade import PsfFamilies, psf_half_size, sample_blur
+from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO, high_frequency_ratio
+from data_pipeline.sources import Photo
+
+STREAMS = {"train": 0, "val": 1, "test": 2, "preview": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """What the pipeline makes: crop size, batch size, seed, blur ranges, PSF families, augmentation, camera.
+
+    `families` and `camera` apply to every stream (`PsfFamilies.classic()` and
+    `CameraConfig.none()` give the plain SPEC blur model); `augment` and the
+    camera steps are on for training only unless a batch maker says otherwise.
+
+    `min_texture` and `min_sharpness` decide which photographs may serve as sharp
+    sources (`crops.TexturedCropper`, `quality.high_frequency_ratio`); 0 accepts all.
+    """
+
+    image_size: int = 128
+    batch_size: int = 32
+    seed: int = 0
+    ranges: BlurRanges = BlurRanges()
+    augment: AugmentConfig = AugmentConfig()
+    min_texture: float = DEFAULT_MIN_TEXTURE
+    min_sharpness: float = MIN_HIGH_FREQUENCY_RATIO
+    families: PsfFamilies = PsfFamilies()
+    camera: CameraConfig = CameraConfig()
+
+    def __post_init__(self):
+        if self.image_size < 32:
+            raise ValueError(f"image_size must be >= 32, got {self.image_size!r}.")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}.")
+
+    @property
+    def margin(self) -> int:
+        """Pixels cropped beyond the output on each side, so blur never sees a border."""
+        return psf_half_size(self.ranges)
+
+
+class NoiseBank:
+    """Standard-normal noise drawn once, served as random windows.
+
+    Drawing fresh Gaussian noise for every image is the slowest step of the
+    pipeline; a window at a random offset into a 4M-sample bank is iid
+    N(0, 1) within an image and costs a slice. Deterministic from the seed.
+    """
+
+    SIZE = 1 << 22
+
+    def __init__(self, seed: int):
+        self.values = np.random.default_rng([seed, 7919]).standard_normal(self.SIZE, dtype=np.float32)
+
+    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 array of `shape` of standard-normal noise."""
+        n = int(np.prod(shape))
+        start = int(rng.integers(0, self.SIZE - n + 1))
+        return self.values[start : start + n].reshape(shape)
+
+
+@functools.lru_cache(maxsize=4)
+def noise_bank(seed: int) -> NoiseBank:
+    """The noise bank of `seed`, drawn once per process and shared by every batch maker."""
+    return NoiseBank(seed)
+
+
+class BlurBatchMaker:
+    """Makes batches of blurred crops from sharp photographs, one batch per index.
+
+    `stream` names the split ("train", "val", "test" or "preview") so each gets
+    its own random numbers; `worker` separates data-parallel workers. Photographs
+    smaller than the source crop, too flat anywhere, or already blurred (see
+    `data_pipeline.quality`) are left out and reported in one warning line each.
+    `augment=False` turns augmentation off (evaluation).
+    """
+
+    def __init__(self, photos: list[Photo], config: PipelineConfig, stream: str = "train", worker: int = 0, augment: bool | None = None):
+        if stream not in STREAMS:
+            raise ValueError(f"stream must be one of {sorted(STREAMS)}, got {stream!r}.")
+        self.config = config
+        self.stream = stream
+        self.worker = int(worker)
+        self.margin = config.margin
+        self.source_crop_size = config.image_size + 2 * self.margin
+        self.noise = noise_bank(config.seed)
+        augmenting = augment if augment is not None else stream == "train"
+        self.augment = config.augment if augmenting else AugmentConfig.none()
+        self.camera = config.camera if augmenting else CameraConfig.none()
+        size = self.source_crop_size
+        self.croppers, self.photo_names, left_out, blurred = [], [], [], []
+        for photo in photos:
+            cropper = TexturedCropper(photo.image, min_texture=config.min_texture)
+            if not cropper.has_texture(size):
+                left_out.append(photo.name)
+            elif config.min_sharpness and high_frequency_ratio(photo.image) < config.min_sharpness:
+                blurred.append(photo.name)
+            else:
+                self.croppers.append(cropper)
+                self.photo_names.append(photo.name)
+        self.left_out = {**{name: "too small or flat" for name in left_out}, **{name: "already blurred" for name in blurred}}
+        if left_out:
+            print(
+                f"warning: {stream}: left out {len(left_out)} of {len(photos)} photographs smaller than "
+                f"{size} px or without texture >= {config.min_texture}: {', '.join(left_out)}",
+                file=sys.stderr,
+            )
+        if blurred:
+            print(
+                f"warning: {stream}: left out {len(blurred)} of {len(photos)} photographs that look blurred already "
+                f"(high-frequency ratio < {config.min_sharpness}), so cannot stand for 'sharp': {', '.join(blurred)}",
+                file=sys.stderr,
+            )
+        if not self.croppers:
+            raise ValueError(
+                f"{stream}: no photograph is at least {size} px, textured enough to crop {config.image_size} px "
+                f"samples from, and sharp (got {len(photos)} photographs: {len(left_out)} too small or flat, "
+                f"{len(blurred)} already blurred; min_sharpness={config.min_sharpness} can be lowered, 0 keeps all)."
+            )
+
+    def rejection_rate(self) -> float:
+        """Fraction of crop candidates rejected as too flat so far."""
+        drawn = sum(c.drawn for c in self.croppers)
+        return sum(c.rejected for c in self.croppers) / drawn if drawn else 0.0
+
+    def rng(self, index: int) -> np.random.Generator:
+        """The generator of batch `index` (pure function of seed, stream, worker, index)."""
+        return np.random.default_rng([self.config.seed, STREAMS[self.stream], self.worker, int(index)])
+
+    def make_batch(self, index) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Batch number `index`: images (B,S,S,3) float32, labels (B,) int32, params (B,3) float32."""
+        index = int(index)
+        cfg = self.config
+        rng = self.rng(index)
+        b, s, m = cfg.batch_size, cfg.image_size, self.margin
+        # Consecutive batches cycle through the classes, so any run of batches is balanced.
+        labels = rng.permutation((np.arange(b) + index * b) % NUM_CLASSES).astype(np.int32)
+        images = np.empty((b, s, s, 3), np.float32)
+        params = np.empty((b, 3), np.float32)
+        for i, label in enumerate(labels):
+            cropper = self.croppers[int(rng.integers(len(self.croppers)))]
+            sharp = augment_sharp(cropper.crop(rng, self.source_crop_size), rng, self.augment)
+            p, psf = sample_blur(rng, int(label), cfg.ranges, cfg.families)
+            noisy = expose(sharp, psf, self.noise.draw(rng, sharp.shape), p.noise_sigma, rng, self.camera)
+            images[i] = maybe_jpeg(noisy[m : m + s, m : m + s], rng, self.augment)
+            params[i] = p.as_array()
+        return images, labels, params
+
+    def dataset(self, start: int = 0, num_batches: int | None = None, with_params: bool = False):
+        """Batches `start, start+1, ...` as a `tf.data.Dataset` (`data_pipeline.dataset.maker_dataset`; imports TensorFlow)."""
+        from data_pipeline.dataset import maker_dataset
+
+        return maker_dataset(self, start, num_batches, with_params)
