@@ -10,19 +10,32 @@ map, whatever the image size, and a larger image only gives a less noisy
 estimate. The log power is standardised per image (brightness and contrast do
 not matter) and shifted so that frequency 0 sits in the middle.
 
-An earlier version fed the spectrum of the whole image as a fourth input channel
-of the backbone; its layout changed with the image size, and the bundled model
-trained on 64 px crops dropped from 0.89 to 0.61 accuracy on 128 px crops of the
-same photograph (README, "The bundled model").
+The transforms are written with `keras.ops` only (patches, then a 32-point DFT
+as two small matrix products with the Hann window and the shift folded into
+constant matrices), so the layer runs on any Keras backend and exports to
+formats without an FFT operator. Its answer equals a numpy FFT of the same
+windows to float32 precision (tests/test_spectrum.py).
 """
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
-from keras import layers
+import numpy as np
+from keras import layers, ops
 
 WINDOW = 32
 STRIDE = WINDOW // 2
+
+
+def _shifted_dft_matrices() -> tuple[np.ndarray, np.ndarray]:
+    """Real and imaginary parts of the 32-point DFT matrix, rows in fftshift order (frequency 0 in the middle)."""
+    k = np.fft.fftshift(np.arange(WINDOW))[:, None]
+    n = np.arange(WINDOW)[None, :]
+    angle = 2.0 * np.pi * k * n / WINDOW
+    return np.cos(angle).astype(np.float32), -np.sin(angle).astype(np.float32)
+
+
+_HANN = np.hanning(WINDOW).astype(np.float32)  # symmetric, as tf.signal.hann_window(periodic=False)
+_DFT_REAL, _DFT_IMAG = _shifted_dft_matrices()
 
 
 @keras.saving.register_keras_serializable(package="blurnet")
@@ -36,26 +49,33 @@ class WelchSpectrum(layers.Layer):
         super().__init__(**kwargs)
 
     def call(self, inputs):
-        shape = tf.shape(inputs)
-        tf.debugging.assert_greater_equal(
-            tf.minimum(shape[1], shape[2]), WINDOW, message=f"WelchSpectrum needs images of at least {WINDOW} x {WINDOW} px"
-        )
-        gray = tf.reduce_mean(tf.cast(inputs, tf.float32), axis=-1, keepdims=True)
-        patches = tf.image.extract_patches(
-            gray, sizes=[1, WINDOW, WINDOW, 1], strides=[1, STRIDE, STRIDE, 1], rates=[1, 1, 1, 1], padding="VALID"
-        )
-        batch = tf.shape(patches)[0]
-        patches = tf.reshape(patches, [batch, -1, WINDOW, WINDOW])
-        patches = patches - tf.reduce_mean(patches, axis=[2, 3], keepdims=True)
-        hann = tf.signal.hann_window(WINDOW, periodic=False)
-        patches = patches * (hann[:, None] * hann[None, :])
-        power = tf.reduce_mean(tf.abs(tf.signal.fft2d(tf.complex(patches, 0.0))) ** 2, axis=1)
+        if keras.backend.backend() == "tensorflow":  # a clear error instead of an empty average (NaN)
+            import tensorflow as tf
+
+            shape = tf.shape(inputs)
+            tf.debugging.assert_greater_equal(
+                tf.minimum(shape[1], shape[2]), WINDOW, message=f"WelchSpectrum needs images of at least {WINDOW} x {WINDOW} px"
+            )
+        gray = ops.mean(ops.cast(inputs, "float32"), axis=-1, keepdims=True)
+        patches = ops.image.extract_patches(gray, WINDOW, strides=STRIDE, padding="valid", data_format="channels_last")
+        batch = ops.shape(patches)[0]
+        patches = ops.reshape(patches, (batch, -1, WINDOW, WINDOW))
+        patches = patches - ops.mean(patches, axis=(2, 3), keepdims=True)
+        patches = patches * ops.convert_to_tensor(np.outer(_HANN, _HANN))
+        # 2-D DFT F = D X D^T with D = C + iS (rows shifted): Re = CXC' - SXS', Im = CXS' + SXC'.
+        c, s = ops.convert_to_tensor(_DFT_REAL), ops.convert_to_tensor(_DFT_IMAG)
+        cx = ops.einsum("kn,bwnm->bwkm", c, patches)
+        sx = ops.einsum("kn,bwnm->bwkm", s, patches)
+        real = ops.einsum("bwkm,lm->bwkl", cx, c) - ops.einsum("bwkm,lm->bwkl", sx, s)
+        imag = ops.einsum("bwkm,lm->bwkl", cx, s) + ops.einsum("bwkm,lm->bwkl", sx, c)
+        power = ops.mean(real * real + imag * imag, axis=1)
         # A floor relative to the image's own mean power keeps flat images finite
         # and makes the map independent of contrast.
-        floor = 1e-6 * tf.reduce_mean(power, axis=[1, 2], keepdims=True) + 1e-12
-        spectrum = tf.math.log(tf.signal.fftshift(power, axes=[1, 2]) + floor)
-        mean, variance = tf.nn.moments(spectrum, axes=[1, 2], keepdims=True)
-        spectrum = (spectrum - mean) / tf.sqrt(variance + 1e-6)
+        floor = 1e-6 * ops.mean(power, axis=(1, 2), keepdims=True) + 1e-12
+        spectrum = ops.log(power + floor)
+        mean = ops.mean(spectrum, axis=(1, 2), keepdims=True)
+        variance = ops.var(spectrum, axis=(1, 2), keepdims=True)
+        spectrum = (spectrum - mean) / ops.sqrt(variance + 1e-6)
         return spectrum[..., None]
 
     def compute_output_shape(self, input_shape):
