@@ -1,0 +1,224 @@
+"""Fine-tune a blurnet model on any Keras 3 backend (JAX, PyTorch) from the numpy batch makers.
+
+`blurnet fit` trains with TensorFlow (`tf.data`, `tf.distribute`, SavedModel
+export). This module is for a GPU machine that has JAX or PyTorch but no
+TensorFlow: it imports neither TensorFlow nor `blurnet.train`, makes batches
+with `data_pipeline.batches.BlurBatchMaker` in worker processes, and trains
+the same `create_model` network. It writes the weights as `.npz` parts of at
+most 15 MB each (`weights-0.npz`, ...) plus `train_keras.json` (settings,
+curves, validation accuracy); `load_npz_weights` puts them back into a model,
+and `blurnet fit --init-from` then evaluates and exports them with TensorFlow.
+
+    KERAS_BACKEND=jax python -m blurnet.train_keras --init-from saved_models/blurnet-densenet121 \\
+        --minutes 6 --out weights/
+
+Training is time-boxed (`--minutes`): the learning rate follows a cosine over
+the time budget, validation runs every `--val-every` steps, and the weights
+of the best validation accuracy are kept (written as soon as they are found).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from data_pipeline.batches import BlurBatchMaker, PipelineConfig
+from data_pipeline.sources import load_photographs, split_photographs
+
+PART_BYTES = 15_000_000
+_MAKER: BlurBatchMaker | None = None  # each worker process builds its own
+
+
+def _training_maker(image_size: int, batch_size: int, seed: int, data_seed: int) -> BlurBatchMaker:
+    photos = load_photographs(None, min_size=image_size)
+    config = PipelineConfig(image_size=image_size, batch_size=batch_size, seed=data_seed)
+    return BlurBatchMaker(split_photographs(photos, seed=seed)["train"], config, "train")
+
+
+def _start_worker(*maker_args) -> None:
+    import cv2
+
+    global _MAKER
+    cv2.setNumThreads(1)  # one process per core already
+    sys.stderr = open(os.devnull, "w")  # the parent already printed the photographs left out
+    _MAKER = _training_maker(*maker_args)
+
+
+def _make_uint8_batch(index: int) -> tuple[np.ndarray, np.ndarray]:
+    images, labels, _ = _MAKER.make_batch(index)
+    return np.clip(images + 0.5, 0, 255).astype(np.uint8), labels
+
+
+def save_npz_weights(weights: list[np.ndarray], folder: Path) -> list[Path]:
+    """Write `model.get_weights()` as `weights-K.npz` parts of at most `PART_BYTES` each; returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    parts, current, size = [], {}, 0
+    for i, w in enumerate(weights):
+        if current and size + w.nbytes > PART_BYTES:
+            parts.append(current)
+            current, size = {}, 0
+        current[f"w{i:04d}"] = w
+        size += w.nbytes
+    parts.append(current)
+    paths = []
+    for k, part in enumerate(parts):
+        path = folder / f"weights-{k}.npz"
+        tmp = folder / f".weights-{k}.tmp.npz"
+        np.savez(tmp, **part)
+        os.replace(tmp, path)
+        paths.append(path)
+    return paths
+
+
+def load_npz_weights(model, folder: str | os.PathLike) -> None:
+    """Set `model`'s weights from the `weights-K.npz` parts in `folder`; `ValueError` if they do not fit."""
+    merged = {}
+    for path in sorted(Path(folder).glob("weights-*.npz")):
+        with np.load(path) as part:
+            merged.update({k: part[k] for k in part.files})
+    if not merged:
+        raise ValueError(f"no weights-*.npz files in {str(folder)!r}.")
+    weights = [merged[k] for k in sorted(merged)]
+    expected = model.get_weights()
+    if len(weights) != len(expected) or any(a.shape != b.shape for a, b in zip(weights, expected)):
+        raise ValueError(f"the weights in {str(folder)!r} ({len(weights)} arrays) do not fit model {model.name!r} ({len(expected)} arrays).")
+    model.set_weights(weights)
+
+
+def _batches(pool, start: int, ahead: int):
+    """Batches `start, start+1, ...` from the worker pool, in order, at most `ahead` made before they are used."""
+    slots, stop = threading.Semaphore(ahead), threading.Event()
+
+    def indices():
+        i = start
+        while True:
+            slots.acquire()
+            if stop.is_set():
+                return
+            yield i
+            i += 1
+
+    try:
+        for batch in pool.imap(_make_uint8_batch, indices()):
+            slots.release()
+            yield batch
+    finally:  # wake the pool's feeder thread so that the pool can shut down
+        stop.set()
+        slots.release()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """Command-line settings (see the module docstring)."""
+    p = argparse.ArgumentParser(prog="python -m blurnet.train_keras", description=__doc__.split("\n\n")[0])
+    p.add_argument("--init-from", required=True, help="export folder whose model.keras holds the starting weights")
+    p.add_argument("--out", required=True, help="folder for weights-*.npz and train_keras.json")
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (AdamW, cosine decay)")
+    p.add_argument("--minutes", type=float, default=6.0, help="training time budget")
+    p.add_argument("--val-every", type=int, default=1000)
+    p.add_argument("--val-images", type=int, default=2048)
+    p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--seed", type=int, default=0, help="split seed (0 keeps the bundled model's split)")
+    p.add_argument("--data-seed", type=int, default=1, help="seed of the training batches")
+    p.add_argument("--mixed-precision", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    """Fine-tune and write the weights; returns the summary written to `train_keras.json`."""
+    args = parse_args(argv)
+    out = Path(args.out)
+    started = time.time()
+    # Step 1, data: the bundled photographs split as `blurnet fit` splits them (by photograph, from the seed).
+    maker_args = (args.image_size, args.batch_size, args.seed, args.data_seed)
+    train_maker = _training_maker(*maker_args)
+    train_config = train_maker.config
+    photos = load_photographs(None, min_size=args.image_size)
+    splits = split_photographs(photos, seed=args.seed)
+    val_config = PipelineConfig(image_size=args.image_size, batch_size=64, seed=args.seed)
+    val_maker = BlurBatchMaker(splits["val"], val_config, "val")
+    val_batches = [val_maker.make_batch(i)[:2] for i in range(-(-args.val_images // 64))]
+    # Worker processes are spawned (not forked: a fork inherits locked thread pools) before the backend starts.
+    pool = multiprocessing.get_context("spawn").Pool(args.workers, initializer=_start_worker, initargs=maker_args)
+
+    # Step 2, model: the same network as the export, with its weights.
+    import keras
+
+    from blurnet.model import create_model
+
+    if args.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    model = create_model("densenet121", weights=None, spectrum=True)
+    model.load_weights(Path(args.init_from) / "model.keras")
+    print(f"backend {keras.backend.backend()}, {model.count_params():,} parameters, train photographs: "
+          f"{', '.join(train_maker.photo_names)}; val: {', '.join(val_maker.photo_names)}", flush=True)
+
+    # Step 3, the optimiser: AdamW, learning rate warmed up over 200 steps, then cosine-decayed over the time budget
+    # (set from Python before each step, so the schedule follows the clock and not a guessed step count).
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr, weight_decay=1e-4),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=True)
+
+    def learning_rate(step: int, elapsed: float) -> float:
+        progress = min(1.0, elapsed / budget)
+        return args.lr * min(1.0, (step + 1) / 200.0) * 0.5 * (1.0 + np.cos(np.pi * progress))
+
+    def validate():
+        correct = sum(int((np.argmax(model.predict_on_batch(x), axis=1) == y).sum()) for x, y in val_batches)
+        return correct / sum(len(y) for _, y in val_batches)
+
+    history, best = [], (validate(), model.get_weights())
+    print(f"start: val accuracy {best[0]:.4f}", flush=True)
+    budget = 60.0 * args.minutes
+    train_start, step, seen, window = None, 0, 0, []
+    batches = _batches(pool, 0, ahead=4 * args.workers)
+    for images, labels in batches:
+        model.optimizer.learning_rate = learning_rate(step, time.time() - train_start if train_start else 0.0)
+        loss, accuracy = model.train_on_batch(images.astype("float32"), labels)[:2]
+        step += 1
+        window.append((float(loss), float(accuracy)))
+        if step == 5:
+            train_start, seen = time.time(), 0  # compilation done
+        seen += len(labels)
+        if step % 100 == 0:
+            print(f"step {step}: {seen / (time.time() - train_start):.0f} images/s, lr {float(model.optimizer.learning_rate):.2e}", flush=True)
+        if step % args.val_every == 0 or (train_start and time.time() - train_start > budget):
+            val = validate()
+            mean_loss, mean_acc = np.mean(window, axis=0)
+            history.append({"step": step, "loss": mean_loss, "accuracy": mean_acc, "val_accuracy": val,
+                            "minutes": (time.time() - started) / 60})
+            window = []
+            print(json.dumps(history[-1]), flush=True)
+            if val >= best[0]:  # kept on disk at once, so a run killed at its time limit still leaves its best
+                best = (val, model.get_weights())
+                save_npz_weights(best[1], out)
+            if train_start and time.time() - train_start > budget:
+                break
+    batches.close()
+    pool.terminate()
+    images_per_s = seen / (time.time() - train_start)
+    summary = {
+        "command": "python -m blurnet.train_keras " + " ".join(sys.argv[1:] if argv is None else argv),
+        "backend": keras.backend.backend(), "steps": step, "batch_size": args.batch_size, "images": step * args.batch_size,
+        "images_per_s": images_per_s, "best_val_accuracy": best[0], "history": history,
+        "pipeline": {"image_size": args.image_size, "families": train_config.families.to_dict(),
+                     "camera": train_config.camera.to_dict(), "jpeg_probability": train_config.augment.jpeg_probability,
+                     "jpeg_quality": list(train_config.augment.jpeg_quality)},
+        "wall_time_s": time.time() - started,
+    }
+    if not list(out.glob("weights-*.npz")):
+        save_npz_weights(best[1], out)
+    (out / "train_keras.json").write_text(json.dumps(summary, indent=1))
+    print(f"best val accuracy {best[0]:.4f}; wrote {out}", flush=True)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
