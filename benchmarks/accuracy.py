@@ -1,8 +1,8 @@
 """Held-out accuracy of the committed model, recomputed from scratch.
 
-    python benchmarks/accuracy.py
+    python benchmarks/accuracy.py [MODEL_DIR]
 
-Loads `saved_models/blurnet-densenet121` (the SavedModel, as any TensorFlow user
+Loads `saved_models/blurnet-densenet121` or MODEL_DIR (the SavedModel, as any TensorFlow user
 would), generates the held-out test split the report uses (2,048 images from
 photographs never used in training, balanced, fixed seed), and prints accuracy,
 macro-F1 and the recall of every class. The SavedModel answers as exported: the
@@ -11,8 +11,12 @@ Then the same held-out photographs at twice the training crop size (512 images,
 to keep the run short): the model does not resize, so this checks that its
 answer does not depend on the input size (it should only get better with more
 pixels); and the 2,048 images at the training size once more, every image
-JPEG-compressed at quality 75. Last line: JSON with `accuracy`, `macro_f1`, `recall` (a map by class
-name), `accuracy_2x_crops` and `accuracy_jpeg75`.
+JPEG-compressed at quality 75. These use the SPEC's classic shapes (straight streaks, uniform
+disks). Then 1,024 images of the realistic families only: every motion sample a camera-shake
+trajectory, every defocus sample a real-lens aperture (polygonal iris, brighter rim or centre,
+soft edge), 30 % of sharp samples a shake too small to see. Last line: JSON with `accuracy`,
+`macro_f1`, `recall` (a map by class name), `accuracy_2x_crops`, `accuracy_jpeg75`,
+`realistic_accuracy`, `shake_motion_recall` and `lens_defocus_recall`.
 """
 from __future__ import annotations
 
@@ -28,16 +32,18 @@ from blurnet.metrics import classification_metrics
 from blurnet.report import generated_test_source
 from data_pipeline.augment import jpeg_roundtrip
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
+from data_pipeline.degrade import PsfFamilies
 
-NUM_IMAGES, NUM_IMAGES_2X, BATCH = 2048, 512, 32
+NUM_IMAGES, NUM_IMAGES_2X, NUM_IMAGES_REALISTIC, BATCH = 2048, 512, 1024, 32
+REALISTIC = PsfFamilies(shake_fraction=1.0, lens_fraction=1.0)
 
 
 def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_qualities=(None,),
-             num_images: int = NUM_IMAGES) -> tuple[list[dict], dict]:
-    """Metrics of `model` on the held-out test split generated at `image_size`, once per entry of
-    `jpeg_qualities` (None: as generated; a number: JPEG-compressed at that quality), and the data
-    description. The images are generated once for all entries."""
-    source = generated_test_source(image_size, ranges, num_images, seed, BATCH)
+             num_images: int = NUM_IMAGES, families: PsfFamilies = PsfFamilies.classic()) -> tuple[list[dict], dict]:
+    """Metrics of `model` on the held-out test split generated at `image_size` with the PSF `families`,
+    once per entry of `jpeg_qualities` (None: as generated; a number: JPEG-compressed at that quality),
+    and the data description. The images are generated once for all entries."""
+    source = generated_test_source(image_size, ranges, num_images, seed, BATCH, families)
     ys, ps = [], [[] for _ in jpeg_qualities]
     for images, labels, _, _ in source.chunks:
         for k, quality in enumerate(jpeg_qualities):
@@ -48,8 +54,8 @@ def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_qualiti
     return [classification_metrics(y, np.concatenate(p)) for p in ps], source.description
 
 
-def main():
-    model = ExportedModel(default_model_dir())
+def main(model_dir: str | None = None):
+    model = ExportedModel(model_dir or default_model_dir())
     meta = model.metadata
     seed = int(meta.get("fit_config", {}).get("seed", 0))
     ranges = BlurRanges.from_dict(meta["blur_ranges"]) if "blur_ranges" in meta else BlurRanges()
@@ -66,10 +72,18 @@ def main():
           + ", ".join(f"{n} {big['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))
     print(f"same images JPEG-compressed at quality 75: accuracy {jpeg['accuracy']:.4f}, recall "
           + ", ".join(f"{n} {jpeg['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))
+    (real,), _ = evaluate(model, model.image_size, ranges, seed, num_images=NUM_IMAGES_REALISTIC, families=REALISTIC)
+    print(f"realistic families (camera-shake trajectories, real-lens apertures), {real['n_images']} images: accuracy "
+          f"{real['accuracy']:.4f}, recall " + ", ".join(f"{n} {real['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))
     print(json.dumps({"accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4),
                       "recall": {n: round(m["per_class"][n]["recall"], 4) for n in CLASS_NAMES},
-                      "accuracy_2x_crops": round(big["accuracy"], 4), "accuracy_jpeg75": round(jpeg["accuracy"], 4)}))
+                      "accuracy_2x_crops": round(big["accuracy"], 4), "accuracy_jpeg75": round(jpeg["accuracy"], 4),
+                      "realistic_accuracy": round(real["accuracy"], 4),
+                      "shake_motion_recall": round(real["per_class"]["motion"]["recall"], 4),
+                      "lens_defocus_recall": round(real["per_class"]["defocus"]["recall"], 4)}))
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1] if len(sys.argv) > 1 else None)

@@ -114,13 +114,18 @@ def default_model_dir() -> Path:
     return Path(__file__).resolve().parent.parent / DEFAULT_MODEL
 
 
-def read_metadata(folder: str | os.PathLike) -> dict:
-    """`blurnet.json` of an export; `NotAnExportError` saying what was expected otherwise."""
+def read_metadata(folder: str | os.PathLike, weights_only: bool = False) -> dict:
+    """`blurnet.json` of an export; `NotAnExportError` saying what was expected otherwise.
+
+    `weights_only=True` also accepts the weights folder of `blurnet.train_keras`
+    (`weights-*.npz` beside its `blurnet.json`), a starting point for `fit --init-from`.
+    """
     folder = Path(folder)
     meta = folder / METADATA_FILE
     if not folder.is_dir():
         raise NotAnExportError(f"Model folder {str(folder)!r} does not exist.")
-    if not meta.is_file() or not (folder / "saved_model.pb").is_file():
+    has_weights = (folder / "saved_model.pb").is_file() or (weights_only and any(folder.glob("weights-*.npz")))
+    if not meta.is_file() or not has_weights:
         raise NotAnExportError(
             f"{str(folder)!r} is not a blurnet export: expected a TensorFlow SavedModel "
             f"(saved_model.pb) with {METADATA_FILE} beside it, as written by 'blurnet fit'."
@@ -172,12 +177,14 @@ class ExportedModel:
 def load_export_weights(model, folder: str | os.PathLike) -> dict:
     """Copy every weight of the export in `folder` (its `model.keras`) into `model`; returns its metadata.
 
+    `folder` may also be the output of `blurnet.train_keras` (`weights-*.npz`).
+
     The export must have the same architecture: backbone, spectral branch and
     high-pass channels are checked against `model`'s first, with a `ValueError`
     naming the difference. Lets `fit --init-from` continue from, or fine-tune,
     a model this project trained (for example on your own photographs).
     """
-    meta = read_metadata(folder)
+    meta = read_metadata(folder, weights_only=True)
     expected = {
         "backbone": model.name.removeprefix("blurnet_"),
         "spectrum": any(layer.name == "spectrum" for layer in model.layers),
@@ -187,6 +194,14 @@ def load_export_weights(model, folder: str | os.PathLike) -> dict:
     if found != expected:
         raise ValueError(f"{str(folder)!r} was trained as {found}, the model to train is {expected}: they must match.")
     path = Path(folder) / "model.keras"
+    if not path.is_file() and any(Path(folder).glob("weights-*.npz")):
+        from blurnet.train_keras import load_npz_weights
+
+        try:
+            load_npz_weights(model, folder)
+        except ValueError as error:
+            raise NotAnExportError(str(error)) from None
+        return meta
     if not path.is_file():
         raise NotAnExportError(f"{str(folder)!r} has no model.keras to take weights from.")
     try:

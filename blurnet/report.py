@@ -24,6 +24,7 @@ from blurnet.baselines import HandcraftedClassifier, LaplacianThreshold, handcra
 from blurnet.metrics import classification_metrics
 from data_pipeline.augment import check_jpeg_quality, jpeg_roundtrip
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
+from data_pipeline.degrade import PsfFamilies
 
 ECE_BINS = 15
 STRENGTH_BINS = 5
@@ -93,19 +94,26 @@ class EvalSource:
     train_maker: object = None
 
 
-def bundled_split_makers(image_size: int, ranges: BlurRanges, seed: int, batch_size: int, splits=("train", "val", "test")):
-    """Batch makers over the bundled photographs' splits (by photograph, from `seed`), and the split itself."""
+def bundled_split_makers(image_size: int, ranges: BlurRanges, seed: int, batch_size: int, splits=("train", "val", "test"),
+                         families: PsfFamilies = PsfFamilies.classic()):
+    """Batch makers over the bundled photographs' splits (by photograph, from `seed`), and the split itself.
+
+    `families`: the PSF families drawn (default: the SPEC's classic streaks and disks, so that held-out
+    figures stay comparable between models; `PsfFamilies()` is the training mix).
+    """
     from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
     from data_pipeline.sources import load_photographs, split_photographs
 
     photos = split_photographs(load_photographs(None, min_size=image_size), seed=seed)
-    config = PipelineConfig(image_size=image_size, batch_size=batch_size, seed=seed, ranges=ranges)
+    config = PipelineConfig(image_size=image_size, batch_size=batch_size, seed=seed, ranges=ranges, families=families)
     return {s: BlurBatchMaker(photos[s], config, s) for s in splits}, photos
 
 
-def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, seed: int, batch_size: int) -> EvalSource:
-    """The default evaluation data: the held-out test split of the bundled photographs, blurred by the pipeline."""
-    makers, splits = bundled_split_makers(image_size, ranges, seed, batch_size)
+def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, seed: int, batch_size: int,
+                          families: PsfFamilies = PsfFamilies.classic()) -> EvalSource:
+    """The default evaluation data: the held-out test split of the bundled photographs, blurred by the pipeline
+    with the PSF `families` (default: the SPEC's classic shapes)."""
+    makers, splits = bundled_split_makers(image_size, ranges, seed, batch_size, families=families)
     num_batches = -(-num_images // batch_size)
 
     def chunks():
@@ -121,6 +129,7 @@ def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, 
         "batch_size": batch_size,
         "n_images": num_batches * batch_size,
         "blur_ranges": ranges.to_dict(),
+        "psf_families": families.to_dict(),
     }
     return EvalSource(chunks(), num_batches * batch_size, list(range(len(CLASS_NAMES))), description, True, makers["val"], makers["train"])
 

@@ -278,7 +278,7 @@ def fit(config: FitConfig) -> Path | None:
     configure_cpu_devices(config.cpu_devices)
     device, gpus = describe_devices()
     # A wrong --init-from folder fails now, not after the data has loaded.
-    started_from = read_metadata(config.init_from) if config.init_from else None
+    started_from = read_metadata(config.init_from, weights_only=True) if config.init_from else None
     if started_from and config.image_size is None and "image_size" in started_from:
         config = dataclasses.replace(config, image_size=int(started_from["image_size"]))  # continue at its crop size
     config = config.resolve(device)
@@ -341,6 +341,9 @@ def fit(config: FitConfig) -> Path | None:
         "highpass": config.highpass,
         "spectrum": config.spectrum,
         "training_data": data.description,
+        "psf_families": pipeline.families.to_dict(),
+        "camera": {**pipeline.camera.to_dict(), "jpeg_probability": pipeline.augment.jpeg_probability,
+                   "jpeg_quality": list(pipeline.augment.jpeg_quality)},
         "held_out": held_out,
         "fit_config": dataclasses.asdict(config),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),

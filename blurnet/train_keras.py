@@ -5,9 +5,10 @@ export). This module is for a GPU machine that has JAX or PyTorch but no
 TensorFlow: it imports neither TensorFlow nor `blurnet.train`, makes batches
 with `data_pipeline.batches.BlurBatchMaker` in worker processes, and trains
 the same `create_model` network. It writes the weights as `.npz` parts of at
-most 15 MB each (`weights-0.npz`, ...) plus `train_keras.json` (settings,
-curves, validation accuracy); `load_npz_weights` puts them back into a model,
-and `blurnet fit --init-from` then evaluates and exports them with TensorFlow.
+most 15 MB each (`weights-0.npz`, ...), `train_keras.json` (settings,
+curves, validation accuracy) and a `blurnet.json` that names the starting
+export; `blurnet fit --init-from OUT --epochs-finetune 0` then evaluates and
+exports them with TensorFlow (`load_npz_weights` puts them into a model).
 
     KERAS_BACKEND=jax python -m blurnet.train_keras --init-from saved_models/blurnet-densenet121 \\
         --minutes 6 --out weights/
@@ -114,6 +115,22 @@ def _batches(pool, start: int, ahead: int):
         slots.release()
 
 
+def hardware() -> str:
+    """CPU cores and the backend's accelerators, in words."""
+    import keras
+
+    devices = []
+    if keras.backend.backend() == "jax":
+        import jax
+
+        devices = [d.device_kind for d in jax.devices() if d.platform != "cpu"]
+    elif keras.backend.backend() == "torch":
+        import torch
+
+        devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return f"{os.cpu_count()} CPU cores, {len(devices)} GPU(s) {devices}, Keras on {keras.backend.backend()}"
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     """Command-line settings (see the module docstring)."""
     p = argparse.ArgumentParser(prog="python -m blurnet.train_keras", description=__doc__.split("\n\n")[0])
@@ -216,6 +233,13 @@ def main(argv=None) -> dict:
     if not list(out.glob("weights-*.npz")):
         save_npz_weights(best[1], out)
     (out / "train_keras.json").write_text(json.dumps(summary, indent=1))
+    # blurnet.json: what `fit --init-from OUT` checks (the source's architecture) and chains under `started_from`.
+    source = json.loads((Path(args.init_from) / "blurnet.json").read_text())
+    keep = ("classes", "blur_ranges", "backbone", "highpass", "spectrum", "tile_size", "test_time_views")
+    (out / "blurnet.json").write_text(json.dumps({
+        **{k: source[k] for k in keep if k in source}, "image_size": args.image_size,
+        "weights": f"export:{args.init_from}", "command": summary["command"], "hardware": hardware(),
+        "wall_time_s": summary["wall_time_s"], "training": summary, "started_from": source}, indent=1))
     print(f"best val accuracy {best[0]:.4f}; wrote {out}", flush=True)
     return summary
 

@@ -63,7 +63,7 @@ class PipelineConfig:
     @property
     def margin(self) -> int:
         """Pixels cropped beyond the output on each side, so blur never sees a border."""
-        return psf_half_size(self.ranges)
+        return psf_half_size(self.ranges, self.families)
 
 
 class NoiseBank:

@@ -211,14 +211,16 @@ def degrade(image: np.ndarray, params: BlurParams, rng: np.random.Generator) -> 
     return add_noise(convolve(image, make_psf(params)), params.noise_sigma, rng)
 
 
-def psf_half_size(ranges: BlurRanges) -> int:
-    """Largest PSF half-width (pixels) that `ranges` can produce: the crop margin to use.
+def psf_half_size(ranges: BlurRanges, families: PsfFamilies = PsfFamilies()) -> int:
+    """Largest PSF half-width (pixels) that `ranges` and `families` can produce: the crop margin to use.
 
     A camera-shake PSF is centred on its centroid, which may sit near one end
     of its path, so it can reach its whole extent (plus a pixel) from the middle.
     """
+    shake = families.shake_fraction > 0 or families.sharp_shake_fraction > 0
     sizes = [
-        2 * (math.ceil(ranges.motion_length[1]) + 1) + 1,
+        2 * (math.ceil(ranges.motion_length[1]) + 1) + 1 if shake else 1,
+        lens_psf(ranges.defocus_radius[1], softness=0.7).shape[0] if families.lens_fraction > 0 else 1,
         gaussian_psf(ranges.gaussian_sigma[1]).shape[0],
         motion_psf(ranges.motion_length[1], 45.0).shape[0],
         defocus_psf(ranges.defocus_radius[1]).shape[0],

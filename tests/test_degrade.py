@@ -70,8 +70,10 @@ def test_make_psf_matches_the_class():
 
 def test_margin_covers_the_largest_psf():
     # A shake PSF of extent 21 is centred on its centroid, which may sit near one end: it reaches 21 + 1 px.
-    assert psf_half_size(BlurRanges()) == 22
     from data_pipeline.degrade import PsfFamilies, sample_blur
+
+    assert psf_half_size(BlurRanges()) == 22
+    assert psf_half_size(BlurRanges(), PsfFamilies.classic()) == 13  # Gaussian sigma 3.5, truncated at 3.5 sigma: 27 x 27
 
     rng = np.random.default_rng(0)
     sizes = [sample_blur(rng, label % 4, families=PsfFamilies(1.0, 1.0, 1.0))[1].shape[0] for label in range(400)]
