@@ -28,17 +28,39 @@ A photograph is therefore processed in three steps.
    the model accepts any size from 32 px. Images under 32 px on either side get
    an error record.
 
-3. **Aggregation.** The answer is the texture-weighted mean of the tile
+3. **Aggregation.** A scale's answer is the texture-weighted mean of its tile
    probabilities. A tile's texture is the mean gradient magnitude
    (`data_pipeline.crops.gradient_magnitude`, 0..255 scale) of its pixels in the
    scaled image; it is also the tile's weight. Tiles with texture < 4.0
    (`MIN_TEXTURE`, the threshold training crops were selected with) carry no blur
    information (sky, walls) and are ignored, unless every tile is flat, in
-   which case the plain mean of all tiles is used. `tiles` in the result is the
-   number of tiles that contributed. The mean of probability vectors is a
-   probability vector, so the four probabilities sum to 1.
+   which case the plain mean of all tiles is used. The mean of probability
+   vectors is a probability vector, so the four probabilities sum to 1.
 
-Every input yields one record: `{path, label, probabilities, scale, tiles}` or,
+4. **Scale pyramid.** Real blur is often larger than the training ranges at the
+   working scale, and then its tiles are flat (ignored) or unlike anything
+   the model saw. The photograph is therefore also looked at 2 and 4 times
+   smaller (`PYRAMID`, levels whose shorter side would drop under 32 px are
+   skipped), where such blur falls back into the training ranges: up to 4
+   times the range maxima at the working scale are covered. Rule: a level's
+   *blur confidence* is 1 - its sharp probability. If no level reaches 0.5,
+   the photograph is `sharp` and the working scale answers. Otherwise the
+   finest level whose blur confidence is within `PYRAMID_TOLERANCE` (0.1) of
+   the most confident level answers: the finest, because it has the most
+   tiles and detail; not the first blurred one, because blur larger than the
+   range can look like the wrong kind of blur there. Sharp photographs stay
+   sharp at every level (shrinking only sharpens), so the pyramid costs them
+   nothing in accuracy, and 1/4 + 1/16 more tiles in time.
+
+Every answer has `label` and `probabilities` (of the level that answered),
+`scale` (that level's downscale factor), `tiles` (textured tiles used there)
+and `area`: the fraction of that level's textured tiles whose own answer is
+each class, for users who want their own threshold (e.g. "blurred if more than
+30 % of the textured area is"). A photograph with blurred and sharp regions is
+labelled by its texture-weighted mean, so a sharp subject in front of a blurred
+background is usually `sharp`, and `area` says how much is blurred.
+
+Every input yields one record: `{path, label, probabilities, scale, tiles, area}` or,
 for anything that cannot be classified (missing, empty, corrupt, truncated,
 non-image, under 32 px), `{path, error}` with a message. Nothing raises for bad
 input; only a missing or broken model raises (`NotAnExportError`).
@@ -65,6 +87,8 @@ REFERENCE_SIDE = 1024
 MIN_SIDE = 32
 MIN_TEXTURE = DEFAULT_MIN_TEXTURE
 MAX_TILES_PER_BATCH = 64
+PYRAMID = (1, 2, 4)
+PYRAMID_TOLERANCE = 0.1
 _GLOB_CHARS = set("*?[")
 
 
@@ -207,6 +231,33 @@ def prepare(image: np.ndarray, tile: int, scale: str | float = "auto") -> Prepar
     return prepared
 
 
+def pyramid(image: np.ndarray, tile: int, scale: str | float = "auto") -> list[Prepared]:
+    """`prepare(image, tile, scale)` and the same photograph `PYRAMID` times smaller (levels under 32 px skipped)."""
+    levels = [prepare(image, tile, scale)]
+    h, w = image.shape[:2]
+    for factor in PYRAMID[1:]:
+        coarser = levels[0].scale * factor
+        if min(h, w) / coarser >= MIN_SIDE:
+            levels.append(Prepared(image, coarser, tile))
+    return levels
+
+
+def area_fractions(probabilities: np.ndarray, textures: np.ndarray, min_texture: float = MIN_TEXTURE) -> np.ndarray:
+    """Fraction of the textured tiles (all tiles if none is textured) whose own answer is each class."""
+    probabilities = np.asarray(probabilities)
+    used = np.asarray(textures) >= min_texture
+    votes = np.argmax(probabilities[used] if used.any() else probabilities, axis=1)
+    return np.bincount(votes, minlength=probabilities.shape[1]) / max(len(votes), 1)
+
+
+def choose_level(means: list[np.ndarray], tolerance: float = PYRAMID_TOLERANCE) -> int:
+    """The pyramid level that answers (see the module docstring): 0 when no level is blurred with confidence >= 0.5."""
+    confidence = np.array([1.0 - float(m[0]) for m in means])
+    if confidence.max() < 0.5:
+        return 0
+    return int(np.flatnonzero(confidence >= confidence.max() - tolerance)[0])
+
+
 def aggregate(probabilities: np.ndarray, textures: np.ndarray, min_texture: float = MIN_TEXTURE) -> tuple[np.ndarray, int]:
     """Texture-weighted mean of tile probabilities, flat tiles ignored; returns (probabilities, tiles used)."""
     probabilities = np.asarray(probabilities, np.float64)
@@ -259,7 +310,7 @@ def tile_probabilities(model, prepared: Prepared, batch: int = MAX_TILES_PER_BAT
 # --------------------------------------------------------------------------- records
 
 
-def _record(path: str, probabilities: np.ndarray, scale: float, tiles: int) -> dict:
+def _record(path: str, probabilities: np.ndarray, scale: float, tiles: int, area: np.ndarray) -> dict:
     probabilities = [float(p) for p in probabilities]
     return {
         "path": path,
@@ -267,7 +318,21 @@ def _record(path: str, probabilities: np.ndarray, scale: float, tiles: int) -> d
         "probabilities": dict(zip(CLASS_NAMES, probabilities)),
         "scale": round(float(scale), 6),
         "tiles": int(tiles),
+        "area": {name: round(float(a), 4) for name, a in zip(CLASS_NAMES, area)},
     }
+
+
+def classify_levels(model, levels: list[Prepared]) -> tuple[dict, np.ndarray]:
+    """Answer a photograph from its pyramid levels: the record fields and the working scale's tile probabilities."""
+    answers = []
+    for level in levels:
+        probs = tile_probabilities(model, level)
+        mean, used = aggregate(probs, level.textures)
+        answers.append((probs, mean, used))
+    k = choose_level([mean for _, mean, _ in answers])
+    probs, mean, used = answers[k]
+    fields = {"probabilities": mean, "scale": levels[k].scale, "tiles": used, "area": area_fractions(probs, levels[k].textures)}
+    return fields, answers[0][0]
 
 
 def _load(item) -> np.ndarray:
@@ -326,7 +391,7 @@ def predict(
         if error is not None:
             return name, None, error
         try:
-            return name, prepare(_load(source), tile, scale), None
+            return name, pyramid(_load(source), tile, scale), None
         except Exception as exc:  # noqa: BLE001 - every bad input becomes a record
             return name, None, _describe(exc)
 
@@ -340,17 +405,16 @@ def predict(
             if len(pending) > workers:
                 break
         while pending:
-            name, prepared, error = pending.pop(0).result()
+            name, levels, error = pending.pop(0).result()
             for item in queue:
                 pending.append(pool.submit(work, item))
                 break
-            if prepared is not None:
+            if levels is not None:
                 try:
-                    probs = tile_probabilities(loaded, prepared)
-                    mean, used = aggregate(probs, prepared.textures)
-                    records.append(_record(name, mean, prepared.scale, used))
+                    fields, probs = classify_levels(loaded, levels)
+                    records.append(_record(name, **fields))
                     if map_path is not None:
-                        maps.append((len(records) - 1, prepared, probs))
+                        maps.append((len(records) - 1, levels[0], probs))
                 except Exception as exc:  # noqa: BLE001
                     records.append({"path": name, "error": _describe(exc)})
             else:
@@ -381,7 +445,7 @@ def count_inputs(paths_or_arrays) -> int:
 # --------------------------------------------------------------------------- output formats
 
 
-CSV_FIELDS = ("path", "label", *CLASS_NAMES, "scale", "tiles", "error")
+CSV_FIELDS = ("path", "label", *CLASS_NAMES, "scale", "tiles", *(f"area_{c}" for c in CLASS_NAMES), "error")
 
 
 def format_records(records: list[dict], fmt: str) -> str:
@@ -401,20 +465,23 @@ def format_records(records: list[dict], fmt: str) -> str:
             writer.writerow(
                 [r["path"], r.get("label", "")]
                 + [f"{probs[c]:.6f}" if c in probs else "" for c in CLASS_NAMES]
-                + [f"{r['scale']:g}" if "scale" in r else "", r.get("tiles", ""), r.get("error", "")]
+                + [f"{r['scale']:g}" if "scale" in r else "", r.get("tiles", "")]
+                + [f"{r['area'][c]:.4f}" if "area" in r else "" for c in CLASS_NAMES]
+                + [r.get("error", "")]
             )
         return buffer.getvalue()
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}; expected table, csv or json")
     width = max([len("path")] + [len(r["path"]) for r in records])
-    header = f"{'path':<{width}}  {'label':<8}  " + "  ".join(f"{c:>8}" for c in CLASS_NAMES) + f"  {'scale':>6}  {'tiles':>5}"
+    header = f"{'path':<{width}}  {'label':<8}  " + "  ".join(f"{c:>8}" for c in CLASS_NAMES) + f"  {'scale':>6}  {'tiles':>5}  {'blurred':>7}"
     lines = [header, "-" * len(header)]
     for r in records:
         if "error" in r:
             lines.append(f"{r['path']:<{width}}  ERROR: {r['error']}")
         else:
             probs = "  ".join(f"{r['probabilities'][c]:>8.3f}" for c in CLASS_NAMES)
-            lines.append(f"{r['path']:<{width}}  {r['label']:<8}  {probs}  {r['scale']:>6.3g}  {r['tiles']:>5d}")
+            blurred = 1.0 - r["area"]["sharp"]
+            lines.append(f"{r['path']:<{width}}  {r['label']:<8}  {probs}  {r['scale']:>6.3g}  {r['tiles']:>5d}  {blurred:>7.0%}")
     return "\n".join(lines) + "\n"
 
 

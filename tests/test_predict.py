@@ -1,4 +1,5 @@
 """`blurnet predict`: paths, formats, tiling, scale, aggregation, blur maps and bad input."""
+import dataclasses
 import json
 import math
 import os
@@ -207,13 +208,15 @@ def test_cli_formats_and_output(good_folder, export, tmp_path_factory):
     result = runner.invoke(main, ["predict", str(good_folder), "--model", export, "--format", "csv"])
     assert result.exit_code == 0, result.output
     lines = result.stdout.strip().splitlines()
-    assert lines[0] == "path,label,sharp,gaussian,motion,defocus,scale,tiles,error"
+    assert lines[0] == "path,label,sharp,gaussian,motion,defocus,scale,tiles,area_sharp,area_gaussian,area_motion,area_defocus,error"
     assert len(lines) == 4
     rows = [line.split(",") for line in lines[1:]]
     assert [os.path.basename(r[0]) for r in rows] == ["one.png", "three.png", "two.jpg"]
     for r in rows:
         assert math.isclose(sum(float(x) for x in r[2:6]), 1.0, abs_tol=1e-5)
-        assert r[1] in CLASS_NAMES and r[6] == "1" and r[8] == ""
+        assert r[1] in CLASS_NAMES and r[6] == "1" and r[12] == ""
+        area = [float(x) for x in r[8:12]]
+        assert math.isclose(sum(area), 1.0, abs_tol=1e-3) and all(a * int(r[7]) == pytest.approx(round(a * int(r[7])), abs=1e-3) for a in area)
     assert [int(r[7]) for r in rows] == [4, 2, 6]  # 64x64: 2x2; 32x40: 1x2; 48x96: 2x3
 
     out = tmp_path_factory.mktemp("out") / "res.json"
@@ -319,3 +322,57 @@ def test_auto_scale_brings_4x_blur_back_into_spec_range(export):
             check_answer(record)
             assert 1 <= record["tiles"] <= 8 * 32  # blurred flat tiles are ignored
             assert record["scale"] == pytest.approx(4.0, rel=0.01)
+
+
+# ---------------------------------------------------------------- scale pyramid and the whole-photo decision
+
+
+def test_choose_level_prefers_the_finest_confident_level():
+    from blurnet.predict import choose_level
+
+    sharp, blurred, unsure = np.array([0.9, 0.05, 0.03, 0.02]), np.array([0.02, 0.9, 0.05, 0.03]), np.array([0.45, 0.5, 0.03, 0.02])
+    assert choose_level([sharp, sharp, sharp]) == 0  # no level blurred: the working scale answers
+    assert choose_level([sharp, sharp, blurred]) == 2  # blur too large for the working scale
+    assert choose_level([blurred, blurred, sharp]) == 0  # the finest of the confident levels
+    assert choose_level([unsure, blurred, blurred]) == 1  # 0.55 is not within 0.1 of 0.98
+    assert choose_level([np.array([0.12, 0.8, 0.05, 0.03]), blurred]) == 0  # 0.88 is within 0.1 of 0.98
+
+
+def test_area_fractions_count_textured_tiles_by_their_own_answer():
+    from blurnet.predict import area_fractions
+
+    probs = np.array([[0.9, 0.1, 0, 0], [0.1, 0.8, 0.1, 0], [0.2, 0.1, 0.6, 0.1], [0.1, 0.1, 0.1, 0.7], [0.7, 0.1, 0.1, 0.1]])
+    np.testing.assert_allclose(area_fractions(probs, np.array([10, 10, 10, 10, 1.0])), [0.25, 0.25, 0.25, 0.25])
+    np.testing.assert_allclose(area_fractions(probs, np.full(5, 1.0)), [0.4, 0.2, 0.2, 0.2])  # all flat: every tile
+
+
+def test_pyramid_levels_and_their_scales():
+    from blurnet.predict import pyramid
+
+    levels = pyramid(np.zeros((300, 2000, 3), np.uint8), 96, "auto")
+    assert [round(level.scale, 4) for level in levels] == [1.9531, 3.9062, 7.8125]
+    assert [level.image.shape[:2] for level in levels] == [(154, 1024), (77, 512), (38, 256)]
+    assert len(pyramid(np.zeros((100, 100, 3), np.uint8), 32, 1.0)) == 2  # 25 px at 4x smaller: skipped
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, params", [
+    ("gaussian", BlurParams(1, 10.0)),  # sigma 10: 2.9 x the range's 3.5
+    ("motion", BlurParams(2, 60.0, 30.0)),  # 60 px streak: 2.9 x the range's 21
+    ("defocus", BlurParams(3, 20.0)),  # radius 20: 2.9 x the range's 7
+])
+def test_blur_far_beyond_the_training_range_is_recognised(name, params):
+    """A held-out bundled photograph, upscaled 2x, blurred all over with PSFs about 3 times the range maxima.
+
+    At the working scale most tiles are flat or out of range; the pyramid's coarser levels bring the blur back
+    into range. The bundled model must name the class, and never call such a photograph sharp.
+    """
+    path = dict((p.stem, p) for _, p in bundled_photo_paths())["camera"]
+    photo = cv2.resize(read_image(path), None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+    assert photo.shape[:2] == (1024, 1024)
+    blurred = degrade(photo.astype(np.float32), dataclasses.replace(params, noise_sigma=1.0), np.random.default_rng(0))
+    (record,) = predict(blurred.astype(np.uint8))
+    check_answer(record)
+    assert record["label"] == name, record
+    assert record["scale"] > 1.0  # a coarser level answered
+    assert record["area"][name] >= 0.5
