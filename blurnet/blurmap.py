@@ -1,14 +1,25 @@
-"""Per-tile blur map (`blurnet predict --map FILE.png`).
+"""Blur map (`blurnet predict --map FILE.png`) and blur mask (`--mask FILE.png`).
 
-The map shows the photograph at the scale the model saw it (after `--scale`).
-Every tile is filled with its predicted class's colour, with an opacity
-proportional to the model's confidence (the top probability: 0.25 -> clear,
-1.0 -> `MAX_ALPHA`); flat tiles, ignored by the aggregation, get a grey outline
-only. A legend strip below the image names the colours. The PNG is written with
-OpenCV, atomically (temporary file + `os.replace`).
+Both are drawn from the map tiles of the working scale (`blurnet.predict.map_boxes`:
+tiles of the training crop side with a stride of half a tile, so they overlap
+by half). Every map tile counts, flat ones included.
 
-Size: width `max(w, LEGEND_MIN_WIDTH)`, height `h + LEGEND_HEIGHT`, where `w x h`
-is the scaled photograph.
+**Map.** The photograph at the scale the model saw it (after `--scale`). Every
+tile is filled with its predicted class's colour, with an opacity proportional
+to the model's confidence (the top probability: 0.25 -> clear, 1.0 ->
+`MAX_ALPHA`); where tiles overlap, the more confident one shows. Flat tiles
+(texture under 4.0, left out of the whole-photo answer) are coloured by their
+answer too and outlined in grey. A legend strip below the image names the
+colours. Size: width `max(w, LEGEND_MIN_WIDTH)`, height `h + LEGEND_HEIGHT`,
+where `w x h` is the scaled photograph.
+
+**Mask.** A per-pixel blur probability: each pixel's value is the mean, over the
+map tiles covering it, of 1 - p_sharp (`blur_probability_map`), resized to the
+original photograph's size (`cv2.INTER_LINEAR`). The PNG is a binary 8-bit grey
+image of that size: 255 (white) where the probability is >= 0.5
+(`MASK_THRESHOLD`), i.e. blurred, 0 elsewhere.
+
+PNGs are written with OpenCV, atomically (temporary file + `os.replace`).
 """
 from __future__ import annotations
 
@@ -32,6 +43,7 @@ FLAT_COLOUR = (150, 150, 150)
 MAX_ALPHA = 0.6
 LEGEND_HEIGHT = 28
 LEGEND_MIN_WIDTH = 420
+MASK_THRESHOLD = 0.5
 
 
 def map_size(height: int, width: int) -> tuple[int, int]:
@@ -40,7 +52,7 @@ def map_size(height: int, width: int) -> tuple[int, int]:
 
 
 def render_blur_map(image: np.ndarray, boxes, probabilities: np.ndarray, textures=None, min_texture: float = 0.0) -> np.ndarray:
-    """The blur map as an RGB uint8 array (see the module docstring)."""
+    """The blur map as an RGB uint8 array (see the module docstring); tiles with texture < `min_texture` are outlined in grey."""
     image = np.asarray(image, np.uint8)
     h, w = image.shape[:2]
     probabilities = np.asarray(probabilities, np.float64)
@@ -52,24 +64,23 @@ def render_blur_map(image: np.ndarray, boxes, probabilities: np.ndarray, texture
     order = np.argsort(probabilities.max(axis=1))
     for i in order:
         top, left, th, tw = boxes[i]
-        if textures[i] < min_texture:
-            continue
         k = int(np.argmax(probabilities[i]))
         confidence = float(probabilities[i, k])
         a = MAX_ALPHA * np.clip((confidence - 1 / len(CLASS_NAMES)) / (1 - 1 / len(CLASS_NAMES)), 0.0, 1.0)
         colour[top : top + th, left : left + tw] = CLASS_COLOURS[CLASS_NAMES[k]]
         alpha[top : top + th, left : left + tw] = a
     out = (base * (1 - alpha) + colour * alpha).clip(0, 255).astype(np.uint8)
-    for i in range(len(boxes)):  # thin tile grid, flat tiles outlined in grey
+    flat = textures < min_texture
+    for i in list(np.flatnonzero(~flat)) + list(np.flatnonzero(flat)):  # thin tile grid; flat tiles outlined in grey, on top
         top, left, th, tw = boxes[i]
-        edge = FLAT_COLOUR if textures[i] < min_texture else (255, 255, 255)
+        edge = FLAT_COLOUR if flat[i] else (255, 255, 255)
         cv2.rectangle(out, (left, top), (left + tw - 1, top + th - 1), edge, 1)
 
     mh, mw = map_size(h, w)
     canvas = np.full((mh, mw, 3), 255, np.uint8)
     canvas[:h, :w] = out
     x = 6
-    entries = [(name, CLASS_COLOURS[name]) for name in CLASS_NAMES] + [("flat (ignored)", FLAT_COLOUR)]
+    entries = [(name, CLASS_COLOURS[name]) for name in CLASS_NAMES] + [("flat (outline)", FLAT_COLOUR)]
     for name, rgb in entries:
         cv2.rectangle(canvas, (x, h + 7), (x + 14, h + 21), rgb, -1)
         cv2.putText(canvas, name, (x + 18, h + 19), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
@@ -81,9 +92,50 @@ def write_blur_map(path: str | os.PathLike, image: np.ndarray, boxes, probabilit
     """Render the blur map and write it as PNG to `path`, atomically; returns the path."""
     path = Path(path)
     canvas = render_blur_map(image, boxes, probabilities, textures, min_texture)
-    ok, data = cv2.imencode(".png", canvas[:, :, ::-1])
+    return _write_png(path, np.ascontiguousarray(canvas[:, :, ::-1]))
+
+
+def _write_png(path: Path, array: np.ndarray) -> Path:
+    ok, data = cv2.imencode(".png", array)
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
     with atomic_file(path) as tmp:
         tmp.write_bytes(data.tobytes())
     return path
+
+
+def blur_probability_map(shape, boxes, probabilities) -> np.ndarray:
+    """Per-pixel blur probability (float32 HxW, 0..1): the mean of 1 - p_sharp over the tiles (boxes) covering each pixel.
+
+    `shape`: (height, width[, ...]) of the image the boxes cut; `boxes`: (top, left,
+    tile_height, tile_width); `probabilities`: `(len(boxes), classes)`, sharp first.
+    Pixels no box covers get 0.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    probabilities = np.asarray(probabilities, np.float64)
+    if probabilities.ndim != 2 or len(probabilities) != len(boxes):
+        raise ValueError(f"probabilities must have one row per box ({len(boxes)} boxes), got shape {probabilities.shape}")
+    total = np.zeros((h, w), np.float64)
+    count = np.zeros((h, w), np.float64)
+    for (top, left, th, tw), p in zip(boxes, probabilities):
+        total[top : top + th, left : left + tw] += 1.0 - p[0]
+        count[top : top + th, left : left + tw] += 1.0
+    return np.clip(total / np.maximum(count, 1.0), 0.0, 1.0).astype(np.float32)
+
+
+def resize_probability(probability: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A probability map resized to `height x width` (`cv2.INTER_LINEAR`), float32 clipped to 0..1."""
+    probability = np.asarray(probability, np.float32)
+    if probability.shape[:2] != (height, width):
+        probability = cv2.resize(probability, (int(width), int(height)), interpolation=cv2.INTER_LINEAR)
+    return np.clip(probability, 0.0, 1.0)
+
+
+def blur_mask(probability: np.ndarray, threshold: float = MASK_THRESHOLD) -> np.ndarray:
+    """The binary mask (uint8: 255 = blurred, 0 = sharp) of a blur probability map: probability >= `threshold`."""
+    return np.where(np.asarray(probability) >= threshold, 255, 0).astype(np.uint8)
+
+
+def write_blur_mask(path: str | os.PathLike, probability: np.ndarray, threshold: float = MASK_THRESHOLD) -> Path:
+    """Write `blur_mask(probability)` as an 8-bit grey PNG to `path`, atomically; returns the path."""
+    return _write_png(Path(path), blur_mask(probability, threshold))

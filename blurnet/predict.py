@@ -52,6 +52,18 @@ A photograph is therefore processed in three steps.
    sharp at every level (shrinking only sharpens), so the pyramid costs them
    nothing in accuracy, and 1/4 + 1/16 more tiles in time.
 
+5. **Blur map and mask** (`--map`, `--mask`, only when asked for). The working
+   scale is tiled a second time with a stride of half a tile (`map_boxes`:
+   tiles overlap by half, twice the resolution of the stride-tile grid the
+   whole-photo answer uses) and every one of these tiles goes through the
+   model. Every map tile counts, flat ones included: in a partly blurred
+   photograph the blurred background is often flat, and its tiles get the
+   model's own answer like any other (the picture outlines them in grey). The
+   whole-photo answer does not use these tiles and is the same with or without
+   a map. `--mask` writes each pixel's blur probability (the mean of
+   1 - p_sharp over the map tiles covering it, resized to the photograph's
+   size) thresholded at 0.5: see `blurnet.blurmap`.
+
 Every answer has `label` and `probabilities` (of the level that answered),
 `scale` (that level's downscale factor), `tiles` (textured tiles used there)
 and `area`: the fraction of that level's textured tiles whose own answer is
@@ -191,6 +203,22 @@ def tile_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, 
     return [(top, left, th, tw) for top in _starts(height, tile) for left in _starts(width, tile)]
 
 
+def map_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """(top, left, tile_height, tile_width) of the blur-map tiles: stride tile // 2, spread evenly, row-major."""
+    if tile < 2:
+        raise ValueError(f"tile must be at least 2 px, got {tile!r}")
+    stride = tile // 2
+
+    def starts(length: int) -> list[int]:
+        if length <= tile:
+            return [0]
+        n = math.ceil((length - tile) / stride) + 1
+        return [int(round(i * (length - tile) / (n - 1))) for i in range(n)]
+
+    th, tw = min(tile, height), min(tile, width)
+    return [(top, left, th, tw) for top in starts(height) for left in starts(width)]
+
+
 def too_small_message(height: int, width: int) -> str | None:
     """The error message for an image under 32 px on a side, else None."""
     if height < MIN_SIDE or width < MIN_SIDE:
@@ -203,6 +231,7 @@ class Prepared:
 
     def __init__(self, image: np.ndarray, scale: float, tile: int):
         self.scale = scale
+        self.source_shape = image.shape[:2]  # (height, width) before scaling: the size of a --mask
         self.image = rescale(image, scale)
         h, w = self.image.shape[:2]
         self.boxes = tile_boxes(h, w, tile)
@@ -307,6 +336,30 @@ def tile_probabilities(model, prepared: Prepared, batch: int = MAX_TILES_PER_BAT
     return np.concatenate(out, axis=0)
 
 
+def map_tile_probabilities(model, prepared: Prepared, batch: int = MAX_TILES_PER_BATCH) -> tuple[list, np.ndarray, np.ndarray]:
+    """The blur-map tiles of a prepared photograph: (`map_boxes` of its scaled image, probabilities `(n, 4)`, textures)."""
+    h, w = prepared.image.shape[:2]
+    boxes = map_boxes(h, w, int(model.image_size))
+    grad = gradient_magnitude(prepared.image)
+    textures = np.array([float(grad[t : t + th, l : l + tw].mean()) for t, l, th, tw in boxes], np.float64)
+    tiles = np.stack([prepared.image[t : t + th, l : l + tw] for t, l, th, tw in boxes]).astype(np.float32)
+    out = [np.asarray(model(tiles[i : i + batch])) for i in range(0, len(tiles), batch)]
+    return boxes, np.concatenate(out, axis=0), textures
+
+
+def mask_probability(prepared: Prepared, boxes, probabilities) -> np.ndarray:
+    """Per-pixel blur probability (float32, 0..1) at the photograph's original size, from its map tiles: what `--mask` thresholds."""
+    from blurnet.blurmap import blur_probability_map, resize_probability
+
+    return resize_probability(blur_probability_map(prepared.image.shape[:2], boxes, probabilities), *prepared.source_shape)
+
+
+def numbered_path(target: str | os.PathLike, n: int, count: int) -> Path:
+    """Where the `n`-th (0-based) of `count` output files goes: `target` for one, else `<stem>-<n+1><suffix>`."""
+    target = Path(target)
+    return target if count == 1 else target.with_name(f"{target.stem}-{n + 1}{target.suffix or '.png'}")
+
+
 # --------------------------------------------------------------------------- records
 
 
@@ -356,6 +409,7 @@ def predict(
     scale: str | float = "auto",
     *,
     map_path: str | os.PathLike | None = None,
+    mask_path: str | os.PathLike | None = None,
     progress: Callable[[int], None] | None = None,
     workers: int = 2,
 ) -> list[dict]:
@@ -367,7 +421,9 @@ def predict(
     `model`: None (the default export), an export folder, or an `ExportedModel`.
     `scale`: "auto" or a downscale factor. `map_path`: also write per-tile blur
     maps (see `blurnet.blurmap`): to that file for one image, else to
-    `<stem>-<n><suffix>` per classified image. `progress(n)` is called after each
+    `<stem>-<n><suffix>` per classified image. `mask_path`: also write binary
+    blur masks (white = blurred, the photograph's size), named the same way.
+    Records get "map" / "mask" (the path written). `progress(n)` is called after each
     image. Decoding and tiling of the next images overlap the model's work
     (`workers` threads).
     """
@@ -396,7 +452,7 @@ def predict(
             return name, None, _describe(exc)
 
     records: list[dict] = []
-    maps: list[tuple[int, Prepared, np.ndarray]] = []
+    maps: list[tuple[int, Prepared]] = []
     with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
         pending: list[concurrent.futures.Future] = []
         queue = iter(items)
@@ -411,10 +467,10 @@ def predict(
                 break
             if levels is not None:
                 try:
-                    fields, probs = classify_levels(loaded, levels)
+                    fields, _ = classify_levels(loaded, levels)
                     records.append(_record(name, **fields))
-                    if map_path is not None:
-                        maps.append((len(records) - 1, levels[0], probs))
+                    if map_path is not None or mask_path is not None:
+                        maps.append((len(records) - 1, levels[0]))
                 except Exception as exc:  # noqa: BLE001
                     records.append({"path": name, "error": _describe(exc)})
             else:
@@ -422,14 +478,18 @@ def predict(
             if progress is not None:
                 progress(1)
 
-    if map_path is not None and maps:
-        from blurnet.blurmap import write_blur_map
+    if maps:
+        from blurnet.blurmap import write_blur_map, write_blur_mask
 
-        target = Path(map_path)
-        for n, (index, prepared, probs) in enumerate(maps):
-            where = target if len(maps) == 1 else target.with_name(f"{target.stem}-{n + 1}{target.suffix or '.png'}")
+        for n, (index, prepared) in enumerate(maps):
             try:
-                records[index]["map"] = str(write_blur_map(where, prepared.image, prepared.boxes, probs, prepared.textures, MIN_TEXTURE))
+                boxes, probs, textures = map_tile_probabilities(loaded, prepared)
+                if map_path is not None:
+                    where = numbered_path(map_path, n, len(maps))
+                    records[index]["map"] = str(write_blur_map(where, prepared.image, boxes, probs, textures, MIN_TEXTURE))
+                if mask_path is not None:
+                    where = numbered_path(mask_path, n, len(maps))
+                    records[index]["mask"] = str(write_blur_mask(where, mask_probability(prepared, boxes, probs)))
             except Exception as exc:  # noqa: BLE001
                 records[index]["map_error"] = _describe(exc)
     return records

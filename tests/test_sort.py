@@ -350,7 +350,7 @@ def fake_predict(monkeypatch):
 
     calls = []
 
-    def run(paths, model, scale, map_path=None, progress=None):
+    def run(paths, model, scale, map_path=None, mask_path=None, progress=None):
         calls.append(list(paths))
         records = []
         for path, error in predict_module.expand_paths(paths):

@@ -1,0 +1,127 @@
+"""Blur maps and masks: half-overlapping map tiles, the per-pixel blur probability, `--mask`."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import blurnet.predict as predict_module
+from blurnet.blurmap import blur_mask, blur_probability_map, resize_probability
+from blurnet.cli import main
+from blurnet.predict import map_boxes, predict, tile_boxes
+
+
+class BrightIsBlurred:
+    """A stand-in model on 32 px tiles: a tile whose mean is over 128 is `gaussian` (blurred), else `sharp`."""
+
+    image_size = 32
+
+    def __init__(self):
+        self.tiles = 0
+
+    def __call__(self, tiles):
+        tiles = np.asarray(tiles)
+        self.tiles += len(tiles)
+        bright = tiles.mean(axis=(1, 2, 3)) > 128
+        out = np.zeros((len(tiles), 4), np.float32)
+        out[:, 0] = np.where(bright, 0.0, 1.0)
+        out[:, 1] = np.where(bright, 1.0, 0.0)
+        return out
+
+
+def half_bright(height, width, bright_width):
+    """Columns < `bright_width` at 200 (flat), the rest dark noise around 50."""
+    image = np.random.default_rng(0).integers(30, 70, (height, width, 3)).astype(np.uint8)
+    image[:, :bright_width] = 200
+    return image
+
+
+def test_map_boxes_overlap_by_half_tile():
+    assert map_boxes(64, 64, 32) == [(t, l, 32, 32) for t in (0, 16, 32) for l in (0, 16, 32)]
+    # 70 px: 4 starts spread evenly over 0..38 (stride <= 16)
+    assert map_boxes(32, 70, 32) == [(0, l, 32, 32) for l in (0, 13, 25, 38)]
+    # a side no longer than a tile: one tile spanning it
+    assert map_boxes(20, 32, 32) == [(0, 0, 20, 32)]
+    assert map_boxes(40, 33, 32) == [(0, 0, 32, 32), (0, 1, 32, 32), (8, 0, 32, 32), (8, 1, 32, 32)]
+    with pytest.raises(ValueError, match="got 1"):
+        map_boxes(64, 64, 1)
+
+
+@pytest.mark.parametrize("shape", [(64, 96), (70, 101), (32, 200), (150, 47)])
+def test_map_boxes_cover_every_pixel_with_stride_at_most_half_a_tile(shape):
+    h, w = shape
+    boxes = map_boxes(h, w, 32)
+    covered = np.zeros(shape, int)
+    for t, l, th, tw in boxes:
+        assert 0 <= t and t + th <= h and 0 <= l and l + tw <= w
+        covered[t : t + th, l : l + tw] += 1
+    assert covered.min() >= 1
+    for axis in (0, 1):
+        starts = sorted({b[axis] for b in boxes})
+        assert all(0 < b - a <= 16 for a, b in zip(starts, starts[1:]))
+    assert len(boxes) >= len(tile_boxes(h, w, 32))
+
+
+def test_blur_probability_map_averages_overlapping_tiles():
+    boxes = [(0, 0, 2, 2), (0, 1, 2, 2)]  # a 2 x 3 image, the tiles share column 1
+    probabilities = [[0.8, 0.2, 0.0, 0.0], [0.2, 0.0, 0.5, 0.3]]  # blur 0.2 and 0.8
+    got = blur_probability_map((2, 3), boxes, probabilities)
+    assert got.dtype == np.float32 and got.shape == (2, 3)
+    np.testing.assert_allclose(got, [[0.2, 0.5, 0.8], [0.2, 0.5, 0.8]], atol=1e-6)
+    # uncovered pixels get 0
+    np.testing.assert_allclose(blur_probability_map((3, 2), [(0, 0, 2, 2)], [[0.0, 1.0, 0.0, 0.0]]), [[1, 1], [1, 1], [0, 0]])
+    with pytest.raises(ValueError, match=r"\(1, 4\)"):
+        blur_probability_map((2, 3), boxes, [[1.0, 0.0, 0.0, 0.0]])
+
+
+def test_mask_threshold_and_resize():
+    np.testing.assert_array_equal(blur_mask(np.array([[0.2, 0.5, 0.9]])), [[0, 255, 255]])
+    big = resize_probability(np.array([[0.0, 1.0]], np.float32), 4, 8)
+    assert big.shape == (4, 8) and big.dtype == np.float32
+    assert big.min() >= 0 and big.max() <= 1 and big[0, 0] == 0 and big[0, -1] == 1
+
+
+def test_predict_mask_matches_the_model_and_leaves_the_answer_alone(tmp_path):
+    image = half_bright(64, 96, 48)
+    model = BrightIsBlurred()
+    plain = predict(image, model=model)
+    tiles_plain = model.tiles
+    [record] = predict(image, model=model, mask_path=tmp_path / "mask.png")
+    assert record.pop("mask") == str(tmp_path / "mask.png")
+    assert record == plain[0]  # the whole-photo answer does not use the map tiles
+    assert model.tiles - tiles_plain == tiles_plain + len(map_boxes(64, 96, 32))
+    mask = cv2.imread(str(tmp_path / "mask.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (64, 96) and mask.dtype == np.uint8
+    # map tiles start at columns 0, 16, 32, 48, 64: those starting at 0 and 16 are bright (blurred), the one at 32 is
+    # half bright (mean 125: sharp); columns 32..47 are covered by one of each, 0.5 -> white
+    expected = np.zeros((64, 96), np.uint8)
+    expected[:, :48] = 255
+    np.testing.assert_array_equal(mask, expected)
+    assert [p.name for p in tmp_path.iterdir()] == ["mask.png"]  # no temporary file left behind
+
+
+def test_cli_mask_at_the_original_size_one_file_per_photo(tmp_path, monkeypatch):
+    model = BrightIsBlurred()
+    monkeypatch.setattr(predict_module, "load_model", lambda model_dir=None: model)
+    photos = []
+    for name in ("a", "b"):
+        photos.append(str(tmp_path / f"{name}.png"))
+        assert cv2.imwrite(photos[-1], half_bright(128, 192, 96))
+    out = tmp_path / "out" / "mask.png"
+    runner = CliRunner()
+    result = runner.invoke(main, ["predict", *photos, "--scale", "2", "--mask", str(out), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    records = json.loads(result.stdout)
+    assert [r["mask"] for r in records] == [str(out.with_name("mask-1.png")), str(out.with_name("mask-2.png"))]
+    for r in records:
+        mask = cv2.imread(r["mask"], cv2.IMREAD_UNCHANGED)
+        assert mask.shape == (128, 192)  # the photograph's size, not the working scale's (64 x 96)
+        assert set(np.unique(mask)) == {0, 255}
+        # white = blurred = the bright half; linear upsampling moves the edge by at most 2 px
+        assert (mask[:, :94] == 255).all() and (mask[:, 98:] == 0).all()
+    # one photograph: the name as given
+    result = runner.invoke(main, ["predict", photos[0], "--mask", str(tmp_path / "one.png"), "--map", str(tmp_path / "map.png")])
+    assert result.exit_code == 0, result.output
+    assert cv2.imread(str(tmp_path / "one.png"), cv2.IMREAD_UNCHANGED).shape == (128, 192)
+    assert cv2.imread(str(tmp_path / "map.png")) is not None
