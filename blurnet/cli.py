@@ -9,6 +9,7 @@ import time
 import click
 
 from blurnet import quiet
+from blurnet.backbones import DEFAULT_BACKBONE, UNFREEZE_CHOICES, backbone_names
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -57,7 +58,7 @@ def _weights_option(value):
 @click.option("--data", type=click.Path(), default=None, help="Sharp photographs (any nesting) or a labelled folder DIR/<class>/ [default: the bundled photographs].")
 @click.option("--out", type=click.Path(file_okay=False), default="saved_models", help="Folder the export goes into, as OUT/NAME/.")
 @click.option("--name", default="blurnet-densenet121", help="Export name.")
-@click.option("--backbone", type=click.Choice(["densenet121", "mobilenetv2", "resnet50"]), default="densenet121", help="keras.applications backbone.")
+@click.option("--backbone", type=click.Choice(backbone_names()), default=DEFAULT_BACKBONE, help="keras.applications backbone.")
 @click.option("--weights", default="imagenet", help="imagenet, none, or PATH of a Keras weights file for the backbone.")
 @click.option("--image-size", type=int, default=None, help="Crop side in px [default: 64 on CPU, 128 on GPU; with --init-from, that export's].")
 @click.option("--batch-size", type=int, default=None, help="Global batch size [default: 32 on CPU, 64 on GPU].")
@@ -66,7 +67,7 @@ def _weights_option(value):
 @click.option("--steps-per-epoch", type=int, default=None, help="Training steps per epoch [default: 60 on CPU, 400 on GPU].")
 @click.option("--val-images", type=int, default=None, help="Fixed validation images [default: 256 on CPU, 1024 on GPU].")
 @click.option("--test-images", type=int, default=None, help="Fixed held-out test images [default: 512 on CPU, 2048 on GPU].")
-@click.option("--unfreeze-from", type=click.Choice(["auto", "pool2", "pool3", "pool4", "all"]), default="auto", help="Stage-2 transition boundary [default auto: pool3 when pretrained, all from scratch].")
+@click.option("--unfreeze-from", type=click.Choice(("auto",) + UNFREEZE_CHOICES), default="auto", help="Stage-2 transition boundary [default auto: pool3 when pretrained, all from scratch].")
 @click.option("--lr-head", type=float, default=1e-3, help="Stage-1 learning rate.")
 @click.option("--lr-finetune", type=float, default=None, help="Stage-2 peak learning rate, cosine-decayed [default: 1e-4 pretrained, 1e-3 from scratch].")
 @click.option("--highpass/--no-highpass", default=False, help="Add the high-pass residual as 3 extra input channels (needs --weights none).")

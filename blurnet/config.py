@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from blurnet.backbones import DEFAULT_BACKBONE, UNFREEZE_CHOICES, get_backbone_spec
 from blurnet.distribute import STRATEGIES
-from blurnet.model import BACKBONES, UNFREEZE_CHOICES
 from blurnet.views import check_views
 from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO
 
@@ -38,7 +38,7 @@ class FitConfig:
     data: str | None = None
     out: str = "saved_models"
     name: str = DEFAULT_NAME
-    backbone: str = "densenet121"
+    backbone: str = DEFAULT_BACKBONE
     weights: str | None = "imagenet"
     image_size: int | None = None
     batch_size: int | None = None
@@ -79,8 +79,9 @@ class FitConfig:
                 values[key] = value
         pretrained = values["weights"] is not None
         if values["unfreeze_from"] == "auto":
-            # Only DenseNet121 has the pool2..pool4 transition layers.
-            values["unfreeze_from"] = "pool3" if pretrained and values["backbone"] == "densenet121" else "all"
+            # Only a backbone with transition layers (DenseNet121: pool2..pool4) is fine-tuned from pool3.
+            transitions = get_backbone_spec(values["backbone"]).transitions
+            values["unfreeze_from"] = "pool3" if pretrained and "pool3" in transitions else "all"
         if values["lr_finetune"] is None:
             values["lr_finetune"] = 1e-4 if pretrained else 1e-3
         resolved = FitConfig(**values)
@@ -89,8 +90,7 @@ class FitConfig:
 
     def validate(self) -> None:
         """`ValueError` echoing the first bad setting."""
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}.")
+        get_backbone_spec(self.backbone)  # ValueError echoing an unknown backbone
         if self.unfreeze_from not in UNFREEZE_CHOICES:
             raise ValueError(f"unfreeze_from must be one of {UNFREEZE_CHOICES}, got {self.unfreeze_from!r}.")
         for key in ("image_size", "batch_size", "steps_per_epoch", "val_images", "test_images"):

@@ -7,11 +7,13 @@ pooling -> [concatenated with the spectral branch's features, `spectrum=True`]
 -> dropout -> Dense(4, softmax, float32). Nothing resizes: blur is a property
 of scale.
 
-DenseNet121 has four dense blocks separated by three transition layers
-(`pool2_*`, `pool3_*`, `pool4_*`). `set_trainable_from(model, "pool3")` makes
-the transition layer pool3 and everything after it trainable (Keras names the
-dense blocks conv2..conv5, so: pool3_*, conv4_*, pool4_*, conv5_*, bn), and
-everything before it frozen, so a dense block is never half trainable. BatchNormalization layers stay frozen.
+The backbones, their preprocessing and their transition layers come from the
+`blurnet.backbones.BACKBONES` registry. DenseNet121 has four dense blocks
+separated by three transition layers (`pool2_*`, `pool3_*`, `pool4_*`).
+`set_trainable_from(model, "pool3")` makes the transition layer pool3 and
+everything after it trainable (Keras names the dense blocks conv2..conv5, so:
+pool3_*, conv4_*, pool4_*, conv5_*, bn), and everything before it frozen, so a
+dense block is never half trainable. BatchNormalization layers stay frozen.
 """
 from __future__ import annotations
 
@@ -20,17 +22,9 @@ import os
 import keras
 from keras import layers
 
+from blurnet.backbones import DEFAULT_BACKBONE, UNFREEZE_CHOICES, get_backbone_spec
 from blurnet.spectrum import spectrum_features
 from data_pipeline.classes import NUM_CLASSES
-
-BACKBONES = ("densenet121", "mobilenetv2", "resnet50")
-TRANSITIONS = ("pool2", "pool3", "pool4")
-UNFREEZE_CHOICES = TRANSITIONS + ("all",)
-IMAGENET_FILES = {
-    "densenet121": "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    "mobilenetv2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-    "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-}
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -41,17 +35,12 @@ class WeightsUnavailableError(RuntimeError):
 class BackbonePreprocess(layers.Layer):
     """The backbone's own `keras.applications.<family>.preprocess_input`, as a layer."""
 
-    def __init__(self, backbone: str = "densenet121", **kwargs):
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, **kwargs):
         super().__init__(**kwargs)
         self.backbone = backbone
 
     def call(self, inputs):
-        family = {
-            "densenet121": keras.applications.densenet,
-            "mobilenetv2": keras.applications.mobilenet_v2,
-            "resnet50": keras.applications.resnet,
-        }[self.backbone]
-        return family.preprocess_input(inputs)
+        return get_backbone_spec(self.backbone).preprocess_input(inputs)
 
     def get_config(self):
         return {**super().get_config(), "backbone": self.backbone}
@@ -70,50 +59,40 @@ class HighPassResidual(layers.Layer):
         return keras.ops.concatenate([inputs, inputs - local_mean], axis=-1)
 
 
-def _backbone_constructor(name: str):
-    return {
-        "densenet121": keras.applications.DenseNet121,
-        "mobilenetv2": keras.applications.MobileNetV2,
-        "resnet50": keras.applications.ResNet50,
-    }[name]
-
-
-def create_backbone(backbone: str = "densenet121", weights: str | None = "imagenet", channels: int = 3) -> keras.Model:
+def create_backbone(backbone: str = DEFAULT_BACKBONE, weights: str | None = "imagenet", channels: int = 3) -> keras.Model:
     """A `keras.applications` backbone without its top, for inputs of any size.
 
     `weights`: "imagenet", None (random initialisation) or the path of a Keras
     weights file for that backbone (e.g. the ImageNet `..._notop.h5` file).
     Raises `WeightsUnavailableError` when ImageNet weights cannot be downloaded.
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}.")
+    spec = get_backbone_spec(backbone)
     if weights not in (None, "imagenet") and not os.path.isfile(str(weights)):
         raise ValueError(f"weights must be 'imagenet', None or an existing weights file, got {weights!r}.")
     if weights is not None and channels != 3:
         raise ValueError(f"pretrained weights need 3 input channels, got {channels!r} (use weights=None).")
-    kwargs = {"include_top": False, "weights": weights, "input_shape": (None, None, channels)}
-    if backbone == "mobilenetv2":
-        kwargs["input_shape"] = (None, None, channels) if weights is None else (224, 224, 3)
+    fixed_shape = spec.pretrained_input_shape if weights is not None else None
+    kwargs = {"include_top": False, "weights": weights, "input_shape": fixed_shape or (None, None, channels)}
     try:
-        model = _backbone_constructor(backbone)(**kwargs)
+        model = spec.constructor(**kwargs)
     except Exception as error:  # urllib raises several types; keras wraps them in Exception
         if weights == "imagenet" and ("fetch failure" in str(error) or "URL" in str(error) or isinstance(error, OSError)):
             raise WeightsUnavailableError(
                 f"Could not download the ImageNet weights for {backbone} (no network?). Work offline with "
-                f"--weights PATH, PATH being the Keras file {IMAGENET_FILES[backbone]} (put it in "
+                f"--weights PATH, PATH being the Keras file {spec.imagenet_file} (put it in "
                 f"~/.keras/models/ and 'imagenet' works too), or train from scratch with --weights none."
             ) from None
         raise
-    if backbone == "mobilenetv2" and weights is not None:
+    if fixed_shape is not None:
         # Rebuild at any input size with the pretrained weights.
-        flexible = _backbone_constructor(backbone)(include_top=False, weights=None, input_shape=(None, None, 3))
+        flexible = spec.constructor(include_top=False, weights=None, input_shape=(None, None, 3))
         flexible.set_weights(model.get_weights())
         model = flexible
     return model
 
 
 def create_model(
-    backbone: str = "densenet121",
+    backbone: str = DEFAULT_BACKBONE,
     weights: str | None = "imagenet",
     num_classes: int = NUM_CLASSES,
     dropout: float = 0.2,
@@ -136,8 +115,7 @@ def create_model(
     spectral branch (`blurnet.spectrum`) beside the backbone: its features are
     concatenated with the backbone's pooled features before the classifier.
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}.")
+    get_backbone_spec(backbone)  # ValueError echoing an unknown name
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}.")
     if num_classes < 2:
@@ -180,8 +158,8 @@ def freeze_backbone(model: keras.Model) -> None:
 def set_trainable_from(model: keras.Model, boundary: str, freeze_batchnorm: bool = True) -> list[str]:
     """Stage 2: make the backbone trainable from a transition boundary on.
 
-    `boundary` is "pool2", "pool3", "pool4" (DenseNet121's transition layers) or
-    "all". Layers before the boundary stay frozen; BatchNormalization layers stay
+    `boundary` is one of `UNFREEZE_CHOICES`: a transition layer of the backbone
+    (`BackboneSpec.transitions`; DenseNet121's "pool2", "pool3", "pool4") or "all". Layers before the boundary stay frozen; BatchNormalization layers stay
     frozen when `freeze_batchnorm`. Returns the names of the trainable layers.
     """
     if boundary not in UNFREEZE_CHOICES:

@@ -2,7 +2,9 @@ import keras
 import numpy as np
 import pytest
 
+from blurnet.backbones import BACKBONES, get_backbone_spec
 from blurnet.model import (
+    BackbonePreprocess,
     WeightsUnavailableError,
     create_backbone,
     create_model,
@@ -34,11 +36,31 @@ def test_preprocessing_is_densenets_own(model):
     np.testing.assert_allclose(np.asarray(pre(x)), expected, rtol=1e-6)
 
 
+# A white pixel after each backbone's preprocessing: torch (ImageNet mean/std), tf (-1..1), caffe (BGR minus mean).
+WHITE_PREPROCESSED = {
+    "densenet121": [(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225],
+    "mobilenetv2": [1.0, 1.0, 1.0],
+    "resnet50": [255 - 103.939, 255 - 116.779, 255 - 123.68],
+}
+
+
+@pytest.mark.parametrize("backbone", list(BACKBONES))
+def test_preprocess_layer_per_backbone_and_its_saved_form(backbone):
+    layer = BackbonePreprocess(backbone)
+    out = np.asarray(layer(np.full((1, 2, 2, 3), 255.0, "float32")))
+    np.testing.assert_allclose(out[0, 0, 0], WHITE_PREPROCESSED[backbone], rtol=1e-5)
+    # model.keras files store the layer under this name with this config: both must stay as they are
+    config = keras.layers.serialize(layer)
+    assert config["registered_name"] == "blurnet>BackbonePreprocess"
+    assert config["config"]["backbone"] == backbone
+    assert keras.layers.deserialize(config).backbone == backbone
+
+
 def layer_flags(model):
     return {layer.name: layer.trainable for layer in get_backbone(model).layers}
 
 
-@pytest.mark.parametrize("boundary", ["pool2", "pool3", "pool4", "all"])
+@pytest.mark.parametrize("boundary", get_backbone_spec("densenet121").transitions + ("all",))
 def test_unfreeze_at_transition_boundaries(model, boundary):
     set_trainable_from(model, boundary)
     flags = layer_flags(model)
