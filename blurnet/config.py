@@ -6,6 +6,7 @@ import dataclasses
 from blurnet.backbones import DEFAULT_BACKBONE, UNFREEZE_CHOICES, get_backbone_spec
 from blurnet.distribute import STRATEGIES
 from blurnet.views import check_views
+from data_pipeline.classes import MIN_IMAGE_SIDE
 from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO
 
 DEFAULT_NAME = "blurnet-densenet121"
@@ -96,8 +97,8 @@ class FitConfig:
         for key in ("image_size", "batch_size", "steps_per_epoch", "val_images", "test_images"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
                 raise ValueError(f"{key} must be >= 1, got {getattr(self, key)!r}.")
-        if self.image_size is not None and self.image_size < 32:
-            raise ValueError(f"image_size must be >= 32, got {self.image_size!r}.")
+        if self.image_size is not None and self.image_size < MIN_IMAGE_SIDE:
+            raise ValueError(f"image_size must be >= {MIN_IMAGE_SIDE}, got {self.image_size!r}.")
         for key in ("epochs_head", "epochs_finetune"):
             if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)!r}.")

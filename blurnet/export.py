@@ -20,6 +20,7 @@ import tensorflow as tf
 from blurnet.atomic import atomic_directory
 from blurnet.tiling import answer_by_tiles
 from blurnet.views import average_over_views, check_views
+from data_pipeline.classes import MIN_IMAGE_SIDE
 
 DEFAULT_MODEL = "saved_models/blurnet-densenet121"
 METADATA_FILE = "blurnet.json"
@@ -94,8 +95,8 @@ def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict, 
     `blurnet.json`, completed with `test_time_views`, `tile_size`, tensorflow/keras
     versions and the git commit when not given.
     """
-    if tile is not None and tile < 32:
-        raise ValueError(f"tile must be None or >= 32 px (the model's smallest input), got {tile!r}.")
+    if tile is not None and tile < MIN_IMAGE_SIDE:
+        raise ValueError(f"tile must be None or >= {MIN_IMAGE_SIDE} px (the model's smallest input), got {tile!r}.")
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     metadata = {**metadata, "test_time_views": check_views(views), "tile_size": tile}

@@ -23,13 +23,12 @@ from blurnet.atomic import atomic_directory
 from blurnet.baselines import HandcraftedClassifier, LaplacianThreshold, handcrafted_features, laplacian_variance
 from blurnet.metrics import classification_metrics
 from data_pipeline.augment import check_jpeg_quality, jpeg_roundtrip
-from data_pipeline.classes import CLASS_NAMES, BlurRanges
+from data_pipeline.classes import CLASS_NAMES, MIN_IMAGE_SIDE, BlurRanges
 from data_pipeline.degrade import PsfFamilies
 
 ECE_BINS = 15
 STRENGTH_BINS = 5
 MAX_MISCLASSIFIED = 16
-MIN_SIDE = 32
 PLOTS = ("confusion_matrix.png", "training_curves.png", "accuracy_vs_strength.png", "misclassified.png", "psf_gallery.png")
 
 
@@ -137,7 +136,7 @@ def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, 
 def _labelled_source(folder, batch_size: int) -> EvalSource:
     from data_pipeline.labelled import load_labelled_images
 
-    images, labels, paths = load_labelled_images(folder, min_size=MIN_SIDE)
+    images, labels, paths = load_labelled_images(folder, min_size=MIN_IMAGE_SIDE)
     present = sorted(set(labels.tolist()))
     missing = [CLASS_NAMES[c] for c in range(len(CLASS_NAMES)) if c not in present]
     if missing:

@@ -6,6 +6,10 @@ import dataclasses
 CLASS_NAMES = ("sharp", "gaussian", "motion", "defocus")
 NUM_CLASSES = len(CLASS_NAMES)
 
+#: Smallest image side, in pixels, that blurnet trains on, reads or classifies: the
+#: spectral branch and the sharpness measure look at 32 x 32 windows.
+MIN_IMAGE_SIDE = 32
+
 #: Name of the blur-strength parameter of each class (None for sharp).
 STRENGTH_PARAMETER = {
     "sharp": None,

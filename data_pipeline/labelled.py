@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_pipeline.classes import CLASS_NAMES
+from data_pipeline.classes import CLASS_NAMES, MIN_IMAGE_SIDE
 from data_pipeline.sources import IMAGE_EXTENSIONS, ImageReadError, list_image_files, read_image
 
 
@@ -48,7 +48,7 @@ def list_labelled_files(folder: str | os.PathLike) -> tuple[list[tuple[Path, int
     return items, empty
 
 
-def load_labelled_images(folder: str | os.PathLike, min_size: int = 32) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+def load_labelled_images(folder: str | os.PathLike, min_size: int = MIN_IMAGE_SIDE) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
     """Read a labelled folder: images (uint8 RGB), labels, and the paths read.
 
     Unreadable files and images smaller than `min_size` are skipped and reported
