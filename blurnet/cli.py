@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 import time
@@ -9,7 +10,16 @@ import time
 import click
 
 from blurnet import quiet
-from blurnet.backbones import DEFAULT_BACKBONE, UNFREEZE_CHOICES, backbone_names
+from blurnet.backbones import UNFREEZE_CHOICES, backbone_names
+from blurnet.config import FitConfig
+
+#: `FitConfig`'s field defaults: the single source of `blurnet fit`'s defaults.
+FIT_DEFAULTS = {field.name: field.default for field in dataclasses.fields(FitConfig)}
+
+
+def _recipe_default(key: str) -> str:
+    """The CPU and GPU recipe values of a `FitConfig` field, for a help text: "64 on CPU, 128 on GPU"."""
+    return ", ".join(f"{FitConfig.RECIPES[recipe][key]} on {recipe.upper()}" for recipe in ("cpu", "gpu"))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -55,40 +65,39 @@ def _weights_option(value):
 
 
 @main.command()
-@click.option("--data", type=click.Path(), default=None, help="Sharp photographs (any nesting) or a labelled folder DIR/<class>/ [default: the bundled photographs].")
-@click.option("--out", type=click.Path(file_okay=False), default="saved_models", help="Folder the export goes into, as OUT/NAME/.")
-@click.option("--name", default="blurnet-densenet121", help="Export name.")
-@click.option("--backbone", type=click.Choice(backbone_names()), default=DEFAULT_BACKBONE, help="keras.applications backbone.")
-@click.option("--weights", default="imagenet", help="imagenet, none, or PATH of a Keras weights file for the backbone.")
-@click.option("--image-size", type=int, default=None, help="Crop side in px [default: 64 on CPU, 128 on GPU; with --init-from, that export's].")
-@click.option("--batch-size", type=int, default=None, help="Global batch size [default: 32 on CPU, 64 on GPU].")
-@click.option("--epochs-head", type=int, default=None, help="Stage-1 epochs, backbone frozen [default: 1 on CPU, 3 on GPU; 0 with --weights none].")
-@click.option("--epochs-finetune", type=int, default=None, help="Stage-2 epochs [default: 10 on CPU, 40 on GPU].")
-@click.option("--steps-per-epoch", type=int, default=None, help="Training steps per epoch [default: 60 on CPU, 400 on GPU].")
-@click.option("--val-images", type=int, default=None, help="Fixed validation images [default: 256 on CPU, 1024 on GPU].")
-@click.option("--test-images", type=int, default=None, help="Fixed held-out test images [default: 512 on CPU, 2048 on GPU].")
-@click.option("--unfreeze-from", type=click.Choice(("auto",) + UNFREEZE_CHOICES), default="auto", help="Stage-2 transition boundary [default auto: pool3 when pretrained, all from scratch].")
-@click.option("--lr-head", type=float, default=1e-3, help="Stage-1 learning rate.")
-@click.option("--lr-finetune", type=float, default=None, help="Stage-2 peak learning rate, cosine-decayed [default: 1e-4 pretrained, 1e-3 from scratch].")
-@click.option("--highpass/--no-highpass", default=False, help="Add the high-pass residual as 3 extra input channels (needs --weights none).")
-@click.option("--spectrum/--no-spectrum", default=True, show_default=True, help="Add the spectral branch (Welch-averaged log power spectrum, any weights) beside the backbone; --no-spectrum gives the plain DenseNet121.")
-@click.option("--init-from", type=click.Path(), default=None, help="Start from all the weights of an export (e.g. saved_models/blurnet-densenet121: continue or fine-tune it); needs --weights none and the same --backbone/--spectrum/--highpass. [default: none]")
-@click.option("--test-time-views", type=click.Choice(["1", "4", "8"]), default="8", show_default=True, callback=lambda ctx, param, value: int(value), help="The export and its held-out figures average the model over this many flipped/rotated views of each image (1 = single pass, 8x cheaper). With --init-from and --epochs-finetune 0, re-exports that model with this setting.")
-@click.option("--min-sharpness", type=float, default=0.003, show_default=True, help="Photographs whose high-frequency ratio (data_pipeline.quality) is lower are left out as already blurred; 0 keeps all (e.g. microscope images).")
-@click.option("--patience", type=int, default=8, help="Early stopping: epochs without a better val_accuracy.")
-@click.option("--seed", type=int, default=0, help="Random seed (data, split, initialisation).")
-@click.option("--resume", is_flag=True, default=False, help="Continue an interrupted run from its last completed epoch.")
-@click.option("--run-dir", type=click.Path(file_okay=False), default="runs", help="Checkpoints, logs and TensorBoard files go to RUN_DIR/NAME/.")
-@click.option("--strategy", type=click.Choice(["auto", "mirrored", "multiworker"]), default="auto", help="tf.distribute strategy: auto = MirroredStrategy when several GPUs are visible; multiworker reads TF_CONFIG.")
-@click.option("--cpu-devices", type=click.IntRange(min=1), default=1, help="Split the CPU into N logical devices (data parallelism without GPUs: tests, benchmarks).")
-@click.option("--mixed-precision/--no-mixed-precision", default=False, help="Mixed precision: float16 on GPU, bfloat16 on CPU.")
-@click.option("--jit/--no-jit", default=False, help="Compile the training step with XLA.")
+@click.option("--data", type=click.Path(), default=FIT_DEFAULTS["data"], help="Sharp photographs (any nesting) or a labelled folder DIR/<class>/ [default: the bundled photographs].")
+@click.option("--out", type=click.Path(file_okay=False), default=FIT_DEFAULTS["out"], help="Folder the export goes into, as OUT/NAME/.")
+@click.option("--name", default=FIT_DEFAULTS["name"], help="Export name.")
+@click.option("--backbone", type=click.Choice(backbone_names()), default=FIT_DEFAULTS["backbone"], help="keras.applications backbone.")
+@click.option("--weights", default=FIT_DEFAULTS["weights"] or "none", help="imagenet, none, or PATH of a Keras weights file for the backbone.")
+@click.option("--image-size", type=int, default=FIT_DEFAULTS["image_size"], help=f"Crop side in px [default: {_recipe_default('image_size')}; with --init-from, that export's].")
+@click.option("--batch-size", type=int, default=FIT_DEFAULTS["batch_size"], help=f"Global batch size [default: {_recipe_default('batch_size')}].")
+@click.option("--epochs-head", type=int, default=FIT_DEFAULTS["epochs_head"], help=f"Stage-1 epochs, backbone frozen [default: {_recipe_default('epochs_head')}; 0 with --weights none].")
+@click.option("--epochs-finetune", type=int, default=FIT_DEFAULTS["epochs_finetune"], help=f"Stage-2 epochs [default: {_recipe_default('epochs_finetune')}].")
+@click.option("--steps-per-epoch", type=int, default=FIT_DEFAULTS["steps_per_epoch"], help=f"Training steps per epoch [default: {_recipe_default('steps_per_epoch')}].")
+@click.option("--val-images", type=int, default=FIT_DEFAULTS["val_images"], help=f"Fixed validation images [default: {_recipe_default('val_images')}].")
+@click.option("--test-images", type=int, default=FIT_DEFAULTS["test_images"], help=f"Fixed held-out test images [default: {_recipe_default('test_images')}].")
+@click.option("--unfreeze-from", type=click.Choice(("auto",) + UNFREEZE_CHOICES), default=FIT_DEFAULTS["unfreeze_from"], help="Stage-2 transition boundary [default auto: pool3 when pretrained, all from scratch].")
+@click.option("--lr-head", type=float, default=FIT_DEFAULTS["lr_head"], help="Stage-1 learning rate.")
+@click.option("--lr-finetune", type=float, default=FIT_DEFAULTS["lr_finetune"], help="Stage-2 peak learning rate, cosine-decayed [default: 1e-4 pretrained, 1e-3 from scratch].")
+@click.option("--highpass/--no-highpass", default=FIT_DEFAULTS["highpass"], help="Add the high-pass residual as 3 extra input channels (needs --weights none).")
+@click.option("--spectrum/--no-spectrum", default=FIT_DEFAULTS["spectrum"], show_default=True, help="Add the spectral branch (Welch-averaged log power spectrum, any weights) beside the backbone; --no-spectrum gives the plain DenseNet121.")
+@click.option("--init-from", type=click.Path(), default=FIT_DEFAULTS["init_from"], help="Start from all the weights of an export (e.g. saved_models/blurnet-densenet121: continue or fine-tune it); needs --weights none and the same --backbone/--spectrum/--highpass. [default: none]")
+@click.option("--test-time-views", type=click.Choice(["1", "4", "8"]), default=str(FIT_DEFAULTS["test_time_views"]), show_default=True, callback=lambda ctx, param, value: int(value), help="The export and its held-out figures average the model over this many flipped/rotated views of each image (1 = single pass, 8x cheaper). With --init-from and --epochs-finetune 0, re-exports that model with this setting.")
+@click.option("--min-sharpness", type=float, default=FIT_DEFAULTS["min_sharpness"], show_default=True, help="Photographs whose high-frequency ratio (data_pipeline.quality) is lower are left out as already blurred; 0 keeps all (e.g. microscope images).")
+@click.option("--patience", type=int, default=FIT_DEFAULTS["patience"], help="Early stopping: epochs without a better val_accuracy.")
+@click.option("--seed", type=int, default=FIT_DEFAULTS["seed"], help="Random seed (data, split, initialisation).")
+@click.option("--resume", is_flag=True, default=FIT_DEFAULTS["resume"], help="Continue an interrupted run from its last completed epoch.")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=FIT_DEFAULTS["run_dir"], help="Checkpoints, logs and TensorBoard files go to RUN_DIR/NAME/.")
+@click.option("--strategy", type=click.Choice(["auto", "mirrored", "multiworker"]), default=FIT_DEFAULTS["strategy"], help="tf.distribute strategy: auto = MirroredStrategy when several GPUs are visible; multiworker reads TF_CONFIG.")
+@click.option("--cpu-devices", type=click.IntRange(min=1), default=FIT_DEFAULTS["cpu_devices"], help="Split the CPU into N logical devices (data parallelism without GPUs: tests, benchmarks).")
+@click.option("--mixed-precision/--no-mixed-precision", default=FIT_DEFAULTS["mixed_precision"], help="Mixed precision: float16 on GPU, bfloat16 on CPU.")
+@click.option("--jit/--no-jit", default=FIT_DEFAULTS["jit"], help="Compile the training step with XLA.")
 def fit(**options):
     """Train a blurnet model and export it as a TensorFlow SavedModel."""
     _start_tensorflow(device_line=False)  # blurnet.train states the device
     import keras
 
-    from blurnet.config import FitConfig
     from blurnet.model import WeightsUnavailableError
     from blurnet.train import fit as run_fit
 
@@ -167,12 +176,11 @@ def _progress_bar(total, label, unit="photos", file=None):
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", help="Output format.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write the results to FILE instead of standard output.")
 @click.option("--scale", default="auto", callback=_scale_option, help="Downscale factor before tiling, or auto: longer side brought to 1024 px, never upscaled.")
-@click.option("--map", "map_path", type=click.Path(dir_okay=False), default=None, help="Write a blur map PNG: tiles overlapping by half, coloured by class (FILE-1.png, FILE-2.png, ... for several images).")
-@click.option("--mask", "mask_path", type=click.Path(dir_okay=False), default=None, help="Write a binary blur mask PNG at the photograph's size: white = blurred (per-pixel blur probability >= 0.5), black = sharp (FILE-1.png, ... for several images).")
+@click.option("--map", "map_path", type=click.Path(dir_okay=False), default=None, help="Write a per-tile blur map PNG (FILE-1.png, FILE-2.png, ... for several images).")
 @click.option("--sort-into", "sort_into", type=click.Path(file_okay=False), default=None, help="Copy each photograph into SORT_INTO/<label>/, keeping its path below the folder argument (file arguments: the file name). Never overwrites (name-1.jpg, ...); unreadable files stay and are listed; files already under SORT_INTO are left out; a CSV log SORT_INTO/blurnet-sort-YYYYMMDD-HHMMSS.csv records what went where. [default: no sorting]")
 @click.option("--move", is_flag=True, default=False, help="With --sort-into: move instead of copy; a source is deleted only after its copy is complete and its size and SHA-256 match.")
 @click.option("--dry-run", is_flag=True, default=False, help="With --sort-into: print what would be copied or moved; writes nothing (no folders, no log).")
-def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into, move, dry_run):
+def predict(paths, model_dir, fmt, output, scale, map_path, sort_into, move, dry_run):
     """Classify the blur of images: files, folders (recursive) or glob patterns, any size."""
     from blurnet.predict import count_inputs, expand_paths, format_records, load_model, predict as run_predict, write_text_atomic
 
@@ -203,7 +211,7 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
     total = count_inputs(inputs)
     try:
         with _progress_bar(total, "classifying") as update:
-            records = run_predict(inputs, model, scale, map_path=map_path, mask_path=mask_path, progress=update)
+            records = run_predict(inputs, model, scale, map_path=map_path, progress=update)
     except KeyboardInterrupt:
         raise click.ClickException("interrupted") from None
     text = format_records(records, fmt)
@@ -217,7 +225,7 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
     failed = sum("error" in r for r in records)
     for r in records:
         if "map_error" in r:
-            click.echo(f"blur map or mask for {r['path']} not written: {r['map_error']}", err=True)
+            click.echo(f"blur map for {r['path']} not written: {r['map_error']}", err=True)
     if sort_into:
         from blurnet.sort import sort_records
 

@@ -1,11 +1,13 @@
-"""`FitConfig`: every setting of a training run, with the CPU and GPU recipes."""
+"""`FitConfig`: every setting of a training run, with the CPU and GPU recipes.
+
+Importing this module does not import TensorFlow: the command line takes its
+`blurnet fit` defaults from `FitConfig`'s fields.
+"""
 from __future__ import annotations
 
 import dataclasses
 
 from blurnet.backbones import DEFAULT_BACKBONE, UNFREEZE_CHOICES, get_backbone_spec
-from blurnet.distribute import STRATEGIES
-from blurnet.views import check_views
 from data_pipeline.classes import MIN_IMAGE_SIDE
 from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO
 
@@ -91,6 +93,9 @@ class FitConfig:
 
     def validate(self) -> None:
         """`ValueError` echoing the first bad setting."""
+        from blurnet.distribute import STRATEGIES  # these two import TensorFlow: only when validating
+        from blurnet.views import check_views
+
         get_backbone_spec(self.backbone)  # ValueError echoing an unknown backbone
         if self.unfreeze_from not in UNFREEZE_CHOICES:
             raise ValueError(f"unfreeze_from must be one of {UNFREEZE_CHOICES}, got {self.unfreeze_from!r}.")

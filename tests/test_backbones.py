@@ -1,5 +1,7 @@
 """The backbone registry: one `BackboneSpec` per backbone, read by the model, `FitConfig` and the command line."""
 import dataclasses
+import subprocess
+import sys
 
 import keras
 import pytest
@@ -60,3 +62,10 @@ def test_command_line_choices_come_from_the_registry():
     params = {p.name: p for p in main.commands["fit"].params}
     assert tuple(params["backbone"].type.choices) == backbone_names()
     assert tuple(params["unfreeze_from"].type.choices) == ("auto",) + UNFREEZE_CHOICES
+
+
+def test_registry_config_and_command_line_import_without_keras():
+    code = "import sys, blurnet.backbones, blurnet.config, blurnet.cli; print('keras' in sys.modules, 'tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]

@@ -26,6 +26,24 @@ def test_fit_help_states_defaults():
         assert text in result.output
 
 
+def test_fit_options_are_fitconfigs_fields_with_its_defaults():
+    import dataclasses
+
+    from blurnet.config import FitConfig
+
+    params = {p.name: p for p in main.commands["fit"].params if p.name != "help"}
+    fields = {f.name: f.default for f in dataclasses.fields(FitConfig)}
+    assert set(params) == set(fields)
+    for name, param in params.items():
+        default = param.type_cast_value(None, param.default) if param.default is not None else None
+        if name == "test_time_views":
+            default = int(default)  # a click.Choice of strings
+        if name == "weights":
+            default = None if default == "none" else default
+        assert default == fields[name], (name, default, fields[name])
+        assert type(default) is type(fields[name]), name
+
+
 def test_fit_passes_test_time_views_as_an_int(monkeypatch):
     import blurnet.train
 
