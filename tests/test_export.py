@@ -1,11 +1,14 @@
 import json
+import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import blurnet.export
 from blurnet.export import ExportedModel, NotAnExportError, export_model, read_metadata
 from blurnet.model import create_model
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
@@ -33,7 +36,13 @@ def test_export_layout_and_metadata(exported):
     meta = json.loads((target / "blurnet.json").read_text())
     assert meta["classes"] == list(CLASS_NAMES) and meta["image_size"] == 32 and meta["test_time_views"] == 8
     assert set(meta["versions"]) == {"tensorflow", "keras"}
-    assert "git_commit" in meta
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(blurnet.export.__file__).parent, capture_output=True, text=True)
+    if head.returncode != 0:  # not a git checkout (or no git): nothing to record
+        assert meta["git_commit"] is None
+    else:  # the commit the export was made at: HEAD, or an ancestor of it when commits were made since
+        assert re.fullmatch(r"[0-9a-f]{40}", meta["git_commit"]), meta["git_commit"]
+        ancestor = subprocess.run(["git", "merge-base", "--is-ancestor", meta["git_commit"], "HEAD"], cwd=Path(blurnet.export.__file__).parent)
+        assert ancestor.returncode == 0
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
 

@@ -9,9 +9,18 @@ import pytest
 from click.testing import CliRunner
 
 from blurnet.cli import main
-from blurnet.export import export_model, read_metadata
-from blurnet.report import PLOTS, accuracy_by_strength, expected_calibration_error, write_baseline_comparison, write_report
+from blurnet.baselines import laplacian_variance
+from blurnet.export import ExportedModel, export_model, read_metadata
+from blurnet.report import (
+    PLOTS,
+    accuracy_by_strength,
+    expected_calibration_error,
+    generated_test_source,
+    write_baseline_comparison,
+    write_report,
+)
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
+from data_pipeline.labelled import load_labelled_images
 from tests.conftest import textured_image
 
 METRIC_KEYS = {
@@ -64,12 +73,21 @@ def labelled(tmp_path):
     return root
 
 
-def check_report(out, n_images):
+def model_answers(export, images):
+    """The export's probabilities for a list of images of any sizes, one call per image."""
+    model = ExportedModel(export)
+    return np.concatenate([np.asarray(model(image[None].astype(np.float32)), np.float64) for image in images])
+
+
+def check_report(out, n_images, export, images, labels):
+    """Checks common to every report; `images`, `labels`: what it was made from."""
     metrics = json.loads((out / "metrics.json").read_text())
     assert METRIC_KEYS <= set(metrics)
-    assert metrics["n_images"] == n_images
+    assert metrics["n_images"] == n_images == len(labels)
     assert np.asarray(metrics["confusion_matrix"]).sum() == n_images
-    assert 0.0 <= metrics["expected_calibration_error"] <= 1.0
+    probabilities = model_answers(export, images)
+    assert metrics["expected_calibration_error"] == pytest.approx(expected_calibration_error(labels, probabilities), abs=1e-5)
+    assert metrics["accuracy"] == pytest.approx(np.mean(probabilities.argmax(axis=1) == labels))
     for plot in PLOTS:
         assert (out / plot).is_file() and (out / plot).stat().st_size > 1000, plot
     index = (out / "index.md").read_text()
@@ -85,14 +103,22 @@ def check_report(out, n_images):
 def test_report_on_labelled_folder(export, labelled, tmp_path, capsys):
     out = write_report(export, labelled, tmp_path / "reports" / "r", baseline_images=24, progress=False)
     assert "smaller than 32" in capsys.readouterr().err
-    metrics, _ = check_report(out, 13)
+    images, labels, _ = load_labelled_images(labelled)
+    metrics, _ = check_report(out, 13, export, images, labels)
     assert [metrics["per_class"][c]["support"] for c in CLASS_NAMES] == [4, 3, 3, 3]
     assert metrics["accuracy_by_strength"] is None
     assert metrics["model"]["name"] == "tiny-model" and metrics["model"]["image_size"] == 32
     names = [b["name"] for b in metrics["baselines"]]
     assert names[0].startswith("blurnet") and any(n.startswith("Laplacian") for n in names) and any("handcrafted" in n for n in names)
     lap = next(b for b in metrics["baselines"] if b["name"].startswith("Laplacian"))
-    assert 0.0 <= lap["binary_accuracy"] <= 1.0 and lap["threshold"] > 0
+    scores = np.array([laplacian_variance(image) for image in images])
+    called_right = (scores < lap["threshold"]) == (labels != 0)
+    assert lap["binary_accuracy"] == pytest.approx(called_right.mean())
+    assert lap["recall"] == pytest.approx({c: called_right[labels == i].mean() for i, c in enumerate(CLASS_NAMES)})
+    # No validation stream with a labelled folder: the threshold is the midpoint, in log space, of the two medians.
+    logs = np.log1p(scores)
+    assert lap["threshold"] == pytest.approx(np.expm1((np.median(logs[labels != 0]) + np.median(logs[labels == 0])) / 2))
+    assert called_right.sum() == 10  # of 13 images: these are the fixture's known answers
     comparison = write_baseline_comparison(out, tmp_path / "baselines")
     table = (comparison / "README.md").read_text()
     assert all(f"| {n} |" in table for n in names)
@@ -140,7 +166,8 @@ def test_report_names_the_test_time_views(export, labelled, tmp_path):
 
 def test_report_on_generated_test_stream(export, tmp_path):
     out = write_report(export, None, tmp_path / "gen", num_images=8, batch_size=8, baseline_images=16, progress=False)
-    metrics, _ = check_report(out, 8)
+    [(images, labels, _, _)] = list(generated_test_source(32, BlurRanges(), 8, 0, 8).chunks)  # what the report evaluated
+    metrics, _ = check_report(out, 8, export, images, labels)
     assert [metrics["per_class"][c]["support"] for c in CLASS_NAMES] == [2, 2, 2, 2]
     # The held-out photographs of seed 0, less the microscope image that is blurred already.
     assert metrics["data"]["photographs"] == ["camera", "gravel"] and metrics["data"]["left_out"] == {"cell": "already blurred"}
