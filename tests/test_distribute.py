@@ -50,6 +50,7 @@ def h5_arrays(path):
     return arrays
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_logical_cpus_trains_and_exports(tmp_path, photo_folder):
     cmd = fit_command(photo_folder, tmp_path / "out", tmp_path / "runs", "--strategy", "mirrored", "--cpu-devices", "2",
                       "--epochs-finetune", "1", "--steps-per-epoch", "2")
@@ -61,6 +62,7 @@ def test_mirrored_strategy_on_two_logical_cpus_trains_and_exports(tmp_path, phot
     assert meta["held_out"]["n_images"] == 8
 
 
+@pytest.mark.slow
 def test_two_workers_end_with_identical_weights(tmp_path, photo_folder):
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -84,6 +86,7 @@ def test_two_workers_end_with_identical_weights(tmp_path, photo_folder):
     assert not (tmp_path / "out" / "blurnet-densenet121.worker-1").exists()
 
 
+@pytest.mark.slow
 def test_killed_fit_resumes_from_its_backup(tmp_path, photo_folder):
     import keras
 

@@ -30,6 +30,7 @@ def mean_over_views(model, images):
     return np.mean([np.asarray(model(np.ascontiguousarray(v), training=False)) for v in views], axis=0)
 
 
+@pytest.mark.slow
 def test_export_layout_and_metadata(exported):
     _, target = exported
     assert (target / "saved_model.pb").is_file() and (target / "model.keras").is_file()
@@ -46,6 +47,7 @@ def test_export_layout_and_metadata(exported):
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
 
+@pytest.mark.slow
 def test_model_keras_reloads_the_same_model_without_optimizer_state(tmp_path_factory):
     import keras
 
@@ -66,6 +68,7 @@ def test_model_keras_reloads_the_same_model_without_optimizer_state(tmp_path_fac
     assert variables < 1.2 * weights_bytes
 
 
+@pytest.mark.slow
 def test_savedmodel_loads_in_plain_tensorflow(exported, tmp_path):
     model, target = exported
     rng = np.random.default_rng(0)
@@ -94,6 +97,7 @@ def test_savedmodel_loads_in_plain_tensorflow(exported, tmp_path):
     np.testing.assert_allclose(out_b, mean_over_views(model, b), atol=1e-4)  # 64 x 80: transposed views too
 
 
+@pytest.mark.slow
 def test_failed_export_keeps_the_old_model(exported, monkeypatch):
     model, target = exported
     before = (target / "blurnet.json").read_text()
@@ -110,6 +114,7 @@ def test_failed_export_keeps_the_old_model(exported, monkeypatch):
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]
 
 
+@pytest.mark.slow
 def test_exported_model_wrapper_and_bad_folders(exported, tmp_path):
     model, target = exported
     loaded = ExportedModel(target)
@@ -123,6 +128,7 @@ def test_exported_model_wrapper_and_bad_folders(exported, tmp_path):
         read_metadata(tmp_path / "plain")
 
 
+@pytest.mark.slow
 def test_load_export_weights_copies_every_weight_and_checks_the_architecture(exported):
     from blurnet.export import load_export_weights
 

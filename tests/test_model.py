@@ -87,6 +87,7 @@ def test_freeze_backbone_leaves_only_the_head(model):
     assert trainable and all(p.startswith("probabilities") for p in trainable)
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_do_not_move_during_finetuning(tmp_path):
     weights = tmp_path / "backbone.weights.h5"
     create_backbone(weights=None).save_weights(weights)

@@ -149,6 +149,7 @@ def bad_and_good_inputs(folder):
     return paths
 
 
+@pytest.mark.slow
 def test_every_bad_input_gets_a_record_and_the_others_answers(tmp_path, export):
     paths = bad_and_good_inputs(tmp_path)
     names = list(paths)
@@ -184,6 +185,7 @@ def test_every_bad_input_gets_a_record_and_the_others_answers(tmp_path, export):
         assert set(by_name[name]) == {"path", "error"}
 
 
+@pytest.mark.slow
 def test_cli_bad_inputs_exit_1_without_traceback(tmp_path, export):
     paths = bad_and_good_inputs(tmp_path)
     result = CliRunner().invoke(main, ["predict", str(tmp_path), "--model", export, "--format", "json"])
@@ -210,6 +212,7 @@ def good_folder(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_cli_formats_and_output(good_folder, export, tmp_path_factory):
     runner = CliRunner()
     result = runner.invoke(main, ["predict", str(good_folder), "--model", export, "--format", "csv"])
@@ -240,6 +243,7 @@ def test_cli_formats_and_output(good_folder, export, tmp_path_factory):
     assert "one.png" in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_scale_and_model_errors(good_folder, export, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["predict", str(good_folder / "one.png"), "--model", export, "--scale", "0"])
@@ -253,6 +257,7 @@ def test_cli_scale_and_model_errors(good_folder, export, tmp_path):
     assert record["scale"] == 2.0 and record["tiles"] == 1  # 64 px / 2 = 32 px: one tile
 
 
+@pytest.mark.slow
 def test_blur_map_written_with_expected_size(tmp_path, export):
     photo = write_rgb(tmp_path / "photo.png", textured(7, 96, 160))
     out = tmp_path / "maps" / "map.png"
@@ -266,6 +271,7 @@ def test_blur_map_written_with_expected_size(tmp_path, export):
     assert written[:96, :160].std() > 10
 
 
+@pytest.mark.slow
 def test_python_api_arrays_and_repeated_calls(export):
     gray16 = (textured(8, 64, 64)[:, :, 0].astype(np.uint16) * 257)
     rgba = np.dstack([textured(9, 70, 50), np.full((70, 50), 255, np.uint8)])
@@ -295,6 +301,7 @@ def _fit_strength(scaled, reference, params, ranges_low, ranges_high, margin=40)
     return float(grid[int(np.argmin(errors))])
 
 
+@pytest.mark.slow
 def test_auto_scale_brings_4x_blur_back_into_spec_range(export):
     """A bundled photograph, upscaled 4x and blurred with PSFs 4x the SPEC ranges: auto scale undoes it."""
     photo = read_image(dict(bundled_photo_paths())["coffee"])  # 400 x 600

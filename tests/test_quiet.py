@@ -56,6 +56,7 @@ def test_stderr_silenced_hides_descriptor_2_and_replays_it_on_failure(capfd, mon
     assert capfd.readouterr().err == "shown when verbose\n"
 
 
+@pytest.mark.slow
 def test_tensorflow_starts_without_a_line_on_stderr():
     result = _run("from blurnet import quiet; quiet.configure(); quiet.import_tensorflow(); print(quiet.device_line())")
     assert result.returncode == 0, result.stderr

@@ -100,6 +100,7 @@ def check_report(out, n_images, export, images, labels):
     return metrics, index
 
 
+@pytest.mark.slow
 def test_report_on_labelled_folder(export, labelled, tmp_path, capsys):
     out = write_report(export, labelled, tmp_path / "reports" / "r", baseline_images=24, progress=False)
     assert "smaller than 32" in capsys.readouterr().err
@@ -164,6 +165,7 @@ def test_report_names_the_test_time_views(export, labelled, tmp_path):
     assert "averaged over 4 flipped/rotated views" in (out / "index.md").read_text()
 
 
+@pytest.mark.slow
 def test_report_on_generated_test_stream(export, tmp_path):
     out = write_report(export, None, tmp_path / "gen", num_images=8, batch_size=8, baseline_images=16, progress=False)
     [(images, labels, _, _)] = list(generated_test_source(32, BlurRanges(), 8, 0, 8).chunks)  # what the report evaluated

@@ -14,6 +14,7 @@ from blurnet.train import estimate_minutes, estimate_parts, fit, fit_verbosity
 TINY = dict(image_size=32, batch_size=8, epochs_head=1, epochs_finetune=1, steps_per_epoch=2, val_images=8, test_images=16)
 
 
+@pytest.mark.slow
 def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder, capsys):
     weights = tmp_path / "backbone.weights.h5"
     create_backbone(weights=None).save_weights(weights)
@@ -84,6 +85,7 @@ def test_fit_logs_one_line_per_epoch_when_output_is_not_a_terminal():
     assert fit_verbosity(Terminal()) == 1
 
 
+@pytest.mark.slow
 def test_fit_on_a_labelled_folder(tmp_path):
     import cv2
 
@@ -122,6 +124,7 @@ def test_too_few_labelled_images(tmp_path):
         fit(FitConfig(data=str(tmp_path / "d"), weights=None, run_dir=str(tmp_path / "runs"), **TINY))
 
 
+@pytest.mark.slow
 def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_history(tmp_path, photo_folder):
     import keras
 
