@@ -19,10 +19,10 @@ class FitConfig:
     """Settings of `blurnet fit`. `None` fields are filled by `resolve` from the recipe.
 
     `spectrum=True` (the default, with any weights) adds the spectral branch
-    beside the backbone (`blurnet.spectrum`): on this project's CPU runs a
-    spectrum input made a from-scratch DenseNet121 learn several times faster
-    than the high-pass channels (`--highpass`, off by default; README, "The
-    bundled model"). `--no-spectrum` gives the paper's plain DenseNet121.
+    beside the backbone (`blurnet.spectrum`): each PSF leaves its own print in
+    the power spectrum, which a from-scratch DenseNet121 learns from faster
+    than from the high-pass channels (`--highpass`, off by default).
+    `--no-spectrum` gives the paper's plain DenseNet121.
 
     CPU recipe (no GPU found): 64 px crops, batch 32, 1 + 10 epochs of 60 steps,
     256 validation and 512 test images: about 9 minutes on 2 cores from scratch.

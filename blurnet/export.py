@@ -1,6 +1,6 @@
 """Export a trained model as a TensorFlow SavedModel plus `model.keras` and `blurnet.json`.
 
-The export folder (SPEC "Exported model") is written atomically: everything is
+The export folder is written atomically: everything is
 built in a hidden temporary folder beside the target, then renamed into place.
 An interrupted export never leaves a half-written model at the target, and an
 older model there stays intact until the new one is complete.

@@ -1,4 +1,4 @@
-"""Classification metrics with scikit-learn, in the SPEC `metrics.json` layout."""
+"""Classification metrics with scikit-learn, in the `metrics.json` layout `blurnet report` writes."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,7 +1,7 @@
 """Classify the blur of real photographs of any size (`blurnet predict`, `blurnet.predict`).
 
 The model never resizes: blur is a property of scale, and the model was trained
-on crops whose blur parameters lie in the SPEC ranges *at the crop's own scale*.
+on crops whose blur parameters lie in the training ranges *at the crop's own scale*.
 A photograph is therefore processed in three steps.
 
 1. **Scale.** The photograph is shrunk by a factor `scale` (`cv2.INTER_AREA`),
@@ -13,7 +13,7 @@ A photograph is therefore processed in three steps.
 
    i.e. photographs whose longer side exceeds 1024 px are brought to a longer
    side of 1024 px; smaller ones are used as they are (never upscaled). The
-   rationale: the SPEC ranges are defined on photographs of roughly screen size
+   rationale: the training ranges are defined on photographs of roughly screen size
    (the training photographs are 300 to 1400 px); a 12-megapixel photograph of the
    same scene (4000 px) shows the same optical blur about four times wider in
    pixels, and the auto factor (~3.9) undoes exactly that. The factor is capped
@@ -91,12 +91,12 @@ from typing import Callable, Iterable
 import cv2
 import numpy as np
 
-from data_pipeline.classes import CLASS_NAMES
+from data_pipeline.classes import CLASS_NAMES, MIN_IMAGE_SIDE
 from data_pipeline.crops import DEFAULT_MIN_TEXTURE, gradient_magnitude
 from data_pipeline.sources import IMAGE_EXTENSIONS, ImageReadError, list_image_files, read_image, to_rgb8
 
 REFERENCE_SIDE = 1024
-MIN_SIDE = 32
+MIN_SIDE = MIN_IMAGE_SIDE
 MIN_TEXTURE = DEFAULT_MIN_TEXTURE
 MAX_TILES_PER_BATCH = 64
 PYRAMID = (1, 2, 4)

@@ -97,7 +97,7 @@ def bundled_split_makers(image_size: int, ranges: BlurRanges, seed: int, batch_s
                          families: PsfFamilies = PsfFamilies.classic()):
     """Batch makers over the bundled photographs' splits (by photograph, from `seed`), and the split itself.
 
-    `families`: the PSF families drawn (default: the SPEC's classic streaks and disks, so that held-out
+    `families`: the PSF families drawn (default: the classic straight streaks and uniform disks, so that held-out
     figures stay comparable between models; `PsfFamilies()` is the training mix).
     """
     from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
@@ -111,7 +111,7 @@ def bundled_split_makers(image_size: int, ranges: BlurRanges, seed: int, batch_s
 def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, seed: int, batch_size: int,
                           families: PsfFamilies = PsfFamilies.classic()) -> EvalSource:
     """The default evaluation data: the held-out test split of the bundled photographs, blurred by the pipeline
-    with the PSF `families` (default: the SPEC's classic shapes)."""
+    with the PSF `families` (default: the classic shapes)."""
     makers, splits = bundled_split_makers(image_size, ranges, seed, batch_size, families=families)
     num_batches = -(-num_images // batch_size)
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from data_pipeline.augment import AugmentConfig, augment_sharp, maybe_jpeg
 from data_pipeline.camera import CameraConfig, expose
-from data_pipeline.classes import NUM_CLASSES, BlurRanges
+from data_pipeline.classes import MIN_IMAGE_SIDE, NUM_CLASSES, BlurRanges
 from data_pipeline.crops import DEFAULT_MIN_TEXTURE, TexturedCropper
 from data_pipeline.degrade import PsfFamilies, psf_half_size, sample_blur
 from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO, high_frequency_ratio
@@ -37,7 +37,7 @@ class PipelineConfig:
     """What the pipeline makes: crop size, batch size, seed, blur ranges, PSF families, augmentation, camera.
 
     `families` and `camera` apply to every stream (`PsfFamilies.classic()` and
-    `CameraConfig.none()` give the plain SPEC blur model); `augment` and the
+    `CameraConfig.none()` give the plain blur model); `augment` and the
     camera steps are on for training only unless a batch maker says otherwise.
 
     `min_texture` and `min_sharpness` decide which photographs may serve as sharp
@@ -55,8 +55,8 @@ class PipelineConfig:
     camera: CameraConfig = CameraConfig()
 
     def __post_init__(self):
-        if self.image_size < 32:
-            raise ValueError(f"image_size must be >= 32, got {self.image_size!r}.")
+        if self.image_size < MIN_IMAGE_SIDE:
+            raise ValueError(f"image_size must be >= {MIN_IMAGE_SIDE}, got {self.image_size!r}.")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size!r}.")
 

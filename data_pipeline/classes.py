@@ -1,4 +1,4 @@
-"""The four blur classes and the parameter ranges each is sampled from (see SPEC)."""
+"""The four blur classes and the parameter ranges each is sampled from."""
 from __future__ import annotations
 
 import dataclasses
@@ -30,7 +30,7 @@ def class_index(name: str) -> int:
 class BlurRanges:
     """Closed intervals the pipeline samples blur parameters from, in pixels.
 
-    Defaults are the SPEC ranges. Users may widen them; `validate` rejects ranges
+    Defaults are the documented training ranges. Users may widen them; `validate` rejects ranges
     that cannot produce a valid PSF.
     """
 

@@ -20,7 +20,7 @@ from data_pipeline.psf import (
     shake_psf,
 )
 
-#: PSF families, per class: the SPEC's classic shapes and the realistic variants.
+#: PSF families, per class: the classic shapes and the realistic variants.
 FAMILIES = {"sharp": ("identity", "shake"), "gaussian": ("gaussian",), "motion": ("line", "shake"), "defocus": ("disk", "lens")}
 
 
@@ -30,14 +30,14 @@ class PsfFamilies:
 
     `shake_fraction`: motion samples blurred by a camera-shake trajectory
     (`psf.shake_psf`) instead of a straight streak. Half and half by default:
-    straight streaks are what panning, vehicles and the SPEC test look like,
+    straight streaks are what panning and vehicles look like,
     trajectories what a hand-held camera does, and neither should crowd the
     other out. `lens_fraction`: defocus samples through a real-lens aperture
     (`psf.lens_psf`: polygonal iris, brighter rim or centre, soft edge) instead
     of the uniform disk. `sharp_shake_fraction`: sharp samples given a
     camera shake too small to see (energy spread <= 1.5 px), since a
     hand-held sharp photograph is never perfectly still. `PsfFamilies.classic()`
-    draws only the SPEC's classic shapes.
+    draws only the classic shapes.
     """
 
     shake_fraction: float = 0.5
@@ -52,7 +52,7 @@ class PsfFamilies:
 
     @classmethod
     def classic(cls) -> "PsfFamilies":
-        """Only the SPEC's classic shapes: straight streaks, uniform disks, perfectly sharp."""
+        """Only the classic shapes: straight streaks, uniform disks, perfectly sharp."""
         return cls(0.0, 0.0, 0.0)
 
     def to_dict(self) -> dict:

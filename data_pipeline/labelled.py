@@ -1,4 +1,4 @@
-"""Labelled image folders: `DIR/<class>/<file>` with class names from SPEC."""
+"""Labelled image folders: `DIR/<class>/<file>` with the class names of `data_pipeline.classes`."""
 from __future__ import annotations
 
 import os

@@ -9,7 +9,7 @@ bundled `cell` image, blurred by its optics, was called gaussian in 88 % of its
 frequencies (radius > 0.25 cycles/px) over the mean power at middle frequencies
 (0.0625 to 0.125 cycles/px), from a Welch average over 32 x 32 Hann windows of
 the grey image. The sharp bundled photographs score 0.0066 to 0.083; a Gaussian
-blur of sigma 1.0 (the mildest blur of the SPEC ranges) divides the score by 19
+blur of sigma 1.0 (the mildest blur of the default ranges) divides the score by 19
 to 78.
 `MIN_HIGH_FREQUENCY_RATIO` = 0.003 sits between the two groups of the bundled
 photographs: it leaves out cell (0.0005), retina (0.0013) and brick (0.0019).

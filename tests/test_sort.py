@@ -387,7 +387,7 @@ def test_cli_sort_into_a_folder_inside_the_input(tmp_path, monkeypatch):
 
     result = runner.invoke(main, ["predict", str(src), "--sort-into", str(out), "--move", "--format", "csv"])
     assert result.exit_code == 1, result.output
-    assert result.stdout.splitlines()[0] == "path,label,sharp,gaussian,motion,defocus,scale,tiles,error"
+    assert result.stdout.splitlines()[0] == "path,label,sharp,gaussian,motion,defocus,scale,tiles,area_sharp,area_gaussian,area_motion,area_defocus,error"
     assert (out / "sharp" / "sharp_1.jpg").read_bytes() == photo_bytes(1)
     assert (out / "motion" / "trip" / "motion_2.jpg").read_bytes() == photo_bytes(2)
     assert sorted(p.name for p in src.iterdir()) == ["broken_3.jpg", "sorted", "trip"]
