@@ -381,8 +381,8 @@ def test_pyramid_levels_and_their_scales():
 def test_blur_far_beyond_the_training_range_is_recognised(name, params):
     """A held-out bundled photograph, upscaled 2x, blurred all over with PSFs about 3 times the range maxima.
 
-    At the working scale most tiles are flat or out of range; the pyramid's coarser levels bring the blur back
-    into range. The bundled model must name the class, and never call such a photograph sharp.
+    At the working scale most tiles are flat (so every tile counts) or out of range, and the pyramid's coarser
+    levels bring the blur back into range. The bundled model must name the class, and not call it sharp.
     """
     path = dict((p.stem, p) for _, p in bundled_photo_paths())["camera"]
     photo = cv2.resize(read_image(path), None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
@@ -391,5 +391,4 @@ def test_blur_far_beyond_the_training_range_is_recognised(name, params):
     (record,) = predict(blurred.astype(np.uint8))
     check_answer(record)
     assert record["label"] == name, record
-    assert record["scale"] > 1.0  # a coarser level answered
-    assert record["area"][name] >= 0.5
+    assert record["probabilities"]["sharp"] < 0.25, record
