@@ -43,7 +43,8 @@ A photograph is therefore processed in three steps.
    smaller (`PYRAMID`, levels whose shorter side would drop under 32 px are
    skipped), where such blur falls back into the training ranges: up to 4
    times the range maxima at the working scale are covered. Rule: a level's
-   *blur confidence* is 1 - its sharp probability. If no level reaches 0.5,
+   *blur confidence* is 1 - its sharp probability; a level whose tiles are
+   all flat counts only when every level's are. If no level reaches 0.5,
    the photograph is `sharp` and the working scale answers. Otherwise the
    finest level whose blur confidence is within `PYRAMID_TOLERANCE` (0.1) of
    the most confident level answers: the finest, because it has the most
@@ -279,9 +280,14 @@ def area_fractions(probabilities: np.ndarray, textures: np.ndarray, min_texture:
     return np.bincount(votes, minlength=probabilities.shape[1]) / max(len(votes), 1)
 
 
-def choose_level(means: list[np.ndarray], tolerance: float = PYRAMID_TOLERANCE) -> int:
-    """The pyramid level that answers (see the module docstring): 0 when no level is blurred with confidence >= 0.5."""
-    confidence = np.array([1.0 - float(m[0]) for m in means])
+def choose_level(means: list[np.ndarray], textured: list[bool] | None = None, tolerance: float = PYRAMID_TOLERANCE) -> int:
+    """The pyramid level that answers (see the module docstring): 0 when no level is blurred with confidence >= 0.5.
+
+    `textured[k]` says whether level k has a textured tile; levels without one (their answer is the plain
+    mean of flat tiles) answer only when no level has one.
+    """
+    textured = [True] * len(means) if textured is None or not any(textured) else textured
+    confidence = np.array([1.0 - float(m[0]) if t else -1.0 for m, t in zip(means, textured)])
     if confidence.max() < 0.5:
         return 0
     return int(np.flatnonzero(confidence >= confidence.max() - tolerance)[0])
@@ -382,7 +388,8 @@ def classify_levels(model, levels: list[Prepared]) -> tuple[dict, np.ndarray]:
         probs = tile_probabilities(model, level)
         mean, used = aggregate(probs, level.textures)
         answers.append((probs, mean, used))
-    k = choose_level([mean for _, mean, _ in answers])
+    textured = [bool((level.textures >= MIN_TEXTURE).any()) for level in levels]
+    k = choose_level([mean for _, mean, _ in answers], textured)
     probs, mean, used = answers[k]
     fields = {"probabilities": mean, "scale": levels[k].scale, "tiles": used, "area": area_fractions(probs, levels[k].textures)}
     return fields, answers[0][0]

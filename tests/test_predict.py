@@ -353,6 +353,8 @@ def test_choose_level_prefers_the_finest_confident_level():
     assert choose_level([blurred, blurred, sharp]) == 0  # the finest of the confident levels
     assert choose_level([unsure, blurred, blurred]) == 1  # 0.55 is not within 0.1 of 0.98
     assert choose_level([np.array([0.12, 0.8, 0.05, 0.03]), blurred]) == 0  # 0.88 is within 0.1 of 0.98
+    assert choose_level([blurred, blurred, blurred], textured=[False, True, True]) == 1  # all flat: no say
+    assert choose_level([blurred, sharp], textured=[False, False]) == 0  # every level flat: all count
 
 
 def test_area_fractions_count_textured_tiles_by_their_own_answer():
@@ -377,6 +379,9 @@ def test_pyramid_levels_and_their_scales():
     ("gaussian", BlurParams(1, 10.0)),  # sigma 10: 2.9 x the range's 3.5
     ("motion", BlurParams(2, 60.0, 30.0)),  # 60 px streak: 2.9 x the range's 21
     ("defocus", BlurParams(3, 20.0)),  # radius 20: 2.9 x the range's 7
+    ("gaussian", BlurParams(1, 14.0)),  # 4 x: every tile is flat at the working scale
+    ("motion", BlurParams(2, 84.0, 30.0)),  # 4 x
+    ("defocus", BlurParams(3, 28.0)),  # 4 x
 ])
 def test_blur_far_beyond_the_training_range_is_recognised(name, params):
     """A held-out bundled photograph, upscaled 2x, blurred all over with PSFs about 3 times the range maxima.
