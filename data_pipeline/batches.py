@@ -166,10 +166,13 @@ class BlurBatchMaker:
         params = np.empty((b, 3), np.float32)
         for i, label in enumerate(labels):
             cropper = self.croppers[int(rng.integers(len(self.croppers)))]
-            sharp = augment_sharp(cropper.crop(rng, self.source_crop_size), rng, self.augment)
             p, psf = sample_blur(rng, int(label), cfg.ranges, cfg.families)
-            noisy = expose(sharp, psf, self.noise.draw(rng, sharp.shape), p.noise_sigma, rng, self.camera)
-            images[i] = maybe_jpeg(noisy[m : m + s, m : m + s], rng, self.augment)
+            # The crop's margin is this PSF's reach (at least 4 px, room for the sharpening and resampling
+            # kernels): small kernels blur small crops, and no border effect reaches the output.
+            margin = min(m, max(psf.shape[0] // 2, 4))
+            sharp = augment_sharp(cropper.crop(rng, s + 2 * margin), rng, self.augment)
+            noisy = expose(sharp, psf, p.noise_sigma, rng, self.camera, self.noise.draw)
+            images[i] = maybe_jpeg(noisy[margin : margin + s, margin : margin + s], rng, self.augment)
             params[i] = p.as_array()
         return images, labels, params
 

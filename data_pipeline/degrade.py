@@ -178,6 +178,18 @@ def sample_params(rng: np.random.Generator, label: int | str, ranges: BlurRanges
     return BlurParams(label, strength, angle, noise)
 
 
+def _separable(kernel: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """`(row, column)` 1-D kernels whose outer product is `kernel` (to float32 precision), else `(None, None)`."""
+    c = kernel.shape[0] // 2
+    pivot = float(kernel[c, c])
+    if pivot <= 0:
+        return None, None
+    column, row = kernel[:, c].astype(np.float64), kernel[c, :].astype(np.float64) / pivot
+    if np.abs(np.outer(column, row) - kernel).max() > 1e-7:
+        return None, None
+    return row.astype(np.float32), column.astype(np.float32)
+
+
 def convolve(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
     """`image * psf` (true convolution) in float32 with reflected borders.
 
@@ -192,7 +204,12 @@ def convolve(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
     if psf.shape == (1, 1):
         return image * psf[0, 0]
     # filter2D correlates; flipping the kernel makes it a convolution.
-    out = cv2.filter2D(image, cv2.CV_32F, psf[::-1, ::-1].copy(), borderType=cv2.BORDER_REFLECT)
+    flipped = psf[::-1, ::-1]
+    row, column = _separable(flipped)
+    if row is not None:  # a Gaussian: two 1-D passes instead of one 2-D filter
+        out = cv2.sepFilter2D(image, cv2.CV_32F, row, column, borderType=cv2.BORDER_REFLECT)
+    else:
+        out = cv2.filter2D(image, cv2.CV_32F, flipped.copy(), borderType=cv2.BORDER_REFLECT)
     return out.reshape(image.shape)
 
 

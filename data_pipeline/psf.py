@@ -140,7 +140,7 @@ def directional_variance(kernel: np.ndarray, angle: float) -> tuple[float, float
 #: sits on the boundary.
 SHAKE_MOTION_MIN_SPREAD = 4.0
 SHAKE_SHARP_MAX_SPREAD = 1.5
-_SHAKE_STEPS = 512
+_SHAKE_STEPS = 256
 _SHAKE_DIRECTIONS = np.stack(
     [np.cos(np.linspace(0, np.pi, 32, endpoint=False)), np.sin(np.linspace(0, np.pi, 32, endpoint=False))]
 )
@@ -209,7 +209,7 @@ def shake_psf(extent: float, rng: np.random.Generator) -> np.ndarray:
     """Camera-shake PSF: a random trajectory (`shake_trajectory`) scaled to `extent` px.
 
     `extent` is the largest distance between two points of the path (a
-    straight streak's length). Rasterised by bilinear splatting of 512 points
+    straight streak's length). Rasterised by bilinear splatting of 256 points
     (sub-pixel accurate), non-negative, sums to 1, odd size, centred on its
     centroid. Use `motion_spread` for how far its energy reaches.
     """
