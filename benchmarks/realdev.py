@@ -1,0 +1,62 @@
+"""Whole-photo labels of `blurnet predict` on real photographs, against their folder labels.
+
+    python benchmarks/realdev.py [--data DIR] [--model MODEL_DIR]
+
+DIR (default `../shared/realdev/whole` beside the repository) is a labelled folder,
+`DIR/<class>/<file>`, of real photographs: real camera shake, real lens defocus and
+the same scenes sharp. Every photograph goes through `blurnet.predict` exactly as
+`blurnet predict DIR` would (auto scale, tiles, 8 views, scale pyramid). Prints one
+line per photograph (true class, label, the level's scale, probabilities, area), the
+confusion matrix (rows: true classes, columns: labels, in class order) and the recall
+of every class present. Last line: JSON with `accuracy`, `n_images`, `recall` (by
+class) and `confusion_matrix`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from blurnet.predict import load_model, predict
+from data_pipeline.classes import CLASS_NAMES
+from data_pipeline.sources import list_image_files
+
+DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "realdev" / "whole"
+
+
+def main(argv=None) -> dict:
+    """Run the check and return the JSON summary it prints last."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="labelled folder DIR/<class>/<file>")
+    parser.add_argument("--model", default=None, help="export folder [default: the bundled model]")
+    args = parser.parse_args(argv)
+    items = [(c, str(p)) for c in CLASS_NAMES if (Path(args.data) / c).is_dir() for p in list_image_files(Path(args.data) / c)]
+    if not items:
+        raise SystemExit(f"no labelled photographs in {args.data!r} (expected DIR/<class>/<file>)")
+    records = predict([p for _, p in items], model=load_model(args.model))
+    confusion = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), int)
+    for (true, path), r in zip(items, records):
+        if "error" in r:
+            print(f"{true:8} ERROR {r['error']}  {os.path.basename(path)}")
+            continue
+        confusion[CLASS_NAMES.index(true), CLASS_NAMES.index(r["label"])] += 1
+        probs = " ".join(f"{r['probabilities'][c]:.2f}" for c in CLASS_NAMES)
+        print(f"{true:8} -> {r['label']:8} scale {r['scale']:5.2f}  p [{probs}]  blurred area {1 - r['area']['sharp']:4.0%}  "
+              f"{os.path.basename(path)}")
+    n = int(confusion.sum())
+    recall = {c: round(confusion[i, i] / confusion[i].sum(), 4) for i, c in enumerate(CLASS_NAMES) if confusion[i].sum()}
+    print("confusion matrix (rows: true " + ", ".join(CLASS_NAMES) + "):")
+    for i, c in enumerate(CLASS_NAMES):
+        print(f"  {c:>8}: {confusion[i].tolist()}")
+    accuracy = float(np.trace(confusion) / n) if n else 0.0
+    print(f"accuracy {np.trace(confusion)}/{n} = {accuracy:.3f}; recall " + ", ".join(f"{c} {v:.3f}" for c, v in recall.items()))
+    summary = {"accuracy": round(accuracy, 4), "n_images": n, "recall": recall, "confusion_matrix": confusion.tolist()}
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
