@@ -93,6 +93,7 @@ def _weights_option(value):
 @click.option("--cpu-devices", type=click.IntRange(min=1), default=FIT_DEFAULTS["cpu_devices"], help="Split the CPU into N logical devices (data parallelism without GPUs: tests, benchmarks).")
 @click.option("--mixed-precision/--no-mixed-precision", default=FIT_DEFAULTS["mixed_precision"], help="Mixed precision: float16 on GPU, bfloat16 on CPU.")
 @click.option("--jit/--no-jit", default=FIT_DEFAULTS["jit"], help="Compile the training step with XLA.")
+@click.option("--deterministic", is_flag=True, default=FIT_DEFAULTS["deterministic"], help="Seed Python, NumPy, TensorFlow and Keras with --seed and use TensorFlow's deterministic ops, so that a rerun on the same machine repeats the weights and held-out figures (cost and check: benchmarks/deterministic.py).")
 def fit(**options):
     """Train a blurnet model and export it as a TensorFlow SavedModel."""
     _start_tensorflow(device_line=False)  # blurnet.train states the device

@@ -34,6 +34,11 @@ class FitConfig:
     re-exports that export (e.g. with other `test_time_views`), keeping its
     training history in `blurnet.json` under `started_from`.
 
+    `deterministic=True` seeds Python, NumPy, TensorFlow and Keras with `seed`
+    and turns on TensorFlow's op determinism before anything is built, so that
+    a rerun on the same machine repeats the weights and held-out figures
+    (`benchmarks/deterministic.py` measures the cost and checks the repeat).
+
     GPU recipe: 128 px crops, batch 64, 3 + 40 epochs of 400 steps, 1,024
     validation and 2,048 test images.
     """
@@ -66,6 +71,7 @@ class FitConfig:
     cpu_devices: int = 1
     mixed_precision: bool = False
     jit: bool = False
+    deterministic: bool = False
 
     RECIPES = {
         "cpu": dict(image_size=64, batch_size=32, epochs_head=1, epochs_finetune=10, steps_per_epoch=60, val_images=256, test_images=512),

@@ -268,6 +268,17 @@ def run_start_time(run: Path, now: float) -> float:
     return now
 
 
+def make_deterministic(seed: int) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras with `seed` and turn on TensorFlow's op determinism.
+
+    Ops then pick deterministic kernels (or fail where none exists) and tf.data
+    keeps its order, so that a rerun on the same machine repeats the weights.
+    It holds for the rest of the process.
+    """
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
 def fit(config: FitConfig) -> Path | None:
     """Train per `config` (fields left None come from the device's recipe) and export.
 
@@ -275,6 +286,8 @@ def fit(config: FitConfig) -> Path | None:
     which save their final weights in their run folder instead).
     """
     started = time.time()
+    if config.deterministic:  # before anything is built or drawn
+        make_deterministic(config.seed)
     configure_cpu_devices(config.cpu_devices)
     device, gpus = describe_devices()
     # A wrong --init-from folder fails now, not after the data has loaded.

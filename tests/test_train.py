@@ -153,3 +153,44 @@ def test_run_start_time_is_kept_across_resumes(tmp_path):
     assert run_start_time(tmp_path, 2000.0) == 1000.5  # a resume keeps the first start
     assert (tmp_path / "started_at").read_text() == "1000.5\n"
     assert [p.name for p in tmp_path.iterdir()] == ["started_at"]  # no temporary file left
+
+
+def _h5_arrays(path) -> list:
+    """Every array in a Keras weights file, in the file's order."""
+    import h5py
+
+    arrays = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, item: arrays.append((name, item[()])) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+@pytest.fixture
+def op_determinism_restored():
+    """`fit(deterministic=True)` turns on TensorFlow's op determinism for the process: off again afterwards."""
+    from tensorflow.python.framework import config as tf_config  # disable_op_determinism has no public name
+
+    was_enabled = tf_config.is_op_determinism_enabled()
+    yield
+    if not was_enabled:
+        tf_config.disable_op_determinism()
+
+
+@pytest.mark.slow
+def test_deterministic_fit_gives_bit_identical_weights_twice(tmp_path, photo_folder, op_determinism_restored):
+    runs = []
+    for name in ("first", "second"):
+        config = FitConfig(data=str(photo_folder), out=str(tmp_path / "models"), name=name, weights=None, backbone="mobilenetv2",
+                           run_dir=str(tmp_path / "runs"), test_time_views=1, deterministic=True,
+                           **{**TINY, "epochs_finetune": 2, "test_images": 32})
+        meta = json.loads((fit(config) / "blurnet.json").read_text())
+        assert meta["fit_config"]["deterministic"] is True
+        runs.append((meta, _h5_arrays(tmp_path / "runs" / name / "final.weights.h5"),
+                     (tmp_path / "runs" / name / "training_log.csv").read_text()))
+    (first, first_weights, first_log), (second, second_weights, second_log) = runs
+    assert first["held_out"]["accuracy"] == second["held_out"]["accuracy"]
+    assert first["held_out"]["confusion_matrix"] == second["held_out"]["confusion_matrix"]
+    assert first_log == second_log  # every epoch's loss and accuracy, to the last digit
+    assert len(first_weights) == len(second_weights) > 100
+    for (name, a), (_, b) in zip(first_weights, second_weights):
+        assert a.shape == b.shape and np.array_equal(a, b), name
