@@ -30,9 +30,10 @@ import cv2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from blurnet.predict import load_model, predict, prepare, read_image, tile_probabilities  # noqa: E402
+from blurnet.classify import prepare, tile_probabilities  # noqa: E402
+from blurnet.predict import load_model, predict  # noqa: E402
 from data_pipeline.classes import CLASS_NAMES, BlurRanges  # noqa: E402
-from data_pipeline.sources import bundled_photo_paths  # noqa: E402
+from data_pipeline.sources import bundled_photo_paths, read_image  # noqa: E402
 
 PHOTOS = ("coffee", "chelsea", "astronaut")
 SIZE = (4000, 3000)  # width, height: 12 megapixels

@@ -143,7 +143,7 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines, baseli
 
 
 def _scale_option(ctx, param, value):
-    from blurnet.predict import parse_scale
+    from blurnet.classify import parse_scale
 
     try:
         return parse_scale(value)
@@ -184,7 +184,8 @@ def _progress_bar(total, label, unit="photos", file=None):
 @click.option("--dry-run", is_flag=True, default=False, help="With --sort-into: print what would be copied or moved; writes nothing (no folders, no log).")
 def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into, move, dry_run):
     """Classify the blur of images: files, folders (recursive) or glob patterns, any size."""
-    from blurnet.predict import count_inputs, expand_paths, format_records, load_model, predict as run_predict, write_text_atomic
+    from blurnet.inputs import count_inputs, expand_paths
+    from blurnet.predict import format_records, load_model, predict as run_predict, write_text_atomic
 
     if (move or dry_run) and not sort_into:
         raise click.UsageError("--move and --dry-run need --sort-into")

@@ -9,7 +9,8 @@ from click.testing import CliRunner
 import blurnet.predict as predict_module
 from blurnet.blurmap import blur_mask, blur_probability_map, resize_probability
 from blurnet.cli import main
-from blurnet.predict import map_boxes, predict, tile_boxes
+from blurnet.classify import map_boxes, tile_boxes
+from blurnet.predict import predict
 
 
 class BrightIsBlurred:

@@ -12,15 +12,9 @@ from click.testing import CliRunner
 import blurnet
 from blurnet.blurmap import map_size
 from blurnet.cli import main
-from blurnet.predict import (
-    aggregate,
-    auto_scale,
-    expand_paths,
-    parse_scale,
-    predict,
-    prepare,
-    tile_boxes,
-)
+from blurnet.classify import aggregate, auto_scale, parse_scale, prepare, tile_boxes
+from blurnet.inputs import expand_paths
+from blurnet.predict import predict
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 from data_pipeline.degrade import BlurParams, degrade
 from data_pipeline.sources import ImageReadError, bundled_photo_paths, read_image
@@ -345,7 +339,7 @@ def test_auto_scale_brings_4x_blur_back_into_spec_range(export):
 
 
 def test_choose_level_prefers_the_finest_confident_level():
-    from blurnet.predict import choose_level
+    from blurnet.classify import choose_level
 
     sharp, blurred, unsure = np.array([0.9, 0.05, 0.03, 0.02]), np.array([0.02, 0.9, 0.05, 0.03]), np.array([0.45, 0.5, 0.03, 0.02])
     assert choose_level([sharp, sharp, sharp]) == 0  # no level blurred: the working scale answers
@@ -358,7 +352,7 @@ def test_choose_level_prefers_the_finest_confident_level():
 
 
 def test_area_fractions_count_textured_tiles_by_their_own_answer():
-    from blurnet.predict import area_fractions
+    from blurnet.classify import area_fractions
 
     probs = np.array([[0.9, 0.1, 0, 0], [0.1, 0.8, 0.1, 0], [0.2, 0.1, 0.6, 0.1], [0.1, 0.1, 0.1, 0.7], [0.7, 0.1, 0.1, 0.1]])
     np.testing.assert_allclose(area_fractions(probs, np.array([10, 10, 10, 10, 1.0])), [0.25, 0.25, 0.25, 0.25])
@@ -366,7 +360,7 @@ def test_area_fractions_count_textured_tiles_by_their_own_answer():
 
 
 def test_pyramid_levels_and_their_scales():
-    from blurnet.predict import pyramid
+    from blurnet.classify import pyramid
 
     levels = pyramid(np.zeros((300, 2000, 3), np.uint8), 96, "auto")
     assert [round(level.scale, 4) for level in levels] == [1.9531, 3.9062, 7.8125]

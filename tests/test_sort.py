@@ -347,13 +347,14 @@ def test_files_already_under_out_are_skipped(tmp_path):
 def fake_predict(monkeypatch):
     """Replace the model by a rule on file names: the label is the name's prefix before '_'."""
     import blurnet.predict as predict_module
+    from blurnet.inputs import expand_paths
 
     calls = []
 
     def run(paths, model, scale, map_path=None, mask_path=None, progress=None):
         calls.append(list(paths))
         records = []
-        for path, error in predict_module.expand_paths(paths):
+        for path, error in expand_paths(paths):
             name = os.path.basename(path)
             if error or name.startswith("broken"):
                 records.append({"path": path, "error": error or "cannot decode this file as an image"})

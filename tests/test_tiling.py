@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from blurnet.predict import aggregate, tile_boxes
+from blurnet.classify import aggregate, tile_boxes
 from blurnet.tiling import answer_by_tiles, cut_tiles, tile_starts, tile_texture
 from data_pipeline.crops import gradient_magnitude
 

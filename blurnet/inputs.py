@@ -1,0 +1,112 @@
+"""What `blurnet predict` classifies: paths, folders and glob patterns (or arrays) as items.
+
+Nothing here imports TensorFlow, so the command line checks its arguments before the
+model loads. An argument that names nothing becomes an item with an error message;
+an item that cannot be read or processed gets one from `describe_error`.
+"""
+from __future__ import annotations
+
+import glob
+import os
+from typing import Iterable
+
+import numpy as np
+
+from data_pipeline.sources import IMAGE_EXTENSIONS, ImageReadError, list_image_files, read_image, to_rgb8
+
+_GLOB_CHARS = set("*?[")
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[tuple[str, str | None]]:
+    """Files named by `paths` (files, folders recursively, glob patterns), in order.
+
+    Returns `(path, error)` pairs: `error` is None for a file to classify, or a
+    message for an argument that names nothing (missing path, empty pattern or
+    folder). A file named explicitly is kept whatever its extension; folders
+    contribute their files with an image extension. Duplicates are dropped.
+    """
+    out: list[tuple[str, str | None]] = []
+    seen: set[str] = set()
+
+    def add(path: str, error: str | None = None):
+        key = os.path.abspath(path) if error is None else f"{path}\0{error}"
+        if key not in seen:
+            seen.add(key)
+            out.append((path, error))
+
+    def add_folder(folder: str):
+        files = [str(p) for p in list_image_files(folder)]
+        if not files:
+            add(folder, f"folder contains no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        for f in files:
+            add(f)
+
+    for raw in paths:
+        path = os.fspath(raw)
+        if os.path.isdir(path):
+            add_folder(path)
+        elif os.path.exists(path):
+            add(path)
+        elif _GLOB_CHARS & set(path):
+            matches = sorted(glob.glob(path, recursive=True))
+            if not matches:
+                add(path, "no file matches this pattern")
+            for match in matches:
+                if os.path.isdir(match):
+                    add_folder(match)
+                else:
+                    add(match)
+        else:
+            add(path, "no such file or folder")
+    return out
+
+
+def list_items(paths_or_arrays) -> list[tuple[str, object, str | None]]:
+    """`(name, source, error)` per input: paths expanded by `expand_paths`, arrays named "<array 0>", ...
+
+    `paths_or_arrays`: a path, an array, or a list of them. `source` is the path or
+    the array; `error` is None, or the message for an argument that names nothing.
+    """
+    if isinstance(paths_or_arrays, (str, os.PathLike, np.ndarray)):
+        paths_or_arrays = [paths_or_arrays]
+    items: list[tuple[str, object, str | None]] = []
+    array_index = 0
+    for entry in paths_or_arrays:
+        if isinstance(entry, np.ndarray):
+            items.append((f"<array {array_index}>", entry, None))
+            array_index += 1
+        else:
+            items.extend((p, p, err) for p, err in expand_paths([entry]))
+    return items
+
+
+def count_inputs(paths_or_arrays) -> int:
+    """How many records `predict` will return for these inputs (for progress bars)."""
+    if isinstance(paths_or_arrays, (str, os.PathLike, np.ndarray)):
+        paths_or_arrays = [paths_or_arrays]
+    return sum(1 if isinstance(e, np.ndarray) else len(expand_paths([e])) for e in paths_or_arrays)
+
+
+def array_to_rgb8(array) -> np.ndarray:
+    """An in-memory image (HxW gray, HxWx3 RGB or HxWx4 RGBA; uint8, uint16 or float 0..1) as RGB uint8."""
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        array = array[:, :, 2::-1]  # RGB(A) -> BGR, the order to_rgb8 expects; alpha dropped
+    return to_rgb8(array)
+
+
+def load_item(source) -> np.ndarray:
+    """An item's image as RGB uint8: an array converted, a path read (`ImageReadError` if it cannot be)."""
+    if isinstance(source, np.ndarray):
+        return array_to_rgb8(source)
+    return read_image(source)
+
+
+def describe_error(error: BaseException) -> str:
+    """The message recorded for an input that could not be classified."""
+    if isinstance(error, ImageReadError):
+        return str(error)
+    if isinstance(error, MemoryError):
+        return "not enough memory to process this image"
+    text = str(error).strip().splitlines()
+    return f"cannot process this image ({type(error).__name__}: {text[-1] if text else 'no details'})"
