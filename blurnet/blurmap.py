@@ -1,6 +1,6 @@
 """Blur map (`blurnet predict --map FILE.png`) and blur mask (`--mask FILE.png`).
 
-Both are drawn from the map tiles of the working scale (`blurnet.predict.map_boxes`:
+Both are drawn from the map tiles of the working scale (`blurnet.classify.map_boxes`:
 tiles of the training crop side with a stride of half a tile, so they overlap
 by half). Every map tile counts, flat ones included.
 

@@ -87,7 +87,7 @@ def is_inside(path, folder) -> bool:
 
 
 def split_inside(pairs: Iterable[tuple[str, str | None]], out) -> tuple[list[str], list[str]]:
-    """Split `(path, error)` pairs (`blurnet.predict.expand_paths`) into the paths to classify
+    """Split `(path, error)` pairs (`blurnet.inputs.expand_paths`) into the paths to classify
     and the files already under `out` (left out, so that OUT inside DIR is never re-sorted).
     Pairs with an error are kept (they become error records)."""
     keep, inside = [], []
