@@ -82,9 +82,7 @@ def list_items(paths_or_arrays) -> list[tuple[str, object, str | None]]:
 
 def count_inputs(paths_or_arrays) -> int:
     """How many records `predict` will return for these inputs (for progress bars)."""
-    if isinstance(paths_or_arrays, (str, os.PathLike, np.ndarray)):
-        paths_or_arrays = [paths_or_arrays]
-    return sum(1 if isinstance(e, np.ndarray) else len(expand_paths([e])) for e in paths_or_arrays)
+    return len(list_items(paths_or_arrays))
 
 
 def array_to_rgb8(array) -> np.ndarray:
