@@ -29,7 +29,7 @@ import numpy as np
 
 from blurnet.export import ExportedModel, default_model_dir
 from blurnet.metrics import classification_metrics
-from blurnet.report import generated_test_source
+from blurnet.evaluate import generated_test_source
 from data_pipeline.augment import jpeg_roundtrip
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 from data_pipeline.degrade import PsfFamilies

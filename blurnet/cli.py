@@ -128,7 +128,8 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines, baseli
     """Evaluate an exported model: metrics.json, plots, baselines and index.md."""
     _start_tensorflow()
     from blurnet.export import NotAnExportError, default_model_dir
-    from blurnet.report import summary_line, write_baseline_comparison, write_report
+    from blurnet.baseline_table import write_baseline_comparison
+    from blurnet.report import summary_line, write_report
 
     try:
         folder = write_report(model_dir or default_model_dir(), data, out, num_images=num_images, seed=seed, batch_size=batch_size, baselines=baselines,

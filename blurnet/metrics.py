@@ -1,10 +1,13 @@
-"""Classification metrics with scikit-learn, in the `metrics.json` layout `blurnet report` writes."""
+"""Classification metrics, calibration and accuracy per blur strength, in the `metrics.json` layout `blurnet report` writes."""
 from __future__ import annotations
 
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support
 
-from data_pipeline.classes import CLASS_NAMES
+from data_pipeline.classes import CLASS_NAMES, BlurRanges
+
+ECE_BINS = 15
+STRENGTH_BINS = 5
 
 
 def classification_metrics(y_true, probabilities, classes: tuple[str, ...] = CLASS_NAMES, present: list[int] | None = None) -> dict:
@@ -34,4 +37,65 @@ def classification_metrics(y_true, probabilities, classes: tuple[str, ...] = CLA
             for i, c in enumerate(present)
         },
         "n_images": int(len(y_true)),
+    }
+
+
+def expected_calibration_error(y_true, probabilities, n_bins: int = ECE_BINS) -> float:
+    """ECE over `n_bins` equal-width bins of top-class confidence, bins `(lo, hi]`.
+
+    Sum over bins of (bin share of images) x |accuracy - mean confidence|.
+    """
+    y_true = np.asarray(y_true, int)
+    probabilities = np.asarray(probabilities, np.float64)
+    if len(y_true) == 0:
+        return 0.0
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == y_true
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    ece = 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - confidence[sel].mean())
+    return float(ece)
+
+
+def accuracy_by_strength(y_true, y_pred, strengths, ranges: BlurRanges, n_bins: int = STRENGTH_BINS) -> dict:
+    """For each blurred class, `n_bins` equal bins over its strength range: `edges`, `count`, `accuracy`.
+
+    Accuracy in a bin is the share of that class's images predicted as that class
+    (None for an empty bin). Strengths outside the range go to the end bins.
+    """
+    y_true, y_pred, strengths = np.asarray(y_true, int), np.asarray(y_pred, int), np.asarray(strengths, np.float64)
+    out = {}
+    for c, name in enumerate(CLASS_NAMES):
+        span = ranges.strength_range(name)
+        if span is None:
+            continue
+        edges = np.linspace(span[0], span[1], n_bins + 1)
+        sel = y_true == c
+        index = np.clip(np.digitize(strengths[sel], edges[1:-1]), 0, n_bins - 1)
+        right = y_pred[sel] == c
+        counts = [int((index == b).sum()) for b in range(n_bins)]
+        accuracy = [float(right[index == b].mean()) if counts[b] else None for b in range(n_bins)]
+        out[name] = {"edges": [round(float(e), 4) for e in edges], "count": counts, "accuracy": accuracy}
+    return out
+
+
+def method_row(name: str, y_true, probabilities, present, seconds: float, parameters=None, note=None) -> dict:
+    """One row of the baselines table: accuracy, macro-F1, binary (sharp vs blurred) accuracy, recall per class,
+    parameter count and images per second."""
+    m = classification_metrics(y_true, probabilities, present=present)
+    y_pred = np.asarray(probabilities).argmax(axis=1)
+    y_true = np.asarray(y_true)
+    binary = float(((y_pred == 0) == (y_true == 0)).mean())
+    return {
+        "name": name,
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro_f1"],
+        "binary_accuracy": binary,
+        "recall": {c: v["recall"] for c, v in m["per_class"].items()},
+        "parameters": parameters,
+        "images_per_s": len(y_true) / seconds if seconds > 0 else None,
+        "note": note,
     }

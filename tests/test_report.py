@@ -11,14 +11,11 @@ from click.testing import CliRunner
 from blurnet.cli import main
 from blurnet.baselines import laplacian_variance
 from blurnet.export import ExportedModel, export_model, read_metadata
-from blurnet.report import (
-    PLOTS,
-    accuracy_by_strength,
-    expected_calibration_error,
-    generated_test_source,
-    write_baseline_comparison,
-    write_report,
-)
+from blurnet.baseline_table import write_baseline_comparison
+from blurnet.evaluate import generated_test_source
+from blurnet.metrics import accuracy_by_strength, expected_calibration_error
+from blurnet.plots import PLOTS
+from blurnet.report import write_report
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 from data_pipeline.labelled import load_labelled_images
 from tests.conftest import textured_image
@@ -101,9 +98,9 @@ def check_report(out, n_images, export, images, labels):
 
 
 @pytest.mark.slow
-def test_report_on_labelled_folder(export, labelled, tmp_path, capsys):
+def test_report_on_labelled_folder(export, labelled, tmp_path, caplog):
     out = write_report(export, labelled, tmp_path / "reports" / "r", baseline_images=24, progress=False)
-    assert "smaller than 32" in capsys.readouterr().err
+    assert "smaller than 32" in caplog.text
     images, labels, _ = load_labelled_images(labelled)
     metrics, _ = check_report(out, 13, export, images, labels)
     assert [metrics["per_class"][c]["support"] for c in CLASS_NAMES] == [4, 3, 3, 3]
@@ -182,11 +179,11 @@ def test_report_on_generated_test_stream(export, tmp_path):
     assert json.loads((again / "metrics.json").read_text())["confusion_matrix"] == metrics["confusion_matrix"]
 
 
-def test_empty_class_folder_left_out(export, labelled, tmp_path, capsys):
+def test_empty_class_folder_left_out(export, labelled, tmp_path, caplog):
     for f in (labelled / "motion").iterdir():
         f.unlink()
     out = write_report(export, labelled, tmp_path / "r", baselines=False, progress=False)
-    assert "motion" in capsys.readouterr().err
+    assert "motion" in caplog.text
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics["per_class"]) == {"sharp", "gaussian", "defocus"}
     assert metrics["n_images"] == 10
@@ -222,7 +219,7 @@ def test_interrupted_report_keeps_old_one(export, labelled, tmp_path, monkeypatc
     def boom(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("blurnet.report.plot_psf_gallery", boom)
+    monkeypatch.setattr("blurnet.plots.plot_psf_gallery", boom)
     with pytest.raises(KeyboardInterrupt):
         write_report(export, labelled, out, baselines=False, progress=False)
     assert [p.name for p in out.iterdir()] == ["old.txt"]
@@ -247,3 +244,4 @@ def test_accuracy_by_strength_bins():
     assert out["gaussian"]["count"] == [2, 0, 0, 0, 1]
     assert out["gaussian"]["accuracy"] == [0.5, None, None, None, 1.0]
     assert out["motion"]["count"] == [0] * 5 and out["defocus"]["accuracy"][4] == 1.0
+

@@ -1,0 +1,225 @@
+"""Running an exported model over evaluation data: the data sources and the loop that yields predictions.
+
+An `EvalSource` is the generated held-out test split of the bundled photographs
+(`generated_test_source`) or a labelled folder `DIR/<class>/<file>`
+(`labelled_source`). `evaluate` calls the model (and any other exports) on every
+chunk, optionally after a JPEG round trip, and keeps the labels, probabilities,
+blur strengths, the worst errors and the per-image inputs of the baselines.
+"""
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import logging
+import sys
+import time
+
+import numpy as np
+
+from blurnet.baselines import handcrafted_features, laplacian_variance
+from data_pipeline.augment import check_jpeg_quality, jpeg_roundtrip
+from data_pipeline.classes import CLASS_NAMES, MIN_IMAGE_SIDE, BlurRanges
+from data_pipeline.degrade import PsfFamilies
+
+logger = logging.getLogger(__name__)
+
+MAX_MISCLASSIFIED = 16
+
+
+@dataclasses.dataclass
+class EvalSource:
+    """What to evaluate: an iterator of `(images, labels, params or None, paths or None)` chunks."""
+
+    chunks: object
+    total: int
+    present: list[int]
+    description: dict
+    has_params: bool
+    val_maker: object = None
+    train_maker: object = None
+
+
+def bundled_split_makers(image_size: int, ranges: BlurRanges, seed: int, batch_size: int, splits=("train", "val", "test"),
+                         families: PsfFamilies = PsfFamilies.classic()):
+    """Batch makers over the bundled photographs' splits (by photograph, from `seed`), and the split itself.
+
+    `families`: the PSF families drawn (default: the classic straight streaks and uniform disks, so that held-out
+    figures stay comparable between models; `PsfFamilies()` is the training mix).
+    """
+    from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
+    from data_pipeline.sources import load_photographs, split_photographs
+
+    photos = split_photographs(load_photographs(None, min_size=image_size), seed=seed)
+    config = PipelineConfig(image_size=image_size, batch_size=batch_size, seed=seed, ranges=ranges, families=families)
+    return {s: BlurBatchMaker(photos[s], config, s) for s in splits}, photos
+
+
+def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, seed: int, batch_size: int,
+                          families: PsfFamilies = PsfFamilies.classic()) -> EvalSource:
+    """The default evaluation data: the held-out test split of the bundled photographs, blurred by the pipeline
+    with the PSF `families` (default: the classic shapes)."""
+    makers, splits = bundled_split_makers(image_size, ranges, seed, batch_size, families=families)
+    num_batches = -(-num_images // batch_size)
+
+    def chunks():
+        for images, labels, params in makers["test"].dataset(num_batches=num_batches, with_params=True).as_numpy_iterator():
+            yield images, labels, params, None
+
+    description = {
+        "source": "generated: held-out test split of the bundled photographs, blurred by the pipeline",
+        "photographs": makers["test"].photo_names,
+        "left_out": makers["test"].left_out,
+        "image_size": image_size,
+        "seed": seed,
+        "batch_size": batch_size,
+        "n_images": num_batches * batch_size,
+        "blur_ranges": ranges.to_dict(),
+        "psf_families": families.to_dict(),
+    }
+    return EvalSource(chunks(), num_batches * batch_size, list(range(len(CLASS_NAMES))), description, True, makers["val"], makers["train"])
+
+
+def labelled_source(folder, batch_size: int) -> EvalSource:
+    """A labelled folder `DIR/<class>/<file>`, in chunks of images of one shape; a warning names absent classes."""
+    from data_pipeline.labelled import load_labelled_images
+
+    images, labels, paths = load_labelled_images(folder, min_size=MIN_IMAGE_SIDE)
+    present = sorted(set(labels.tolist()))
+    missing = [CLASS_NAMES[c] for c in range(len(CLASS_NAMES)) if c not in present]
+    if missing:
+        logger.warning("no usable image of class(es) %s: left out of per-class metrics", ", ".join(missing))
+    groups: dict[tuple, list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(i)
+
+    def chunks():
+        for indices in groups.values():
+            for start in range(0, len(indices), batch_size):
+                idx = indices[start : start + batch_size]
+                yield np.stack([images[i] for i in idx]).astype(np.float32), labels[idx], None, [paths[i] for i in idx]
+
+    description = {
+        "source": f"labelled folder {folder}",
+        "n_images": len(images),
+        "classes_present": [CLASS_NAMES[c] for c in present],
+        "classes_missing": missing,
+    }
+    return EvalSource(chunks(), len(images), present, description, False)
+
+
+def stream_images(maker, num_images: int):
+    """Images, labels, strengths of the first batches of a batch maker."""
+    xs, ys, ps = [], [], []
+    for i in range(-(-num_images // maker.config.batch_size)):
+        x, y, p = maker.make_batch(i)
+        xs.append(x), ys.append(y), ps.append(p)
+    return np.concatenate(xs)[:num_images], np.concatenate(ys)[:num_images], np.concatenate(ps)[:num_images]
+
+
+class WorstErrors:
+    """The `limit` misclassified images predicted with the highest probability."""
+
+    def __init__(self, limit: int = MAX_MISCLASSIFIED):
+        self.limit, self._heap, self._counter = limit, [], 0
+
+    def add(self, images, labels, params, paths, probabilities) -> None:
+        """Consider every misclassified image of a chunk."""
+        pred = probabilities.argmax(axis=1)
+        for i in np.flatnonzero(pred != labels):
+            record = {
+                "image": np.asarray(images[i]).copy(),
+                "true": CLASS_NAMES[int(labels[i])],
+                "pred": CLASS_NAMES[int(pred[i])],
+                "probability": float(probabilities[i, pred[i]]),
+                "strength": float(params[i, 0]) if params is not None else None,
+                "path": paths[i] if paths else None,
+            }
+            self._counter += 1
+            item = (record["probability"], self._counter, record)
+            if len(self._heap) < self.limit:
+                heapq.heappush(self._heap, item)
+            elif item[0] > self._heap[0][0]:
+                heapq.heapreplace(self._heap, item)
+
+    def worst_first(self) -> list[dict]:
+        """The kept errors, highest probability first."""
+        return [r for _, _, r in sorted(self._heap, key=lambda e: -e[0])]
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """What `evaluate` gathered: labels, probabilities, strengths, errors, timings and baseline inputs."""
+
+    y_true: np.ndarray
+    probabilities: np.ndarray
+    strengths: np.ndarray | None
+    worst: list[dict]
+    seconds: float
+    other_probabilities: list[np.ndarray]
+    other_seconds: list[float]
+    laplacian_scores: list[float]
+    laplacian_seconds: float
+    features: list[np.ndarray]
+    feature_seconds: float
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        """The predicted class of each image."""
+        return self.probabilities.argmax(axis=1)
+
+
+def _timed(fn, *args):
+    t0 = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - t0
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled:
+        return None
+    import keras
+
+    # A bar on a terminal; in a file or pipe, one line when done (no carriage returns or colour codes).
+    verbose = 1 if getattr(sys.stdout, "isatty", lambda: False)() else 2
+    return keras.utils.Progbar(total, unit_name="image", stateful_metrics=["accuracy"], verbose=verbose)
+
+
+def evaluate(model, source: EvalSource, others=(), baselines: bool = True, jpeg_quality: int | None = None,
+             progress: bool = True) -> Evaluation:
+    """Run `model` (and each of `others`) over every chunk of `source`; with `baselines`, also compute the
+    Laplacian variance and handcrafted features of each image. `jpeg_quality` JPEG-compresses each image first."""
+    if jpeg_quality is not None:
+        check_jpeg_quality(jpeg_quality)  # a bad quality fails before any work
+    ys, probs, strengths, other_probs = [], [], [], [[] for _ in others]
+    seconds = {"model": 0.0, "lap": 0.0, "feat": 0.0, "others": [0.0 for _ in others]}
+    lap_scores, feats, errors = [], [], WorstErrors()
+    bar, seen, right = _progress(source.total, progress), 0, 0
+    for images, labels, params, paths in source.chunks:
+        if jpeg_quality is not None:
+            images = np.stack([jpeg_roundtrip(im, jpeg_quality) for im in images])
+        p, dt = _timed(lambda x: np.asarray(model(x), np.float64), images)
+        seconds["model"] += dt
+        for k, other in enumerate(others):
+            q, dt = _timed(lambda x: np.asarray(other(x), np.float64), images)
+            other_probs[k].append(q)
+            seconds["others"][k] += dt
+        if baselines:
+            scores, dt = _timed(lambda x: [laplacian_variance(im) for im in x], images)
+            lap_scores += scores
+            seconds["lap"] += dt
+            f, dt = _timed(lambda x: [handcrafted_features(im) for im in x], images)
+            feats += f
+            seconds["feat"] += dt
+        errors.add(images, labels, params, paths, p)
+        ys.append(np.asarray(labels)), probs.append(p)
+        if params is not None:
+            strengths.append(params[:, 0])
+        seen += len(labels)
+        right += int((p.argmax(axis=1) == labels).sum())
+        if bar is not None:
+            bar.update(seen, values=[("accuracy", right / seen)])
+    return Evaluation(
+        np.concatenate(ys), np.concatenate(probs), np.concatenate(strengths) if strengths else None, errors.worst_first(),
+        seconds["model"], [np.concatenate(c) for c in other_probs], seconds["others"],
+        lap_scores, seconds["lap"], feats, seconds["feat"],
+    )
