@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import sys
 import time
@@ -24,10 +25,51 @@ def _recipe_default(key: str) -> str:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.version_option(package_name="blurnet")
-@click.option("-v", "--verbose", is_flag=True, default=False, help="Also show TensorFlow's start-up and C++ log lines (hidden by default).")
-def main(verbose):
+@click.option("-v", "--verbose", is_flag=True, default=False, help="Also show TensorFlow's start-up and C++ log lines and blurnet's debug messages (hidden by default).")
+@click.option("-q", "--quiet", "quiet_", is_flag=True, default=False, help="Show only warnings and errors on stderr, not blurnet's progress messages.")
+def main(verbose, quiet_):
     """Classify image blur: sharp, gaussian, motion or defocus."""
     quiet.configure(verbose)
+    setup_logging(logging.DEBUG if verbose else logging.WARNING if quiet_ else logging.INFO)
+
+
+#: The packages whose log messages the command line shows.
+LOGGED_PACKAGES = ("blurnet", "data_pipeline", "benchmarks")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is when a message is emitted (a test runner may swap it)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+class _Formatter(logging.Formatter):
+    """`warning: ...` / `error: ...` for warnings and errors; the bare message for info and debug."""
+
+    def format(self, record):
+        message = super().format(record)
+        return f"{record.levelname.lower()}: {message}" if record.levelno >= logging.WARNING else message
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Send blurnet's and data_pipeline's log messages at `level` and above to stderr, one handler each."""
+    for name in LOGGED_PACKAGES:
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if isinstance(h, _StderrHandler)]:
+            logger.removeHandler(handler)
+        handler = _StderrHandler()
+        handler.setFormatter(_Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(level)
 
 
 def _start_tensorflow(device_line: bool = True) -> None:

@@ -1,14 +1,16 @@
 """Labelled image folders: `DIR/<class>/<file>` with the class names of `data_pipeline.classes`."""
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from data_pipeline.classes import CLASS_NAMES, MIN_IMAGE_SIDE
 from data_pipeline.sources import IMAGE_EXTENSIONS, ImageReadError, list_image_files, read_image
+
+logger = logging.getLogger(__name__)
 
 
 def is_labelled_folder(folder: str | os.PathLike) -> bool:
@@ -56,7 +58,7 @@ def load_labelled_images(folder: str | os.PathLike, min_size: int = MIN_IMAGE_SI
     """
     items, empty = list_labelled_files(folder)
     if empty:
-        print(f"warning: {folder}: no image for class(es) {', '.join(empty)}", file=sys.stderr)
+        logger.warning("%s: no image for class(es) %s", folder, ", ".join(empty))
     images, labels, paths, bad, small = [], [], [], 0, 0
     for path, label in items:
         try:
@@ -71,7 +73,7 @@ def load_labelled_images(folder: str | os.PathLike, min_size: int = MIN_IMAGE_SI
         labels.append(label)
         paths.append(str(path))
     if bad or small:
-        print(f"warning: skipped {bad + small} of {len(items)} files in {folder}: {bad} unreadable, {small} smaller than {min_size} px", file=sys.stderr)
+        logger.warning("skipped %d of %d files in %s: %d unreadable, %d smaller than %d px", bad + small, len(items), folder, bad, small, min_size)
     if not images:
         raise FileNotFoundError(f"No readable image of at least {min_size} px in {str(folder)!r}.")
     return images, np.array(labels, np.int32), paths

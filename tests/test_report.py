@@ -245,3 +245,11 @@ def test_accuracy_by_strength_bins():
     assert out["gaussian"]["accuracy"] == [0.5, None, None, None, 1.0]
     assert out["motion"]["count"] == [0] * 5 and out["defocus"]["accuracy"][4] == 1.0
 
+
+def test_cli_shows_each_warning_once_on_stderr(export, labelled, tmp_path):
+    args = ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "r"), "--no-baselines"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("warning: skipped 1 of 14 files") == 1, result.stderr
+    quiet = CliRunner().invoke(main, ["-q"] + args[:-3] + ["--out", str(tmp_path / "q"), "--no-baselines"])
+    assert quiet.exit_code == 0 and quiet.stderr.count("warning: skipped") == 1, quiet.stderr
