@@ -149,24 +149,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv=None) -> dict:
-    """Fine-tune and write the weights; returns the summary written to `train_keras.json`."""
-    args = parse_args(argv)
-    out = Path(args.out)
-    started = time.time()
-    # Step 1, data: the bundled photographs split as `blurnet fit` splits them (by photograph, from the seed).
-    maker_args = (args.image_size, args.batch_size, args.seed, args.data_seed)
-    train_maker = _training_maker(*maker_args)
-    train_config = train_maker.config
-    photos = load_photographs(None, min_size=args.image_size)
-    splits = split_photographs(photos, seed=args.seed)
-    val_config = PipelineConfig(image_size=args.image_size, batch_size=64, seed=args.seed)
-    val_maker = BlurBatchMaker(splits["val"], val_config, "val")
-    val_batches = [val_maker.make_batch(i)[:2] for i in range(-(-args.val_images // 64))]
-    # Worker processes are spawned (not forked: a fork inherits locked thread pools) before the backend starts.
-    pool = multiprocessing.get_context("spawn").Pool(args.workers, initializer=_start_worker, initargs=maker_args)
+def _validation_batches(args) -> tuple[list, list[str]]:
+    """The fixed validation images (split by photograph as `blurnet fit` splits them) and their photographs."""
+    splits = split_photographs(load_photographs(None, min_size=args.image_size), seed=args.seed)
+    maker = BlurBatchMaker(splits["val"], PipelineConfig(image_size=args.image_size, batch_size=64, seed=args.seed), "val")
+    return [maker.make_batch(i)[:2] for i in range(-(-args.val_images // 64))], maker.photo_names
 
-    # Step 2, model: the same network as the export, with its weights.
+
+def _build_model(args):
+    """The export's network with its weights, compiled with AdamW (the learning rate is set before each step)."""
     import keras
 
     from blurnet.model import create_model
@@ -175,29 +166,26 @@ def main(argv=None) -> dict:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     model = create_model("densenet121", weights=None, spectrum=True)
     model.load_weights(Path(args.init_from) / "model.keras")
-    print(f"backend {keras.backend.backend()}, {model.count_params():,} parameters, train photographs: "
-          f"{', '.join(train_maker.photo_names)}; val: {', '.join(val_maker.photo_names)}", flush=True)
-
-    # Step 3, the optimiser: AdamW, learning rate warmed up over 200 steps, then cosine-decayed over the time budget
-    # (set from Python before each step, so the schedule follows the clock and not a guessed step count).
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr, weight_decay=1e-4),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=True)
+    return model
 
-    def learning_rate(step: int, elapsed: float) -> float:
-        progress = min(1.0, elapsed / budget)
-        return args.lr * min(1.0, (step + 1) / 200.0) * 0.5 * (1.0 + np.cos(np.pi * progress))
 
-    def validate():
-        correct = sum(int((np.argmax(model.predict_on_batch(x), axis=1) == y).sum()) for x, y in val_batches)
-        return correct / sum(len(y) for _, y in val_batches)
+def _accuracy(model, batches) -> float:
+    correct = sum(int((np.argmax(model.predict_on_batch(x), axis=1) == y).sum()) for x, y in batches)
+    return correct / sum(len(y) for _, y in batches)
 
-    history, best = [], (validate(), model.get_weights())
-    print(f"start: val accuracy {best[0]:.4f}", flush=True)
-    budget = 60.0 * args.minutes
+
+def _train(model, batches, val_batches, args, out: Path, started: float) -> dict:
+    """The time-boxed loop: warm-up then a cosine over the clock, validation every `val_every` steps, best kept on disk."""
+    budget, history = 60.0 * args.minutes, []
+    best_val, best_weights = _accuracy(model, val_batches), model.get_weights()
+    print(f"start: val accuracy {best_val:.4f}", flush=True)
     train_start, step, seen, window = None, 0, 0, []
-    batches = _batches(pool, 0, ahead=4 * args.workers)
     for images, labels in batches:
-        model.optimizer.learning_rate = learning_rate(step, time.time() - train_start if train_start else 0.0)
+        elapsed = time.time() - train_start if train_start else 0.0
+        cosine = 0.5 * (1.0 + np.cos(np.pi * min(1.0, elapsed / budget)))
+        model.optimizer.learning_rate = args.lr * min(1.0, (step + 1) / 200.0) * cosine
         loss, accuracy = model.train_on_batch(images.astype("float32"), labels)[:2]
         step += 1
         window.append((float(loss), float(accuracy)))
@@ -206,41 +194,69 @@ def main(argv=None) -> dict:
         seen += len(labels)
         if step % 100 == 0:
             print(f"step {step}: {seen / (time.time() - train_start):.0f} images/s, lr {float(model.optimizer.learning_rate):.2e}", flush=True)
-        if step % args.val_every == 0 or (train_start and time.time() - train_start > budget):
-            val = validate()
+        done = bool(train_start) and time.time() - train_start > budget
+        if step % args.val_every == 0 or done:
+            val = _accuracy(model, val_batches)
             mean_loss, mean_acc = np.mean(window, axis=0)
             history.append({"step": step, "loss": mean_loss, "accuracy": mean_acc, "val_accuracy": val,
                             "minutes": (time.time() - started) / 60})
             window = []
             print(json.dumps(history[-1]), flush=True)
-            if val >= best[0]:  # kept on disk at once, so a run killed at its time limit still leaves its best
-                best = (val, model.get_weights())
-                save_npz_weights(best[1], out)
-            if train_start and time.time() - train_start > budget:
+            if val >= best_val:  # kept on disk at once, so a run killed at its time limit still leaves its best
+                best_val, best_weights = val, model.get_weights()
+                save_npz_weights(best_weights, out)
+            if done:
                 break
-    batches.close()
-    pool.terminate()
-    images_per_s = seen / (time.time() - train_start)
-    summary = {
-        "command": "python -m blurnet.train_keras " + " ".join(sys.argv[1:] if argv is None else argv),
-        "backend": keras.backend.backend(), "steps": step, "batch_size": args.batch_size, "images": step * args.batch_size,
-        "images_per_s": images_per_s, "best_val_accuracy": best[0], "history": history,
-        "pipeline": {"image_size": args.image_size, "families": train_config.families.to_dict(),
-                     "camera": train_config.camera.to_dict(), "jpeg_probability": train_config.augment.jpeg_probability,
-                     "jpeg_quality": list(train_config.augment.jpeg_quality)},
-        "wall_time_s": time.time() - started,
-    }
     if not list(out.glob("weights-*.npz")):
-        save_npz_weights(best[1], out)
+        save_npz_weights(best_weights, out)
+    return {"steps": step, "images": step * args.batch_size, "images_per_s": seen / (time.time() - train_start),
+            "best_val_accuracy": best_val, "history": history}
+
+
+def _write_metadata(args, out: Path, summary: dict) -> None:
+    """`train_keras.json`, and the `blurnet.json` that `fit --init-from OUT` checks and chains under `started_from`."""
     (out / "train_keras.json").write_text(json.dumps(summary, indent=1))
-    # blurnet.json: what `fit --init-from OUT` checks (the source's architecture) and chains under `started_from`.
     source = json.loads((Path(args.init_from) / "blurnet.json").read_text())
     keep = ("classes", "blur_ranges", "backbone", "highpass", "spectrum", "tile_size", "test_time_views")
     (out / "blurnet.json").write_text(json.dumps({
         **{k: source[k] for k in keep if k in source}, "image_size": args.image_size,
         "weights": f"export:{args.init_from}", "command": summary["command"], "hardware": hardware(),
         "wall_time_s": summary["wall_time_s"], "training": summary, "started_from": source}, indent=1))
-    print(f"best val accuracy {best[0]:.4f}; wrote {out}", flush=True)
+
+
+def main(argv=None) -> dict:
+    """Fine-tune and write the weights; returns the summary written to `train_keras.json`."""
+    args = parse_args(argv)
+    out, started = Path(args.out), time.time()
+    # Step 1, data: the bundled photographs split as `blurnet fit` splits them (by photograph, from the seed).
+    maker_args = (args.image_size, args.batch_size, args.seed, args.data_seed)
+    train_config = PipelineConfig(image_size=args.image_size, batch_size=args.batch_size, seed=args.data_seed)
+    val_batches, val_names = _validation_batches(args)
+    # Worker processes are spawned (not forked: a fork inherits locked thread pools) before the backend starts.
+    pool = multiprocessing.get_context("spawn").Pool(args.workers, initializer=_start_worker, initargs=maker_args)
+    # Step 2, model: the same network as the export, with its weights.
+    model = _build_model(args)
+    import keras
+
+    print(f"backend {keras.backend.backend()}, {model.count_params():,} parameters; validation: {', '.join(val_names)}", flush=True)
+    # Step 3, train for the time budget.
+    batches = _batches(pool, 0, ahead=4 * args.workers)
+    try:
+        trained = _train(model, batches, val_batches, args, out, started)
+    finally:
+        batches.close()
+        pool.terminate()
+    summary = {
+        "command": "python -m blurnet.train_keras " + " ".join(sys.argv[1:] if argv is None else argv),
+        "backend": keras.backend.backend(), "batch_size": args.batch_size, **trained,
+        "pipeline": {"image_size": args.image_size, "families": train_config.families.to_dict(),
+                     "camera": train_config.camera.to_dict(), "jpeg_probability": train_config.augment.jpeg_probability,
+                     "jpeg_quality": list(train_config.augment.jpeg_quality)},
+        "wall_time_s": time.time() - started,
+    }
+    # Step 4, metadata beside the weights.
+    _write_metadata(args, out, summary)
+    print(f"best val accuracy {summary['best_val_accuracy']:.4f}; wrote {out}", flush=True)
     return summary
 
 

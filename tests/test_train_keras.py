@@ -1,0 +1,54 @@
+"""`blurnet.train_keras`: its weight files and how `fit --init-from` takes them."""
+import json
+
+import numpy as np
+import pytest
+
+from blurnet import train_keras
+from blurnet.export import NotAnExportError, load_export_weights, read_metadata
+from blurnet.model import create_model
+
+
+@pytest.fixture(scope="module")
+def models():
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(1)
+    a = create_model("mobilenetv2", weights=None, spectrum=True)
+    keras.utils.set_random_seed(2)
+    b = create_model("mobilenetv2", weights=None, spectrum=True)
+    return a, b
+
+
+def test_npz_parts_round_trip(tmp_path, models, monkeypatch):
+    source, target = models
+    monkeypatch.setattr(train_keras, "PART_BYTES", 2_000_000)
+    paths = train_keras.save_npz_weights(source.get_weights(), tmp_path)
+    sizes = [sum(a.nbytes for a in np.load(p).values()) for p in paths]
+    assert len(paths) >= 2  # parts of at most 2 MB (an array larger than that is a part of its own)
+    assert all(s <= 2_000_000 or len(np.load(p).files) == 1 for s, p in zip(sizes, paths))
+    assert not list(tmp_path.glob(".*tmp*"))  # written atomically, no leftovers
+    assert not all(np.array_equal(x, y) for x, y in zip(source.get_weights(), target.get_weights()))
+    train_keras.load_npz_weights(target, tmp_path)
+    assert all(np.array_equal(x, y) for x, y in zip(source.get_weights(), target.get_weights()))
+
+
+def test_fit_init_from_takes_a_weights_folder(tmp_path, models):
+    source, target = models
+    train_keras.save_npz_weights(source.get_weights(), tmp_path)
+    meta = {"backbone": "mobilenetv2", "spectrum": True, "highpass": False, "image_size": 64, "command": "python -m blurnet.train_keras"}
+    (tmp_path / "blurnet.json").write_text(json.dumps(meta))
+    with pytest.raises(NotAnExportError, match="saved_model.pb"):
+        read_metadata(tmp_path)  # not an export for predict ...
+    assert read_metadata(tmp_path, weights_only=True)["command"] == "python -m blurnet.train_keras"  # ... but a start for fit
+    target.set_weights([np.zeros_like(w) for w in target.get_weights()])
+    assert load_export_weights(target, tmp_path)["image_size"] == 64
+    assert all(np.array_equal(x, y) for x, y in zip(source.get_weights(), target.get_weights()))
+
+
+def test_weights_that_do_not_fit_are_refused(tmp_path, models):
+    source, _ = models
+    train_keras.save_npz_weights(source.get_weights()[:-1], tmp_path)
+    with pytest.raises(ValueError, match="do not fit"):
+        train_keras.load_npz_weights(source, tmp_path)
+    with pytest.raises(ValueError, match="no weights"):
+        train_keras.load_npz_weights(source, tmp_path / "empty")
