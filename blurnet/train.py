@@ -1,18 +1,18 @@
 """`fit`: train a blurnet model and export it, in clearly named steps.
 
-    describe_devices -> load_data -> build_datasets -> create_model
-    -> train_head (stage 1) -> train_finetune (stage 2) -> evaluate_held_out -> export
+    _prepare_run (devices, strategy, run folder) -> _build (load_data, create_model, datasets)
+    -> _train_stages (train_head, train_finetune) -> evaluate_held_out -> _metadata -> _export
 
-Stage 1 trains the head on a frozen pretrained backbone. Stage 2 unfreezes the
-backbone from a transition boundary (see `blurnet.model.set_trainable_from`)
-with a lower, cosine-decayed learning rate. From random initialisation
-(`weights=None`) stage 1 is skipped: a random backbone has no features worth
-freezing. Each stage checkpoints every epoch (`keras.callbacks.BackupAndRestore`)
-so `resume=True` continues an interrupted run from its last completed epoch with
-the optimizer state.
+Stage 1 trains the head on a frozen pretrained backbone. Stage 2 unfreezes the backbone from a transition
+boundary (see `blurnet.model.set_trainable_from`) with a lower, cosine-decayed learning rate. From random
+initialisation (`weights=None`) stage 1 is skipped: a random backbone has no features worth freezing. Each stage
+checkpoints every epoch (`keras.callbacks.BackupAndRestore`) so `resume=True` continues an interrupted run from its
+last completed epoch with the optimizer state.
 """
 from __future__ import annotations
 
+import collections
+import csv
 import dataclasses
 import json
 import os
@@ -28,16 +28,8 @@ import tensorflow as tf
 
 from blurnet.atomic import atomic_file
 from blurnet.config import FitConfig
-from blurnet.distribute import (
-    configure_cpu_devices,
-    create_strategy,
-    is_chief,
-    prepare_for_multiworker,
-    scaled_learning_rate,
-    set_precision,
-    shard_off,
-    worker_index,
-)
+from blurnet.distribute import (configure_cpu_devices, create_strategy, is_chief, prepare_for_multiworker,
+                                scaled_learning_rate, set_precision, shard_off, worker_index)
 from blurnet.export import export_model, load_export_weights, read_metadata
 from blurnet.metrics import classification_metrics
 from blurnet.model import create_model, freeze_backbone, set_trainable_from, synchronize_batchnorm
@@ -105,22 +97,20 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
     source = "bundled photographs (scikit-image, scikit-learn)" if config.data is None else f"photographs in {config.data}"
     makers = {s: BlurBatchMaker(splits[s], pipeline, s, worker=worker if s == "train" else 0) for s in ("train", "val", "test")}
     description = f"{source}, blurred on the fly; split by photograph: " + "; ".join(
-        f"{s}: {', '.join(makers[s].photo_names)}" for s in ("train", "val", "test")
-    )
+        f"{s}: {', '.join(makers[s].photo_names)}" for s in ("train", "val", "test"))
     left_out = {name: why for s in ("train", "val", "test") for name, why in makers[s].left_out.items()}
     if left_out:
         description += "; left out: " + ", ".join(f"{name} ({why})" for name, why in left_out.items())
     return Data(makers["train"], makers["val"], makers["test"], description)
 
 
-# Training images per second at 128 px (about (128 / size) ** 1.5 times that at other sizes).
-# CPU: DenseNet121 with the spectral branch on 2 cores, from the bundled model's 64 px run
-# (60 epochs x 100 steps of 32 in 65 min: ~53 images/s at 64 px). GPU: not measured here.
+# Training images per second at 128 px (about (128 / size) ** 1.5 times that at other sizes). CPU: DenseNet121 with the
+# spectral branch on 2 cores, from the bundled model's 64 px run (60 epochs x 100 steps of 32 in 65 min: ~53 images/s
+# at 64 px). GPU: not measured here.
 TRAIN_RATE_128 = {"cpu": 19.0, "gpu": 800.0}
-# Images per second of inference against training: validation runs inside Keras' compiled
-# loop; the held-out views are direct model calls (measured on 2 CPU cores at 64 px: 512
-# images x 8 views in 50 s within a fit, about 1.5x the training rate; 2.4x in the bundled
-# model's 96 px re-export).
+# Images per second of inference against training: validation runs inside Keras' compiled loop; the held-out views
+# are direct model calls (measured on 2 CPU cores at 64 px: 512 images x 8 views in 50 s within a fit, about 1.5x the
+# training rate; 2.4x in the bundled model's 96 px re-export).
 VALIDATION_SPEEDUP = 3.0
 HELD_OUT_SPEEDUP = 2.0
 BUILD_SECONDS_PER_STAGE = 60.0  # graph building and the first steps of each training stage
@@ -130,9 +120,8 @@ EXPORT_SECONDS = 15.0  # tracing `serve` (8 views, tiles) and writing the SavedM
 def estimate_parts(config: FitConfig, device: str) -> dict[str, float]:
     """Rough wall time in seconds of each part of `fit` on `device` ("cpu" or "gpu").
 
-    `build`: graph building, once per training stage; `train`: the training
-    steps; `validate`: the validation set after every epoch; `held_out`: the
-    held-out test set, each image seen `test_time_views` times; `export`.
+    `build`: graph building, once per training stage; `train`: the training steps; `validate`: the validation set
+    after every epoch; `held_out`: the held-out test set, each image seen `test_time_views` times; `export`.
     Validation and test sets count in whole batches, as `fit` runs them.
     """
     rate = TRAIN_RATE_128[device] * (128.0 / config.image_size) ** 1.5
@@ -171,8 +160,6 @@ def best_logged(log: Path, key: str = "val_accuracy") -> float | None:
     """Best `key` in a CSV training log (None without one): a resumed run keeps its best checkpoint."""
     if not log.exists():
         return None
-    import csv
-
     values = [float(row[key]) for row in csv.DictReader(open(log)) if row.get(key) not in (None, "")]
     return max(values) if values else None
 
@@ -257,8 +244,8 @@ def evaluate_held_out(model, maker, config: FitConfig) -> dict:
 def run_start_time(run: Path, now: float) -> float:
     """When the run in folder `run` first started: read from `run/started_at`, written there with `now` if absent.
 
-    A resumed run keeps the first start, so its metadata can give the time since then
-    (interruptions included) beside the time of the resuming process.
+    A resumed run keeps the first start, so its metadata can give the time since then (interruptions included)
+    beside the time of the resuming process.
     """
     path = run / "started_at"
     if path.is_file():
@@ -271,21 +258,20 @@ def run_start_time(run: Path, now: float) -> float:
 def make_deterministic(seed: int) -> None:
     """Seed Python, NumPy, TensorFlow and Keras with `seed` and turn on TensorFlow's op determinism.
 
-    Ops then pick deterministic kernels (or fail where none exists) and tf.data
-    keeps its order, so that a rerun on the same machine repeats the weights.
-    It holds for the rest of the process.
+    Ops then pick deterministic kernels (or fail where none exists) and tf.data keeps its order, so that a rerun
+    on the same machine repeats the weights. It holds for the rest of the process.
     """
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
 
 
-def fit(config: FitConfig) -> Path | None:
-    """Train per `config` (fields left None come from the device's recipe) and export.
+# What `fit` settles before it loads data: the device, the GPUs, the --init-from export's metadata
+# (or None), the precision policy, the strategy, this worker, whether it is the chief, its run folder.
+_Run = collections.namedtuple("_Run", "device gpus started_from policy strategy worker chief folder first_started")
 
-    Returns the export folder (None on non-chief workers of a multi-worker run,
-    which save their final weights in their run folder instead).
-    """
-    started = time.time()
+
+def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
+    """Seeds, devices, the resolved recipe, precision, strategy and a fresh (or resumed) run folder."""
     if config.deterministic:  # before anything is built or drawn
         make_deterministic(config.seed)
     configure_cpu_devices(config.cpu_devices)
@@ -300,76 +286,87 @@ def fit(config: FitConfig) -> Path | None:
     worker, chief = worker_index(), is_chief()
     print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
           f"worker {worker}; precision policy {policy}; XLA {'on' if config.jit else 'auto'}")
+    # Each worker of a multi-worker run keeps its own folder; only the chief's carries the run's name.
     run = Path(config.run_dir) / (config.name if chief else f"{config.name}.worker-{worker}")
     if run.exists() and not config.resume:
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
-    first_started = run_start_time(run, started)
+    return config, _Run(device, gpus, started_from, policy, strategy, worker, chief, run, run_start_time(run, started))
+
+
+def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Model, tuple]:
+    """The pipeline, the splits' batch makers, the model (built in the strategy's scope) and the (train, val) datasets."""
     pipeline = PipelineConfig(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
                               min_sharpness=config.min_sharpness)
-    data = load_data(config, pipeline, worker)
-    parts = estimate_parts(config, device)
-    print(f"recipe: {device}; estimated duration about {sum(parts.values()) / 60:.0f} min (training "
+    data = load_data(config, pipeline, run.worker)
+    parts = estimate_parts(config, run.device)
+    print(f"recipe: {run.device}; estimated duration about {sum(parts.values()) / 60:.0f} min (training "
           f"{(parts['build'] + parts['train'] + parts['validate']) / 60:.1f}, held-out test {parts['held_out'] / 60:.1f}, "
           f"export {parts['export'] / 60:.1f})")
+    strategy = run.strategy
     with strategy.scope():
         model = create_model(config.backbone, config.weights, highpass=config.highpass, spectrum=config.spectrum)
         if config.init_from:
             load_export_weights(model, config.init_from)
             print(f"weights: all taken from the export {config.init_from}")
     prepare_for_multiworker(model, strategy)
+    # A random backbone trains its BatchNormalization layers (a pretrained one keeps them frozen): over the global batch.
     if config.weights is None and strategy.num_replicas_in_sync > 1:
         print(f"BatchNormalization synchronized across replicas in {synchronize_batchnorm(model)} layers")
     val_ds = shard_off(data.val.dataset(num_batches=-(-config.val_images // config.batch_size)))
     train_ds = shard_off(data.train.dataset())
+    return pipeline, data, model, (train_ds, val_ds)
+
+
+def _train_stages(model, config: FitConfig, data_sets, run: _Run) -> None:
+    """Stage 1 (unless done already or skipped), stage 2, then the best checkpoint's weights."""
+    folder = run.folder
     head_epochs = config.epochs_head if config.weights is not None else 0
     if head_epochs:
-        if config.resume and (run / "head.weights.h5").exists():
-            model.load_weights(run / "head.weights.h5")
+        if config.resume and (folder / "head.weights.h5").exists():
+            model.load_weights(folder / "head.weights.h5")
             print("stage 1 (head): already done, resumed from its weights")
         else:
-            train_head(model, config, (train_ds, val_ds), run, strategy)
+            train_head(model, config, data_sets, folder, run.strategy)
     else:
         print(f"stage 1 (head): skipped, the backbone starts from {'the export' if config.init_from else 'random weights'}")
     if config.epochs_finetune:
-        train_finetune(model, config, (train_ds, val_ds), run, head_epochs, strategy)
-    if (run / "best.weights.h5").exists():
+        # Stage 2's epochs are numbered after stage 1's: the shared training log counts epochs across both stages.
+        train_finetune(model, config, data_sets, folder, head_epochs, run.strategy)
+    if (folder / "best.weights.h5").exists():
         # The model's weights only: no more training follows, and a checkpoint from stage 1 holds
         # fewer optimizer variables than stage 2's optimizer (Keras would warn that it skips them).
         optimizer = getattr(model, "optimizer", None)
-        model.load_weights(run / "best.weights.h5", objects_to_skip=[optimizer] if optimizer is not None else None)
-    held_out = evaluate_held_out(model, data.test, config)
-    if not chief:
-        with atomic_file(run / "final.weights.h5") as tmp:
-            model.save_weights(tmp)
-        print(f"worker {worker}: final weights in {run / 'final.weights.h5'}; the chief exports")
-        return None
+        model.load_weights(folder / "best.weights.h5", objects_to_skip=[optimizer] if optimizer is not None else None)
+
+
+def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data, held_out: dict, started: float) -> dict:
+    """`blurnet.json`: classes, recipe, data, held-out metrics and where and how long it ran."""
     metadata = {
-        "classes": list(CLASS_NAMES),
-        "blur_ranges": pipeline.ranges.to_dict(),
-        "image_size": config.image_size,
-        "backbone": config.backbone,
+        "classes": list(CLASS_NAMES), "blur_ranges": pipeline.ranges.to_dict(),
+        "image_size": config.image_size, "backbone": config.backbone,
         "weights": (f"export:{config.init_from}" if config.init_from else "imagenet" if config.weights == "imagenet"
                     else "none" if config.weights is None else f"file:{config.weights}"),
-        "highpass": config.highpass,
-        "spectrum": config.spectrum,
-        "training_data": data.description,
-        "psf_families": pipeline.families.to_dict(),
+        "highpass": config.highpass, "spectrum": config.spectrum,
+        "training_data": data.description, "psf_families": pipeline.families.to_dict(),
         "camera": {**pipeline.camera.to_dict(), "jpeg_probability": pipeline.augment.jpeg_probability,
                    "jpeg_quality": list(pipeline.augment.jpeg_quality)},
-        "held_out": held_out,
-        "fit_config": dataclasses.asdict(config),
+        "held_out": held_out, "fit_config": dataclasses.asdict(config),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "hardware": f"{os.cpu_count()} CPU cores, {len(gpus)} GPU(s) {[g.name for g in gpus]}",
-        "device": device,
-        "strategy": {"name": type(strategy).__name__, "replicas": strategy.num_replicas_in_sync},
-        "precision_policy": policy,
-        "wall_time_s": round(time.time() - started, 1),
+        "hardware": f"{os.cpu_count()} CPU cores, {len(run.gpus)} GPU(s) {[g.name for g in run.gpus]}",
+        "device": run.device,
+        "strategy": {"name": type(run.strategy).__name__, "replicas": run.strategy.num_replicas_in_sync},
+        "precision_policy": run.policy, "wall_time_s": round(time.time() - started, 1),
     }
     if config.resume:  # this process only resumed: also the time since the run first started
-        metadata["wall_time_since_first_start_s"] = round(time.time() - first_started, 1)
-    if started_from is not None:  # the history behind the starting weights
-        metadata["started_from"] = {"folder": str(config.init_from), **started_from}
+        metadata["wall_time_since_first_start_s"] = round(time.time() - run.first_started, 1)
+    if run.started_from is not None:  # the history behind the starting weights
+        metadata["started_from"] = {"folder": str(config.init_from), **run.started_from}
+    return metadata
+
+
+def _export(model, config: FitConfig, run: Path, metadata: dict, started: float) -> Path:
+    """The export folder (with the training log), then the final weights in the run folder."""
     log = run / "training_log.csv"
     if not log.exists() and config.init_from and not config.epochs_finetune:  # a re-export keeps its curves
         log = Path(config.init_from) / "training_log.csv"
@@ -381,3 +378,22 @@ def fit(config: FitConfig) -> Path | None:
         model.save_weights(tmp)
     print(f"exported {target} in {(time.time() - started) / 60:.1f} min (export {time.time() - export_started:.0f} s)")
     return target
+
+
+def fit(config: FitConfig) -> Path | None:
+    """Train per `config` (fields left None come from the device's recipe) and export.
+
+    Returns the export folder (None on non-chief workers of a multi-worker run,
+    which save their final weights in their run folder instead).
+    """
+    started = time.time()
+    config, run = _prepare_run(config, started)
+    pipeline, data, model, data_sets = _build(config, run)
+    _train_stages(model, config, data_sets, run)
+    held_out = evaluate_held_out(model, data.test, config)
+    if not run.chief:  # every worker evaluates (no collectives); only the chief exports
+        with atomic_file(run.folder / "final.weights.h5") as tmp:
+            model.save_weights(tmp)
+        print(f"worker {run.worker}: final weights in {run.folder / 'final.weights.h5'}; the chief exports")
+        return None
+    return _export(model, config, run.folder, _metadata(config, run, pipeline, data, held_out, started), started)
