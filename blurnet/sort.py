@@ -253,11 +253,8 @@ class SortResult:
         for r in self.failed:
             out.append(f"{r['status']}: {r['source']}: {r['message']}")
         done = len(self.with_status("ok"))
-        summary = (
-            f"dry run: {len(self.with_status('dry-run'))} would be sorted, nothing written"
-            if self.dry_run
-            else f"sorted {done}"
-        )
+        summary = (f"dry run: {len(self.with_status('dry-run'))} would be sorted, nothing written" if self.dry_run
+                   else f"sorted {done}")
         summary += f", {len(self.unreadable)} unreadable, {len(self.failed)} failed, {len(self.with_status('skipped'))} skipped"
         if self.log is not None:
             summary += f"; log: {self.log}"
@@ -266,14 +263,8 @@ class SortResult:
 
 
 def _row(source, destination, label, action, status, message="") -> dict:
-    return {
-        "source": _abs(source),
-        "destination": _abs(destination) if destination else "",
-        "label": label or "",
-        "action": action,
-        "status": status,
-        "message": message,
-    }
+    return {"source": _abs(source), "destination": _abs(destination) if destination else "", "label": label or "",
+            "action": action, "status": status, "message": message}
 
 
 class _Sorter:
@@ -360,16 +351,8 @@ class _Sorter:
         return _row(source, final, label, self.action, "ok", note)
 
 
-def sort_records(
-    records: Iterable[dict],
-    out,
-    *,
-    roots: Iterable = (),
-    move: bool = False,
-    dry_run: bool = False,
-    progress: Callable[[int], None] | None = None,
-    now: _dt.datetime | None = None,
-) -> SortResult:
+def sort_records(records: Iterable[dict], out, *, roots: Iterable = (), move: bool = False, dry_run: bool = False,
+                 progress: Callable[[int], None] | None = None, now: _dt.datetime | None = None) -> SortResult:
     """Copy (or move) each classified photograph into `out/<label>/`; see the module docstring.
 
     `records`: `blurnet.predict` records (`path` and `label`, or `path` and `error`).
