@@ -20,10 +20,6 @@ from data_pipeline.psf import (
     shake_psf,
 )
 
-#: PSF families, per class: the classic shapes and the realistic variants.
-FAMILIES = {"sharp": ("identity", "shake"), "gaussian": ("gaussian",), "motion": ("line", "shake"), "defocus": ("disk", "lens")}
-
-
 @dataclasses.dataclass(frozen=True)
 class PsfFamilies:
     """How often each class draws its realistic PSF family instead of the classic one.
@@ -68,9 +64,10 @@ class BlurParams:
     length or trajectory extent, defocus radius; 0 for sharp), `angle` the
     motion direction in degrees (a trajectory's principal axis; 0 for other
     classes) and `noise_sigma` the additive noise on the 0..255 scale.
-    `family` names the PSF family (see `FAMILIES`; "" = the class's classic
-    one) and `psf_seed` seeds the random shape of a "shake" or "lens" PSF, so
-    `make_psf` rebuilds the same kernel.
+    `family` names the PSF family: "" for the class's classic one (identity,
+    Gaussian, straight streak, uniform disk), "shake" (motion, or sharp with a
+    shake too small to see) or "lens" (defocus); `psf_seed` seeds the random
+    shape of a "shake" or "lens" PSF, so `make_psf` rebuilds the same kernel.
     """
 
     label: int

@@ -236,8 +236,8 @@ def motion_spread(kernel: np.ndarray) -> tuple[float, float]:
     return math.sqrt(12.0 * max(values[1], 0.0)), angle
 
 
-def path_to_extent_ratio(kernel: np.ndarray) -> float:
-    """Anisotropy of a PSF: smallest over largest second-moment eigenvalue (0 for a line, 1 for a disk)."""
+def psf_isotropy(kernel: np.ndarray) -> float:
+    """Isotropy of a PSF: smallest over largest second-moment eigenvalue (0 for a line, 1 for a disk)."""
     m = psf_moments(kernel)
     values = np.linalg.eigvalsh(np.array([[m["var_x"], m["cov_xy"]], [m["cov_xy"], m["var_y"]]]))
     return float(max(values[0], 0.0) / max(values[1], 1e-12))

@@ -99,7 +99,7 @@ from data_pipeline.psf import (  # noqa: E402
     SHAKE_MOTION_MIN_SPREAD,
     lens_psf,
     motion_spread,
-    path_to_extent_ratio,
+    psf_isotropy,
     shake_psf,
     shake_trajectory,
     trajectory_extent,
@@ -130,9 +130,9 @@ def test_shake_trajectory_extent_is_scaled_exactly():
     assert brute * 0.995 <= trajectory_extent(points) * 1.005
 
 
-def test_a_trajectory_is_told_from_a_line_by_its_anisotropy():
-    line = [path_to_extent_ratio(motion_psf(15.0, a)) for a in (0, 30, 77)]
-    shakes = [path_to_extent_ratio(shake_psf(15.0, np.random.default_rng(s))) for s in range(40)]
+def test_a_trajectory_is_told_from_a_line_by_its_isotropy():
+    line = [psf_isotropy(motion_psf(15.0, a)) for a in (0, 30, 77)]
+    shakes = [psf_isotropy(shake_psf(15.0, np.random.default_rng(s))) for s in range(40)]
     assert max(line) < 0.01
     assert np.median(shakes) > 0.05 and np.mean(np.array(shakes) > 0.02) > 0.8
 
