@@ -2,7 +2,7 @@
 
 The model never resizes: blur is a property of scale, and the model was trained
 on crops whose blur parameters lie in the training ranges *at the crop's own scale*.
-A photograph is therefore processed in three steps.
+A photograph is therefore processed in these steps.
 
 1. **Scale.** The photograph is shrunk by a factor `scale` (`cv2.INTER_AREA`),
    which divides every blur length (Gaussian sigma, motion length, defocus
@@ -219,15 +219,16 @@ def area_fractions(probabilities: np.ndarray, textures: np.ndarray, min_texture:
 
 
 def choose_level(means: list[np.ndarray], textured: list[bool] | None = None, tolerance: float = PYRAMID_TOLERANCE) -> int:
-    """The pyramid level that answers (see the module docstring): 0 when no level is blurred with confidence >= 0.5.
+    """The pyramid level that answers (see the module docstring); when no level is blurred with confidence >= 0.5,
+    the finest level with a textured tile (the photograph is sharp).
 
     `textured[k]` says whether level k has a textured tile; levels without one (their answer is the plain
     mean of flat tiles) answer only when no level has one.
     """
     textured = [True] * len(means) if textured is None or not any(textured) else textured
     confidence = np.array([1.0 - float(m[0]) if t else -1.0 for m, t in zip(means, textured)])
-    if confidence.max() < 0.5:
-        return 0
+    if confidence.max() < 0.5:  # sharp: the finest level that has a say answers
+        return int(np.flatnonzero(textured)[0])
     return int(np.flatnonzero(confidence >= confidence.max() - tolerance)[0])
 
 

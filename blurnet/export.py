@@ -129,7 +129,8 @@ def read_metadata(folder: str | os.PathLike, weights_only: bool = False) -> dict
     if not meta.is_file() or not has_weights:
         raise NotAnExportError(
             f"{str(folder)!r} is not a blurnet export: expected a TensorFlow SavedModel "
-            f"(saved_model.pb) with {METADATA_FILE} beside it, as written by 'blurnet fit'."
+            f"(saved_model.pb) with {METADATA_FILE} beside it, as written by 'blurnet fit'"
+            + (", or weights-*.npz from 'python -m blurnet.train_keras'." if weights_only else ".")
         )
     try:
         return json.loads(meta.read_text())

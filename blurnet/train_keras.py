@@ -157,14 +157,17 @@ def _validation_batches(args) -> tuple[list, list[str]]:
 
 
 def _build_model(args):
-    """The export's network with its weights, compiled with AdamW (the learning rate is set before each step)."""
+    """The export's network (its backbone and branches from its `blurnet.json`) with its weights, compiled with
+    AdamW (the learning rate is set before each step)."""
     import keras
 
     from blurnet.model import create_model
 
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    model = create_model("densenet121", weights=None, spectrum=True)
+    source = json.loads((Path(args.init_from) / "blurnet.json").read_text())
+    model = create_model(source.get("backbone", "densenet121"), weights=None, spectrum=source.get("spectrum", False),
+                         highpass=source.get("highpass", False))
     model.load_weights(Path(args.init_from) / "model.keras")
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr, weight_decay=1e-4),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=True)
@@ -228,6 +231,8 @@ def main(argv=None) -> dict:
     """Fine-tune and write the weights; returns the summary written to `train_keras.json`."""
     args = parse_args(argv)
     out, started = Path(args.out), time.time()
+    for stale in out.glob("weights-*.npz"):  # parts of an earlier run must not mix with this one's
+        stale.unlink()
     # Step 1, data: the bundled photographs split as `blurnet fit` splits them (by photograph, from the seed).
     maker_args = (args.image_size, args.batch_size, args.seed, args.data_seed)
     train_config = PipelineConfig(image_size=args.image_size, batch_size=args.batch_size, seed=args.data_seed)

@@ -30,6 +30,9 @@ from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO, high_frequency_ratio
 from data_pipeline.sources import Photo
 
 STREAMS = {"train": 0, "val": 1, "test": 2, "preview": 3}
+#: Pixels the camera steps after the blur reach: the unsharp mask's Gaussian (sigma <= 1.5 px, a 13 px
+#: kernel) and the sub-pixel resampling (1 px).
+CAMERA_REACH = 7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,12 +111,14 @@ class BlurBatchMaker:
         self.config = config
         self.stream = stream
         self.worker = int(worker)
-        self.margin = config.margin
-        self.source_crop_size = config.image_size + 2 * self.margin
         self.noise = noise_bank(config.seed)
         augmenting = augment if augment is not None else stream == "train"
         self.augment = config.augment if augmenting else AugmentConfig.none()
         self.camera = config.camera if augmenting else CameraConfig.none()
+        # Sharpening and resampling run after the blur: the crop's margin must cover their reach too.
+        self.camera_reach = CAMERA_REACH if self.camera.sharpen_probability or self.camera.resample_probability else 0
+        self.margin = config.margin + self.camera_reach
+        self.source_crop_size = config.image_size + 2 * self.margin
         size = self.source_crop_size
         self.croppers, self.photo_names, left_out, blurred = [], [], [], []
         for photo in photos:
@@ -167,9 +172,9 @@ class BlurBatchMaker:
         for i, label in enumerate(labels):
             cropper = self.croppers[int(rng.integers(len(self.croppers)))]
             p, psf = sample_blur(rng, int(label), cfg.ranges, cfg.families)
-            # The crop's margin is this PSF's reach (at least 4 px, room for the sharpening and resampling
-            # kernels): small kernels blur small crops, and no border effect reaches the output.
-            margin = min(m, max(psf.shape[0] // 2, 4))
+            # The crop's margin is this PSF's reach plus the camera's: small kernels blur small crops,
+            # and no border effect reaches the output.
+            margin = min(m, max(psf.shape) // 2 + self.camera_reach)
             sharp = augment_sharp(cropper.crop(rng, s + 2 * margin), rng, self.augment)
             noisy = expose(sharp, psf, p.noise_sigma, rng, self.camera, self.noise.draw)
             images[i] = maybe_jpeg(noisy[margin : margin + s, margin : margin + s], rng, self.augment)

@@ -152,7 +152,7 @@ def shake_trajectory(rng: np.random.Generator, steps: int = _SHAKE_STEPS) -> tup
     Follows the model of Boracchi & Foi (IEEE TIP 2012): the velocity has
     inertia, random Gaussian pushes, a pull back towards the start
     (centripetal term) and, now and then, an abrupt jerk that turns it
-    around. Speed is uneven: a smooth random speed profile makes the camera
+    around. Speed is uneven: a random-walk speed profile makes the camera
     dwell, so each point weighs in proportion to the time spent there (1 /
     speed). The path has arbitrary units; `shake_psf` scales it.
     """
@@ -173,7 +173,7 @@ def shake_trajectory(rng: np.random.Generator, steps: int = _SHAKE_STEPS) -> tup
         v = v + dv
         v = v / (abs(v) + 1e-12) * step
         x[t + 1] = x[t] + v
-    # Uneven speed: log-speed is a smoothed random walk; dwell time = 1 / speed.
+    # Uneven speed: log-speed is a scaled random walk; dwell time = 1 / speed.
     log_speed = np.cumsum(rng.standard_normal(steps)) * rng.uniform(0.0, 0.25)
     dwell = np.exp(-(log_speed - log_speed.mean()))
     return np.stack([x.real, x.imag], axis=1), dwell / dwell.sum()
@@ -252,7 +252,7 @@ def lens_psf(radius: float, blades: int = 0, rotation: float = 0.0, rim: float =
     """Defocus through a real lens: a disk or a regular polygonal iris, with a radial brightness profile.
 
     `radius`: the aperture's circumradius in px (a polygon's corners touch the
-    circle of that radius). `blades`: 0 for a round aperture, else 5 to 9 (a
+    circle of that radius). `blades`: 0 for a round aperture, else 3 to 16 (a
     polygon with that many sides), turned by `rotation` degrees. `rim` in
     [-0.9, 0.9]: brightness `1 + rim * (2 (r/R)^2 - 1)`, so positive values
     brighten the rim (over-corrected spherical aberration, "soap-bubble"

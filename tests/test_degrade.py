@@ -96,3 +96,16 @@ def test_ranges_round_trip_and_scale():
     assert BlurRanges.from_dict(r.to_dict()) == r
     assert r.scaled(4).defocus_radius == (8.0, 28.0)
     assert r.scaled(4).motion_angle == r.motion_angle
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (3, 7), (5, 5)])
+def test_convolve_takes_rank_one_kernels_of_any_odd_shape(shape):
+    """Rank-1 kernels go through two 1-D passes; the result equals the 2-D filter's, tall or wide."""
+    import cv2
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (30, 40, 3)).astype(np.float32)
+    kernel = np.outer(rng.uniform(0.1, 1, shape[0]), rng.uniform(0.1, 1, shape[1])).astype(np.float32)
+    kernel /= kernel.sum()
+    expected = cv2.filter2D(image, cv2.CV_32F, kernel[::-1, ::-1].copy(), borderType=cv2.BORDER_REFLECT)
+    np.testing.assert_allclose(convolve(image, kernel), expected, atol=1e-3)

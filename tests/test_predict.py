@@ -349,6 +349,7 @@ def test_choose_level_prefers_the_finest_confident_level():
     assert choose_level([np.array([0.12, 0.8, 0.05, 0.03]), blurred]) == 0  # 0.88 is within 0.1 of 0.98
     assert choose_level([blurred, blurred, blurred], textured=[False, True, True]) == 1  # all flat: no say
     assert choose_level([blurred, sharp], textured=[False, False]) == 0  # every level flat: all count
+    assert choose_level([blurred, sharp, sharp], textured=[False, True, True]) == 1  # sharp, from a level with a say
 
 
 def test_area_fractions_count_textured_tiles_by_their_own_answer():
