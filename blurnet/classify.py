@@ -174,12 +174,17 @@ class Prepared:
         self.image = rescale(image, scale)
         h, w = self.image.shape[:2]
         self.boxes = tile_boxes(h, w, tile)
-        grad = gradient_magnitude(self.image)
-        self.textures = np.array([float(grad[t : t + th, l : l + tw].mean()) for t, l, th, tw in self.boxes], np.float64)
+        self.gradient = gradient_magnitude(self.image)  # kept: blur-map tiles measure their texture on it too
+        self.textures = self.box_textures(self.boxes)
 
-    def tiles(self) -> np.ndarray:
-        """All tiles as one float32 batch `(n, th, tw, 3)`, values 0..255."""
-        return np.stack([self.image[t : t + th, l : l + tw] for t, l, th, tw in self.boxes]).astype(np.float32)
+    def box_textures(self, boxes) -> np.ndarray:
+        """Mean gradient magnitude of the scaled image inside each box."""
+        return np.array([float(self.gradient[t : t + th, l : l + tw].mean()) for t, l, th, tw in boxes], np.float64)
+
+    def tiles(self, boxes=None) -> np.ndarray:
+        """The tiles of `boxes` (default: the photograph's tiles) as one float32 batch `(n, th, tw, 3)`, 0..255."""
+        boxes = self.boxes if boxes is None else boxes
+        return np.stack([self.image[t : t + th, l : l + tw] for t, l, th, tw in boxes]).astype(np.float32)
 
 
 def prepare(image: np.ndarray, tile: int, scale: str | float = "auto") -> Prepared:
@@ -249,9 +254,9 @@ def aggregate(probabilities: np.ndarray, textures: np.ndarray, min_texture: floa
 # --------------------------------------------------------------------------- model answers
 
 
-def tile_probabilities(model, prepared: Prepared, batch: int = MAX_TILES_PER_BATCH) -> np.ndarray:
-    """Model probabilities `(tiles, 4)` for the tiles of a prepared photograph."""
-    tiles = prepared.tiles()
+def tile_probabilities(model, prepared: Prepared, boxes=None, batch: int = MAX_TILES_PER_BATCH) -> np.ndarray:
+    """Model probabilities `(tiles, 4)` for the tiles of a prepared photograph (or for `boxes` of it)."""
+    tiles = prepared.tiles(boxes)
     out = [np.asarray(model(tiles[i : i + batch])) for i in range(0, len(tiles), batch)]
     return np.concatenate(out, axis=0)
 
@@ -260,11 +265,7 @@ def map_tile_probabilities(model, prepared: Prepared, batch: int = MAX_TILES_PER
     """The blur-map tiles of a prepared photograph: (`map_boxes` of its scaled image, probabilities `(n, 4)`, textures)."""
     h, w = prepared.image.shape[:2]
     boxes = map_boxes(h, w, int(model.image_size))
-    grad = gradient_magnitude(prepared.image)
-    textures = np.array([float(grad[t : t + th, l : l + tw].mean()) for t, l, th, tw in boxes], np.float64)
-    tiles = np.stack([prepared.image[t : t + th, l : l + tw] for t, l, th, tw in boxes]).astype(np.float32)
-    out = [np.asarray(model(tiles[i : i + batch])) for i in range(0, len(tiles), batch)]
-    return boxes, np.concatenate(out, axis=0), textures
+    return boxes, tile_probabilities(model, prepared, boxes, batch), prepared.box_textures(boxes)
 
 
 def mask_probability(prepared: Prepared, boxes, probabilities) -> np.ndarray:
