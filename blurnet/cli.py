@@ -185,6 +185,24 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines, baseli
     click.echo(summary_line(folder))
 
 
+@main.command("export")
+@click.argument("model_dir", type=click.Path())
+@click.option("--format", "fmt", type=click.Choice(["keras"]), required=True, help="keras: model.keras for Keras 3 on any backend (e.g. python -m blurnet.train_keras --init-from).")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder to write (the model file and a copy of blurnet.json) [default: MODEL_DIR-FORMAT beside MODEL_DIR].")
+def export_command(model_dir, fmt, out):
+    """Write an export in another format: the plain network (one view, one tile) beside a copy of its blurnet.json."""
+    if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):  # said before TensorFlow loads
+        raise click.ClickException(f"{model_dir!r} is not a blurnet export: it has no saved_model.pb (write one with 'blurnet fit').")
+    _start_tensorflow(device_line=False)
+    from blurnet.formats import export_format
+
+    try:
+        path = export_format(model_dir, fmt, out)
+    except ValueError as error:  # NotAnExportError included
+        raise click.ClickException(str(error)) from None
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
 def _scale_option(ctx, param, value):
     from blurnet.classify import parse_scale
 

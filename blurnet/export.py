@@ -1,4 +1,9 @@
-"""Export a trained model as a TensorFlow SavedModel plus `model.keras` and `blurnet.json`.
+"""Export a trained model as a TensorFlow SavedModel plus `blurnet.json`.
+
+The folder holds one copy of the weights: the SavedModel's variables. Keras
+code gets the trainable model back with `model_from_export` (the network built
+from `blurnet.json`, its weights read from the SavedModel's checkpoint), which
+is what `fit --init-from` and `blurnet export --format keras` use.
 
 The export folder is written atomically: everything is
 built in a hidden temporary folder beside the target, then renamed into place.
@@ -24,7 +29,6 @@ from data_pipeline.classes import MIN_IMAGE_SIDE
 
 DEFAULT_MODEL = "saved_models/blurnet-densenet121"
 METADATA_FILE = "blurnet.json"
-KERAS_FILE = "model.keras"
 
 
 class NotAnExportError(ValueError):
@@ -78,7 +82,6 @@ def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=
     model = inference_copy(model)
     serving = _Serving(model, metadata["test_time_views"], metadata["tile_size"])
     tf.saved_model.save(serving, str(folder), signatures={"serving_default": serving.serve})
-    model.save(folder / KERAS_FILE)
     for path in extra_files:
         shutil.copy(path, folder / Path(path).name)
     (folder / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
@@ -86,12 +89,13 @@ def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=
 
 def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict, extra_files=(), views: int = 1,
                  tile: int | None = None) -> Path:
-    """Write the SavedModel, `model.keras`, `blurnet.json` and `extra_files` to `target`, atomically.
+    """Write the SavedModel, `blurnet.json` and `extra_files` to `target`, atomically.
 
     The SavedModel's `serve` averages the model over `views` flipped and rotated
     views of its input (1, 4 or 8; `blurnet.views`) and, with `tile` (`fit` passes
     the training crop size), answers inputs larger than `tile` px tile by tile
-    (`blurnet.tiling`); `model.keras` is the plain model. `metadata` goes into
+    (`blurnet.tiling`); the plain model is kept as the SavedModel's `model`
+    (`model_from_export` rebuilds it). `metadata` goes into
     `blurnet.json`, completed with `test_time_views`, `tile_size`, tensorflow/keras
     versions and the git commit when not given.
     """
@@ -176,8 +180,27 @@ class ExportedModel:
         return self._serve(tf.convert_to_tensor(images, tf.float32))
 
 
+def _architecture(model) -> dict:
+    """What an export must share with `model` for its weights to fit: backbone, spectral branch, high-pass channels."""
+    return {
+        "backbone": model.name.removeprefix("blurnet_"),
+        "spectrum": any(layer.name == "spectrum" for layer in model.layers),
+        "highpass": any(layer.name == "highpass" for layer in model.layers),
+    }
+
+
+def _read_savedmodel_weights(model, folder: Path) -> None:
+    """Restore `model`'s weights from the checkpoint of the SavedModel in `folder` (its tracked `model`)."""
+    try:
+        status = tf.train.Checkpoint(model=model).read(str(folder / "variables" / "variables"))
+        status.assert_existing_objects_matched()
+    except Exception as error:  # a mismatch raises AssertionError, ValueError or NotFoundError
+        first_line = str(error).split("\n")[0][:300]
+        raise NotAnExportError(f"{str(folder)!r}: its SavedModel's weights do not fit the model to train ({first_line}).") from None
+
+
 def load_export_weights(model, folder: str | os.PathLike) -> dict:
-    """Copy every weight of the export in `folder` (its `model.keras`) into `model`; returns its metadata.
+    """Copy every weight of the export in `folder` (its SavedModel's variables) into `model`; returns its metadata.
 
     `folder` may also be the output of `blurnet.train_keras` (`weights-*.npz`).
 
@@ -187,27 +210,29 @@ def load_export_weights(model, folder: str | os.PathLike) -> dict:
     a model this project trained (for example on your own photographs).
     """
     meta = read_metadata(folder, weights_only=True)
-    expected = {
-        "backbone": model.name.removeprefix("blurnet_"),
-        "spectrum": any(layer.name == "spectrum" for layer in model.layers),
-        "highpass": any(layer.name == "highpass" for layer in model.layers),
-    }
+    expected = _architecture(model)
     found = {key: meta.get(key, False) for key in expected}
     if found != expected:
         raise ValueError(f"{str(folder)!r} was trained as {found}, the model to train is {expected}: they must match.")
-    path = Path(folder) / "model.keras"
-    if not path.is_file() and any(Path(folder).glob("weights-*.npz")):
-        from blurnet.train_keras import load_npz_weights
-
-        try:
-            load_npz_weights(model, folder)
-        except ValueError as error:
-            raise NotAnExportError(str(error)) from None
+    folder = Path(folder)
+    if (folder / "saved_model.pb").is_file():
+        _read_savedmodel_weights(model, folder)
         return meta
-    if not path.is_file():
-        raise NotAnExportError(f"{str(folder)!r} has no model.keras to take weights from.")
+    from blurnet.train_keras import load_npz_weights
+
     try:
-        model.load_weights(path)
-    except Exception as error:  # Keras raises ValueError, TypeError or KeyError for a mismatch
-        raise NotAnExportError(f"{str(folder)!r}: its model.keras does not fit the model to train ({error}).") from None
+        load_npz_weights(model, folder)
+    except ValueError as error:
+        raise NotAnExportError(str(error)) from None
     return meta
+
+
+def model_from_export(folder: str | os.PathLike) -> keras.Model:
+    """The export's plain Keras model (one view, one tile): its architecture from `blurnet.json`, its weights loaded."""
+    from blurnet.model import create_model
+
+    meta = read_metadata(folder, weights_only=True)
+    model = create_model(meta.get("backbone", "densenet121"), weights=None, highpass=meta.get("highpass", False),
+                         spectrum=meta.get("spectrum", False))
+    load_export_weights(model, folder)
+    return model

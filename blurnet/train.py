@@ -114,7 +114,7 @@ TRAIN_RATE_128 = {"cpu": 19.0, "gpu": 800.0}
 VALIDATION_SPEEDUP = 3.0
 HELD_OUT_SPEEDUP = 2.0
 BUILD_SECONDS_PER_STAGE = 60.0  # graph building and the first steps of each training stage
-EXPORT_SECONDS = 15.0  # tracing `serve` (8 views, tiles) and writing the SavedModel and model.keras: 12 s measured
+EXPORT_SECONDS = 15.0  # tracing `serve` (8 views, tiles) and writing the SavedModel: 12 s measured
 
 
 def estimate_parts(config: FitConfig, device: str) -> dict[str, float]:
@@ -370,7 +370,7 @@ def _export(model, config: FitConfig, run: Path, metadata: dict, started: float)
     log = run / "training_log.csv"
     if not log.exists() and config.init_from and not config.epochs_finetune:  # a re-export keeps its curves
         log = Path(config.init_from) / "training_log.csv"
-    print(f"export: {Path(config.out) / config.name} (SavedModel averaging {config.test_time_views} view(s), model.keras)", flush=True)
+    print(f"export: {Path(config.out) / config.name} (SavedModel averaging {config.test_time_views} view(s))", flush=True)
     export_started = time.time()
     target = export_model(model, Path(config.out) / config.name, metadata, extra_files=[log] if log.exists() else [],
                           views=config.test_time_views, tile=config.image_size)

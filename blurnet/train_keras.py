@@ -10,8 +10,8 @@ curves, validation accuracy) and a `blurnet.json` that names the starting
 export; `blurnet fit --init-from OUT --epochs-finetune 0` then evaluates and
 exports them with TensorFlow (`load_npz_weights` puts them into a model).
 
-    KERAS_BACKEND=jax python -m blurnet.train_keras --init-from saved_models/blurnet-densenet121 \\
-        --minutes 6 --out weights/
+    blurnet export saved_models/blurnet-densenet121 --format keras --out start/   # where TensorFlow is
+    KERAS_BACKEND=jax python -m blurnet.train_keras --init-from start/ --minutes 6 --out weights/
 
 Training is time-boxed (`--minutes`): the learning rate follows a cosine over
 the time budget, validation runs every `--val-every` steps, and the weights
@@ -134,7 +134,9 @@ def hardware() -> str:
 def parse_args(argv=None) -> argparse.Namespace:
     """Command-line settings (see the module docstring)."""
     p = argparse.ArgumentParser(prog="python -m blurnet.train_keras", description=__doc__.split("\n\n")[0])
-    p.add_argument("--init-from", required=True, help="export folder whose model.keras holds the starting weights")
+    p.add_argument("--init-from", required=True,
+                   help="starting weights: a folder written by 'blurnet export EXPORT --format keras' (model.keras and "
+                        "blurnet.json) or by this command (weights-*.npz)")
     p.add_argument("--out", required=True, help="folder for weights-*.npz and train_keras.json")
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=128)
@@ -156,6 +158,23 @@ def _validation_batches(args) -> tuple[list, list[str]]:
     return [maker.make_batch(i)[:2] for i in range(-(-args.val_images // 64))], maker.photo_names
 
 
+def load_starting_weights(model, folder: Path) -> None:
+    """Weights from `folder`: its `weights-*.npz` parts or its `model.keras`; a `ValueError` saying how to make one otherwise.
+
+    A SavedModel's variables need TensorFlow to read, so a blurnet export is
+    first turned into `model.keras` on a machine with TensorFlow
+    (`blurnet export EXPORT --format keras --out FOLDER`).
+    """
+    if any(folder.glob("weights-*.npz")):
+        load_npz_weights(model, folder)
+    elif (folder / "model.keras").is_file():
+        model.load_weights(folder / "model.keras")
+    else:
+        raise ValueError(f"{str(folder)!r} holds neither weights-*.npz nor model.keras; for a blurnet export run "
+                         f"'blurnet export {folder} --format keras --out FOLDER' where TensorFlow is installed and "
+                         "pass FOLDER.")
+
+
 def _build_model(args):
     """The export's network (its backbone and branches from its `blurnet.json`) with its weights, compiled with
     AdamW (the learning rate is set before each step)."""
@@ -168,7 +187,7 @@ def _build_model(args):
     source = json.loads((Path(args.init_from) / "blurnet.json").read_text())
     model = create_model(source.get("backbone", "densenet121"), weights=None, spectrum=source.get("spectrum", False),
                          highpass=source.get("highpass", False))
-    model.load_weights(Path(args.init_from) / "model.keras")
+    load_starting_weights(model, Path(args.init_from))
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr, weight_decay=1e-4),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=True)
     return model

@@ -88,9 +88,7 @@ def test_two_workers_end_with_identical_weights(tmp_path, photo_folder):
 
 @pytest.mark.slow
 def test_killed_fit_resumes_from_its_backup(tmp_path, photo_folder):
-    import keras
-
-    import blurnet.model  # noqa: F401  registers the custom layers model.keras needs
+    from blurnet.export import model_from_export
 
     out, runs = tmp_path / "out", tmp_path / "runs"
     target = out / "blurnet-densenet121"
@@ -121,7 +119,7 @@ def test_killed_fit_resumes_from_its_backup(tmp_path, photo_folder):
     # every step, the ones before the kill included (it would be 2 * steps otherwise).
     with h5py.File(runs / "blurnet-densenet121" / "backup" / "finetune" / "latest.weights.h5", "r") as f:
         assert int(np.array(f["optimizer"]["vars"]["0"])) == epochs * steps
-    assert keras.saving.load_model(target / "model.keras").output_shape == (None, 4)
+    assert model_from_export(target).output_shape == (None, 4)
 
 
 def test_worker_helpers(monkeypatch):

@@ -26,21 +26,25 @@ METRIC_KEYS = {
 }
 
 
-@pytest.fixture(scope="module")
-def export(tmp_path_factory):
-    """A real (tiny, untrained) blurnet-style export with a training log."""
+def tiny_model() -> keras.Model:
+    """A tiny untrained classifier, the same weights on every call (seed 0)."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input(shape=(None, None, 3), dtype="float32")
     x = keras.layers.Rescaling(1 / 255)(inputs)
     x = keras.layers.Conv2D(4, 3, activation="relu")(x)
     x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(4, activation="softmax")(x)
+    return keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory):
+    """A real (tiny, untrained) blurnet-style export with a training log."""
     folder = tmp_path_factory.mktemp("export") / "tiny-model"
     metadata = {
         "classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(),
         "backbone": "tiny", "weights": "none", "fit_config": {"seed": 0},
     }
-    export_model(keras.Model(inputs, outputs), folder, metadata)
+    export_model(tiny_model(), folder, metadata)
     (folder / "training_log.csv").write_text("epoch,accuracy,loss,val_accuracy,val_loss\n0,0.3,1.3,0.3,1.4\n1,0.5,1.0,0.4,1.2\n")
     return folder
 
@@ -147,7 +151,7 @@ def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_pa
 def test_report_names_the_test_time_views(export, labelled, tmp_path):
     continued = {**read_metadata(export), "command": "blurnet fit --init-from tiny-model",
                  "started_from": {"command": "blurnet fit --tiny-recipe"}}
-    four = export_model(keras.saving.load_model(export / "model.keras"), tmp_path / "four-views", continued, views=4)
+    four = export_model(tiny_model(), tmp_path / "four-views", continued, views=4)
     out = tmp_path / "views"
     result = CliRunner().invoke(main, ["report", "--model", str(four), "--data", str(labelled), "--out", str(out),
                                        "--no-baselines", "--compare", str(export), "--compare", str(four)])
