@@ -15,7 +15,7 @@ TensorFlow users get the same answers as blurnet without extra code.
 """
 from __future__ import annotations
 
-import tensorflow as tf
+import numpy as np
 
 VIEW_COUNTS = (1, 4, 8)
 
@@ -27,26 +27,60 @@ def check_views(views) -> int:
     return int(views)
 
 
-def _same_shape_views(images):
-    """(4 * batch, h, w, c): as given, flipped left-right, flipped up-down, rotated 180 degrees."""
-    flipped_lr = tf.reverse(images, axis=[2])
-    return tf.concat([images, flipped_lr, tf.reverse(images, axis=[1]), tf.reverse(flipped_lr, axis=[1])], axis=0)
+class _NumpyOps:
+    """The five array operations the views need, for numpy arrays (callers without TensorFlow: ONNX, LiteRT)."""
+
+    asarray = staticmethod(np.asarray)
+    reverse = staticmethod(lambda x, axis: np.flip(x, axis=axis))
+    concat = staticmethod(lambda xs: np.concatenate(xs, axis=0))
+    transpose = staticmethod(lambda x: np.transpose(x, (0, 2, 1, 3)))
+    shape = staticmethod(lambda x: x.shape)
+
+    @staticmethod
+    def mean_over_groups(probabilities, groups: int):
+        return np.asarray(probabilities).reshape(groups, -1, *np.shape(probabilities)[1:]).mean(axis=0)
+
+
+class _TensorFlowOps:
+    """The same operations as graph ops, for the SavedModel's `serve` (any batch, height and width)."""
+
+    def __init__(self):
+        import tensorflow as tf
+
+        self.tf = tf
+        self.asarray = tf.convert_to_tensor
+        self.reverse = lambda x, axis: tf.reverse(x, axis=[axis])
+        self.concat = lambda xs: tf.concat(xs, axis=0)
+        self.transpose = lambda x: tf.transpose(x, perm=[0, 2, 1, 3])
+        self.shape = tf.shape
+
+    def mean_over_groups(self, probabilities, groups: int):
+        shape = self.tf.concat([[groups, -1], self.tf.shape(probabilities)[1:]], axis=0)
+        return self.tf.reduce_mean(self.tf.reshape(probabilities, shape), axis=0)
+
+
+def _ops_for(images):
+    return _NumpyOps if isinstance(images, np.ndarray) else _TensorFlowOps()
 
 
 def average_over_views(predict, images, views: int = 8):
     """Mean of `predict` (images -> (batch, classes) probabilities) over `views` dihedral views of `images`.
 
-    `images` is a (batch, height, width, channels) tensor of any height and width;
-    each group of views of one shape goes through `predict` in one call.
+    `images` is a (batch, height, width, channels) array of any height and width:
+    a numpy array (then `predict` gets and returns numpy arrays and TensorFlow is
+    never imported) or a TensorFlow tensor (graph ops, as inside `serve`). Each
+    group of views of one shape goes through `predict` in one call.
     """
     views = check_views(views)
-    images = tf.convert_to_tensor(images)
+    ops = _ops_for(images)
+    images = ops.asarray(images)
     if views == 1:
         return predict(images)
-    batch = tf.shape(images)[0]
-    groups = [images] if views == 4 else [images, tf.transpose(images, perm=[0, 2, 1, 3])]
+    groups = [images] if views == 4 else [images, ops.transpose(images)]
     outputs = []
     for group in groups:
-        probabilities = predict(_same_shape_views(group))
-        outputs.append(tf.reshape(probabilities, tf.concat([[4, batch], tf.shape(probabilities)[1:]], axis=0)))
-    return tf.reduce_mean(tf.concat(outputs, axis=0), axis=0)
+        # as given, flipped left-right, flipped up-down, rotated 180 degrees: the views that keep the shape
+        flipped_lr = ops.reverse(group, 2)
+        same_shape = ops.concat([group, flipped_lr, ops.reverse(group, 1), ops.reverse(flipped_lr, 1)])
+        outputs.append(predict(same_shape))
+    return ops.mean_over_groups(ops.concat(outputs), views)

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -25,11 +28,22 @@ def orientation_sensitive(images):
     return tf.nn.softmax(logits)
 
 
+def numpy_predict(images):
+    """`orientation_sensitive` as a numpy function (what an ONNX or LiteRT caller passes)."""
+    assert isinstance(images, np.ndarray)
+    return orientation_sensitive(images).numpy()
+
+
+@pytest.mark.parametrize("array", ["numpy", "tensorflow"])
 @pytest.mark.parametrize("views", [4, 8])
-def test_average_equals_the_mean_over_numpy_views(views):
+def test_average_equals_the_mean_over_numpy_views(views, array):
     images = np.random.default_rng(0).uniform(0, 255, (3, 5, 7, 3)).astype("float32")  # not square
     expected = np.mean([orientation_sensitive(v).numpy() for v in numpy_views(images, views)], axis=0)
-    got = average_over_views(orientation_sensitive, images, views).numpy()
+    if array == "numpy":
+        got = average_over_views(numpy_predict, images, views)
+        assert isinstance(got, np.ndarray)
+    else:
+        got = average_over_views(orientation_sensitive, tf.constant(images), views).numpy()
     assert got.shape == (3, 4)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     np.testing.assert_allclose(got.sum(axis=1), 1.0, rtol=1e-5)
@@ -39,10 +53,9 @@ def test_average_equals_the_mean_over_numpy_views(views):
 
 def test_one_view_is_the_plain_call_and_symmetric_inputs_change_nothing():
     images = np.random.default_rng(1).uniform(0, 255, (2, 6, 6, 3)).astype("float32")
-    np.testing.assert_array_equal(average_over_views(orientation_sensitive, images, 1).numpy(),
-                                  orientation_sensitive(images).numpy())
+    np.testing.assert_array_equal(average_over_views(numpy_predict, images, 1), orientation_sensitive(images).numpy())
     flat = np.full((2, 6, 6, 3), 100.0, "float32")  # identical in every view
-    np.testing.assert_allclose(average_over_views(orientation_sensitive, flat, 8).numpy(),
+    np.testing.assert_allclose(average_over_views(numpy_predict, flat, 8),
                                orientation_sensitive(flat).numpy(), rtol=1e-6)
 
 
@@ -50,7 +63,23 @@ def test_average_works_inside_a_tf_function_with_unknown_shape():
     fn = tf.function(lambda x: average_over_views(orientation_sensitive, x, 8),
                      input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
     images = np.random.default_rng(2).uniform(0, 255, (2, 4, 9, 3)).astype("float32")
-    np.testing.assert_allclose(fn(images).numpy(), average_over_views(orientation_sensitive, images, 8).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(fn(images).numpy(), average_over_views(numpy_predict, images, 8), rtol=1e-6)
+
+
+def test_numpy_views_do_not_import_tensorflow():
+    script = (
+        "import sys; sys.modules['tensorflow'] = None\n"  # any import of it fails
+        "import numpy as np; from blurnet.views import average_over_views\n"
+        "x = np.arange(2 * 3 * 5 * 3, dtype='float32').reshape(2, 3, 5, 3)\n"
+        "p = average_over_views(lambda v: np.stack([v[:, 0, 0, 0], v[:, -1, -1, 0]], axis=1), x, 8)\n"
+        "print(p.shape, p.tolist())"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    # corner (0,0) of the 8 views visits each of the 4 corners twice: the mean of the 4 corner values
+    x = np.arange(2 * 3 * 5 * 3, dtype="float32").reshape(2, 3, 5, 3)
+    corners = (x[:, 0, 0, 0] + x[:, 0, -1, 0] + x[:, -1, 0, 0] + x[:, -1, -1, 0]) / 4
+    assert done.stdout.strip() == f"(2, 2) {np.stack([corners, corners], axis=1).tolist()}"
 
 
 @pytest.mark.parametrize("bad", [0, 2, 3, 16, "8", True, None])
