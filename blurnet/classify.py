@@ -95,6 +95,8 @@ MIN_TEXTURE = DEFAULT_MIN_TEXTURE
 MAX_TILES_PER_BATCH = 64
 PYRAMID = (1, 2, 4)
 PYRAMID_TOLERANCE = 0.1
+FAST_VIEWS = 1  # views per tile in the default (fast) whole-photo answer
+TILE_BUDGET = 24  # tiles per pyramid level in the default whole-photo answer
 
 
 # --------------------------------------------------------------------------- scale and tiles
@@ -166,12 +168,17 @@ def too_small_message(height: int, width: int) -> str | None:
 
 
 class Prepared:
-    """A photograph ready for the model: scaled image, tile boxes and tile textures."""
+    """A photograph ready for the model: scaled image, tile boxes and tile textures.
 
-    def __init__(self, image: np.ndarray, scale: float, tile: int):
+    `image` may already be `reduction` times smaller than the photograph (a JPEG
+    decoded reduced); it is then shrunk by the rest, `scale / reduction`, and
+    `source_shape` is the photograph's (height, width).
+    """
+
+    def __init__(self, image: np.ndarray, scale: float, tile: int, reduction: int = 1, source_shape=None):
         self.scale = scale
-        self.source_shape = image.shape[:2]  # (height, width) before scaling: the size of a --mask
-        self.image = rescale(image, scale)
+        self.source_shape = tuple(source_shape or image.shape[:2])  # the size of a --mask
+        self.image = rescale(image, scale / reduction)
         h, w = self.image.shape[:2]
         self.boxes = tile_boxes(h, w, tile)
         self.gradient = gradient_magnitude(self.image)  # kept: blur-map tiles measure their texture on it too
@@ -187,14 +194,19 @@ class Prepared:
         return np.stack([self.image[t : t + th, l : l + tw] for t, l, th, tw in boxes]).astype(np.float32)
 
 
-def prepare(image: np.ndarray, tile: int, scale: str | float = "auto") -> Prepared:
-    """Scale and tile an RGB uint8 image; `ImageReadError` when it is (or becomes) too small."""
-    h, w = image.shape[:2]
+def prepare(image: np.ndarray, tile: int, scale: str | float = "auto", reduction: int = 1, source_shape=None) -> Prepared:
+    """Scale and tile an RGB uint8 image; `ImageReadError` when it is (or becomes) too small.
+
+    `reduction` and `source_shape` describe an image decoded smaller than the photograph (`Prepared`).
+    """
+    h, w = source_shape or image.shape[:2]
     message = too_small_message(h, w)
     if message:
         raise ImageReadError(message)
     factor = auto_scale(h, w) if scale == "auto" else float(scale)
-    prepared = Prepared(image, factor, tile)
+    if reduction > factor:
+        raise ValueError(f"reduction must not exceed the scale factor {factor:g}, got {reduction!r}.")
+    prepared = Prepared(image, factor, tile, reduction, (h, w))
     sh, sw = prepared.image.shape[:2]
     if too_small_message(sh, sw):
         raise ImageReadError(
@@ -204,23 +216,63 @@ def prepare(image: np.ndarray, tile: int, scale: str | float = "auto") -> Prepar
     return prepared
 
 
-def pyramid(image: np.ndarray, tile: int, scale: str | float = "auto") -> list[Prepared]:
+def pyramid(image: np.ndarray, tile: int, scale: str | float = "auto", reduction: int = 1, source_shape=None) -> list[Prepared]:
     """`prepare(image, tile, scale)` and the same photograph `PYRAMID` times smaller (levels under 32 px skipped)."""
-    levels = [prepare(image, tile, scale)]
-    h, w = image.shape[:2]
+    levels = [prepare(image, tile, scale, reduction, source_shape)]
+    h, w = levels[0].source_shape
     for factor in PYRAMID[1:]:
         coarser = levels[0].scale * factor
         if min(h, w) / coarser >= MIN_SIDE:
-            levels.append(Prepared(image, coarser, tile))
+            levels.append(Prepared(image, coarser, tile, reduction, (h, w)))
     return levels
+
+
+def select_tiles(textures: np.ndarray, budget: int | None = None, min_texture: float = MIN_TEXTURE):
+    """Which tiles of a level answer, and how they weigh: `(indices, mean_weights, area_weights)`.
+
+    The textured tiles (texture >= `min_texture`) answer, weighted by their
+    texture; if no tile is textured, every tile answers with weight 1. With a
+    `budget` and more candidate tiles than that, `budget` picks are drawn by
+    systematic sampling with probability proportional to texture (the tiles in
+    row-major order, picks evenly spaced along their cumulative texture): a tile
+    picked k times weighs k in the mean, which is then an unbiased estimate of
+    the texture-weighted mean over all textured tiles, and k / texture in
+    `area`, which estimates the fraction of textured tiles per class.
+    Flat-only levels take `budget` tiles evenly spread.
+    """
+    textures = np.asarray(textures, np.float64)
+    textured = np.flatnonzero(textures >= min_texture)
+    if len(textured) == 0:
+        chosen = np.arange(len(textures))
+        if budget is not None and len(chosen) > budget:
+            chosen = np.unique(np.linspace(0, len(textures) - 1, budget).round().astype(int))
+        return chosen, np.ones(len(chosen)), np.ones(len(chosen))
+    if budget is None or len(textured) <= budget:
+        return textured, textures[textured], np.ones(len(textured))
+    cumulative = np.cumsum(textures[textured])
+    positions = (np.arange(budget) + 0.5) * cumulative[-1] / budget
+    picked, picks = np.unique(np.searchsorted(cumulative, positions, side="right"), return_counts=True)
+    return textured[picked], picks.astype(np.float64), picks / textures[textured][picked]
+
+
+def weighted_answer(probabilities: np.ndarray, mean_weights: np.ndarray, area_weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`(probabilities, area)` of a level from its selected tiles (`select_tiles`' weights)."""
+    probabilities = np.asarray(probabilities, np.float64)
+    mean = (probabilities * mean_weights[:, None]).sum(axis=0) / mean_weights.sum()
+    votes = np.bincount(np.argmax(probabilities, axis=1), weights=area_weights, minlength=probabilities.shape[1])
+    return mean / mean.sum(), votes / area_weights.sum()
+
+
+def aggregate(probabilities: np.ndarray, textures: np.ndarray, min_texture: float = MIN_TEXTURE) -> tuple[np.ndarray, int]:
+    """Texture-weighted mean of tile probabilities, flat tiles ignored; returns (probabilities, tiles used)."""
+    chosen, weights, ones = select_tiles(textures, None, min_texture)
+    return weighted_answer(np.asarray(probabilities)[chosen], weights, ones)[0], len(chosen)
 
 
 def area_fractions(probabilities: np.ndarray, textures: np.ndarray, min_texture: float = MIN_TEXTURE) -> np.ndarray:
     """Fraction of the textured tiles (all tiles if none is textured) whose own answer is each class."""
-    probabilities = np.asarray(probabilities)
-    used = np.asarray(textures) >= min_texture
-    votes = np.argmax(probabilities[used] if used.any() else probabilities, axis=1)
-    return np.bincount(votes, minlength=probabilities.shape[1]) / max(len(votes), 1)
+    chosen, weights, ones = select_tiles(textures, None, min_texture)
+    return weighted_answer(np.asarray(probabilities)[chosen], weights, ones)[1]
 
 
 def choose_level(means: list[np.ndarray], textured: list[bool] | None = None, tolerance: float = PYRAMID_TOLERANCE) -> int:
@@ -254,9 +306,16 @@ def aggregate(probabilities: np.ndarray, textures: np.ndarray, min_texture: floa
 # --------------------------------------------------------------------------- model answers
 
 
-def tile_probabilities(model, prepared: Prepared, boxes=None, batch: int = MAX_TILES_PER_BATCH) -> np.ndarray:
-    """Model probabilities `(tiles, 4)` for the tiles of a prepared photograph (or for `boxes` of it)."""
+def tile_probabilities(model, prepared: Prepared, boxes=None, batch: int = MAX_TILES_PER_BATCH, views: int | None = None) -> np.ndarray:
+    """Model probabilities `(tiles, 4)` for the tiles of a prepared photograph (or for `boxes` of it).
+
+    `views=None`: the model's own call (an export's `serve`, its views inside);
+    1, 4 or 8: `model.predict_tiles` with that many views (a model without
+    `predict_tiles`, such as a plain callable, is called as it is).
+    """
     tiles = prepared.tiles(boxes)
+    if views is not None and hasattr(model, "predict_tiles"):
+        return np.asarray(model.predict_tiles(tiles, views))
     out = [np.asarray(model(tiles[i : i + batch])) for i in range(0, len(tiles), batch)]
     return np.concatenate(out, axis=0)
 
@@ -275,16 +334,18 @@ def mask_probability(prepared: Prepared, boxes, probabilities) -> np.ndarray:
     return resize_probability(blur_probability_map(prepared.image.shape[:2], boxes, probabilities), *prepared.source_shape)
 
 
-def classify_levels(model, levels: list[Prepared]) -> tuple[dict, np.ndarray]:
-    """Answer a photograph from its pyramid levels: the record fields and the working scale's tile probabilities."""
+def classify_levels(model, levels: list[Prepared], views: int | None = None, budget: int | None = None) -> dict:
+    """Answer a photograph from its pyramid levels: the record fields `probabilities`, `scale`, `tiles`, `area`.
+
+    `views` and `budget` as in `tile_probabilities` and `select_tiles`; None and
+    None is the full computation (every textured tile, the model's own views).
+    """
     answers = []
     for level in levels:
-        probs = tile_probabilities(model, level)
-        mean, used = aggregate(probs, level.textures)
-        answers.append((probs, mean, used))
+        chosen, mean_weights, area_weights = select_tiles(level.textures, budget)
+        probs = tile_probabilities(model, level, [level.boxes[i] for i in chosen], views=views)
+        answers.append((*weighted_answer(probs, mean_weights, area_weights), len(chosen)))
     textured = [bool((level.textures >= MIN_TEXTURE).any()) for level in levels]
-    k = choose_level([mean for _, mean, _ in answers], textured)
-    probs, mean, used = answers[k]
-    fields = {"probabilities": mean, "scale": levels[k].scale, "tiles": used, "area": area_fractions(probs, levels[k].textures)}
-    return fields, answers[0][0]
-
+    k = choose_level([mean for mean, _, _ in answers], textured)
+    mean, area, used = answers[k]
+    return {"probabilities": mean, "scale": levels[k].scale, "tiles": used, "area": area}

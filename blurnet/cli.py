@@ -243,7 +243,8 @@ def _progress_bar(total, label, unit="photos", file=None):
 @click.option("--sort-into", "sort_into", type=click.Path(file_okay=False), default=None, help="Copy each photograph into SORT_INTO/<label>/, keeping its path below the folder argument (file arguments: the file name). Never overwrites (name-1.jpg, ...); unreadable files stay and are listed; files already under SORT_INTO are left out; a CSV log SORT_INTO/blurnet-sort-YYYYMMDD-HHMMSS.csv records what went where. [default: no sorting]")
 @click.option("--move", is_flag=True, default=False, help="With --sort-into: move instead of copy; a source is deleted only after its copy is complete and its size and SHA-256 match.")
 @click.option("--dry-run", is_flag=True, default=False, help="With --sort-into: print what would be copied or moved; writes nothing (no folders, no log).")
-def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into, move, dry_run):
+@click.option("--full", is_flag=True, default=False, help="Answer from every textured tile with the export's own views (8 for the bundled model), about 10 times slower; by default at most 24 tiles a pyramid level, sampled by texture, one view each (the same label on 32 of 32 test photographs: benchmarks/predict.py).")
+def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into, move, dry_run, full):
     """Classify the blur of images: files, folders (recursive) or glob patterns, any size."""
     from blurnet.inputs import count_inputs, expand_paths
     from blurnet.predict import format_records, load_model, predict as run_predict, write_text_atomic
@@ -275,7 +276,7 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
     total = count_inputs(inputs)
     try:
         with _progress_bar(total, "classifying") as update:
-            records = run_predict(inputs, model, scale, map_path=map_path, mask_path=mask_path, progress=update)
+            records = run_predict(inputs, model, scale, map_path=map_path, mask_path=mask_path, progress=update, full=full)
     except KeyboardInterrupt:
         raise click.ClickException("interrupted") from None
     text = format_records(records, fmt)

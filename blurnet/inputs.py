@@ -12,7 +12,10 @@ from typing import Iterable
 
 import numpy as np
 
-from data_pipeline.sources import IMAGE_EXTENSIONS, ImageReadError, list_image_files, read_image, to_rgb8
+from data_pipeline.sources import (IMAGE_EXTENSIONS, ImageReadError, decode_reduced, jpeg_size, list_image_files, read_image,
+                                   to_rgb8)
+
+REDUCTIONS = (8, 4, 2)
 
 _GLOB_CHARS = set("*?[")
 
@@ -93,11 +96,35 @@ def array_to_rgb8(array) -> np.ndarray:
     return to_rgb8(array)
 
 
-def load_item(source) -> np.ndarray:
-    """An item's image as RGB uint8: an array converted, a path read (`ImageReadError` if it cannot be)."""
+def load_for_scale(source, scale: str | float, auto_scale) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """An item's image for a downscale `scale` ('auto' or a factor; `auto_scale(h, w)` gives the auto factor):
+    `(image, reduction, (height, width) of the photograph)`.
+
+    A JPEG file is decoded `reduction` = 8, 4 or 2 times smaller, the largest of
+    them not above the factor (`data_pipeline.sources.decode_reduced`); the rest
+    of the factor is left to `blurnet.classify.prepare`. Anything else is decoded
+    in full (`reduction` 1).
+    """
     if isinstance(source, np.ndarray):
-        return array_to_rgb8(source)
-    return read_image(source)
+        image = array_to_rgb8(source)
+        return image, 1, image.shape[:2]
+    try:
+        with open(source, "rb") as f:
+            data = f.read()
+    except OSError:
+        image = read_image(source)  # raises ImageReadError with the message every reader gives
+        return image, 1, image.shape[:2]
+    size = jpeg_size(data)
+    if size is None or min(size) == 0:
+        image = decode_reduced(data, 1, str(source))
+        return image, 1, image.shape[:2]
+    factor = auto_scale(*size) if scale == "auto" else float(scale)
+    reduction = next((r for r in REDUCTIONS if r <= factor), 1)
+    image = decode_reduced(data, reduction, str(source))
+    h, w = size
+    if (image.shape[0] > image.shape[1]) != (h > w) and h != w:  # EXIF orientation turned it
+        h, w = w, h
+    return image, reduction, (h, w)
 
 
 def describe_error(error: BaseException) -> str:

@@ -19,8 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from blurnet.classify import MIN_TEXTURE, Prepared, classify_levels, map_tile_probabilities, mask_probability, parse_scale, pyramid
-from blurnet.inputs import describe_error, list_items, load_item
+from blurnet.classify import FAST_VIEWS, MIN_TEXTURE, TILE_BUDGET, Prepared, auto_scale, classify_levels, map_tile_probabilities, mask_probability, parse_scale, pyramid
+from blurnet.inputs import describe_error, list_items, load_for_scale
 from data_pipeline.classes import CLASS_NAMES
 
 
@@ -79,7 +79,8 @@ def _prepare_item(item, tile: int, scale):
     if error is not None:
         return name, None, error
     try:
-        return name, pyramid(load_item(source), tile, scale), None
+        image, reduction, shape = load_for_scale(source, scale, auto_scale)
+        return name, pyramid(image, tile, scale, reduction, shape), None
     except Exception as exc:  # noqa: BLE001 - every bad input becomes a record
         return name, None, describe_error(exc)
 
@@ -127,6 +128,7 @@ def predict(
     mask_path: str | os.PathLike | None = None,
     progress: Callable[[int], None] | None = None,
     workers: int = 2,
+    full: bool = False,
 ) -> list[dict]:
     """Classify the blur of images; one record per image (steps and record fields: `blurnet.classify`).
 
@@ -140,10 +142,16 @@ def predict(
     blur masks (white = blurred, the photograph's size), named the same way.
     Records get "map" / "mask" (the path written). `progress(n)` is called after each
     image. Decoding and tiling of the next images overlap the model's work
-    (`workers` threads).
+    (`workers` threads). By default each pyramid level answers from at most
+    `TILE_BUDGET` tiles sampled by texture, each seen in `FAST_VIEWS` view
+    (`blurnet.classify.select_tiles`); `full=True` uses every textured tile
+    and the export's own views (8 for the bundled model): the reference the
+    default is measured against (`benchmarks/predict.py`).
     """
     scale = parse_scale(scale)
     loaded = load_model(model)
+    if not full and hasattr(loaded, "load_single_view"):
+        loaded.load_single_view()  # a broken export fails here, not as an error record per photograph
     tile = int(loaded.image_size)
 
     items = list_items(paths_or_arrays)
@@ -154,7 +162,7 @@ def predict(
     for name, levels, error in _prepared_in_order(items, tile, scale, workers):
         if levels is not None:
             try:
-                fields, _ = classify_levels(loaded, levels)
+                fields = classify_levels(loaded, levels, *((None, None) if full else (FAST_VIEWS, TILE_BUDGET)))
                 records.append(_record(name, **fields))
                 if want_maps:
                     maps.append((len(records) - 1, levels[0]))

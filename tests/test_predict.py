@@ -236,6 +236,13 @@ def test_cli_formats_and_output(good_folder, export, tmp_path_factory):
     assert result.stdout.splitlines()[0].split()[:3] == ["path", "label", "sharp"]
     assert "one.png" in result.stdout
 
+    for flags, full in (([], False), (["--full"], True)):  # --full: every tile, the export's 8 views
+        result = runner.invoke(main, ["predict", str(good_folder / "one.png"), "--model", export, "--format", "json", *flags])
+        [record] = json.loads(result.stdout)
+        [expected] = predict(str(good_folder / "one.png"), model=export, full=full)
+        for name in CLASS_NAMES:
+            assert record["probabilities"][name] == pytest.approx(expected["probabilities"][name], abs=1e-6)
+
 
 @pytest.mark.slow
 def test_cli_scale_and_model_errors(good_folder, export, tmp_path):
@@ -389,3 +396,94 @@ def test_blur_far_beyond_the_training_range_is_recognised(name, params):
     check_answer(record)
     assert record["label"] == name, record
     assert record["probabilities"]["sharp"] < 0.25, record
+
+
+# ---------------------------------------------------------------- the default (fast) answer: tile budget, views, reduced JPEGs
+
+
+class MeanBrightness:
+    """A stand-in model on 32 px tiles: a tile's answer depends on its mean; counts tiles and views it is asked for."""
+
+    image_size = 32
+
+    def __init__(self):
+        self.calls = []  # (tiles, views) per call; views None for a plain call
+
+    def answer(self, tiles):
+        bright = np.asarray(tiles).mean(axis=(1, 2, 3)) / 255.0
+        return np.stack([1 - bright, bright, np.zeros_like(bright), np.zeros_like(bright)], axis=1)
+
+    def __call__(self, tiles):
+        self.calls.append((len(tiles), None))
+        return self.answer(tiles)
+
+    def predict_tiles(self, tiles, views):
+        self.calls.append((len(tiles), views))
+        return self.answer(tiles)
+
+
+def test_select_tiles_samples_in_proportion_to_texture():
+    from blurnet.classify import select_tiles
+
+    textures = np.array([1.0, 10.0, 2.0, 30.0, 20.0])
+    chosen, weights, area_weights = select_tiles(textures)  # no budget: every textured tile, weighted by texture
+    assert chosen.tolist() == [1, 3, 4] and weights.tolist() == [10.0, 30.0, 20.0] and area_weights.tolist() == [1, 1, 1]
+    chosen, weights, _ = select_tiles(np.full(7, 1.0), budget=3)  # all flat: evenly spread, equal weights
+    assert chosen.tolist() == [0, 3, 6] and weights.tolist() == [1, 1, 1]
+    textures = np.array([10.0] * 50 + [20.0] * 50)
+    chosen, picks, area_weights = select_tiles(textures, budget=30)
+    assert picks.sum() == 30 and len(chosen) == 30
+    assert (chosen >= 50).sum() == 20  # twice the texture, twice the picks
+    np.testing.assert_allclose((area_weights * (chosen < 50)).sum() / area_weights.sum(), 0.5)  # half of the tiles
+
+
+def test_sampled_answer_estimates_the_full_one():
+    from blurnet.classify import select_tiles, weighted_answer
+
+    rng = np.random.default_rng(0)
+    textures = rng.uniform(4, 40, 300)
+    blurred = np.arange(300) % 3 == 0  # a third of the tiles, spread over the photograph
+    probs = np.where(blurred[:, None], [0.1, 0.8, 0.05, 0.05], [0.85, 0.05, 0.05, 0.05])
+    full_mean, full_area = weighted_answer(probs, textures, np.ones(300))
+    chosen, picks, area_weights = select_tiles(textures, budget=24)
+    mean, area = weighted_answer(probs[chosen], picks, area_weights)
+    assert np.abs(mean - full_mean).max() < 0.08 and np.abs(area - full_area).max() < 0.1
+    assert abs(area[1] - 1 / 3) < 0.1
+
+
+def test_default_answer_spends_the_tile_budget_and_one_view_and_full_spends_all(tmp_path):
+    from blurnet.classify import FAST_VIEWS, TILE_BUDGET
+
+    rng = np.random.default_rng(5)
+    ramp = np.linspace(0, 127, 1024)[None, :, None]  # the answer changes across the photograph
+    photo = (rng.integers(0, 128, (768, 1024, 3)) + ramp).astype(np.uint8)  # textured all over: 768 tiles of 32 px
+    model = MeanBrightness()
+    fast = predict(photo, model=model)[0]
+    assert {views for _, views in model.calls} == {FAST_VIEWS}
+    assert [n for n, _ in model.calls] == [TILE_BUDGET] * 3  # one call a pyramid level, no more than the budget
+    model.calls.clear()
+    full = predict(photo, model=model, full=True)[0]
+    assert {views for _, views in model.calls} == {None}  # the model's own views
+    assert sum(n for n, _ in model.calls) == 768 + 192 + 48  # every (textured) tile of the three levels
+    assert fast["label"] == full["label"] and fast["tiles"] <= TILE_BUDGET and full["tiles"] == 768
+    assert abs(fast["probabilities"]["gaussian"] - full["probabilities"]["gaussian"]) < 0.02
+
+
+def test_large_jpegs_are_decoded_reduced_with_the_same_scale_and_mask_size(tmp_path, monkeypatch):
+    import data_pipeline.sources as sources
+
+    reductions = []
+    real = sources.decode_reduced
+    monkeypatch.setattr("blurnet.inputs.decode_reduced", lambda data, r, name="": reductions.append(r) or real(data, r, name))
+    photo = cv2.resize(textured_image(6, 300, 400), (2400, 1800), interpolation=cv2.INTER_CUBIC)
+    cv2.imwrite(str(tmp_path / "big.jpg"), photo[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    cv2.imwrite(str(tmp_path / "big.png"), photo[:, :, ::-1])
+    model = MeanBrightness()
+    paths = [str(tmp_path / "big.jpg"), str(tmp_path / "big.png")]
+    jpeg, png = predict(paths, model=model, mask_path=tmp_path / "m.png", full=True)  # every tile: decoding alone differs
+    assert reductions == [2, 1]  # scale 2400 / 1024 = 2.34: the JPEG decoded 2 times smaller, the PNG in full
+    assert jpeg["scale"] == png["scale"] == pytest.approx(2400 / 1024)
+    assert cv2.imread(jpeg["mask"], cv2.IMREAD_UNCHANGED).shape == (1800, 2400)  # the photograph's size
+    assert jpeg["label"] == png["label"]
+    for name in CLASS_NAMES:
+        assert jpeg["probabilities"][name] == pytest.approx(png["probabilities"][name], abs=0.02)

@@ -351,7 +351,7 @@ def fake_predict(monkeypatch):
 
     calls = []
 
-    def run(paths, model, scale, map_path=None, mask_path=None, progress=None):
+    def run(paths, model, scale, map_path=None, mask_path=None, progress=None, full=False):
         calls.append(list(paths))
         records = []
         for path, error in expand_paths(paths):

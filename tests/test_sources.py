@@ -9,7 +9,9 @@ from data_pipeline.sources import (
     Photo,
     bundled_photo_paths,
     decode_image,
+    decode_reduced,
     describe_split,
+    jpeg_size,
     load_photographs,
     read_image,
     split_photographs,
@@ -37,15 +39,44 @@ def test_read_image_png_16bit_and_gray(tmp_path):
     assert out[-1, -1, 0] == round(int(img16[-1, -1]) / 257)
 
 
-def test_exif_orientation_is_applied(tmp_path):
-    # A 2x4 JPEG with an EXIF Orientation=6 (rotate 90 CW) tag becomes 4x2.
-    img = np.zeros((16, 32, 3), np.uint8)
-    ok, jpg = cv2.imencode(".jpg", img)
+def rotated_jpeg(image: np.ndarray, **params) -> bytes:
+    """`image` as a JPEG with an EXIF Orientation=6 (rotate 90 degrees clockwise) tag."""
+    ok, jpg = cv2.imencode(".jpg", image, [int(k) for kv in params.items() for k in (getattr(cv2, kv[0]), kv[1])])
     data = bytes(jpg)
     exif = (b"Exif\x00\x00" + b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01" + b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06\x00\x00" + b"\x00\x00\x00\x00")
     app1 = b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif
-    (tmp_path / "r.jpg").write_bytes(data[:2] + app1 + data[2:])
+    return data[:2] + app1 + data[2:]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    # A 16x32 JPEG with an EXIF Orientation=6 (rotate 90 CW) tag becomes 32x16.
+    (tmp_path / "r.jpg").write_bytes(rotated_jpeg(np.zeros((16, 32, 3), np.uint8)))
     assert read_image(tmp_path / "r.jpg").shape == (32, 16, 3)
+
+
+@pytest.mark.parametrize("progressive", [0, 1])
+def test_jpeg_size_reads_the_frame_header(progressive):
+    data = rotated_jpeg(np.zeros((123, 457, 3), np.uint8), IMWRITE_JPEG_PROGRESSIVE=progressive)
+    assert jpeg_size(data) == (123, 457)  # as stored, before the EXIF rotation
+    ok, png = cv2.imencode(".png", np.zeros((5, 6, 3), np.uint8))
+    assert jpeg_size(bytes(png)) is None and jpeg_size(b"") is None
+    assert jpeg_size(data[:20]) is None  # truncated before the frame header
+
+
+@pytest.mark.parametrize("reduction", [1, 2, 4, 8])
+def test_decode_reduced_shrinks_in_the_decoder_and_keeps_the_orientation(reduction):
+    rng = np.random.default_rng(0)
+    smooth = cv2.resize(rng.uniform(0, 255, (5, 9, 3)).astype(np.uint8), (457, 203), interpolation=cv2.INTER_CUBIC)
+    data = rotated_jpeg(smooth, IMWRITE_JPEG_QUALITY=95)
+    out = decode_reduced(data, reduction)
+    assert out.shape == (-(-457 // reduction), -(-203 // reduction), 3) and out.dtype == np.uint8  # turned: 457 high
+    full = cv2.rotate(smooth[:, :, ::-1], cv2.ROTATE_90_CLOCKWISE)  # RGB, turned as EXIF says
+    expected = cv2.resize(full, out.shape[1::-1], interpolation=cv2.INTER_AREA)
+    assert np.corrcoef(out.ravel(), expected.ravel())[0, 1] > 0.97  # the same picture, smaller
+    ok, png = cv2.imencode(".png", smooth)
+    assert decode_reduced(bytes(png), reduction).shape == (203, 457, 3)  # not a JPEG: decoded in full
+    with pytest.raises(ImageReadError, match="not a readable image"):
+        decode_reduced(data[:300], reduction)
 
 
 @pytest.mark.parametrize("content, reason", [(b"", "empty"), (b"hello, not an image", "not a readable image")])
