@@ -1,11 +1,12 @@
 """Whole-photo labels of `blurnet predict` on real photographs, against their folder labels.
 
-    python benchmarks/realdev.py [--data DIR] [--model MODEL_DIR]
+    python benchmarks/realdev.py [--data DIR] [--model MODEL_DIR] [--full]
 
 DIR (default `../shared/realdev/whole` beside the repository) is a labelled folder,
 `DIR/<class>/<file>`, of real photographs: real camera shake, real lens defocus and
 the same scenes sharp. Every photograph goes through `blurnet.predict` exactly as
-`blurnet predict DIR` would (auto scale, tiles, 8 views, scale pyramid). Prints one
+`blurnet predict DIR` would (auto scale, scale pyramid, up to 24 tiles a level in one
+view; with `--full`, every textured tile in 8 views, as `blurnet predict --full`). Prints one
 line per photograph (true class, label, the level's scale, probabilities, area), the
 confusion matrix (rows: true classes, columns: labels, in class order) and the recall
 of every class present. Last line: JSON with `accuracy`, `n_images`, `recall` (by
@@ -32,11 +33,12 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="labelled folder DIR/<class>/<file>")
     parser.add_argument("--model", default=None, help="export folder [default: the bundled model]")
+    parser.add_argument("--full", action="store_true", help="every textured tile in the export's views (blurnet predict --full)")
     args = parser.parse_args(argv)
     items = [(c, str(p)) for c in CLASS_NAMES if (Path(args.data) / c).is_dir() for p in list_image_files(Path(args.data) / c)]
     if not items:
         raise SystemExit(f"no labelled photographs in {args.data!r} (expected DIR/<class>/<file>)")
-    records = predict([p for _, p in items], model=load_model(args.model))
+    records = predict([p for _, p in items], model=load_model(args.model), full=args.full)
     confusion = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), int)
     for (true, path), r in zip(items, records):
         if "error" in r:
