@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from blurnet.atomic import atomic_directory
+from blurnet.errors import NotAnExportError  # noqa: F401 - defined without TensorFlow, raised and re-exported here
 from blurnet.tiling import answer_by_tiles
 from blurnet.views import average_over_views, check_views
 from data_pipeline.classes import MIN_IMAGE_SIDE
@@ -30,10 +31,6 @@ from data_pipeline.classes import MIN_IMAGE_SIDE
 DEFAULT_MODEL = "saved_models/blurnet-densenet121"
 METADATA_FILE = "blurnet.json"
 TILE_BATCH = 16
-
-
-class NotAnExportError(ValueError):
-    """A folder that is not a blurnet export; the message says what was expected."""
 
 
 def git_commit() -> str | None:
