@@ -187,18 +187,23 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines, baseli
 
 @main.command("export")
 @click.argument("model_dir", type=click.Path())
-@click.option("--format", "fmt", type=click.Choice(["keras"]), required=True, help="keras: model.keras for Keras 3 on any backend (e.g. python -m blurnet.train_keras --init-from).")
+@click.option("--format", "fmt", type=click.Choice(["keras", "onnx", "litert"]), required=True,
+              help="keras: model.keras for Keras 3 on any backend (e.g. python -m blurnet.train_keras --init-from). "
+                   "onnx: blurnet.onnx for ONNX Runtime (any batch and image size). litert: blurnet.tflite for phones "
+                   "(tiles of the training size). onnx and litert need: pip install \"blurnet[export]\".")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder to write (the model file and a copy of blurnet.json) [default: MODEL_DIR-FORMAT beside MODEL_DIR].")
 def export_command(model_dir, fmt, out):
     """Write an export in another format: the plain network (one view, one tile) beside a copy of its blurnet.json."""
+    from blurnet.formats import check_extra, export_format
+    from blurnet.runtimes import MissingExtraError
+
     if not os.path.isfile(os.path.join(model_dir, "saved_model.pb")):  # said before TensorFlow loads
         raise click.ClickException(f"{model_dir!r} is not a blurnet export: it has no saved_model.pb (write one with 'blurnet fit').")
-    _start_tensorflow(device_line=False)
-    from blurnet.formats import export_format
-
     try:
+        check_extra(fmt)
+        _start_tensorflow(device_line=False)
         path = export_format(model_dir, fmt, out)
-    except ValueError as error:  # NotAnExportError included
+    except (ValueError, MissingExtraError) as error:  # NotAnExportError included
         raise click.ClickException(str(error)) from None
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
@@ -258,14 +263,20 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
             click.echo(f"{path}: {error}", err=True)
         click.echo(f"{len(checked)} of {len(checked)} inputs failed", err=True)
         sys.exit(1)
-    _start_tensorflow()
-    from blurnet.export import NotAnExportError
+    from blurnet.errors import NotAnExportError
+    from blurnet.runtimes import MissingExtraError, runtime_file
 
+    on_runtime = model_dir is not None and runtime_file(model_dir) is not None  # ONNX or LiteRT: no TensorFlow
+    if not on_runtime:
+        _start_tensorflow()
     try:
         model = load_model(model_dir)
-    except NotAnExportError as error:
+    except (NotAnExportError, MissingExtraError) as error:
         hint = "" if model_dir else " Train one with 'blurnet fit' or pass --model DIR."
         raise click.ClickException(f"{error}{hint}") from None
+    if on_runtime:
+        cores = quiet.cpu_cores()
+        click.echo(f"device: {model.runtime}, CPU ({cores} core{'' if cores == 1 else 's'})", err=True)
     inputs = list(paths)
     if sort_into:
         from blurnet.sort import split_inside

@@ -31,22 +31,27 @@ _MODEL_CACHE: dict = {}
 
 
 def load_model(model=None):
-    """An `ExportedModel` from None (the default), a folder, or an already loaded model (returned as is).
+    """An `ExportedModel` from None (the default), a folder, or an already loaded model (returned as is);
+    for a .onnx or .tflite file, or a folder holding one and no SavedModel, an `OnnxModel` or
+    `LiteRTModel` (`blurnet.runtimes`: TensorFlow is not imported).
 
     Loaded folders are cached per process (keyed by path and modification time).
     """
-    from blurnet.export import ExportedModel, default_model_dir
+    from blurnet.runtimes import load_runtime, runtime_file
 
     if model is not None and not isinstance(model, (str, os.PathLike)):
         return model
+    runtime = runtime_file(model) if model is not None else None
+    if runtime is None:
+        from blurnet.export import ExportedModel, default_model_dir
     folder = Path(model) if model is not None else default_model_dir()
     try:
-        key = (str(folder.resolve()), (folder / "saved_model.pb").stat().st_mtime_ns)
+        key = (str(folder.resolve()), (runtime or folder / "saved_model.pb").stat().st_mtime_ns)
     except OSError:
         key = None
     if key is not None and key in _MODEL_CACHE:
         return _MODEL_CACHE[key]
-    loaded = ExportedModel(folder)
+    loaded = load_runtime(runtime) if runtime is not None else ExportedModel(folder)
     if key is not None:
         _MODEL_CACHE[key] = loaded
     return loaded

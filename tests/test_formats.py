@@ -1,6 +1,7 @@
 """`blurnet export --format`: the plain network of an export in other formats, and the bundled model's one copy of its weights."""
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -73,3 +74,183 @@ def test_bundled_model_has_one_copy_of_its_weights_and_fine_tunes_from_it():
     rebuilt = np.asarray(average_over_views(lambda v: model(v, training=False), x, ExportedModel(folder).views))
     np.testing.assert_allclose(rebuilt, served, atol=1e-4)
     assert rebuilt.argmax(axis=1).tolist() == served.argmax(axis=1).tolist()
+
+
+# ---------------------------------------------------------------- ONNX and LiteRT (the export extra)
+
+
+TOLERANCE = 1e-4  # issue 15: probabilities within 1e-4 of the Keras / SavedModel answer
+
+
+def photo_tiles(side, count=32, height=None, seed=0):
+    """`count` float32 crops (side x side, or height x side) of the bundled photographs, 0..255."""
+    from data_pipeline.sources import bundled_photo_paths, read_image
+
+    rng = np.random.default_rng(seed)
+    images = [read_image(path) for _, path in bundled_photo_paths()[:8]]
+    height = height or side
+    tiles = []
+    for n in range(count):
+        image = images[n % len(images)]
+        top, left = rng.integers(0, image.shape[0] - height), rng.integers(0, image.shape[1] - side)
+        tiles.append(image[top : top + height, left : left + side])
+    return np.stack(tiles).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def runtime_files(tiny_export, tmp_path_factory):
+    """blurnet.onnx of the tiny export (32 px) and blurnet.tflite declaring 40 px tiles (the same network and weights)."""
+    from blurnet.formats import export_format
+
+    _, folder = tiny_export
+    where = tmp_path_factory.mktemp("formats")
+    done = CliRunner().invoke(main, ["export", str(folder), "--format", "onnx", "--out", str(where / "onnx")])
+    assert done.exit_code == 0, done.output
+    wide = where / "tiny-40"
+    shutil.copytree(folder, wide)
+    meta = json.loads((wide / "blurnet.json").read_text())
+    (wide / "blurnet.json").write_text(json.dumps({**meta, "image_size": 40}))
+    return where / "onnx" / "blurnet.onnx", export_format(wide, "litert", where / "litert")
+
+
+@pytest.mark.slow
+def test_onnx_and_litert_answer_as_the_keras_model_within_1e_4(tiny_export, runtime_files):
+    import onnx
+    import onnxruntime
+    from ai_edge_litert.interpreter import Interpreter
+
+    from blurnet.runtimes import LiteRTModel, OnnxModel
+
+    model, folder = tiny_export
+    onnx_file, tflite_file = runtime_files
+    keras_answer = lambda x: np.asarray(model(x, training=False))  # noqa: E731 - the single-view, single-tile network
+    onnx_model, litert_model = OnnxModel(onnx_file), LiteRTModel(tflite_file)
+    errors = {}
+    for name, runtime, tiles in [("onnx 32x32", onnx_model, photo_tiles(32)), ("litert 40x40", litert_model, photo_tiles(40)),
+                                 ("litert 32x40", litert_model, photo_tiles(40, height=32, seed=1))]:
+        errors[name] = np.abs(runtime.predict_tiles(tiles, views=1) - keras_answer(tiles)).max()
+    session = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])  # as the README uses it
+    wide = photo_tiles(48, count=4, height=40, seed=2)
+    errors["onnx 40x48, plain session"] = np.abs(session.run(None, {"image": wide})[0] - keras_answer(wide)).max()
+    # 8 views averaged in numpy equal the SavedModel's serve, which averages them inside the graph
+    tiles = photo_tiles(32, seed=3)
+    served = np.asarray(ExportedModel(folder)(tiles))
+    errors["onnx 8 views"] = np.abs(onnx_model(tiles) - served).max()
+    errors["litert 8 views"] = np.abs(litert_model(tiles) - served).max()
+    assert max(errors.values()) <= TOLERANCE, errors
+    assert (onnx_model.views, onnx_model.image_size, litert_model.image_size) == (8, 32, 40)
+
+    graph = onnx.load(str(onnx_file)).graph
+    assert [d.dim_param for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", "height", "width", ""]
+    assert graph.input[0].name == "image" and graph.output[0].name == "probabilities"
+    declared = Interpreter(model_path=str(tflite_file)).get_input_details()[0]
+    assert declared["shape"].tolist() == [1, 40, 40, 3] and declared["shape_signature"].tolist() == [-1, 40, 40, 3]
+    assert sorted(p.name for p in onnx_file.parent.iterdir()) == ["blurnet.json", "blurnet.onnx"]
+
+
+BLOCKED_IMPORTS = """
+import json, sys
+sys.modules["tensorflow"] = None  # any import of TensorFlow or Keras now fails
+sys.modules["keras"] = None
+import numpy as np
+from blurnet.cli import main
+from blurnet.runtimes import load_runtime
+
+tiles = np.load(sys.argv[3])
+answers = {f: load_runtime(f)(tiles).tolist() for f in sys.argv[1:3]}
+print(json.dumps(answers))
+main(["predict", "--format", "json", "--model", sys.argv[1], *sys.argv[4:]])
+"""
+
+
+@pytest.mark.slow
+def test_predict_on_onnx_and_litert_runs_without_tensorflow_and_labels_as_the_savedmodel(tiny_export, runtime_files, tmp_path):
+    import subprocess
+
+    from data_pipeline.sources import bundled_photo_paths
+
+    _, folder = tiny_export
+    onnx_file, tflite_file = runtime_files
+    tiles = photo_tiles(32, count=6, seed=4)
+    np.save(tmp_path / "tiles.npy", tiles)
+    photos = [str(path) for group, path in bundled_photo_paths() if group in ("chelsea", "coffee")]
+    run = subprocess.run([sys.executable, "-c", BLOCKED_IMPORTS, str(onnx_file), str(tflite_file), str(tmp_path / "tiles.npy"), *photos],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    first_line, records = run.stdout.split("\n", 1)
+    served = np.asarray(ExportedModel(folder)(tiles))  # views=8 in both: the tiny export's test_time_views
+    for answer in json.loads(first_line).values():
+        np.testing.assert_allclose(np.asarray(answer), served, atol=TOLERANCE)
+    assert "device: ONNX Runtime" in run.stderr
+    done = CliRunner().invoke(main, ["predict", "--format", "json", "--model", str(folder), *photos])
+    assert done.exit_code == 0, done.output
+    reference = json.loads(done.stdout)
+    on_onnx = json.loads(records)
+    assert [r["label"] for r in on_onnx] == [r["label"] for r in reference]
+    for mine, theirs in zip(on_onnx, reference, strict=True):
+        np.testing.assert_allclose(list(mine["probabilities"].values()), list(theirs["probabilities"].values()), atol=TOLERANCE)
+
+
+def fake_runtime_folder(tmp_path, name="blurnet.onnx", content=b"not a model"):
+    """A folder with a file named like an ONNX or LiteRT export and a blurnet.json (32 px, 8 views)."""
+    (tmp_path / name).write_bytes(content)
+    (tmp_path / "blurnet.json").write_text(json.dumps({**META, "test_time_views": 8}))
+    return tmp_path / name
+
+
+@pytest.mark.parametrize("fmt, blocked", [("onnx", "tf2onnx"), ("onnx", "onnxruntime"), ("litert", "ai_edge_litert")])
+def test_export_without_the_extra_is_a_clear_error(tmp_path, monkeypatch, fmt, blocked):
+    (tmp_path / "saved_model.pb").write_bytes(b"")  # checked before the extra, and before TensorFlow loads
+    monkeypatch.setitem(sys.modules, blocked, None)
+    monkeypatch.setitem(sys.modules, f"{blocked}.interpreter", None)
+    done = CliRunner().invoke(main, ["export", str(tmp_path), "--format", fmt])
+    assert done.exit_code == 1 and isinstance(done.exception, SystemExit), done.output
+    assert 'pip install "blurnet[export]"' in done.output and blocked.replace("_", "-") in done.output
+    assert "Traceback" not in done.output and not tmp_path.with_name(f"{tmp_path.name}-{fmt}").exists()
+
+
+@pytest.mark.parametrize("name, blocked", [("blurnet.onnx", "onnxruntime"), ("blurnet.tflite", "ai_edge_litert")])
+def test_predict_without_the_runtime_is_a_clear_error(tmp_path, monkeypatch, name, blocked):
+    model = fake_runtime_folder(tmp_path, name)
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"")  # never read: the model fails first
+    monkeypatch.setitem(sys.modules, blocked, None)
+    monkeypatch.setitem(sys.modules, f"{blocked}.interpreter", None)
+    done = CliRunner().invoke(main, ["predict", "--model", str(model.parent), str(photo)])
+    assert done.exit_code == 1 and isinstance(done.exception, SystemExit), done.output
+    assert 'pip install "blurnet[export]"' in done.output and "Traceback" not in done.output
+
+
+def test_runtime_files_are_found_and_bad_ones_refused(tmp_path):
+    from blurnet.runtimes import OnnxModel, load_runtime, runtime_file
+
+    assert runtime_file(tmp_path) is None and runtime_file(tmp_path / "x.onnx") == tmp_path / "x.onnx"
+    broken = fake_runtime_folder(tmp_path)
+    assert runtime_file(tmp_path) == broken
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    assert runtime_file(tmp_path) is None  # a SavedModel export stays one
+    with pytest.raises(NotAnExportError, match="ONNX Runtime cannot load it"):
+        load_runtime(broken)
+    with pytest.raises(NotAnExportError, match="LiteRT cannot load it"):
+        load_runtime(fake_runtime_folder(tmp_path, "blurnet.tflite"))
+    with pytest.raises(NotAnExportError, match="does not exist"):
+        OnnxModel(tmp_path / "missing.onnx")
+    (tmp_path / "blurnet.json").unlink()
+    with pytest.raises(NotAnExportError, match="no blurnet.json beside it"):
+        OnnxModel(broken)
+    with pytest.raises(NotAnExportError, match="neither a .onnx nor a .tflite"):
+        load_runtime(tmp_path)
+
+
+@pytest.mark.slow
+def test_runtime_refuses_tiles_it_cannot_answer(runtime_files):
+    from blurnet.runtimes import OnnxModel
+
+    model = OnnxModel(runtime_files[0])
+    with pytest.raises(ValueError, match=r"32 to 32 px a side.*\(2, 64, 64, 3\)"):
+        model(np.zeros((2, 64, 64, 3), "float32"))  # larger tiles are cut by blurnet.classify, not here
+    with pytest.raises(ValueError, match=r"\(2, 32, 32\)"):
+        model.predict_tiles(np.zeros((2, 32, 32), "float32"), views=1)
+    with pytest.raises(ValueError, match="views must be one of"):
+        model.predict_tiles(np.zeros((2, 32, 32, 3), "float32"), views=3)
+    assert model.predict_tiles(np.zeros((0, 32, 32, 3), "float32"), views=8).shape == (0, 4)

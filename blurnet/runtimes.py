@@ -1,0 +1,208 @@
+"""Run an ONNX or LiteRT export without TensorFlow: `OnnxModel`, `LiteRTModel`, `load_runtime`.
+
+`blurnet export MODEL_DIR --format onnx|litert` (`blurnet.formats`) writes the
+plain network: one view, one tile, the preprocessing inside, float32 RGB 0..255
+in, softmax `(batch, 4)` out. What the SavedModel's `serve` does around that
+network happens here and in `blurnet.classify` instead: the flipped and rotated
+views are averaged in numpy (`blurnet.views.average_over_views`, as many as
+`test_time_views` in the `blurnet.json` beside the file, 8 if it has none), and
+photographs are cut into tiles of `image_size` px by `blurnet.classify`, as for
+any model. So the classes here answer tiles of at most `image_size` px a side.
+
+`blurnet.tflite` declares a batch of any size and tiles of `image_size` px;
+`LiteRTModel` resizes the interpreter's input to the batch it is given (and to
+smaller tiles, which the converted graph accepts: checked in the tests).
+
+This module imports neither TensorFlow nor Keras: with `onnxruntime` (or
+`ai-edge-litert`), numpy and OpenCV, `blurnet predict --model blurnet.onnx` runs
+in an environment without TensorFlow. A missing runtime package raises
+`MissingExtraError`, whose message gives the pip command.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from blurnet import quiet
+from blurnet.errors import NotAnExportError
+from blurnet.views import average_over_views, check_views
+from data_pipeline.classes import MIN_IMAGE_SIDE, NUM_CLASSES
+
+METADATA_FILE = "blurnet.json"
+RUNTIME_FILES = {"onnx": "blurnet.onnx", "litert": "blurnet.tflite"}  # the onnx file wins in a folder holding both
+EXTRA_INSTALL = 'pip install "blurnet[export]"'
+PIP_NAMES = {"ai_edge_litert": "ai-edge-litert"}
+DEFAULT_VIEWS = 8
+TILE_BATCH = 16
+
+
+class MissingExtraError(ImportError):
+    """A package of the `export` extra is not installed; the message gives the pip command."""
+
+
+def missing_packages(modules) -> list[str]:
+    """The pip names of those `modules` (import names) that cannot be imported; imports none of them."""
+    missing = []
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package missing, or a module blocked in sys.modules
+            found = False
+        if not found:
+            top = module.split(".")[0]
+            missing.append(PIP_NAMES.get(top, top))
+    return missing
+
+
+def missing_extra_error(purpose: str, packages) -> MissingExtraError:
+    """The `MissingExtraError` for `purpose` (e.g. "--format onnx") missing the pip `packages`."""
+    names = ", ".join(packages)
+    return MissingExtraError(f"{purpose} needs {names}, not installed here. Install the export extra: {EXTRA_INSTALL}")
+
+
+def require(module: str, purpose: str):
+    """Import and return `module`; `MissingExtraError` with the pip command if it is not installed."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise missing_extra_error(purpose, missing_packages([module]) or [module]) from None
+
+
+def runtime_file(path: str | os.PathLike) -> Path | None:
+    """The ONNX or LiteRT file that `path` names (the file itself, or the `blurnet.onnx` / `blurnet.tflite`
+    of a folder without `saved_model.pb`); None for anything else, such as a SavedModel export."""
+    path = Path(path)
+    if path.suffix in (".onnx", ".tflite"):
+        return path
+    if path.is_dir() and not (path / "saved_model.pb").exists():
+        for name in RUNTIME_FILES.values():
+            if (path / name).is_file():
+                return path / name
+    return None
+
+
+def load_runtime(path: str | os.PathLike):
+    """An `OnnxModel` or `LiteRTModel` for `path` (see `runtime_file`); `NotAnExportError` if it names neither."""
+    found = runtime_file(path)
+    if found is None:
+        raise NotAnExportError(f"{str(path)!r} is neither a .onnx nor a .tflite file, nor a folder holding "
+                               f"{' or '.join(RUNTIME_FILES.values())}.")
+    return OnnxModel(found) if found.suffix == ".onnx" else LiteRTModel(found)
+
+
+class _RuntimeModel:
+    """What `OnnxModel` and `LiteRTModel` share: `blurnet.json`, the views, the interface of `ExportedModel`."""
+
+    runtime = ""  # what runs the file, for the device line of `blurnet predict`
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.folder = self.path.parent
+        if not self.path.is_file():
+            raise NotAnExportError(f"Model file {str(self.path)!r} does not exist.")
+        meta = self.folder / METADATA_FILE
+        try:
+            self.metadata = json.loads(meta.read_text())
+        except FileNotFoundError:
+            raise NotAnExportError(f"{str(self.path)!r} has no {METADATA_FILE} beside it: export it with "
+                                   f"'blurnet export MODEL_DIR --format {self.path.suffix.lstrip('.')}'.") from None
+        except (OSError, ValueError) as error:
+            raise NotAnExportError(f"{meta}: unreadable metadata ({error}).") from None
+
+    @property
+    def name(self) -> str:
+        """The folder name of the model file."""
+        return self.folder.name
+
+    @property
+    def image_size(self) -> int:
+        """Side of the tiles the model was trained on (`image_size` in `blurnet.json`)."""
+        return int(self.metadata.get("image_size", 128))
+
+    @property
+    def views(self) -> int:
+        """Views `__call__` averages: `test_time_views` of `blurnet.json`, 8 when absent."""
+        return check_views(self.metadata.get("test_time_views") or DEFAULT_VIEWS)
+
+    def _predict(self, tiles: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _checked(self, tiles) -> np.ndarray:
+        tiles = np.asarray(tiles, np.float32)
+        if tiles.ndim != 4 or tiles.shape[-1] != 3:
+            raise ValueError(f"tiles must be (n, height, width, 3), got shape {tiles.shape!r}.")
+        if not MIN_IMAGE_SIDE <= min(tiles.shape[1:3]) <= max(tiles.shape[1:3]) <= self.image_size:
+            raise ValueError(f"tiles must be {MIN_IMAGE_SIDE} to {self.image_size} px a side (the one-tile network; "
+                             f"blurnet.classify cuts photographs), got shape {tiles.shape!r}.")
+        return tiles
+
+    def _single_view(self, tiles: np.ndarray) -> np.ndarray:
+        if len(tiles) == 0:
+            return np.zeros((0, NUM_CLASSES), np.float32)
+        return np.asarray(self._predict(np.ascontiguousarray(tiles)), np.float32)
+
+    def __call__(self, tiles) -> np.ndarray:
+        """Probabilities `(n, 4)` for float32 tiles `(n, h, w, 3)` in 0..255, h and w from 32 px to `image_size`,
+        averaged over `views` views."""
+        return average_over_views(self._single_view, self._checked(tiles), self.views)
+
+    def predict_tiles(self, tiles, views: int, batch: int = TILE_BATCH) -> np.ndarray:
+        """Probabilities `(n, 4)` for tiles as in `__call__`, averaged over `views` (1, 4 or 8) views, `batch` tiles a call."""
+        views, tiles = check_views(views), self._checked(tiles)
+        parts = [average_over_views(self._single_view, tiles[i : i + batch], views) for i in range(0, len(tiles), batch)]
+        return np.concatenate(parts, axis=0) if parts else self._single_view(tiles)
+
+
+def _onnx_providers(ort) -> list[str]:
+    """CUDA when this onnxruntime has it (the onnxruntime-gpu package), then the CPU."""
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+
+
+class OnnxModel(_RuntimeModel):
+    """A `blurnet.onnx` under ONNX Runtime: the interface of `blurnet.export.ExportedModel`, without TensorFlow."""
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__(path)
+        ort = require("onnxruntime", "Running an ONNX model")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only
+        try:
+            self._session = ort.InferenceSession(str(self.path), options, providers=_onnx_providers(ort))
+        except Exception as error:  # onnxruntime raises its own exception types for a broken file
+            raise NotAnExportError(f"{str(self.path)!r}: ONNX Runtime cannot load it ({error}).") from None
+        self._input = self._session.get_inputs()[0].name
+        self.runtime = f"ONNX Runtime {ort.__version__} ({self._session.get_providers()[0]})"
+
+    def _predict(self, tiles: np.ndarray) -> np.ndarray:
+        return self._session.run(None, {self._input: tiles})[0]
+
+
+class LiteRTModel(_RuntimeModel):
+    """A `blurnet.tflite` under the LiteRT interpreter (`ai-edge-litert`): the interface of `ExportedModel`."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        super().__init__(path)
+        litert = require("ai_edge_litert.interpreter", "Running a LiteRT model")
+        try:
+            self._interpreter = litert.Interpreter(model_path=str(self.path), num_threads=threads or quiet.cpu_cores())
+        except (ValueError, RuntimeError) as error:
+            raise NotAnExportError(f"{str(self.path)!r}: LiteRT cannot load it ({error}).") from None
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+        self._shape = None
+        self.runtime = f"LiteRT {getattr(importlib.import_module('ai_edge_litert'), '__version__', '')}".strip()
+
+    def _predict(self, tiles: np.ndarray) -> np.ndarray:
+        if tiles.shape != self._shape:  # reallocating costs time: only when the batch or tile shape changes
+            self._interpreter.resize_tensor_input(self._input, list(tiles.shape), strict=False)
+            with quiet.stderr_silenced():  # the first allocation announces the XNNPACK delegate on stderr
+                self._interpreter.allocate_tensors()
+            self._shape = tiles.shape
+        self._interpreter.set_tensor(self._input, tiles)
+        self._interpreter.invoke()
+        return self._interpreter.get_tensor(self._output).copy()
