@@ -38,7 +38,8 @@ RUNTIME_FILES = {"onnx": "blurnet.onnx", "litert": "blurnet.tflite"}  # the onnx
 EXTRA_INSTALL = 'pip install "blurnet[export]"'
 PIP_NAMES = {"ai_edge_litert": "ai-edge-litert"}
 DEFAULT_VIEWS = 8
-TILE_BATCH = 16
+TILE_BATCH = 16  # tiles per `predict_tiles` group, as `ExportedModel.predict_tiles`
+CALL_BATCH = 16  # images per runtime call: on 2 CPU cores both runtimes answer 16 a call 1.4 times as fast as 256
 
 
 class MissingExtraError(ImportError):
@@ -144,7 +145,8 @@ class _RuntimeModel:
     def _single_view(self, tiles: np.ndarray) -> np.ndarray:
         if len(tiles) == 0:
             return np.zeros((0, NUM_CLASSES), np.float32)
-        return np.asarray(self._predict(np.ascontiguousarray(tiles)), np.float32)
+        parts = [self._predict(np.ascontiguousarray(tiles[i : i + CALL_BATCH])) for i in range(0, len(tiles), CALL_BATCH)]
+        return np.concatenate(parts, axis=0).astype(np.float32, copy=False)
 
     def __call__(self, tiles) -> np.ndarray:
         """Probabilities `(n, 4)` for float32 tiles `(n, h, w, 3)` in 0..255, h and w from 32 px to `image_size`,
