@@ -23,14 +23,13 @@ import numpy as np
 import tensorflow as tf
 
 from blurnet.atomic import atomic_directory
+from blurnet.loaded_model import METADATA_FILE, LoadedModel
 from blurnet.errors import NotAnExportError  # noqa: F401 - defined without TensorFlow, raised and re-exported here
 from blurnet.tiling import answer_by_tiles
 from blurnet.views import average_over_views, check_views
 from data_pipeline.classes import MIN_IMAGE_SIDE
 
 DEFAULT_MODEL = "saved_models/blurnet-densenet121"
-METADATA_FILE = "blurnet.json"
-TILE_BATCH = 16
 
 
 def git_commit() -> str | None:
@@ -140,7 +139,7 @@ def read_metadata(folder: str | os.PathLike, weights_only: bool = False) -> dict
         raise NotAnExportError(f"{meta}: unreadable metadata ({error}).") from None
 
 
-class ExportedModel:
+class ExportedModel(LoadedModel):
     """A loaded blurnet export: call it on float32 RGB batches 0..255 to get probabilities."""
 
     def __init__(self, folder: str | os.PathLike):
@@ -152,21 +151,6 @@ class ExportedModel:
             raise NotAnExportError(f"{str(self.folder)!r}: the SavedModel cannot be loaded ({error}).") from None
         self._serve = self._loaded.serve
         self._single_view = None
-
-    @property
-    def name(self) -> str:
-        """The export's folder name."""
-        return self.folder.name
-
-    @property
-    def image_size(self) -> int:
-        """Side of the crops the model was trained on."""
-        return int(self.metadata.get("image_size", 128))
-
-    @property
-    def views(self) -> int:
-        """How many flipped/rotated views `serve` averages (1 for exports older than that option)."""
-        return int(self.metadata.get("test_time_views", 1))
 
     @property
     def num_parameters(self) -> int:
@@ -184,19 +168,11 @@ class ExportedModel:
             model = model_from_export(self.folder)
             self._single_view = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
 
-    def predict_tiles(self, tiles: np.ndarray, views: int, batch: int = TILE_BATCH) -> np.ndarray:
-        """Probabilities `(n, 4)` for tiles `(n, h, w, 3)` (float32 0..255) averaged over `views` (1, 4 or 8) views.
-
-        Runs the plain network in batches of `batch` tiles (on 2 CPU cores 16 tiles a
-        call run 1.6 times faster than 64) and does the views here, so a caller can
-        spend fewer views than `serve`; with the export's own views it equals `serve`
-        on tiles no larger than the tile size (to float rounding, 1e-4).
-        """
+    def _one_view(self, tiles: np.ndarray) -> np.ndarray:
+        """The plain network's probabilities for numpy tiles (what `predict_tiles` averages over views); with the
+        export's own views `predict_tiles` equals `serve` on tiles no larger than the tile size (1e-4)."""
         self.load_single_view()
-        tiles = np.asarray(tiles, np.float32)
-        run = lambda x: self._single_view(tf.constant(x)).numpy()  # noqa: E731
-        parts = [average_over_views(run, tiles[i : i + batch], views) for i in range(0, len(tiles), batch)]
-        return np.concatenate(parts, axis=0) if parts else np.zeros((0, 4), np.float32)
+        return self._single_view(tf.constant(tiles)).numpy()
 
 
 def _architecture(model) -> dict:

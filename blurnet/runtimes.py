@@ -30,15 +30,13 @@ import numpy as np
 
 from blurnet import quiet
 from blurnet.errors import NotAnExportError
-from blurnet.views import average_over_views, check_views
+from blurnet.loaded_model import METADATA_FILE, LoadedModel
+from blurnet.views import average_over_views
 from data_pipeline.classes import MIN_IMAGE_SIDE, NUM_CLASSES
 
-METADATA_FILE = "blurnet.json"
 RUNTIME_FILES = {"onnx": "blurnet.onnx", "litert": "blurnet.tflite"}  # the onnx file wins in a folder holding both
 EXTRA_INSTALL = 'pip install "blurnet[export]"'
 PIP_NAMES = {"ai_edge_litert": "ai-edge-litert"}
-DEFAULT_VIEWS = 8
-TILE_BATCH = 16  # tiles per `predict_tiles` group, as `ExportedModel.predict_tiles`
 CALL_BATCH = 16  # images per runtime call: on 2 CPU cores both runtimes answer 16 a call 1.4 times as fast as 256
 
 
@@ -96,10 +94,11 @@ def load_runtime(path: str | os.PathLike):
     return OnnxModel(found) if found.suffix == ".onnx" else LiteRTModel(found)
 
 
-class _RuntimeModel:
+class _RuntimeModel(LoadedModel):
     """What `OnnxModel` and `LiteRTModel` share: `blurnet.json`, the views, the interface of `ExportedModel`."""
 
     runtime = ""  # what runs the file, for the device line of `blurnet predict`
+    default_views = 8
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -115,21 +114,6 @@ class _RuntimeModel:
         except (OSError, ValueError) as error:
             raise NotAnExportError(f"{meta}: unreadable metadata ({error}).") from None
 
-    @property
-    def name(self) -> str:
-        """The folder name of the model file."""
-        return self.folder.name
-
-    @property
-    def image_size(self) -> int:
-        """Side of the tiles the model was trained on (`image_size` in `blurnet.json`)."""
-        return int(self.metadata.get("image_size", 128))
-
-    @property
-    def views(self) -> int:
-        """Views `__call__` averages: `test_time_views` of `blurnet.json`, 8 when absent."""
-        return check_views(self.metadata.get("test_time_views") or DEFAULT_VIEWS)
-
     def _predict(self, tiles: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -142,7 +126,7 @@ class _RuntimeModel:
                              f"blurnet.classify cuts photographs), got shape {tiles.shape!r}.")
         return tiles
 
-    def _single_view(self, tiles: np.ndarray) -> np.ndarray:
+    def _one_view(self, tiles: np.ndarray) -> np.ndarray:
         if len(tiles) == 0:
             return np.zeros((0, NUM_CLASSES), np.float32)
         parts = [self._predict(np.ascontiguousarray(tiles[i : i + CALL_BATCH])) for i in range(0, len(tiles), CALL_BATCH)]
@@ -151,13 +135,7 @@ class _RuntimeModel:
     def __call__(self, tiles) -> np.ndarray:
         """Probabilities `(n, 4)` for float32 tiles `(n, h, w, 3)` in 0..255, h and w from 32 px to `image_size`,
         averaged over `views` views."""
-        return average_over_views(self._single_view, self._checked(tiles), self.views)
-
-    def predict_tiles(self, tiles, views: int, batch: int = TILE_BATCH) -> np.ndarray:
-        """Probabilities `(n, 4)` for tiles as in `__call__`, averaged over `views` (1, 4 or 8) views, `batch` tiles a call."""
-        views, tiles = check_views(views), self._checked(tiles)
-        parts = [average_over_views(self._single_view, tiles[i : i + batch], views) for i in range(0, len(tiles), batch)]
-        return np.concatenate(parts, axis=0) if parts else self._single_view(tiles)
+        return average_over_views(self._one_view, self._checked(tiles), self.views)
 
 
 def _onnx_providers(ort) -> list[str]:

@@ -1,0 +1,50 @@
+"""What every loaded blurnet model shares, without TensorFlow: its `blurnet.json` and tiles answered view by view.
+
+`blurnet.export.ExportedModel` (a SavedModel) and `blurnet.runtimes`' `OnnxModel`
+and `LiteRTModel` derive from `LoadedModel`; each sets `folder`, `metadata` and
+`default_views` and supplies `_one_view(tiles) -> probabilities` (numpy in, numpy out).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from blurnet.views import average_over_views, check_views
+from data_pipeline.classes import NUM_CLASSES
+
+METADATA_FILE = "blurnet.json"
+TILE_BATCH = 16  # tiles per group in `predict_tiles`: on 2 CPU cores 16 a call run 1.6 times as fast as 64
+
+
+class LoadedModel:
+    """The interface `blurnet predict` uses: `name`, `image_size`, `views`, `predict_tiles`."""
+
+    default_views = 1  # views when `blurnet.json` has no `test_time_views`
+
+    @property
+    def name(self) -> str:
+        """The folder name of the model."""
+        return self.folder.name
+
+    @property
+    def image_size(self) -> int:
+        """Side of the tiles the model was trained on (`image_size` in `blurnet.json`)."""
+        return int(self.metadata.get("image_size", 128))
+
+    @property
+    def views(self) -> int:
+        """How many flipped/rotated views the model's own call averages (`test_time_views` in `blurnet.json`)."""
+        return check_views(self.metadata.get("test_time_views") or self.default_views)
+
+    def _one_view(self, tiles: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _checked(self, tiles) -> np.ndarray:
+        """`tiles` as float32; subclasses add their own checks."""
+        return np.asarray(tiles, np.float32)
+
+    def predict_tiles(self, tiles, views: int, batch: int = TILE_BATCH) -> np.ndarray:
+        """Probabilities `(n, 4)` for tiles `(n, h, w, 3)` (float32 0..255) averaged over `views` (1, 4 or 8) views,
+        `batch` tiles a group, so a caller can spend fewer views than the model's own call."""
+        views, tiles = check_views(views), self._checked(tiles)
+        parts = [average_over_views(self._one_view, tiles[i : i + batch], views) for i in range(0, len(tiles), batch)]
+        return np.concatenate(parts, axis=0) if parts else np.zeros((0, NUM_CLASSES), np.float32)
