@@ -12,6 +12,7 @@ from typing import Iterable
 
 import numpy as np
 
+from blurnet.classify import auto_scale
 from data_pipeline.sources import (IMAGE_EXTENSIONS, ImageReadError, decode_reduced, jpeg_size, list_image_files, read_image,
                                    to_rgb8)
 
@@ -96,8 +97,8 @@ def array_to_rgb8(array) -> np.ndarray:
     return to_rgb8(array)
 
 
-def load_for_scale(source, scale: str | float, auto_scale) -> tuple[np.ndarray, int, tuple[int, int]]:
-    """An item's image for a downscale `scale` ('auto' or a factor; `auto_scale(h, w)` gives the auto factor):
+def load_for_scale(source, scale: str | float) -> tuple[np.ndarray, int, tuple[int, int]]:
+    """An item's image for a downscale `scale` ('auto' or a factor, as `blurnet.classify.prepare` takes it):
     `(image, reduction, (height, width) of the photograph)`.
 
     A JPEG file is decoded `reduction` = 8, 4 or 2 times smaller, the largest of

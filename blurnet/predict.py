@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from blurnet.classify import FAST_VIEWS, MIN_TEXTURE, TILE_BUDGET, Prepared, auto_scale, classify_levels, map_tile_probabilities, mask_probability, parse_scale, pyramid
+from blurnet.classify import FAST_VIEWS, MIN_TEXTURE, TILE_BUDGET, Prepared, classify_levels, map_tile_probabilities, mask_probability, parse_scale, pyramid
 from blurnet.inputs import describe_error, list_items, load_for_scale
 from data_pipeline.classes import CLASS_NAMES
 
@@ -84,7 +84,7 @@ def _prepare_item(item, tile: int, scale):
     if error is not None:
         return name, None, error
     try:
-        image, reduction, shape = load_for_scale(source, scale, auto_scale)
+        image, reduction, shape = load_for_scale(source, scale)
         return name, pyramid(image, tile, scale, reduction, shape), None
     except Exception as exc:  # noqa: BLE001 - every bad input becomes a record
         return name, None, describe_error(exc)

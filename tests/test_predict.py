@@ -495,11 +495,11 @@ def test_load_for_scale_reports_the_photograph_size_after_exif_rotation(tmp_path
 
     photo = cv2.resize(textured_image(7, 90, 120), (2400, 1800), interpolation=cv2.INTER_CUBIC)
     (tmp_path / "turned.jpg").write_bytes(rotated_jpeg(photo, IMWRITE_JPEG_QUALITY=90))  # stored 2400 wide, shown 1800 wide
-    image, reduction, shape = load_for_scale(str(tmp_path / "turned.jpg"), "auto", auto_scale)
+    image, reduction, shape = load_for_scale(str(tmp_path / "turned.jpg"), "auto")
     assert (reduction, shape, image.shape) == (2, (2400, 1800), (1200, 900, 3))
-    image, reduction, shape = load_for_scale(str(tmp_path / "turned.jpg"), 9.0, auto_scale)
+    image, reduction, shape = load_for_scale(str(tmp_path / "turned.jpg"), 9.0)
     assert (reduction, shape, image.shape) == (8, (2400, 1800), (300, 225, 3))
-    image, reduction, shape = load_for_scale(str(tmp_path / "turned.jpg"), 1.5, auto_scale)
+    image, reduction, shape = load_for_scale(str(tmp_path / "turned.jpg"), 1.5)
     assert (reduction, shape, image.shape) == (1, (2400, 1800), (2400, 1800, 3))
     with pytest.raises(ImageReadError, match="cannot read"):
-        load_for_scale(str(tmp_path / "missing.jpg"), "auto", auto_scale)
+        load_for_scale(str(tmp_path / "missing.jpg"), "auto")
