@@ -6,7 +6,7 @@
 Stage 1 trains the head on a frozen pretrained backbone. Stage 2 unfreezes the backbone from a transition
 boundary (see `blurnet.model.set_trainable_from`) with a lower, cosine-decayed learning rate. From random
 initialisation (`weights=None`) stage 1 is skipped: a random backbone has no features worth freezing. Each stage
-checkpoints every epoch (`keras.callbacks.BackupAndRestore`) so `resume=True` continues an interrupted run from its
+checkpoints every epoch (`blurnet.checkpoints.CrashSafeBackup`, written atomically) so `resume=True` continues an interrupted run from its
 last completed epoch with the optimizer state.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from blurnet.atomic import atomic_file
+from blurnet.checkpoints import BestWeights, CrashSafeBackup
 from blurnet.config import FitConfig
 from blurnet.distribute import (configure_cpu_devices, create_strategy, is_chief, prepare_for_multiworker,
                                 scaled_learning_rate, set_precision, shard_off, worker_index)
@@ -145,9 +146,8 @@ def estimate_minutes(config: FitConfig, device: str) -> float:
 
 def _callbacks(config: FitConfig, run: Path, stage: str) -> list:
     return [
-        keras.callbacks.BackupAndRestore(str(run / "backup" / stage), save_freq="epoch", delete_checkpoint=False),
-        keras.callbacks.ModelCheckpoint(str(run / "best.weights.h5"), monitor="val_accuracy", mode="max", save_best_only=True,
-                                        save_weights_only=True, initial_value_threshold=best_logged(run / "training_log.csv")),
+        CrashSafeBackup(str(run / "backup" / stage), save_freq="epoch", delete_checkpoint=False),
+        BestWeights(run / "best.weights.h5", "val_accuracy", initial_best=best_logged(run / "training_log.csv")),
         keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience),
         keras.callbacks.CSVLogger(str(run / "training_log.csv"), append=True),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),

@@ -1,0 +1,51 @@
+"""Training checkpoints that a killed process cannot corrupt.
+
+Keras's `BackupAndRestore` and `ModelCheckpoint` write their `.weights.h5` files in place: a process
+killed during the write (a pre-empted job, Ctrl-C twice, out of memory) leaves a truncated HDF5 file
+that the next `fit --resume` cannot open. These callbacks write every file to a temporary sibling and
+rename it over the old one (`blurnet.atomic.atomic_file`), so a file on disk is always a whole one.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import keras
+
+from blurnet.atomic import atomic_file
+
+
+class CrashSafeBackup(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` whose weights and epoch files are replaced atomically.
+
+    The weights are renamed into place before the epoch counter: a kill between the two renames
+    (microseconds) resumes from the newer weights and repeats one epoch, never from a broken file.
+    """
+
+    def _save_model(self):
+        with atomic_file(self._weights_path) as tmp:
+            self.model.save_weights(str(tmp), overwrite=True)
+        with atomic_file(self._training_metadata_path) as tmp:
+            Path(tmp).write_text(json.dumps({"epoch": self._current_epoch, "batch": self._last_batch_seen}))
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Save the model's weights to `path` whenever `monitor` beats its best value (higher is better).
+
+    `initial_best` is the best value already reached (a resumed run passes its log's best), so a
+    resumed run does not overwrite a better checkpoint with a worse one.
+    """
+
+    def __init__(self, path: str | Path, monitor: str = "val_accuracy", initial_best: float | None = None):
+        super().__init__()
+        self.path, self.monitor = Path(path), monitor
+        self.best = -math.inf if initial_best is None else float(initial_best)
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not float(value) > self.best:
+            return
+        self.best = float(value)
+        with atomic_file(self.path) as tmp:
+            self.model.save_weights(str(tmp), overwrite=True)

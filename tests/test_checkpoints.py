@@ -1,0 +1,67 @@
+"""Checkpoint callbacks: a write that dies half-way leaves the previous file whole."""
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from blurnet.checkpoints import BestWeights, CrashSafeBackup
+
+
+def tiny_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def die_half_way(model):
+    """Make `save_weights` write a truncated file, as a killed process would, then fail."""
+    def save_weights(path, overwrite=True):
+        with open(path, "wb") as f:
+            f.write(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+        raise KeyboardInterrupt("killed while writing")
+    model.save_weights = save_weights
+
+
+def test_backup_survives_a_kill_during_its_write(tmp_path):
+    model = tiny_model()
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    backup = CrashSafeBackup(str(tmp_path / "backup"), delete_checkpoint=False)
+    model.fit(x, y, epochs=2, verbose=0, callbacks=[backup])
+    saved = [w.copy() for w in model.get_weights()]
+    assert json.loads((tmp_path / "backup" / "training_metadata.json").read_text())["epoch"] == 2
+
+    die_half_way(model)
+    backup._current_epoch = 3
+    with pytest.raises(KeyboardInterrupt):
+        backup._save_model()
+    assert sorted(p.name for p in (tmp_path / "backup").iterdir()) == ["latest.weights.h5", "training_metadata.json"]
+    assert json.loads((tmp_path / "backup" / "training_metadata.json").read_text())["epoch"] == 2
+
+    fresh = tiny_model()
+    history = fresh.fit(x, y, epochs=3, verbose=0, callbacks=[CrashSafeBackup(str(tmp_path / "backup"), delete_checkpoint=False)])
+    assert len(history.history["loss"]) == 1  # resumed at epoch 2 of 3
+    restored = tiny_model()
+    restored.load_weights(tmp_path / "backup" / "latest.weights.h5")
+    assert not np.allclose(restored.get_weights()[0], saved[0])  # epoch 3 was saved over it
+
+
+def test_best_weights_saves_only_improvements_and_survives_a_failed_write(tmp_path):
+    model = tiny_model()
+    best = BestWeights(tmp_path / "best.weights.h5", "val_accuracy", initial_best=0.5)
+    best.set_model(model)
+    best.on_epoch_end(0, {"val_accuracy": 0.4})
+    assert not (tmp_path / "best.weights.h5").exists()  # not better than the resumed run's 0.5
+    best.on_epoch_end(1, {"val_accuracy": 0.7})
+    first = [w.copy() for w in model.get_weights()]
+    model.set_weights([w + 1 for w in first])
+    best.on_epoch_end(2, {"val_accuracy": 0.7})  # a tie is not an improvement
+    check = tiny_model()
+    check.load_weights(tmp_path / "best.weights.h5")
+    np.testing.assert_allclose(check.get_weights()[0], first[0])
+    die_half_way(model)
+    with pytest.raises(KeyboardInterrupt):
+        best.on_epoch_end(3, {"val_accuracy": 0.9})
+    check.load_weights(tmp_path / "best.weights.h5")  # still the whole file from epoch 1
+    np.testing.assert_allclose(check.get_weights()[0], first[0])
+    assert [p.name for p in tmp_path.iterdir()] == ["best.weights.h5"]
