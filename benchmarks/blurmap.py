@@ -42,7 +42,7 @@ import numpy as np
 from blurnet import quiet
 from blurnet.blurmap import blur_mask
 from blurnet.classify import map_tile_probabilities, mask_probability, prepare
-from blurnet.predict import load_model
+from blurnet.prediction import load_model
 from data_pipeline.sources import list_image_files, read_image
 
 BETA2 = 0.3

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from blurnet.predict import load_model, predict  # noqa: E402
+from blurnet.prediction import load_model, predict  # noqa: E402
 from data_pipeline.classes import CLASS_NAMES, BlurRanges  # noqa: E402
 from data_pipeline.degrade import BlurParams, degrade  # noqa: E402
 from data_pipeline.sources import bundled_photo_paths, read_image  # noqa: E402

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blurnet.predict import load_model, predict
+from blurnet.prediction import load_model, predict
 from data_pipeline.classes import CLASS_NAMES
 from data_pipeline.sources import list_image_files
 

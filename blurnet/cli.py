@@ -252,7 +252,7 @@ def _progress_bar(total, label, unit="photos", file=None):
 def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into, move, dry_run, full):
     """Classify the blur of images: files, folders (recursive) or glob patterns, any size."""
     from blurnet.inputs import count_inputs, expand_paths
-    from blurnet.predict import format_records, load_model, predict as run_predict, write_text_atomic
+    from blurnet.prediction import format_records, load_model, predict as run_predict, write_text_atomic
 
     if (move or dry_run) and not sort_into:
         raise click.UsageError("--move and --dry-run need --sort-into")

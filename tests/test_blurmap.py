@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import blurnet.predict as predict_module
+import blurnet.prediction as predict_module
 from blurnet.blurmap import blur_mask, blur_probability_map, resize_probability
 from blurnet.cli import main
 from blurnet.classify import map_boxes, tile_boxes
-from blurnet.predict import predict
+from blurnet.prediction import predict
 
 
 class BrightIsBlurred:

@@ -14,7 +14,7 @@ from blurnet.blurmap import map_size
 from blurnet.cli import main
 from blurnet.classify import aggregate, auto_scale, parse_scale, prepare, tile_boxes
 from blurnet.inputs import expand_paths
-from blurnet.predict import predict
+from blurnet.prediction import predict
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 from data_pipeline.degrade import BlurParams, degrade
 from data_pipeline.sources import ImageReadError, bundled_photo_paths, read_image
@@ -282,7 +282,8 @@ def test_python_api_arrays_and_repeated_calls(export):
     check_answer(records[1], tiles=4)
     check_answer(records[2], tiles=6)
     assert "at least 32 px" in records[3]["error"]
-    # the same function works again once blurnet.predict (the module) has been imported
+    # `blurnet.predict` is still the function once its module `blurnet.prediction` has been imported
+    assert callable(blurnet.predict) and blurnet.predict.__module__ == "blurnet"
     again = blurnet.predict(textured(3, 64, 64), model=export)
     assert again[0]["probabilities"] == pytest.approx(records[0]["probabilities"], abs=1e-5)
 

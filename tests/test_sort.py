@@ -346,7 +346,7 @@ def test_files_already_under_out_are_skipped(tmp_path):
 
 def fake_predict(monkeypatch):
     """Replace the model by a rule on file names: the label is the name's prefix before '_'."""
-    import blurnet.predict as predict_module
+    import blurnet.prediction as predict_module
     from blurnet.inputs import expand_paths
 
     calls = []

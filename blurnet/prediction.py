@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import sys
-import types
 from pathlib import Path
 from typing import Callable
 
@@ -232,14 +230,3 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_file(path) as tmp:
         tmp.write_text(text)
     return Path(path)
-
-
-class _CallableModule(types.ModuleType):
-    """`import blurnet.predict` replaces the `blurnet.predict` function attribute by this module;
-    making the module callable keeps `blurnet.predict(...)` working either way."""
-
-    def __call__(self, *args, **kwargs):
-        return predict(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
