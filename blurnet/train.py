@@ -6,15 +6,14 @@
 Stage 1 trains the head on a frozen pretrained backbone. Stage 2 unfreezes the backbone from a transition
 boundary (see `blurnet.model.set_trainable_from`) with a lower, cosine-decayed learning rate. From random
 initialisation (`weights=None`) stage 1 is skipped: a random backbone has no features worth freezing. Each stage
-checkpoints every epoch (`blurnet.checkpoints.CrashSafeBackup`, written atomically) so `resume=True` continues an interrupted run from its
+checkpoints every epoch (`blurnet.callbacks.CrashSafeBackup`, written atomically) so `resume=True` continues an interrupted run from its
 last completed epoch with the optimizer state.
 """
 from __future__ import annotations
 
 import collections
-import csv
+import logging
 import dataclasses
-import json
 import os
 import shlex
 import shutil
@@ -27,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from blurnet.atomic import atomic_file
-from blurnet.checkpoints import BestWeights, CrashSafeBackup
+from blurnet.callbacks import training_callbacks
 from blurnet.config import FitConfig
 from blurnet.distribute import (configure_cpu_devices, create_strategy, is_chief, prepare_for_multiworker,
                                 scaled_learning_rate, set_precision, shard_off, worker_index)
@@ -40,6 +39,8 @@ from data_pipeline.classes import CLASS_NAMES
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
 from data_pipeline.labelled import LabelledBatchMaker, is_labelled_folder, load_labelled_images
 from data_pipeline.sources import describe_split, load_photographs, split_photographs
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -56,7 +57,7 @@ def describe_devices() -> tuple[str, list]:
     """("gpu" or "cpu", the GPUs found); prints them in one line (`device: CPU (2 cores), no GPU`)."""
     with stderr_silenced():  # without a GPU, the driver query logs an error (cuInit 303) the user cannot act on
         gpus = tf.config.list_physical_devices("GPU")
-    print(device_line(gpus))
+    logger.info(device_line(gpus))
     return ("gpu" if gpus else "cpu"), gpus
 
 
@@ -87,11 +88,11 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
         for stream, (split, idx) in enumerate(parts.items()):
             makers[split] = LabelledBatchMaker([images[i] for i in idx], labels[idx], pipeline.image_size, pipeline.batch_size,
                                                config.seed, stream=stream + (100 * worker if split == "train" else 0), flips=split == "train")
-            print(f"{split:>5}: {len(idx)} labelled images")
+            logger.info(f"{split:>5}: {len(idx)} labelled images")
         return Data(makers["train"], makers["val"], makers["test"], f"labelled folder {config.data} ({len(images)} images, split by file)")
     photos = load_photographs(config.data, min_size=pipeline.image_size)
     splits = split_photographs(photos, seed=config.seed)
-    print(describe_split(splits))
+    logger.info(describe_split(splits))
     missing = [s for s, v in splits.items() if not v]
     if missing:
         raise ValueError(f"too few photographs to split: {', '.join(missing)} got none (need at least 3 photographs).")
@@ -144,38 +145,6 @@ def estimate_minutes(config: FitConfig, device: str) -> float:
     return sum(estimate_parts(config, device).values()) / 60.0
 
 
-def _callbacks(config: FitConfig, run: Path, stage: str) -> list:
-    return [
-        CrashSafeBackup(str(run / "backup" / stage), save_freq="epoch", delete_checkpoint=False),
-        BestWeights(run / "best.weights.h5", "val_accuracy", initial_best=best_logged(run / "training_log.csv")),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=config.patience),
-        keras.callbacks.CSVLogger(str(run / "training_log.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
-        keras.callbacks.TerminateOnNaN(),
-        _StageLogger(run / "stages.jsonl", stage),
-    ]
-
-
-def best_logged(log: Path, key: str = "val_accuracy") -> float | None:
-    """Best `key` in a CSV training log (None without one): a resumed run keeps its best checkpoint."""
-    if not log.exists():
-        return None
-    values = [float(row[key]) for row in csv.DictReader(open(log)) if row.get(key) not in (None, "")]
-    return max(values) if values else None
-
-
-class _StageLogger(keras.callbacks.Callback):
-    """Appends {stage, epoch} per epoch so the log can be split into stages."""
-
-    def __init__(self, path: Path, stage: str):
-        super().__init__()
-        self.path, self.stage = path, stage
-
-    def on_epoch_end(self, epoch, logs=None):
-        with open(self.path, "a") as f:
-            f.write(json.dumps({"stage": self.stage, "epoch": epoch}) + "\n")
-
-
 def compile_model(model: keras.Model, learning_rate, jit: bool = False) -> None:
     """Adam + sparse categorical cross-entropy + accuracy (XLA when `jit`).
 
@@ -195,10 +164,10 @@ def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None
     learning_rate = scaled_learning_rate(config.lr_head, config.batch_size)
     with strategy.scope():
         compile_model(model, learning_rate, config.jit)
-    print(f"stage 1 (head): {config.epochs_head} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g}")
+    logger.info(f"stage 1 (head): {config.epochs_head} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g}")
     train_ds, val_ds = data_sets
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs_head, steps_per_epoch=config.steps_per_epoch,
-              callbacks=_callbacks(config, run, "head"), verbose=fit_verbosity(), shuffle=False)  # the dataset is already shuffled
+              callbacks=training_callbacks(run, "head", config.patience), verbose=fit_verbosity(), shuffle=False)  # the dataset is already shuffled
     with atomic_file(run / "head.weights.h5") as tmp:  # its presence means "stage 1 done"
         model.save_weights(tmp)
 
@@ -212,11 +181,11 @@ def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
     with strategy.scope():
         compile_model(model, schedule, config.jit)
-    print(f"stage 2 (fine-tune from {config.unfreeze_from}): {len(trainable)} backbone layers trainable, "
+    logger.info(f"stage 2 (fine-tune from {config.unfreeze_from}): {len(trainable)} backbone layers trainable, "
           f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g} cosine")
     train_ds, val_ds = data_sets
     model.fit(train_ds, validation_data=val_ds, initial_epoch=initial_epoch, epochs=initial_epoch + config.epochs_finetune,
-              steps_per_epoch=config.steps_per_epoch, callbacks=_callbacks(config, run, "finetune"), verbose=fit_verbosity(),
+              steps_per_epoch=config.steps_per_epoch, callbacks=training_callbacks(run, "finetune", config.patience), verbose=fit_verbosity(),
               shuffle=False)  # the dataset is already shuffled
 
 
@@ -224,7 +193,7 @@ def evaluate_held_out(model, maker, config: FitConfig) -> dict:
     """Accuracy, macro-F1 and per-class metrics on the fixed test split, averaged over
     `config.test_time_views` views as the export will be."""
     num_batches = -(-config.test_images // config.batch_size)
-    print(f"held-out test: {num_batches * config.batch_size} images x {config.test_time_views} view(s)", flush=True)
+    logger.info(f"held-out test: {num_batches * config.batch_size} images x {config.test_time_views} view(s)")
     ys, ps = [], []
     started, reported = time.time(), time.time()
     for batch, (x, y) in enumerate(maker.dataset(num_batches=num_batches), start=1):
@@ -234,9 +203,9 @@ def evaluate_held_out(model, maker, config: FitConfig) -> dict:
         ys.append(y.numpy())
         if batch < num_batches and time.time() - reported >= 15:  # a line every 15 s or so, never a carriage return
             reported = time.time()
-            print(f"held-out test: {batch}/{num_batches} batches, {reported - started:.0f} s", flush=True)
+            logger.info(f"held-out test: {batch}/{num_batches} batches, {reported - started:.0f} s")
     metrics = classification_metrics(np.concatenate(ys), np.concatenate(ps))
-    print(f"held-out test: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['n_images']} images, "
+    logger.info(f"held-out test: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['n_images']} images, "
           f"{config.test_time_views} view(s) each")
     return metrics
 
@@ -284,7 +253,7 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     policy = set_precision(config.mixed_precision, device)
     strategy = create_strategy(config.strategy)
     worker, chief = worker_index(), is_chief()
-    print(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
+    logger.info(f"strategy: {type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s); "
           f"worker {worker}; precision policy {policy}; XLA {'on' if config.jit else 'auto'}")
     # Each worker of a multi-worker run keeps its own folder; only the chief's carries the run's name.
     run = Path(config.run_dir) / (config.name if chief else f"{config.name}.worker-{worker}")
@@ -300,7 +269,7 @@ def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Mo
                               min_sharpness=config.min_sharpness)
     data = load_data(config, pipeline, run.worker)
     parts = estimate_parts(config, run.device)
-    print(f"recipe: {run.device}; estimated duration about {sum(parts.values()) / 60:.0f} min (training "
+    logger.info(f"recipe: {run.device}; estimated duration about {sum(parts.values()) / 60:.0f} min (training "
           f"{(parts['build'] + parts['train'] + parts['validate']) / 60:.1f}, held-out test {parts['held_out'] / 60:.1f}, "
           f"export {parts['export'] / 60:.1f})")
     strategy = run.strategy
@@ -308,11 +277,11 @@ def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Mo
         model = create_model(config.backbone, config.weights, highpass=config.highpass, spectrum=config.spectrum)
         if config.init_from:
             load_export_weights(model, config.init_from)
-            print(f"weights: all taken from the export {config.init_from}")
+            logger.info(f"weights: all taken from the export {config.init_from}")
     prepare_for_multiworker(model, strategy)
     # A random backbone trains its BatchNormalization layers (a pretrained one keeps them frozen): over the global batch.
     if config.weights is None and strategy.num_replicas_in_sync > 1:
-        print(f"BatchNormalization synchronized across replicas in {synchronize_batchnorm(model)} layers")
+        logger.info(f"BatchNormalization synchronized across replicas in {synchronize_batchnorm(model)} layers")
     val_ds = shard_off(data.val.dataset(num_batches=-(-config.val_images // config.batch_size)))
     train_ds = shard_off(data.train.dataset())
     return pipeline, data, model, (train_ds, val_ds)
@@ -325,11 +294,11 @@ def _train_stages(model, config: FitConfig, data_sets, run: _Run) -> None:
     if head_epochs:
         if config.resume and (folder / "head.weights.h5").exists():
             model.load_weights(folder / "head.weights.h5")
-            print("stage 1 (head): already done, resumed from its weights")
+            logger.info("stage 1 (head): already done, resumed from its weights")
         else:
             train_head(model, config, data_sets, folder, run.strategy)
     else:
-        print(f"stage 1 (head): skipped, the backbone starts from {'the export' if config.init_from else 'random weights'}")
+        logger.info(f"stage 1 (head): skipped, the backbone starts from {'the export' if config.init_from else 'random weights'}")
     if config.epochs_finetune:
         # Stage 2's epochs are numbered after stage 1's: the shared training log counts epochs across both stages.
         train_finetune(model, config, data_sets, folder, head_epochs, run.strategy)
@@ -370,13 +339,13 @@ def _export(model, config: FitConfig, run: Path, metadata: dict, started: float)
     log = run / "training_log.csv"
     if not log.exists() and config.init_from and not config.epochs_finetune:  # a re-export keeps its curves
         log = Path(config.init_from) / "training_log.csv"
-    print(f"export: {Path(config.out) / config.name} (SavedModel averaging {config.test_time_views} view(s))", flush=True)
+    logger.info(f"export: {Path(config.out) / config.name} (SavedModel averaging {config.test_time_views} view(s))")
     export_started = time.time()
     target = export_model(model, Path(config.out) / config.name, metadata, extra_files=[log] if log.exists() else [],
                           views=config.test_time_views, tile=config.image_size)
     with atomic_file(run / "final.weights.h5") as tmp:
         model.save_weights(tmp)
-    print(f"exported {target} in {(time.time() - started) / 60:.1f} min (export {time.time() - export_started:.0f} s)")
+    logger.info(f"exported {target} in {(time.time() - started) / 60:.1f} min (export {time.time() - export_started:.0f} s)")
     return target
 
 
@@ -394,6 +363,6 @@ def fit(config: FitConfig) -> Path | None:
     if not run.chief:  # every worker evaluates (no collectives); only the chief exports
         with atomic_file(run.folder / "final.weights.h5") as tmp:
             model.save_weights(tmp)
-        print(f"worker {run.worker}: final weights in {run.folder / 'final.weights.h5'}; the chief exports")
+        logger.info(f"worker {run.worker}: final weights in {run.folder / 'final.weights.h5'}; the chief exports")
         return None
     return _export(model, config, run.folder, _metadata(config, run, pipeline, data, held_out, started), started)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import sys
+import logging
 
 import numpy as np
 
@@ -28,6 +28,8 @@ from data_pipeline.crops import DEFAULT_MIN_TEXTURE, TexturedCropper
 from data_pipeline.degrade import PsfFamilies, psf_half_size, sample_blur
 from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO, high_frequency_ratio
 from data_pipeline.sources import Photo
+
+logger = logging.getLogger(__name__)
 
 STREAMS = {"train": 0, "val": 1, "test": 2, "preview": 3}
 #: Pixels the camera steps after the blur reach: the unsharp mask's Gaussian (sigma <= 1.5 px, a 13 px
@@ -132,16 +134,14 @@ class BlurBatchMaker:
                 self.photo_names.append(photo.name)
         self.left_out = {**{name: "too small or flat" for name in left_out}, **{name: "already blurred" for name in blurred}}
         if left_out:
-            print(
-                f"warning: {stream}: left out {len(left_out)} of {len(photos)} photographs smaller than "
+            logger.warning(
+                f"{stream}: left out {len(left_out)} of {len(photos)} photographs smaller than "
                 f"{size} px or without texture >= {config.min_texture}: {', '.join(left_out)}",
-                file=sys.stderr,
             )
         if blurred:
-            print(
-                f"warning: {stream}: left out {len(blurred)} of {len(photos)} photographs that look blurred already "
+            logger.warning(
+                f"{stream}: left out {len(blurred)} of {len(photos)} photographs that look blurred already "
                 f"(high-frequency ratio < {config.min_sharpness}), so cannot stand for 'sharp': {', '.join(blurred)}",
-                file=sys.stderr,
             )
         if not self.croppers:
             raise ValueError(

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -232,10 +234,9 @@ def load_photographs(folder: str | os.PathLike | None = None, min_size: int = 0,
             image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_AREA)
         photos.append(Photo(name=name, group=group, image=image))
     if unreadable or too_small:
-        print(
-            f"warning: skipped {len(unreadable) + len(too_small)} of {len(entries)} files in {where}: "
-            f"{len(unreadable)} unreadable, {len(too_small)} smaller than {min_size} px",
-            file=sys.stderr,
+        logger.warning(
+            f"skipped {len(unreadable) + len(too_small)} of {len(entries)} files in {where}: "
+            f"{len(unreadable)} unreadable, {len(too_small)} smaller than {min_size} px"
         )
     if not photos:
         raise FileNotFoundError(

@@ -76,7 +76,7 @@ def test_no_usable_photograph_is_a_clear_error(photos):
         evaluation_dataset(photos, CFG, "train", 8)
 
 
-def test_already_blurred_photographs_are_left_out(photos, capsys):
+def test_already_blurred_photographs_are_left_out(photos, caplog):
     import dataclasses
 
     import cv2
@@ -87,7 +87,7 @@ def test_already_blurred_photographs_are_left_out(photos, capsys):
     config = PipelineConfig(image_size=32, batch_size=4)
     maker = BlurBatchMaker(photos[:2] + [soft], config, "train")
     assert maker.photo_names == ["p0", "p1"] and maker.left_out == {"soft": "already blurred"}
-    err = capsys.readouterr().err
-    assert "look blurred already" in err and err.rstrip().endswith(": soft")
+    [warning] = [r for r in caplog.records if r.name == "data_pipeline.batches"]
+    assert warning.levelname == "WARNING" and "look blurred already" in warning.message and warning.message.endswith(": soft")
     kept = BlurBatchMaker(photos[:2] + [soft], dataclasses.replace(config, min_sharpness=0.0), "train")
     assert kept.photo_names == ["p0", "p1", "soft"]

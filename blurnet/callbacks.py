@@ -1,4 +1,4 @@
-"""Training checkpoints that a killed process cannot corrupt.
+"""The callbacks of every training stage (`training_callbacks`), with checkpoints a killed process cannot corrupt.
 
 Keras's `BackupAndRestore` and `ModelCheckpoint` write their `.weights.h5` files in place: a process
 killed during the write (a pre-empted job, Ctrl-C twice, out of memory) leaves a truncated HDF5 file
@@ -7,6 +7,7 @@ rename it over the old one (`blurnet.atomic.atomic_file`), so a file on disk is 
 """
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
@@ -49,3 +50,42 @@ class BestWeights(keras.callbacks.Callback):
         self.best = float(value)
         with atomic_file(self.path) as tmp:
             self.model.save_weights(str(tmp), overwrite=True)
+
+
+class StageLogger(keras.callbacks.Callback):
+    """Appends `{"stage", "epoch"}` per epoch to `path` (JSON lines), so the shared training log can be split into stages."""
+
+    def __init__(self, path: str | Path, stage: str):
+        super().__init__()
+        self.path, self.stage = Path(path), stage
+
+    def on_epoch_end(self, epoch, logs=None):
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"stage": self.stage, "epoch": epoch}) + "\n")
+
+
+def best_logged(log: Path, key: str = "val_accuracy") -> float | None:
+    """Best `key` in a CSV training log (None without one): a resumed run keeps its best checkpoint."""
+    if not log.exists():
+        return None
+    with open(log, newline="") as f:
+        values = [float(row[key]) for row in csv.DictReader(f) if row.get(key) not in (None, "")]
+    return max(values) if values else None
+
+
+def training_callbacks(run: Path, stage: str, patience: int) -> list:
+    """Callbacks of one training stage writing into the run folder `run`.
+
+    `backup/<stage>/` (resume), `best.weights.h5` (best validation accuracy of the run, across stages and
+    resumes), early stopping after `patience` epochs without progress, `training_log.csv`, `tensorboard/`,
+    a stop on NaN, and `stages.jsonl`.
+    """
+    return [
+        CrashSafeBackup(str(run / "backup" / stage), save_freq="epoch", delete_checkpoint=False),
+        BestWeights(run / "best.weights.h5", "val_accuracy", initial_best=best_logged(run / "training_log.csv")),
+        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience),
+        keras.callbacks.CSVLogger(str(run / "training_log.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
+        keras.callbacks.TerminateOnNaN(),
+        StageLogger(run / "stages.jsonl", stage),
+    ]

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from blurnet.checkpoints import BestWeights, CrashSafeBackup
+from blurnet.callbacks import BestWeights, CrashSafeBackup
 
 
 def tiny_model():
