@@ -73,17 +73,17 @@ def best_logged(log: Path, key: str = "val_accuracy") -> float | None:
     return max(values) if values else None
 
 
-def training_callbacks(run: Path, stage: str, patience: int) -> list:
+def training_callbacks(run: Path, stage: str, patience: int, monitor: str = "val_accuracy") -> list:
     """Callbacks of one training stage writing into the run folder `run`.
 
-    `backup/<stage>/` (resume), `best.weights.h5` (best validation accuracy of the run, across stages and
-    resumes), early stopping after `patience` epochs without progress, `training_log.csv`, `tensorboard/`,
-    a stop on NaN, and `stages.jsonl`.
+    `backup/<stage>/` (resume), `best.weights.h5` (best `monitor`, the validation accuracy, of the run
+    across stages and resumes), early stopping after `patience` epochs without progress,
+    `training_log.csv`, `tensorboard/`, a stop on NaN, and `stages.jsonl`.
     """
     return [
         CrashSafeBackup(str(run / "backup" / stage), save_freq="epoch", delete_checkpoint=False),
-        BestWeights(run / "best.weights.h5", "val_accuracy", initial_best=best_logged(run / "training_log.csv")),
-        keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience),
+        BestWeights(run / "best.weights.h5", monitor, initial_best=best_logged(run / "training_log.csv", monitor)),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=patience),
         keras.callbacks.CSVLogger(str(run / "training_log.csv"), append=True),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
         keras.callbacks.TerminateOnNaN(),

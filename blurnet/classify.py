@@ -65,6 +65,12 @@ A photograph is therefore processed in these steps.
    1 - p_sharp over the map tiles covering it, resized to the photograph's
    size) thresholded at 0.5: see `blurnet.blurmap`.
 
+With a model that has the parameter head (`blurnet.parameter_head`), the answering
+level's selected tiles also go once through the head, one view; their answers are
+combined by the texture-weighted median and read as the predicted class's
+parameters in the original photograph's pixels (`blur`, e.g. `{"class": "motion",
+"length_px": 37.2, "angle_deg": 12.5}`; `{"class": "sharp"}` for a sharp one).
+
 Every answer has `label` and `probabilities` (of the level that answered),
 `scale` (that level's downscale factor), `tiles` (textured tiles used there)
 and `area`: the fraction of that level's textured tiles whose own answer is
@@ -85,8 +91,9 @@ import math
 import cv2
 import numpy as np
 
-from data_pipeline.classes import MIN_IMAGE_SIDE
+from data_pipeline.classes import CLASS_NAMES, MIN_IMAGE_SIDE
 from data_pipeline.crops import DEFAULT_MIN_TEXTURE, gradient_magnitude
+from data_pipeline.parameters import angle_degrees
 from data_pipeline.sources import ImageReadError
 
 REFERENCE_SIDE = 1024
@@ -289,20 +296,6 @@ def choose_level(means: list[np.ndarray], textured: list[bool] | None = None, to
     return int(np.flatnonzero(confidence >= confidence.max() - tolerance)[0])
 
 
-def aggregate(probabilities: np.ndarray, textures: np.ndarray, min_texture: float = MIN_TEXTURE) -> tuple[np.ndarray, int]:
-    """Texture-weighted mean of tile probabilities, flat tiles ignored; returns (probabilities, tiles used)."""
-    probabilities = np.asarray(probabilities, np.float64)
-    textures = np.asarray(textures, np.float64)
-    used = textures >= min_texture
-    if used.any():
-        weights = np.where(used, textures, 0.0)
-        mean = (probabilities * weights[:, None]).sum(axis=0) / weights.sum()
-        count = int(used.sum())
-    else:
-        mean, count = probabilities.mean(axis=0), len(probabilities)
-    return mean / mean.sum(), count
-
-
 # --------------------------------------------------------------------------- model answers
 
 
@@ -340,12 +333,43 @@ def classify_levels(model, levels: list[Prepared], views: int | None = None, bud
     `views` and `budget` as in `tile_probabilities` and `select_tiles`; None and
     None is the full computation (every textured tile, the model's own views).
     """
-    answers = []
+    answers, selections = [], []
     for level in levels:
         chosen, mean_weights, area_weights = select_tiles(level.textures, budget)
         probs = tile_probabilities(model, level, [level.boxes[i] for i in chosen], views=views)
         answers.append((*weighted_answer(probs, mean_weights, area_weights), len(chosen)))
+        selections.append((chosen, mean_weights))
     textured = [bool((level.textures >= MIN_TEXTURE).any()) for level in levels]
     k = choose_level([mean for mean, _, _ in answers], textured)
     mean, area, used = answers[k]
-    return {"probabilities": mean, "scale": levels[k].scale, "tiles": used, "area": area}
+    fields = {"probabilities": mean, "scale": levels[k].scale, "tiles": used, "area": area}
+    if getattr(model, "has_parameters", False):
+        chosen, weights = selections[k]
+        raw = model.estimate_tiles(levels[k].tiles([levels[k].boxes[i] for i in chosen]))
+        fields["blur"] = blur_record(CLASS_NAMES[int(np.argmax(mean))], weighted_median(raw, weights), levels[k].scale)
+    return fields
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per-column weighted median of `values` `(n, k)` with `weights` `(n,)`: the smallest value whose
+    cumulative weight reaches half the total (as `blurnet.tiling.texture_weighted_median` in the export)."""
+    values, weights = np.asarray(values, np.float64), np.asarray(weights, np.float64)
+    order = np.argsort(values, axis=0, kind="stable")
+    cumulative = np.cumsum(weights[order], axis=0)
+    first = np.argmax(cumulative >= 0.5 * cumulative[-1], axis=0)
+    columns = np.arange(values.shape[1])
+    return values[order[first, columns], columns]
+
+
+def blur_record(class_name: str, raw: np.ndarray, scale: float) -> dict:
+    """The record's `blur`: the parameters of `class_name` from the head's raw `(5,)` answer, sizes in pixels of the
+    original photograph (times the level's `scale`), the angle in degrees (0 to 180, counter-clockwise)."""
+    sigma, length, cos2, sin2, radius = (float(v) for v in raw)
+    blur = {"class": class_name}
+    if class_name == "gaussian":
+        blur["sigma_px"] = round(max(sigma, 0.0) * scale, 2)
+    elif class_name == "motion":
+        blur.update(length_px=round(max(length, 0.0) * scale, 2), angle_deg=round(float(angle_degrees(cos2, sin2)), 1))
+    elif class_name == "defocus":
+        blur["radius_px"] = round(max(radius, 0.0) * scale, 2)
+    return blur

@@ -24,6 +24,12 @@ class FitConfig:
     than from the high-pass channels (`--highpass`, off by default).
     `--no-spectrum` gives the paper's plain DenseNet121.
 
+    `parameter_head=True` (the default) trains the blur-parameter head jointly
+    with the classifier (`blurnet.parameter_head`: sigma, motion length and
+    angle, defocus radius), its loss weighted `parameter_loss_weight`; the
+    export then has an `estimate` endpoint. `--init-from` an export without the
+    head starts the head from random weights.
+
     CPU recipe (no GPU found): 64 px crops, batch 32, 1 + 10 epochs of 60 steps,
     256 validation and 512 test images: about 9 minutes on 2 cores from scratch.
     `test_time_views` (default 8): the export and the held-out figures average
@@ -60,6 +66,8 @@ class FitConfig:
     lr_finetune: float | None = None
     highpass: bool = False
     spectrum: bool = True
+    parameter_head: bool = True
+    parameter_loss_weight: float = 1.0
     init_from: str | None = None
     test_time_views: int = 8
     min_sharpness: float = MIN_HIGH_FREQUENCY_RATIO
@@ -114,6 +122,8 @@ class FitConfig:
             if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)!r}.")
         check_views(self.test_time_views)
+        if self.parameter_loss_weight < 0:
+            raise ValueError(f"parameter_loss_weight must be >= 0, got {self.parameter_loss_weight!r}.")
         if self.min_sharpness < 0:
             raise ValueError(f"min_sharpness must be >= 0, got {self.min_sharpness!r}.")
         if self.strategy not in STRATEGIES:

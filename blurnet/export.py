@@ -13,6 +13,7 @@ older model there stays intact until the new one is complete.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -25,11 +26,14 @@ import tensorflow as tf
 from blurnet.atomic import atomic_directory
 from blurnet.loaded_model import METADATA_FILE, LoadedModel
 from blurnet.errors import NotAnExportError  # noqa: F401 - defined without TensorFlow, raised and re-exported here
-from blurnet.tiling import answer_by_tiles
+from blurnet.parameter_head import PARAMETERS, class_probabilities, decode_parameters, has_parameter_head
+from blurnet.tiling import answer_by_tiles, texture_weighted_median
 from blurnet.views import average_over_views, check_views
 from data_pipeline.classes import MIN_IMAGE_SIDE
+from data_pipeline.parameters import PARAMETER_TARGETS
 
 DEFAULT_MODEL = "saved_models/blurnet-densenet121"
+logger = logging.getLogger(__name__)
 
 
 def git_commit() -> str | None:
@@ -53,23 +57,39 @@ def inference_copy(model: keras.Model) -> keras.Model:
     return plain
 
 
+_IMAGE_SPEC = tf.TensorSpec((None, None, None, 3), tf.float32, name="image")
+
+
 class _Serving(tf.Module):
     """What the SavedModel holds: the model and its `serve` endpoint (averaging `views` views; inputs
-    larger than `tile` px answered tile by tile, `blurnet.tiling`; `tile=None`: always whole)."""
+    larger than `tile` px answered tile by tile, `blurnet.tiling`; `tile=None`: always whole), and for a
+    model with the parameter head its `estimate` endpoint."""
 
     def __init__(self, model: keras.Model, views: int = 1, tile: int | None = None):
         super().__init__()
         self.model = model
         self.views = check_views(views)
         self.tile = tile
+        if has_parameter_head(model):
+            self.estimate = tf.function(self._estimate, input_signature=[_IMAGE_SPEC])
 
-    @tf.function(input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32, name="image")])
+    @tf.function(input_signature=[_IMAGE_SPEC])
     def serve(self, image):
         """Softmax probabilities (batch, 4) for float32 RGB images (batch, h, w, 3) in 0..255."""
         def predict(x):
-            return average_over_views(lambda v: self.model(v, training=False), x, self.views)
+            return average_over_views(lambda v: class_probabilities(self.model(v, training=False)), x, self.views)
 
         return predict(image) if self.tile is None else answer_by_tiles(predict, image, self.tile)
+
+    def _estimate(self, image):
+        """`serve`'s probabilities and the blur parameters of each class, `(batch,)` each: one view,
+        tile by tile like `serve`, combined by the texture-weighted median."""
+        def predict(x):
+            return self.model(x, training=False)[PARAMETERS]
+
+        raw = predict(image) if self.tile is None else answer_by_tiles(
+            predict, image, self.tile, len(PARAMETER_TARGETS), combine=texture_weighted_median)
+        return {"probabilities": self.serve(image), **decode_parameters(raw)}
 
 
 def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=()) -> None:
@@ -150,7 +170,8 @@ class ExportedModel(LoadedModel):
         except Exception as error:  # corrupt protobuf, missing variables, ...
             raise NotAnExportError(f"{str(self.folder)!r}: the SavedModel cannot be loaded ({error}).") from None
         self._serve = self._loaded.serve
-        self._single_view = None
+        self._single_view = self._single_view_parameters = None
+        self.has_parameters = bool(self.metadata.get("parameter_head", False))
 
     @property
     def num_parameters(self) -> int:
@@ -166,7 +187,14 @@ class ExportedModel(LoadedModel):
         """Build the plain network `predict_tiles` runs (`model_from_export`; `NotAnExportError` if its weights do not load)."""
         if self._single_view is None:
             model = model_from_export(self.folder)
-            self._single_view = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+            self._single_view = tf.function(lambda x: class_probabilities(model(x, training=False)), reduce_retracing=True)
+            if has_parameter_head(model):
+                self._single_view_parameters = tf.function(lambda x: model(x, training=False)[PARAMETERS], reduce_retracing=True)
+
+    def _parameters(self, tiles: np.ndarray) -> np.ndarray:
+        """The parameter head's raw output `(n, 5)` for numpy tiles, one view."""
+        self.load_single_view()
+        return self._single_view_parameters(tf.constant(tiles)).numpy()
 
     def _one_view(self, tiles: np.ndarray) -> np.ndarray:
         """The plain network's probabilities for numpy tiles (what `predict_tiles` averages over views); with the
@@ -182,6 +210,21 @@ def _architecture(model) -> dict:
         "spectrum": any(layer.name == "spectrum" for layer in model.layers),
         "highpass": any(layer.name == "highpass" for layer in model.layers),
     }
+
+
+def copy_shared_weights(source: keras.Model, target: keras.Model) -> list[str]:
+    """Copy the weights of every layer of `target` that `source` has too (same name); returns the names
+    of `target`'s layers with weights left as they were (e.g. a parameter head `source` lacks)."""
+    by_name = {layer.name: layer for layer in source.layers}
+    left = []
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        if layer.name in by_name:
+            layer.set_weights(by_name[layer.name].get_weights())
+        else:
+            left.append(layer.name)
+    return left
 
 
 def _read_savedmodel_weights(model, folder: Path) -> None:
@@ -210,6 +253,12 @@ def load_export_weights(model, folder: str | os.PathLike) -> dict:
     if found != expected:
         raise ValueError(f"{str(folder)!r} was trained as {found}, the model to train is {expected}: they must match.")
     folder = Path(folder)
+    if bool(meta.get("parameter_head", False)) != has_parameter_head(model):
+        # With or without the parameter head: every other layer is shared, the head is new or left out.
+        left = copy_shared_weights(model_from_export(folder), model)
+        if left:
+            logger.info(f"weights: {', '.join(left)} start from random weights ({str(folder)!r} has no parameter head)")
+        return meta
     if (folder / "saved_model.pb").is_file():
         _read_savedmodel_weights(model, folder)
         return meta
@@ -228,6 +277,6 @@ def model_from_export(folder: str | os.PathLike) -> keras.Model:
 
     meta = read_metadata(folder, weights_only=True)
     model = create_model(meta.get("backbone", "densenet121"), weights=None, highpass=meta.get("highpass", False),
-                         spectrum=meta.get("spectrum", False))
+                         spectrum=meta.get("spectrum", False), parameter_head=meta.get("parameter_head", False))
     load_export_weights(model, folder)
     return model

@@ -128,6 +128,7 @@ def export_format(model_dir: str | os.PathLike, fmt: str, out: str | os.PathLike
     at most `PARITY_TOLERANCE`); `MissingExtraError` when the `export` extra is not installed.
     """
     from blurnet.export import METADATA_FILE, model_from_export, read_metadata
+    from blurnet.parameter_head import classifier
 
     if fmt not in WRITERS:
         raise ValueError(f"format must be one of {sorted(WRITERS)}, got {fmt!r}.")
@@ -137,6 +138,8 @@ def export_format(model_dir: str | os.PathLike, fmt: str, out: str | os.PathLike
         raise ValueError(f"--out {str(out)!r} is the export itself; choose another folder.")
     metadata = read_metadata(model_dir, weights_only=True)
     model = model_from_export(model_dir)
+    if fmt in RUNTIME_FILES:  # the class probabilities only: a parameter head stays in the SavedModel and Keras formats
+        model = classifier(model)
     with atomic_directory(out) as tmp:
         shutil.copy(Path(model_dir) / METADATA_FILE, tmp / METADATA_FILE)
         WRITERS[fmt](model, tmp / FORMAT_FILES[fmt], metadata)

@@ -16,9 +16,10 @@ TILE_BATCH = 16  # tiles per group in `predict_tiles`: on 2 CPU cores 16 a call 
 
 
 class LoadedModel:
-    """The interface `blurnet predict` uses: `name`, `image_size`, `views`, `predict_tiles`."""
+    """The interface `blurnet predict` uses: `name`, `image_size`, `views`, `predict_tiles`, `estimate_tiles`."""
 
     default_views = 1  # views when `blurnet.json` has no `test_time_views`
+    has_parameters = False  # whether `estimate_tiles` answers (a SavedModel with the parameter head)
 
     @property
     def name(self) -> str:
@@ -48,3 +49,15 @@ class LoadedModel:
         views, tiles = check_views(views), self._checked(tiles)
         parts = [average_over_views(self._one_view, tiles[i : i + batch], views) for i in range(0, len(tiles), batch)]
         return np.concatenate(parts, axis=0) if parts else np.zeros((0, NUM_CLASSES), np.float32)
+
+    def _parameters(self, tiles: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def estimate_tiles(self, tiles, batch: int = TILE_BATCH) -> np.ndarray:
+        """The parameter head's raw output `(n, 5)` (`data_pipeline.parameters.PARAMETER_TARGETS`) for tiles
+        `(n, h, w, 3)`, one view, `batch` tiles a call; only where `has_parameters`."""
+        if not self.has_parameters:
+            raise ValueError(f"model {self.name!r} has no parameter head (fit it with --parameter-head).")
+        tiles = self._checked(tiles)
+        parts = [self._parameters(tiles[i : i + batch]) for i in range(0, len(tiles), batch)]
+        return np.concatenate(parts, axis=0) if parts else np.zeros((0, 5), np.float32)

@@ -99,3 +99,31 @@ def method_row(name: str, y_true, probabilities, present, seconds: float, parame
         "images_per_s": len(y_true) / seconds if seconds > 0 else None,
         "note": note,
     }
+
+
+def parameter_metrics(labels, params, raw) -> dict:
+    """Blur-parameter errors of a parameter head's raw `(n, 5)` output against the true `params` `(n, 3)`
+    (`(strength, angle, noise)`, NaN where unknown) of samples of class `labels`, each parameter over its own
+    class's samples: `sigma_mae`, `length_mae`, `angle_mae_deg` (on the 180-degree circle), `radius_mae`,
+    their 90th-percentile errors (`*_p90`), `sigma_r2`, `length_r2`, `radius_r2` and the sample counts
+    (`*_n`). A parameter with no sample is left out."""
+    from data_pipeline.parameters import PARAMETER_TARGETS, angle_degrees
+
+    labels, params, raw = np.asarray(labels).astype(int), np.asarray(params, np.float64), np.asarray(raw, np.float64)
+    column = {name: PARAMETER_TARGETS.index(name) for name in ("sigma", "length", "radius")}
+    out = {}
+    for name, class_name in (("sigma", "gaussian"), ("length", "motion"), ("radius", "defocus")):
+        rows = (labels == CLASS_NAMES.index(class_name)) & np.isfinite(params[:, 0])
+        if not rows.any():
+            continue
+        true, predicted = params[rows, 0], raw[rows, column[name]]
+        error = np.abs(predicted - true)
+        residual, spread = ((predicted - true) ** 2).sum(), ((true - true.mean()) ** 2).sum()
+        out.update({f"{name}_mae": float(error.mean()), f"{name}_p90": float(np.percentile(error, 90)),
+                    f"{name}_r2": float(1.0 - residual / spread) if spread > 0 else None, f"{name}_n": int(rows.sum())})
+        if name == "length":
+            angle = angle_degrees(raw[rows, PARAMETER_TARGETS.index("angle_cos")], raw[rows, PARAMETER_TARGETS.index("angle_sin")])
+            difference = np.abs(angle - np.mod(params[rows, 1], 180.0))
+            angle_error = np.minimum(difference, 180.0 - difference)
+            out.update({"angle_mae_deg": float(angle_error.mean()), "angle_p90_deg": float(np.percentile(angle_error, 90))})
+    return out

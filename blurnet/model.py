@@ -4,7 +4,8 @@
 preprocessing (inside the model) -> backbone (include_top=False, called with
 `training=False` when it starts from pretrained weights) -> global average
 pooling -> [concatenated with the spectral branch's features, `spectrum=True`]
--> dropout -> Dense(4, softmax, float32). Nothing resizes: blur is a property
+-> dropout -> Dense(4, softmax, float32) [beside it the parameter head on the
+same features, `parameter_head=True`]. Nothing resizes: blur is a property
 of scale.
 
 The backbones, their preprocessing and their transition layers come from the
@@ -23,6 +24,7 @@ import keras
 from keras import layers
 
 from blurnet.backbones import DEFAULT_BACKBONE, UNFREEZE_CHOICES, get_backbone_spec
+from blurnet.parameter_head import PARAMETERS, PROBABILITIES, add_parameter_head
 from blurnet.spectrum import spectrum_features
 from data_pipeline.classes import NUM_CLASSES
 
@@ -99,6 +101,7 @@ def create_model(
     highpass: bool = False,
     spectrum: bool = False,
     scratch_bn_momentum: float = 0.99,
+    parameter_head: bool = False,
 ) -> keras.Model:
     """The blurnet classifier: float32 RGB 0..255 `(batch, h, w, 3)` in, softmax `(batch, num_classes)` out.
 
@@ -114,6 +117,9 @@ def create_model(
     high-pass residual as three extra input channels. `spectrum=True` adds the
     spectral branch (`blurnet.spectrum`) beside the backbone: its features are
     concatenated with the backbone's pooled features before the classifier.
+    `parameter_head=True` adds the blur-parameter regressor on the same features
+    (`blurnet.parameter_head`); the model then returns a dict `{"probabilities",
+    "parameters"}`.
     """
     get_backbone_spec(backbone)  # ValueError echoing an unknown name
     if not 0.0 <= dropout < 1.0:
@@ -136,10 +142,12 @@ def create_model(
     x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     if spectrum:
         x = layers.Concatenate(name="features")([x, spectrum_features(inputs)])
+    features = x
     x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
-    model = keras.Model(inputs, outputs, name=f"blurnet_{backbone}")
-    return model
+    outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name=PROBABILITIES)(x)
+    if parameter_head:
+        outputs = {PROBABILITIES: outputs, PARAMETERS: add_parameter_head(features)}
+    return keras.Model(inputs, outputs, name=f"blurnet_{backbone}")
 
 
 def get_backbone(model: keras.Model) -> keras.Model:

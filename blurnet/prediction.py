@@ -4,7 +4,7 @@
 (`blurnet.classify`, whose docstring explains scale, tiles, aggregation, the
 scale pyramid and the record fields) and optionally writes blur maps and masks
 (`blurnet.blurmap`). Every input yields one record: `{path, label,
-probabilities, scale, tiles, area}` or `{path, error}`; only a missing or broken
+probabilities, scale, tiles, area}` (plus `blur` with a parameter head) or `{path, error}`; only a missing or broken
 model raises (`NotAnExportError`). `format_records` turns records into a table,
 CSV or JSON.
 """
@@ -64,9 +64,9 @@ def numbered_path(target: str | os.PathLike, n: int, count: int) -> Path:
 # --------------------------------------------------------------------------- records
 
 
-def _record(path: str, probabilities: np.ndarray, scale: float, tiles: int, area: np.ndarray) -> dict:
+def _record(path: str, probabilities: np.ndarray, scale: float, tiles: int, area: np.ndarray, blur: dict | None = None) -> dict:
     probabilities = [float(p) for p in probabilities]
-    return {
+    record = {
         "path": path,
         "label": CLASS_NAMES[int(np.argmax(probabilities))],
         "probabilities": dict(zip(CLASS_NAMES, probabilities)),
@@ -74,6 +74,25 @@ def _record(path: str, probabilities: np.ndarray, scale: float, tiles: int, area
         "tiles": int(tiles),
         "area": {name: round(float(a), 4) for name, a in zip(CLASS_NAMES, area)},
     }
+    if blur is not None:  # a model with the parameter head
+        record["blur"] = blur
+    return record
+
+
+BLUR_FIELDS = ("sigma_px", "length_px", "angle_deg", "radius_px")
+
+
+def describe_blur(blur: dict | None) -> str:
+    """The table's `blur` column: `sigma 2.1 px`, `length 37.2 px at 12.5 deg`, `radius 9 px`; empty otherwise."""
+    if not blur:
+        return ""
+    if "sigma_px" in blur:
+        return f"sigma {blur['sigma_px']:g} px"
+    if "length_px" in blur:
+        return f"length {blur['length_px']:g} px at {blur['angle_deg']:g} deg"
+    if "radius_px" in blur:
+        return f"radius {blur['radius_px']:g} px"
+    return ""
 
 
 def _prepare_item(item, tile: int, scale):
@@ -184,6 +203,8 @@ def predict(
 
 
 CSV_FIELDS = ("path", "label", *CLASS_NAMES, "scale", "tiles", *(f"area_{c}" for c in CLASS_NAMES), "error")
+#: With a parameter head, the blur parameters follow (`blur_sigma_px`, ...), empty where they do not apply.
+CSV_BLUR_FIELDS = tuple(f"blur_{name}" for name in BLUR_FIELDS)
 
 
 def format_records(records: list[dict], fmt: str) -> str:
@@ -197,7 +218,8 @@ def format_records(records: list[dict], fmt: str) -> str:
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(CSV_FIELDS)
+        with_blur = any("blur" in r for r in records)
+        writer.writerow(CSV_FIELDS + (CSV_BLUR_FIELDS if with_blur else ()))
         for r in records:
             probs = r.get("probabilities", {})
             writer.writerow(
@@ -206,12 +228,14 @@ def format_records(records: list[dict], fmt: str) -> str:
                 + [f"{r['scale']:g}" if "scale" in r else "", r.get("tiles", "")]
                 + [f"{r['area'][c]:.4f}" if "area" in r else "" for c in CLASS_NAMES]
                 + [r.get("error", "")]
+                + ([f"{r['blur'][f]:g}" if f in r.get("blur", {}) else "" for f in BLUR_FIELDS] if with_blur else [])
             )
         return buffer.getvalue()
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}; expected table, csv or json")
     width = max([len("path")] + [len(r["path"]) for r in records])
     header = f"{'path':<{width}}  {'label':<8}  " + "  ".join(f"{c:>8}" for c in CLASS_NAMES) + f"  {'scale':>6}  {'tiles':>5}  {'blurred':>7}"
+    header += "  blur" if any("blur" in r for r in records) else ""
     lines = [header, "-" * len(header)]
     for r in records:
         if "error" in r:
@@ -219,7 +243,9 @@ def format_records(records: list[dict], fmt: str) -> str:
         else:
             probs = "  ".join(f"{r['probabilities'][c]:>8.3f}" for c in CLASS_NAMES)
             blurred = 1.0 - r["area"]["sharp"]
-            lines.append(f"{r['path']:<{width}}  {r['label']:<8}  {probs}  {r['scale']:>6.3g}  {r['tiles']:>5d}  {blurred:>7.0%}")
+            blur = describe_blur(r.get("blur"))
+            lines.append(f"{r['path']:<{width}}  {r['label']:<8}  {probs}  {r['scale']:>6.3g}  {r['tiles']:>5d}  {blurred:>7.0%}"
+                         + (f"  {blur}" if blur else ""))
     return "\n".join(lines) + "\n"
 
 

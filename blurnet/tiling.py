@@ -65,6 +65,23 @@ def texture_weighted_mean(probabilities, textures, min_texture: float = DEFAULT_
     return mean / tf.reduce_sum(mean, axis=1, keepdims=True)
 
 
+def texture_weighted_median(values, textures, min_texture: float = DEFAULT_MIN_TEXTURE):
+    """Per-column weighted median over axis 1 of (batch, n, k) `values`, weights the (batch, n) `textures`;
+    tiles under `min_texture` count only when every tile of that image is under it (as `texture_weighted_mean`).
+    Robust where a few tiles (a flat patch, a highlight) answer far off."""
+    used = tf.cast(textures >= min_texture, tf.float32)
+    any_used = tf.reduce_max(used, axis=1, keepdims=True)
+    weights = tf.where(any_used > 0, textures * used, tf.ones_like(textures))  # (b, n)
+    columns = tf.transpose(values, [0, 2, 1])  # (b, k, n)
+    order = tf.argsort(columns, axis=-1)
+    sorted_values = tf.gather(columns, order, batch_dims=2)
+    sorted_weights = tf.gather(tf.broadcast_to(weights[:, None, :], tf.shape(columns)), order, batch_dims=2)
+    cumulative = tf.cumsum(sorted_weights, axis=-1)
+    half = 0.5 * cumulative[..., -1:]
+    first = tf.argmax(tf.cast(cumulative >= half, tf.int32), axis=-1, output_type=tf.int32)  # (b, k)
+    return tf.gather(sorted_values, first[..., None], batch_dims=2)[..., 0]
+
+
 def _predict_in_chunks(predict, tiles, num_classes: int):
     """`predict` over `tiles` CHUNK_TILES at a time (a tf.while_loop, so it works inside tf.function)."""
     total = tf.shape(tiles)[0]
@@ -80,9 +97,11 @@ def _predict_in_chunks(predict, tiles, num_classes: int):
     return tf.reshape(out.concat(), [total, num_classes])
 
 
-def answer_by_tiles(predict, images, tile: int, num_classes: int = 4):
+def answer_by_tiles(predict, images, tile: int, num_classes: int = 4, combine=texture_weighted_mean):
     """(batch, classes) probabilities: `predict` on tiles of `tile` px of `images`, combined by
-    `texture_weighted_mean`; an image with no side longer than `tile` is one tile, answered whole."""
+    `texture_weighted_mean`; an image with no side longer than `tile` is one tile, answered whole.
+    `combine=texture_weighted_median` (with `num_classes` the width of `predict`'s output) combines
+    other per-tile answers, such as blur parameters."""
     if tile < 1:
         raise ValueError(f"tile must be >= 1 px, got {tile!r}.")
     # One code path for every size (an image no larger than a tile is its own single tile): the
@@ -92,4 +111,4 @@ def answer_by_tiles(predict, images, tile: int, num_classes: int = 4):
     tiles, count = cut_tiles(images, tile)
     probabilities = tf.reshape(_predict_in_chunks(predict, tiles, num_classes), tf.stack([batch, count, num_classes]))
     textures = tf.reshape(tile_texture(tiles), tf.stack([batch, count]))
-    return texture_weighted_mean(probabilities, textures)
+    return combine(probabilities, textures)

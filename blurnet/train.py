@@ -31,8 +31,10 @@ from blurnet.config import FitConfig
 from blurnet.distribute import (configure_cpu_devices, create_strategy, is_chief, prepare_for_multiworker,
                                 scaled_learning_rate, set_precision, shard_off, worker_index)
 from blurnet.export import export_model, load_export_weights, read_metadata
-from blurnet.metrics import classification_metrics
+from blurnet.metrics import classification_metrics, parameter_metrics
 from blurnet.model import create_model, freeze_backbone, set_trainable_from, synchronize_batchnorm
+from blurnet.parameter_head import (PARAMETERS, accuracy_key, class_probabilities, compile_arguments, has_parameter_head,
+                                    with_parameter_targets)
 from blurnet.quiet import device_line, stderr_silenced
 from blurnet.views import average_over_views
 from data_pipeline.classes import CLASS_NAMES
@@ -145,17 +147,14 @@ def estimate_minutes(config: FitConfig, device: str) -> float:
     return sum(estimate_parts(config, device).values()) / 60.0
 
 
-def compile_model(model: keras.Model, learning_rate, jit: bool = False) -> None:
-    """Adam + sparse categorical cross-entropy + accuracy (XLA when `jit`).
+def compile_model(model: keras.Model, learning_rate, jit: bool = False, parameter_loss_weight: float = 1.0) -> None:
+    """Adam + sparse categorical cross-entropy + accuracy (XLA when `jit`), plus the parameter head's loss
+    weighted `parameter_loss_weight` when the model has one (`blurnet.parameter_head.compile_arguments`).
 
     Call it inside the strategy's scope: the optimizer's variables are created here.
     """
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=True if jit else "auto",
-    )
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=True if jit else "auto",
+                  **compile_arguments(model, parameter_loss_weight))
 
 
 def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None:
@@ -163,11 +162,11 @@ def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None
     freeze_backbone(model)
     learning_rate = scaled_learning_rate(config.lr_head, config.batch_size)
     with strategy.scope():
-        compile_model(model, learning_rate, config.jit)
+        compile_model(model, learning_rate, config.jit, config.parameter_loss_weight)
     logger.info(f"stage 1 (head): {config.epochs_head} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g}")
     train_ds, val_ds = data_sets
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs_head, steps_per_epoch=config.steps_per_epoch,
-              callbacks=training_callbacks(run, "head", config.patience), verbose=fit_verbosity(), shuffle=False)  # the dataset is already shuffled
+              callbacks=training_callbacks(run, "head", config.patience, f"val_{accuracy_key(model)}"), verbose=fit_verbosity(), shuffle=False)  # the dataset is already shuffled
     with atomic_file(run / "head.weights.h5") as tmp:  # its presence means "stage 1 done"
         model.save_weights(tmp)
 
@@ -180,31 +179,38 @@ def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch
     learning_rate = scaled_learning_rate(config.lr_finetune, config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
     with strategy.scope():
-        compile_model(model, schedule, config.jit)
+        compile_model(model, schedule, config.jit, config.parameter_loss_weight)
     logger.info(f"stage 2 (fine-tune from {config.unfreeze_from}): {len(trainable)} backbone layers trainable, "
           f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g} cosine")
     train_ds, val_ds = data_sets
     model.fit(train_ds, validation_data=val_ds, initial_epoch=initial_epoch, epochs=initial_epoch + config.epochs_finetune,
-              steps_per_epoch=config.steps_per_epoch, callbacks=training_callbacks(run, "finetune", config.patience), verbose=fit_verbosity(),
+              steps_per_epoch=config.steps_per_epoch, callbacks=training_callbacks(run, "finetune", config.patience, f"val_{accuracy_key(model)}"), verbose=fit_verbosity(),
               shuffle=False)  # the dataset is already shuffled
 
 
 def evaluate_held_out(model, maker, config: FitConfig) -> dict:
     """Accuracy, macro-F1 and per-class metrics on the fixed test split, averaged over
-    `config.test_time_views` views as the export will be."""
+    `config.test_time_views` views as the export will be; with the parameter head, its errors under
+    `parameters` (`blurnet.metrics.parameter_metrics`, one view)."""
     num_batches = -(-config.test_images // config.batch_size)
     logger.info(f"held-out test: {num_batches * config.batch_size} images x {config.test_time_views} view(s)")
-    ys, ps = [], []
+    ys, ps, truths, raws = [], [], [], []
+    head = has_parameter_head(model)
     started, reported = time.time(), time.time()
-    for batch, (x, y) in enumerate(maker.dataset(num_batches=num_batches), start=1):
+    for batch, (x, y, params) in enumerate(maker.dataset(num_batches=num_batches, with_params=True), start=1):
         # A direct call, not predict_on_batch: under a tf.distribute strategy the latter
         # returns a row per replica and example; held-out evaluation needs no collectives.
-        ps.append(np.asarray(average_over_views(lambda v: model(v, training=False), x, config.test_time_views)))
+        ps.append(np.asarray(average_over_views(lambda v: class_probabilities(model(v, training=False)), x, config.test_time_views)))
         ys.append(y.numpy())
+        if head:
+            truths.append(params.numpy())
+            raws.append(np.asarray(model(x, training=False)[PARAMETERS]))
         if batch < num_batches and time.time() - reported >= 15:  # a line every 15 s or so, never a carriage return
             reported = time.time()
             logger.info(f"held-out test: {batch}/{num_batches} batches, {reported - started:.0f} s")
     metrics = classification_metrics(np.concatenate(ys), np.concatenate(ps))
+    if head:
+        metrics["parameters"] = parameter_metrics(np.concatenate(ys), np.concatenate(truths), np.concatenate(raws))
     logger.info(f"held-out test: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f} on {metrics['n_images']} images, "
           f"{config.test_time_views} view(s) each")
     return metrics
@@ -274,7 +280,8 @@ def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Mo
           f"export {parts['export'] / 60:.1f})")
     strategy = run.strategy
     with strategy.scope():
-        model = create_model(config.backbone, config.weights, highpass=config.highpass, spectrum=config.spectrum)
+        model = create_model(config.backbone, config.weights, highpass=config.highpass, spectrum=config.spectrum,
+                             parameter_head=config.parameter_head)
         if config.init_from:
             load_export_weights(model, config.init_from)
             logger.info(f"weights: all taken from the export {config.init_from}")
@@ -282,8 +289,11 @@ def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Mo
     # A random backbone trains its BatchNormalization layers (a pretrained one keeps them frozen): over the global batch.
     if config.weights is None and strategy.num_replicas_in_sync > 1:
         logger.info(f"BatchNormalization synchronized across replicas in {synchronize_batchnorm(model)} layers")
-    val_ds = shard_off(data.val.dataset(num_batches=-(-config.val_images // config.batch_size)))
-    train_ds = shard_off(data.train.dataset())
+    val_ds = data.val.dataset(num_batches=-(-config.val_images // config.batch_size), with_params=config.parameter_head)
+    train_ds = data.train.dataset(with_params=config.parameter_head)
+    if config.parameter_head:
+        val_ds, train_ds = with_parameter_targets(val_ds), with_parameter_targets(train_ds)
+    val_ds, train_ds = shard_off(val_ds), shard_off(train_ds)
     return pipeline, data, model, (train_ds, val_ds)
 
 
@@ -316,7 +326,7 @@ def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data
         "image_size": config.image_size, "backbone": config.backbone,
         "weights": (f"export:{config.init_from}" if config.init_from else "imagenet" if config.weights == "imagenet"
                     else "none" if config.weights is None else f"file:{config.weights}"),
-        "highpass": config.highpass, "spectrum": config.spectrum,
+        "highpass": config.highpass, "spectrum": config.spectrum, "parameter_head": config.parameter_head,
         "training_data": data.description, "psf_families": pipeline.families.to_dict(),
         "camera": {**pipeline.camera.to_dict(), "jpeg_probability": pipeline.augment.jpeg_probability,
                    "jpeg_quality": list(pipeline.augment.jpeg_quality)},

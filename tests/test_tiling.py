@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from blurnet.classify import aggregate, tile_boxes
-from blurnet.tiling import answer_by_tiles, cut_tiles, tile_starts, tile_texture
+from blurnet.tiling import answer_by_tiles, cut_tiles, texture_weighted_median, tile_starts, tile_texture
 from data_pipeline.crops import gradient_magnitude
 
 
@@ -78,3 +78,32 @@ def test_an_empty_batch_gives_an_empty_answer():
     traced = tf.function(lambda x: answer_by_tiles(fake_model, x, 32),
                          input_signature=[tf.TensorSpec((None, None, None, 3), tf.float32)])
     assert traced(empty).shape == (0, 4)
+
+
+def test_texture_weighted_median_against_numpy():
+    rng = np.random.default_rng(5)
+    values = rng.normal(size=(3, 7, 2)).astype("float32")
+    textures = rng.uniform(0, 20, (3, 7)).astype("float32")
+    textures[2] = rng.uniform(0, 3, 7)  # every tile flat: all count, equally
+    got = texture_weighted_median(tf.constant(values), tf.constant(textures)).numpy()
+    for b in range(3):
+        weights = np.where(textures[b] >= 4.0, textures[b], 0.0) if (textures[b] >= 4.0).any() else np.ones(7)
+        for k in range(2):
+            order = np.argsort(values[b, :, k])
+            cumulative = np.cumsum(weights[order])
+            expected = values[b, order[np.searchsorted(cumulative, 0.5 * cumulative[-1])], k]
+            assert got[b, k] == expected
+    # robust: one wild tile among five does not move it far
+    wild = np.array([[[1.0], [1.1], [0.9], [1.05], [500.0]]], np.float32)
+    assert texture_weighted_median(tf.constant(wild), tf.constant(np.full((1, 5), 10.0, np.float32))).numpy()[0, 0] == pytest.approx(1.05)
+
+
+def test_numpy_weighted_median_is_the_exports():
+    from blurnet.classify import weighted_median
+
+    rng = np.random.default_rng(6)
+    values = rng.normal(size=(9, 5)).astype("float32")
+    weights = rng.uniform(5, 20, 9).astype("float32")  # all textured: every tile counts by its texture
+    np.testing.assert_array_equal(weighted_median(values, weights),
+                                  texture_weighted_median(tf.constant(values[None]), tf.constant(weights[None])).numpy()[0])
+    assert weighted_median(np.array([[1.0], [2.0], [3.0], [100.0]]), np.array([1.0, 1.0, 1.0, 0.5]))[0] == 2.0

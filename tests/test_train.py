@@ -29,6 +29,10 @@ def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder, c
     held = meta["held_out"]
     assert held["n_images"] == 16 and np.array(held["confusion_matrix"]).sum() == 16
     assert "photographs in" in meta["training_data"]
+    # the parameter head trains by default: its held-out errors are recorded, the export has `estimate`
+    assert meta["parameter_head"] is True
+    assert {"sigma_mae", "length_mae", "angle_mae_deg", "radius_mae"} <= held["parameters"].keys()
+    assert all(np.isfinite(v) and v >= 0 for k, v in held["parameters"].items() if k.endswith(("_mae", "_mae_deg")))
     rows = list(csv.DictReader(open(target / "training_log.csv")))
     assert [int(r["epoch"]) for r in rows] == [0, 1]  # head epoch 0, fine-tune epoch 1
     stages = [json.loads(l)["stage"] for l in open(tmp_path / "runs" / "tiny" / "stages.jsonl")]

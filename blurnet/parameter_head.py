@@ -1,0 +1,104 @@
+"""The parameter head: how much blur, beside which kind.
+
+`add_parameter_head(features)` puts a small regressor beside the class head, on the same pooled
+features: Dense(256, relu) -> Dense(5) predicting `data_pipeline.parameters.PARAMETER_TARGETS`
+(Gaussian sigma, motion length, the motion angle as `(cos 2θ, sin 2θ)`, defocus radius), each in pixels
+at the input's own scale. A model with the head returns `{"probabilities": (batch, 4), "parameters":
+(batch, 5)}`; `class_probabilities` reads the probabilities from either kind of model's output.
+
+Loss (`parameter_loss`): each column is divided by its scale (`PARAMETER_SCALES`: the upper end of its
+class's default training range; 0.25 for the angle's unit-circle point), so every parameter counts on
+a comparable 0..1 footing; the Huber loss (delta 1) of the scaled error is averaged over the columns
+the sample's class trains (`parameters.parameter_targets`' mask) and over the batch. `fit` adds it
+to the classification loss with weight `FitConfig.parameter_loss_weight` (1 by default: on this
+footing a 10 % error costs 0.005, a twentieth of a cross-entropy of 0.1, so the class head keeps the
+larger share of the gradient while the regression still converges).
+"""
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from data_pipeline.classes import BlurRanges
+from data_pipeline.parameters import PARAMETER_TARGETS, parameter_targets
+
+#: Output names of a model with the parameter head.
+PROBABILITIES, PARAMETERS = "probabilities", "parameters"
+_RANGES = BlurRanges()
+#: What each target column is divided by in the loss.
+PARAMETER_SCALES = np.array([_RANGES.strength_range("gaussian")[1], _RANGES.strength_range("motion")[1], 0.25, 0.25,
+                             _RANGES.strength_range("defocus")[1]], np.float32)
+
+
+def add_parameter_head(features):
+    """The head's output `(batch, 5)` float32 on pooled `features` (a Keras tensor)."""
+    x = layers.Dense(256, activation="relu", name="parameters_hidden")(features)
+    return layers.Dense(len(PARAMETER_TARGETS), dtype="float32", name=PARAMETERS)(x)
+
+
+def has_parameter_head(model: keras.Model) -> bool:
+    """Whether `model` returns the parameter head's output beside the probabilities."""
+    return isinstance(model.output, dict) and PARAMETERS in model.output
+
+
+def classifier(model: keras.Model) -> keras.Model:
+    """`model` itself, or for a model with the head a view of it (same layers and weights) returning only the probabilities."""
+    return keras.Model(model.input, model.output[PROBABILITIES], name=model.name) if has_parameter_head(model) else model
+
+
+def class_probabilities(outputs):
+    """The probabilities of a model's output: the tensor itself, or its `probabilities` entry."""
+    return outputs[PROBABILITIES] if isinstance(outputs, dict) else outputs
+
+
+@keras.saving.register_keras_serializable(package="blurnet")
+def parameter_loss(y_true, y_pred):
+    """Masked, scaled Huber loss per sample; `y_true` is `(batch, 10)`: targets, then their mask."""
+    n = len(PARAMETER_TARGETS)
+    targets, mask = y_true[:, :n], y_true[:, n:]
+    error = (ops.cast(y_pred, "float32") - targets) / ops.convert_to_tensor(PARAMETER_SCALES)
+    huber = ops.where(ops.abs(error) <= 1.0, 0.5 * ops.square(error), ops.abs(error) - 0.5)
+    return ops.sum(huber * mask, axis=-1) / ops.maximum(ops.sum(mask, axis=-1), 1.0)
+
+
+def decode_parameters(raw) -> dict:
+    """`{"sigma", "length", "angle", "radius"}`, `(batch,)` float32 tensors, from the head's `(batch, 5)` output:
+    sizes clipped at 0 px, the angle in degrees in [0, 180) (`data_pipeline.parameters.angle_degrees`, in ops)."""
+    raw = ops.cast(raw, "float32")
+    angle = ops.mod(ops.arctan2(raw[:, 3], raw[:, 2]) * (90.0 / np.pi), 180.0)
+    return {"sigma": ops.relu(raw[:, 0]), "length": ops.relu(raw[:, 1]), "angle": angle, "radius": ops.relu(raw[:, 4])}
+
+
+def accuracy_key(model: keras.Model) -> str:
+    """The name under which Keras logs the class accuracy of `model` (prefixed by the output with the head)."""
+    return f"{PROBABILITIES}_accuracy" if has_parameter_head(model) else "accuracy"
+
+
+def compile_arguments(model: keras.Model, parameter_loss_weight: float = 1.0) -> dict:
+    """`loss`, `loss_weights` and `metrics` for `model.compile`: cross-entropy and accuracy on the
+    probabilities, plus `parameter_loss` weighted `parameter_loss_weight` with the head."""
+    if not has_parameter_head(model):
+        return {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
+    return {
+        "loss": {PROBABILITIES: "sparse_categorical_crossentropy", PARAMETERS: parameter_loss},
+        "loss_weights": {PROBABILITIES: 1.0, PARAMETERS: float(parameter_loss_weight)},
+        "metrics": {PROBABILITIES: ["accuracy"]},
+    }
+
+
+def with_parameter_targets(dataset):
+    """A `tf.data` dataset of `(images, labels, params)` batches as `(images, {"probabilities": labels,
+    "parameters": targets and mask (batch, 10)})`, what a model with the head trains on."""
+    import tensorflow as tf
+
+    def pack(labels, params):
+        targets, mask = parameter_targets(labels, params)
+        return np.concatenate([targets, mask], axis=1)
+
+    def split(images, labels, params):
+        packed = tf.numpy_function(pack, [labels, params], tf.float32, stateful=False)
+        packed.set_shape((labels.shape[0], 2 * len(PARAMETER_TARGETS)))
+        return images, {PROBABILITIES: labels, PARAMETERS: packed}
+
+    return dataset.map(split, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -1,0 +1,137 @@
+"""The parameter head: its loss, its decoding, the `estimate` endpoint and weights across head / no head."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from blurnet.export import export_model, load_export_weights, model_from_export
+from blurnet.model import create_model
+from blurnet.parameter_head import PARAMETER_SCALES, class_probabilities, decode_parameters, has_parameter_head, parameter_loss
+from data_pipeline.classes import CLASS_NAMES, BlurRanges
+from data_pipeline.parameters import angle_degrees, parameter_targets
+
+META = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(), "backbone": "densenet121",
+        "weights": "none", "spectrum": True}
+
+
+def test_loss_counts_only_the_parameters_of_each_sample_class():
+    labels = np.array([0, 1, 2, 3])
+    params = np.array([[0, 0, 1], [2.0, 0, 1], [10.0, 45.0, 1], [4.0, 0, 1]], np.float32)
+    targets, mask = parameter_targets(labels, params)
+    y_true = np.concatenate([targets, mask], axis=1)
+    y_pred = targets + np.array([[9, 9, 9, 9, 9], [0.35, 9, 9, 9, 9], [9, 2.1, 0.0, -0.05, 9], [9, 9, 9, 9, 70.0]], np.float32)
+    loss = np.asarray(parameter_loss(y_true, y_pred))
+    scaled = lambda e, col: e / PARAMETER_SCALES[col]  # noqa: E731
+    huber = lambda e: 0.5 * e * e if abs(e) <= 1 else abs(e) - 0.5  # noqa: E731
+    expected = [0.0, huber(scaled(0.35, 0)), (huber(scaled(2.1, 1)) + 0 + huber(scaled(-0.05, 3))) / 3, huber(scaled(70.0, 4))]
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    assert expected[3] > 1.0  # a far-off radius is in Huber's linear part
+
+
+def test_decoding_clips_sizes_and_reads_the_angle_back():
+    raw = np.array([[-1.0, 12.0, np.cos(np.deg2rad(340.0)), np.sin(np.deg2rad(340.0)), 3.5], [2.0, -3.0, -2.0, 0.0, -0.1]], np.float32)
+    got = {k: np.asarray(v) for k, v in decode_parameters(raw).items()}
+    np.testing.assert_allclose(got["sigma"], [0.0, 2.0])
+    np.testing.assert_allclose(got["length"], [12.0, 0.0])
+    np.testing.assert_allclose(got["radius"], [3.5, 0.0])
+    np.testing.assert_allclose(got["angle"], [170.0, 90.0], atol=1e-4)
+    np.testing.assert_allclose(got["angle"], angle_degrees(raw[:, 2], raw[:, 3]), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def head_export(tmp_path_factory):
+    model = create_model(weights=None, spectrum=True, parameter_head=True)
+    target = export_model(model, tmp_path_factory.mktemp("head") / "m", {**META, "parameter_head": True}, views=8, tile=32)
+    return model, target
+
+
+@pytest.mark.slow
+def test_estimate_endpoint_in_plain_tensorflow(head_export, tmp_path):
+    model, target = head_export
+    rng = np.random.default_rng(0)
+    small = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    large = rng.uniform(0, 255, (3, 64, 96, 3)).astype("float32")
+    np.save(tmp_path / "small.npy", small)
+    np.save(tmp_path / "large.npy", large)
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, tensorflow as tf
+        m = tf.saved_model.load({str(target)!r})
+        for name in ("small", "large"):
+            x = tf.constant(np.load(name + ".npy"))
+            answer = {{k: v.numpy() for k, v in m.estimate(x).items()}}
+            np.savez(name + "_out.npz", serve=m.serve(x).numpy(), **answer)
+        print("imported:", sorted(k for k in sys.modules if k.split(".")[0] in ("blurnet", "data_pipeline")))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "imported: []" in done.stdout
+    for name, batch in (("small", 2), ("large", 3)):
+        out = np.load(tmp_path / f"{name}_out.npz")
+        assert sorted(out.files) == ["angle", "length", "probabilities", "radius", "serve", "sigma"]
+        assert out["probabilities"].shape == (batch, 4)
+        np.testing.assert_allclose(out["probabilities"], out["serve"], atol=1e-6)  # estimate's probabilities are serve's
+        for key in ("sigma", "length", "angle", "radius"):
+            assert out[key].shape == (batch,) and out[key].dtype == np.float32 and (out[key] >= 0).all()
+        assert (out["angle"] < 180).all()
+    # One tile: exactly the plain network's head, decoded.
+    out = np.load(tmp_path / "small_out.npz")
+    expected = {k: np.asarray(v) for k, v in decode_parameters(model(small)["parameters"]).items()}
+    for key in ("sigma", "length", "angle", "radius"):
+        np.testing.assert_allclose(out[key], expected[key], rtol=1e-4, atol=1e-3)
+
+
+def test_weights_load_across_head_and_no_head(head_export, tmp_path):
+    model, target = head_export
+    rebuilt = model_from_export(target)
+    assert has_parameter_head(rebuilt)
+    x = np.random.default_rng(2).uniform(0, 255, (2, 40, 40, 3)).astype("float32")
+    for key in ("probabilities", "parameters"):
+        np.testing.assert_allclose(np.asarray(rebuilt(x)[key]), np.asarray(model(x)[key]), atol=1e-5)
+    # An export without the head starts a model with it: everything but the head is copied.
+    plain = create_model(weights=None, spectrum=True)
+    plain_export = export_model(plain, tmp_path / "plain", META)
+    with_head = create_model(weights=None, spectrum=True, parameter_head=True)
+    load_export_weights(with_head, plain_export)
+    np.testing.assert_allclose(np.asarray(class_probabilities(with_head(x))), np.asarray(plain(x)), atol=1e-5)
+    # ... and the other way round: the head is left out.
+    headless = create_model(weights=None, spectrum=True)
+    load_export_weights(headless, target)
+    np.testing.assert_allclose(np.asarray(headless(x)), np.asarray(model(x)["probabilities"]), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_predict_records_carry_the_blur_of_the_predicted_class(head_export):
+    from blurnet.classify import rescale
+    from blurnet.export import ExportedModel
+    from blurnet.prediction import format_records, predict
+    from conftest import textured_image
+
+    model, target = head_export
+    loaded = ExportedModel(target)
+    image = textured_image(4, 64, 64)
+    # at scale 2 the photograph is one 32 px tile: the blur is that tile's head answer, sizes times 2
+    [record] = predict([image], model=loaded, scale=2)
+    assert record["scale"] == 2 and record["tiles"] == 1
+    tile = rescale(image, 2.0)[None].astype("float32")
+    raw = np.asarray(model(tile)["parameters"])[0]
+    label = record["label"]
+    assert record["blur"]["class"] == label
+    expected = {"sharp": {}, "gaussian": {"sigma_px": 2 * max(raw[0], 0)}, "defocus": {"radius_px": 2 * max(raw[4], 0)},
+                "motion": {"length_px": 2 * max(raw[1], 0), "angle_deg": float(angle_degrees(raw[2], raw[3]))}}[label]
+    assert set(record["blur"]) == {"class", *expected}
+    for key, value in expected.items():
+        assert record["blur"][key] == pytest.approx(value, abs=0.06)
+    # every class's reading, and the table and CSV columns
+    from blurnet.classify import blur_record
+    assert blur_record("motion", np.array([10.0, 7.0, 0.0, 1.0, 3.0]), 3.0) == {"class": "motion", "length_px": 21.0, "angle_deg": 45.0}
+    assert blur_record("defocus", np.array([10.0, 7.0, 0.0, 1.0, 3.0]), 3.0) == {"class": "defocus", "radius_px": 9.0}
+    assert blur_record("gaussian", np.array([-1.0, 7.0, 0.0, 1.0, 3.0]), 3.0) == {"class": "gaussian", "sigma_px": 0.0}
+    assert blur_record("sharp", np.zeros(5), 3.0) == {"class": "sharp"}
+    motion = {**record, "label": "motion", "blur": {"class": "motion", "length_px": 21.0, "angle_deg": 45.0}}
+    table = format_records([motion], "table").splitlines()
+    assert table[0].endswith("  blur") and table[2].endswith("  length 21 px at 45 deg")
+    header, row = format_records([motion, {"path": "bad", "error": "broken"}], "csv").splitlines()[:2]
+    assert header.endswith(",error,blur_sigma_px,blur_length_px,blur_angle_deg,blur_radius_px")
+    assert row.endswith(",,21,45,")
