@@ -212,21 +212,6 @@ def _architecture(model) -> dict:
     }
 
 
-def copy_shared_weights(source: keras.Model, target: keras.Model) -> list[str]:
-    """Copy the weights of every layer of `target` that `source` has too (same name); returns the names
-    of `target`'s layers with weights left as they were (e.g. a parameter head `source` lacks)."""
-    by_name = {layer.name: layer for layer in source.layers}
-    left = []
-    for layer in target.layers:
-        if not layer.weights:
-            continue
-        if layer.name in by_name:
-            layer.set_weights(by_name[layer.name].get_weights())
-        else:
-            left.append(layer.name)
-    return left
-
-
 def _read_savedmodel_weights(model, folder: Path) -> None:
     """Restore `model`'s weights from the checkpoint of the SavedModel in `folder` (its tracked `model`)."""
     try:
@@ -255,6 +240,8 @@ def load_export_weights(model, folder: str | os.PathLike) -> dict:
     folder = Path(folder)
     if bool(meta.get("parameter_head", False)) != has_parameter_head(model):
         # With or without the parameter head: every other layer is shared, the head is new or left out.
+        from blurnet.model import copy_shared_weights
+
         left = copy_shared_weights(model_from_export(folder), model)
         if left:
             logger.info(f"weights: {', '.join(left)} start from random weights ({str(folder)!r} has no parameter head)")

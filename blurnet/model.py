@@ -204,3 +204,18 @@ def synchronize_batchnorm(model: keras.Model) -> int:
             layer.synchronized = True
             count += 1
     return count
+
+
+def copy_shared_weights(source: keras.Model, target: keras.Model) -> list[str]:
+    """Copy the weights of every layer of `target` that `source` has too (same name); returns the names
+    of `target`'s layers with weights left as they were (e.g. a parameter head `source` lacks)."""
+    by_name = {layer.name: layer for layer in source.layers}
+    left = []
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        if layer.name in by_name:
+            layer.set_weights(by_name[layer.name].get_weights())
+        else:
+            left.append(layer.name)
+    return left

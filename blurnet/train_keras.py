@@ -13,6 +13,10 @@ exports them with TensorFlow (`load_npz_weights` puts them into a model).
     blurnet export saved_models/blurnet-densenet121 --format keras --out start/   # where TensorFlow is
     KERAS_BACKEND=jax python -m blurnet.train_keras --init-from start/ --minutes 6 --out weights/
 
+The parameter head (`blurnet.parameter_head`) trains with the classifier unless
+`--no-parameter-head`; from a starting point without it, every other layer is
+taken over and the head starts from random weights.
+
 Training is time-boxed (`--minutes`): the learning rate follows a cosine over
 the time budget, validation runs every `--val-every` steps, and the weights
 of the best validation accuracy are kept (written as soon as they are found).
@@ -31,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from data_pipeline.batches import BlurBatchMaker, PipelineConfig
+from data_pipeline.parameters import parameter_targets
 from data_pipeline.sources import load_photographs, split_photographs
 
 PART_BYTES = 15_000_000
@@ -52,9 +57,11 @@ def _start_worker(*maker_args) -> None:
     _MAKER = _training_maker(*maker_args)
 
 
-def _make_uint8_batch(index: int) -> tuple[np.ndarray, np.ndarray]:
-    images, labels, _ = _MAKER.make_batch(index)
-    return np.clip(images + 0.5, 0, 255).astype(np.uint8), labels
+def _make_uint8_batch(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Images as uint8 (a quarter of the bytes between processes), labels, and the parameter-head targets and mask."""
+    images, labels, params = _MAKER.make_batch(index)
+    targets, mask = parameter_targets(labels, params)
+    return np.clip(images + 0.5, 0, 255).astype(np.uint8), labels, np.concatenate([targets, mask], axis=1)
 
 
 def save_npz_weights(weights: list[np.ndarray], folder: Path) -> list[Path]:
@@ -148,6 +155,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="split seed (0 keeps the bundled model's split)")
     p.add_argument("--data-seed", type=int, default=1, help="seed of the training batches")
     p.add_argument("--mixed-precision", action="store_true")
+    p.add_argument("--parameter-head", action=argparse.BooleanOptionalAction, default=True,
+                   help="train the blur-parameter head with the classifier (default: on)")
+    p.add_argument("--parameter-loss-weight", type=float, default=1.0)
     return p.parse_args(argv)
 
 
@@ -155,7 +165,7 @@ def _validation_batches(args) -> tuple[list, list[str]]:
     """The fixed validation images (split by photograph as `blurnet fit` splits them) and their photographs."""
     splits = split_photographs(load_photographs(None, min_size=args.image_size), seed=args.seed)
     maker = BlurBatchMaker(splits["val"], PipelineConfig(image_size=args.image_size, batch_size=64, seed=args.seed), "val")
-    return [maker.make_batch(i)[:2] for i in range(-(-args.val_images // 64))], maker.photo_names
+    return [maker.make_batch(i) for i in range(-(-args.val_images // 64))], maker.photo_names
 
 
 def load_starting_weights(model, folder: Path) -> None:
@@ -180,35 +190,60 @@ def _build_model(args):
     AdamW (the learning rate is set before each step)."""
     import keras
 
-    from blurnet.model import create_model
+    from blurnet.model import copy_shared_weights, create_model
+    from blurnet.parameter_head import compile_arguments
 
     if args.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     source = json.loads((Path(args.init_from) / "blurnet.json").read_text())
-    model = create_model(source.get("backbone", "densenet121"), weights=None, spectrum=source.get("spectrum", False),
-                         highpass=source.get("highpass", False))
-    load_starting_weights(model, Path(args.init_from))
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr, weight_decay=1e-4),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=True)
+    architecture = dict(backbone=source.get("backbone", "densenet121"), weights=None, spectrum=source.get("spectrum", False),
+                        highpass=source.get("highpass", False))
+    model = create_model(**architecture, parameter_head=args.parameter_head)
+    if bool(source.get("parameter_head", False)) == args.parameter_head:
+        load_starting_weights(model, Path(args.init_from))
+    else:  # with or without the head: every other layer is taken over
+        start = create_model(**architecture, parameter_head=bool(source.get("parameter_head", False)))
+        load_starting_weights(start, Path(args.init_from))
+        left = copy_shared_weights(start, model)
+        print(f"weights: {', '.join(left) or 'none'} start from random weights", flush=True)
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=args.lr, weight_decay=1e-4), jit_compile=True,
+                  **compile_arguments(model, args.parameter_loss_weight))
     return model
 
 
-def _accuracy(model, batches) -> float:
-    correct = sum(int((np.argmax(model.predict_on_batch(x), axis=1) == y).sum()) for x, y in batches)
-    return correct / sum(len(y) for _, y in batches)
+def _validate(model, batches) -> dict:
+    """`val_accuracy` on the validation batches `(images, labels, params)`, and with the parameter head its errors
+    (`blurnet.metrics.parameter_metrics`, keys prefixed `val_`)."""
+    from blurnet.metrics import parameter_metrics
+    from blurnet.parameter_head import PARAMETERS, class_probabilities
+
+    outputs = [model.predict_on_batch(x) for x, _, _ in batches]
+    labels = np.concatenate([y for _, y, _ in batches])
+    predicted = np.concatenate([np.argmax(np.asarray(class_probabilities(o)), axis=1) for o in outputs])
+    scores = {"val_accuracy": float((predicted == labels).mean())}
+    if isinstance(outputs[0], dict):
+        raw = np.concatenate([np.asarray(o[PARAMETERS]) for o in outputs])
+        errors = parameter_metrics(labels, np.concatenate([p for _, _, p in batches]), raw)
+        scores.update({f"val_{k}": v for k, v in errors.items() if k.endswith(("_mae", "_mae_deg"))})
+    return scores
 
 
 def _train(model, batches, val_batches, args, out: Path, started: float) -> dict:
     """The time-boxed loop: warm-up then a cosine over the clock, validation every `val_every` steps, best kept on disk."""
+    from blurnet.parameter_head import PARAMETERS, PROBABILITIES, accuracy_key, has_parameter_head
+
     budget, history = 60.0 * args.minutes, []
-    best_val, best_weights = _accuracy(model, val_batches), model.get_weights()
-    print(f"start: val accuracy {best_val:.4f}", flush=True)
+    start = _validate(model, val_batches)
+    best_val, best_weights = start["val_accuracy"], model.get_weights()
+    print(f"start: {json.dumps(start)}", flush=True)
     train_start, step, seen, window = None, 0, 0, []
-    for images, labels in batches:
+    for images, labels, packed in batches:
         elapsed = time.time() - train_start if train_start else 0.0
         cosine = 0.5 * (1.0 + np.cos(np.pi * min(1.0, elapsed / budget)))
         model.optimizer.learning_rate = args.lr * min(1.0, (step + 1) / 200.0) * cosine
-        loss, accuracy = model.train_on_batch(images.astype("float32"), labels)[:2]
+        targets = {PROBABILITIES: labels, PARAMETERS: packed} if has_parameter_head(model) else labels
+        logs = model.train_on_batch(images.astype("float32"), targets, return_dict=True)
+        loss, accuracy = logs["loss"], logs[accuracy_key(model)]
         step += 1
         window.append((float(loss), float(accuracy)))
         if step == 5:
@@ -218,9 +253,10 @@ def _train(model, batches, val_batches, args, out: Path, started: float) -> dict
             print(f"step {step}: {seen / (time.time() - train_start):.0f} images/s, lr {float(model.optimizer.learning_rate):.2e}", flush=True)
         done = bool(train_start) and time.time() - train_start > budget
         if step % args.val_every == 0 or done:
-            val = _accuracy(model, val_batches)
+            scores = _validate(model, val_batches)
+            val = scores["val_accuracy"]
             mean_loss, mean_acc = np.mean(window, axis=0)
-            history.append({"step": step, "loss": mean_loss, "accuracy": mean_acc, "val_accuracy": val,
+            history.append({"step": step, "loss": mean_loss, "accuracy": mean_acc, **scores,
                             "minutes": (time.time() - started) / 60})
             window = []
             print(json.dumps(history[-1]), flush=True)
@@ -231,7 +267,7 @@ def _train(model, batches, val_batches, args, out: Path, started: float) -> dict
                 break
     if not list(out.glob("weights-*.npz")):
         save_npz_weights(best_weights, out)
-    return {"steps": step, "images": step * args.batch_size, "images_per_s": seen / (time.time() - train_start),
+    return {"steps": step, "images": step * args.batch_size, "images_per_s": seen / (time.time() - train_start) if train_start else None,
             "best_val_accuracy": best_val, "history": history}
 
 
@@ -241,7 +277,7 @@ def _write_metadata(args, out: Path, summary: dict) -> None:
     source = json.loads((Path(args.init_from) / "blurnet.json").read_text())
     keep = ("classes", "blur_ranges", "backbone", "highpass", "spectrum", "tile_size", "test_time_views")
     (out / "blurnet.json").write_text(json.dumps({
-        **{k: source[k] for k in keep if k in source}, "image_size": args.image_size,
+        **{k: source[k] for k in keep if k in source}, "image_size": args.image_size, "parameter_head": args.parameter_head,
         "weights": f"export:{args.init_from}", "command": summary["command"], "hardware": hardware(),
         "wall_time_s": summary["wall_time_s"], "training": summary, "started_from": source}, indent=1))
 

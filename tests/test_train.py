@@ -39,7 +39,7 @@ def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder, c
     assert stages == ["head", "finetune"]
     out = capsys.readouterr().out  # Keras's epoch lines
     assert "\r" not in out and "\x1b[" not in out  # not a terminal: one plain line per epoch
-    assert len(re.findall(r"^2/2 - .*val_accuracy", out, re.M)) == 2  # two epochs, two steps each
+    assert len(re.findall(r"^2/2 - .*val_probabilities_accuracy", out, re.M)) == 2  # two epochs, two steps each
     progress = [r.message for r in caplog.records if r.name == "blurnet.train"]  # blurnet's progress, logged
     assert re.fullmatch(r"device: (GPU \(.+\), )?CPU \(\d+ cores?\)(, no GPU)?", progress[0])
     assert "held-out test: 16 images x 8 view(s)" in progress

@@ -52,3 +52,35 @@ def test_weights_that_do_not_fit_are_refused(tmp_path, models):
         train_keras.load_npz_weights(source, tmp_path)
     with pytest.raises(ValueError, match="no weights"):
         train_keras.load_npz_weights(source, tmp_path / "empty")
+
+
+@pytest.mark.slow
+def test_training_steps_with_the_parameter_head_from_a_start_without_it(tmp_path, models, photos):
+    """`_build_model` takes every layer but the head from a start without it; `_train` steps and validates both heads."""
+    import argparse
+
+    from blurnet.parameter_head import has_parameter_head
+    from data_pipeline.batches import BlurBatchMaker, PipelineConfig
+
+    source, _ = models
+    start = tmp_path / "start"
+    train_keras.save_npz_weights(source.get_weights(), start)
+    (start / "blurnet.json").write_text(json.dumps({"backbone": "mobilenetv2", "spectrum": True, "highpass": False}))
+    args = train_keras.parse_args(["--init-from", str(start), "--out", str(tmp_path / "out"), "--image-size", "32",
+                                   "--batch-size", "8", "--val-every", "2", "--minutes", "5"])
+    assert args.parameter_head is True and isinstance(args, argparse.Namespace)
+    model = train_keras._build_model(args)
+    assert has_parameter_head(model)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(model(x)["probabilities"]), np.asarray(source(x)), atol=1e-5)  # all but the head taken over
+
+    maker = BlurBatchMaker(photos, PipelineConfig(image_size=32, batch_size=8), "train")
+    train_keras._MAKER = maker
+    batches = [train_keras._make_uint8_batch(i) for i in range(4)]
+    images, labels, packed = batches[0]
+    assert images.dtype == np.uint8 and packed.shape == (8, 10) and packed[:, 5:].sum() > 0  # targets then their mask
+    val = [maker.make_batch(100 + i) for i in range(2)]
+    summary = train_keras._train(model, iter(batches), val, args, tmp_path / "out", 0.0)
+    assert summary["steps"] == 4 and [h["step"] for h in summary["history"]] == [2, 4]
+    assert {"val_accuracy", "val_sigma_mae", "val_length_mae", "val_angle_mae_deg", "val_radius_mae"} <= summary["history"][-1].keys()
+    assert list((tmp_path / "out").glob("weights-*.npz"))  # the best weights, kept on disk
