@@ -16,7 +16,10 @@ disks). Then 1,024 images of the realistic families only: every motion sample a 
 trajectory, every defocus sample a real-lens aperture (polygonal iris, brighter rim or centre,
 soft edge), 30 % of sharp samples a shake too small to see. Last line: JSON with `accuracy`,
 `macro_f1`, `recall` (a map by class name), `accuracy_2x_crops`, `accuracy_jpeg75`,
-`realistic_accuracy`, `shake_motion_recall` and `lens_defocus_recall`.
+`realistic_accuracy`, `shake_motion_recall` and `lens_defocus_recall`; for a model with the parameter
+head, its errors on the 2,048 held-out images (one view, the classic shapes: each parameter over the
+images of its class) under `sigma_mae`, `length_mae`, `angle_mae_deg`, `radius_mae` and `parameters`
+(90th percentiles, R², counts); null without the head.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
 from blurnet.export import ExportedModel, default_model_dir
-from blurnet.metrics import classification_metrics
+from blurnet.metrics import classification_metrics, parameter_metrics
 from blurnet.evaluate import generated_test_source
 from data_pipeline.augment import jpeg_roundtrip
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
@@ -42,16 +45,23 @@ def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_qualiti
              num_images: int = NUM_IMAGES, families: PsfFamilies = PsfFamilies.classic()) -> tuple[list[dict], dict]:
     """Metrics of `model` on the held-out test split generated at `image_size` with the PSF `families`,
     once per entry of `jpeg_qualities` (None: as generated; a number: JPEG-compressed at that quality),
-    and the data description. The images are generated once for all entries."""
+    and the data description. The images are generated once for all entries. With a parameter head,
+    the first entry's metrics hold its errors under `parameters` (`blurnet.metrics.parameter_metrics`)."""
     source = generated_test_source(image_size, ranges, num_images, seed, BATCH, families)
-    ys, ps = [], [[] for _ in jpeg_qualities]
-    for images, labels, _, _ in source.chunks:
+    ys, ps, truths, raws = [], [[] for _ in jpeg_qualities], [], []
+    for images, labels, params, _ in source.chunks:
         for k, quality in enumerate(jpeg_qualities):
             seen = images if quality is None else np.stack([jpeg_roundtrip(im, quality) for im in images])
             ps[k].append(np.asarray(model(seen)))
         ys.append(labels)
+        if model.has_parameters:
+            truths.append(params)
+            raws.append(model.estimate_tiles(images))
     y = np.concatenate(ys)
-    return [classification_metrics(y, np.concatenate(p)) for p in ps], source.description
+    metrics = [classification_metrics(y, np.concatenate(p)) for p in ps]
+    if raws:
+        metrics[0]["parameters"] = parameter_metrics(y, np.concatenate(truths), np.concatenate(raws))
+    return metrics, source.description
 
 
 def main(model_dir: str | None = None):
@@ -67,6 +77,10 @@ def main(model_dir: str | None = None):
     print(f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} on {m['n_images']} images at {model.image_size} px (paper: 0.978)")
     for name in CLASS_NAMES:
         print(f"  recall {name:>8}: {m['per_class'][name]['recall']:.4f}")
+    errors = m.get("parameters")
+    if errors:
+        print("blur parameters (one view, each over its class's images): "
+              + ", ".join(f"{k} {v:.3f}" for k, v in errors.items() if k.endswith(("_mae", "_mae_deg", "_r2")) and v is not None))
     (big,), big_description = evaluate(model, 2 * model.image_size, ranges, seed, num_images=NUM_IMAGES_2X)
     print(f"{', '.join(big_description['photographs'])}, {big['n_images']} images at {2 * model.image_size} px crops: accuracy {big['accuracy']:.4f}, recall "
           + ", ".join(f"{n} {big['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))
@@ -80,7 +94,10 @@ def main(model_dir: str | None = None):
                       "accuracy_2x_crops": round(big["accuracy"], 4), "accuracy_jpeg75": round(jpeg["accuracy"], 4),
                       "realistic_accuracy": round(real["accuracy"], 4),
                       "shake_motion_recall": round(real["per_class"]["motion"]["recall"], 4),
-                      "lens_defocus_recall": round(real["per_class"]["defocus"]["recall"], 4)}))
+                      "lens_defocus_recall": round(real["per_class"]["defocus"]["recall"], 4),
+                      **{k: (round(errors[k], 4) if errors and k in errors else None)
+                         for k in ("sigma_mae", "length_mae", "angle_mae_deg", "radius_mae")},
+                      "parameters": errors}))
 
 
 if __name__ == "__main__":

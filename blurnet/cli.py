@@ -70,6 +70,9 @@ def setup_logging(level: int = logging.INFO) -> None:
         handler.setFormatter(_Formatter("%(message)s"))
         logger.addHandler(handler)
         logger.setLevel(level)
+        # Printed once, by this handler: a library that calls `logging.info` on the root logger makes Python give the
+        # root a default handler (`logging.basicConfig`), which would print every record a second time.
+        logger.propagate = False
 
 
 def _start_tensorflow(device_line: bool = True) -> None:

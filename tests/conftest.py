@@ -35,3 +35,13 @@ def photo_folder(tmp_path):
         where = tmp_path / ("sub" if i % 2 else ".") / f"img{i}.png"
         cv2.imwrite(str(where), textured_image(i)[:, :, ::-1])
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _logs_reach_caplog():
+    """The CLI stops blurnet's loggers from propagating (it prints them itself); tests read them through caplog."""
+    import logging
+
+    for name in ("blurnet", "data_pipeline", "benchmarks"):
+        logging.getLogger(name).propagate = True
+    yield
