@@ -254,3 +254,19 @@ def test_runtime_refuses_tiles_it_cannot_answer(runtime_files):
     with pytest.raises(ValueError, match="views must be one of"):
         model.predict_tiles(np.zeros((2, 32, 32, 3), "float32"), views=3)
     assert model.predict_tiles(np.zeros((0, 32, 32, 3), "float32"), views=8).shape == (0, 4)
+
+
+@pytest.mark.slow
+def test_onnx_of_a_model_with_the_parameter_head_holds_the_classifier(tmp_path):
+    import onnx
+
+    from blurnet.formats import export_format
+    from blurnet.runtimes import load_runtime
+
+    model = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True)
+    folder = export_model(model, tmp_path / "head", {**META, "parameter_head": True}, views=8, tile=32)
+    path = export_format(folder, "onnx")  # parity with the Keras probabilities is checked inside (1e-4)
+    graph = onnx.load(str(path)).graph
+    assert [o.name for o in graph.output] == ["probabilities"]
+    x = np.random.default_rng(4).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(load_runtime(path).predict_tiles(x, views=1), np.asarray(model(x)["probabilities"]), atol=1e-4)
