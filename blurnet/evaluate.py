@@ -161,6 +161,8 @@ class Evaluation:
     laplacian_seconds: float
     features: list[np.ndarray]
     feature_seconds: float
+    params: np.ndarray | None = None  # true (strength, angle, noise) per image, when the source knows them
+    parameter_estimates: dict = dataclasses.field(default_factory=dict)  # method -> raw (n, 5) estimates
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -193,6 +195,8 @@ def evaluate(model, source: EvalSource, others=(), baselines: bool = True, jpeg_
     ys, probs, strengths, other_probs = [], [], [], [[] for _ in others]
     seconds = {"model": 0.0, "lap": 0.0, "feat": 0.0, "others": [0.0 for _ in others]}
     lap_scores, feats, errors = [], [], WorstErrors()
+    true_params, estimates = [], {}
+    head = getattr(model, "has_parameters", False)
     bar, seen, right = _progress(source.total, progress), 0, 0
     for images, labels, params, paths in source.chunks:
         if jpeg_quality is not None:
@@ -214,6 +218,13 @@ def evaluate(model, source: EvalSource, others=(), baselines: bool = True, jpeg_
         ys.append(np.asarray(labels)), probs.append(p)
         if params is not None:
             strengths.append(params[:, 0])
+            true_params.append(np.asarray(params))
+            if head:  # the parameter head, one view
+                estimates.setdefault("blurnet", []).append(model.estimate_tiles(images))
+            if baselines:  # the classical estimators
+                from blurnet.parameter_baselines import estimate_parameters
+
+                estimates.setdefault("classical", []).append(estimate_parameters(images))
         seen += len(labels)
         right += int((p.argmax(axis=1) == labels).sum())
         if bar is not None:
@@ -222,4 +233,5 @@ def evaluate(model, source: EvalSource, others=(), baselines: bool = True, jpeg_
         np.concatenate(ys), np.concatenate(probs), np.concatenate(strengths) if strengths else None, errors.worst_first(),
         seconds["model"], [np.concatenate(c) for c in other_probs], seconds["others"],
         lap_scores, seconds["lap"], feats, seconds["feat"],
+        np.concatenate(true_params) if true_params else None, {k: np.concatenate(v) for k, v in estimates.items()},
     )

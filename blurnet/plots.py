@@ -55,7 +55,8 @@ def read_training_log(path: Path) -> dict[str, list[float]] | None:
         except ValueError:
             continue
         for k, v in values.items():
-            columns.setdefault(k, []).append(v)
+            # a model with the parameter head logs its class accuracy as `probabilities_accuracy`
+            columns.setdefault(k.replace("probabilities_accuracy", "accuracy"), []).append(v)
     return columns if columns else None
 
 
@@ -179,6 +180,7 @@ class PlotInputs:
     strength_baseline: dict | None
     worst: list[dict]
     ranges: BlurRanges
+    parameters: dict | None = None  # `labels`, `true` (n, 3) and each method's raw (n, 5) estimates, by method name
 
 
 def _confusion(inputs: PlotInputs, path: Path) -> bool:
@@ -208,11 +210,49 @@ def _psf_gallery(inputs: PlotInputs, path: Path) -> bool:
     return True
 
 
+def plot_parameter_scatter(parameters: dict, path: Path) -> None:
+    """Estimated against true blur parameter, one panel per parameter over the images of its class, one colour per method."""
+    from data_pipeline.parameters import PARAMETER_TARGETS, angle_degrees
+
+    plt = _plt()
+    labels, true = np.asarray(parameters["labels"]), np.asarray(parameters["true"])
+    panels = (("sigma", "gaussian", "sigma (px)"), ("length", "motion", "motion length (px)"),
+              ("angle", "motion", "motion angle (deg)"), ("radius", "defocus", "defocus radius (px)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
+    for ax, (name, class_name, title) in zip(axes, panels):
+        rows = labels == CLASS_NAMES.index(class_name)
+        truth = np.mod(true[rows, 1], 180.0) if name == "angle" else true[rows, 0]
+        for (method, raw), colour in zip(parameters["methods"].items(), ("tab:blue", "tab:grey", "tab:orange")):
+            raw = np.asarray(raw)[rows]
+            estimate = (angle_degrees(raw[:, 2], raw[:, 3]) if name == "angle"
+                        else raw[:, PARAMETER_TARGETS.index(name)])
+            ax.scatter(truth, estimate, s=6, alpha=0.5, color=colour, label=method)
+        if rows.any():
+            low, high = float(truth.min()), float(truth.max())
+            ax.plot([low, high], [low, high], "k--", lw=1)
+        ax.set_xlabel(f"true {title}")
+        ax.set_ylabel("estimated")
+        ax.set_title(f"{title}, {int(rows.sum())} {class_name} images")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _parameter_scatter(inputs: PlotInputs, path: Path) -> bool:
+    if not inputs.parameters:
+        return False
+    plot_parameter_scatter(inputs.parameters, path)
+    return True
+
+
 #: The report's plots in `index.md` order: (file name, title, draw(inputs, path) -> False when left out).
 PLOT_TABLE = (
     ("confusion_matrix.png", "Confusion matrix", _confusion),
     ("training_curves.png", "Training curves", _training_curves),
     ("accuracy_vs_strength.png", "Accuracy against blur strength", _accuracy_vs_strength),
+    ("parameters.png", "Blur parameters: estimated against true", _parameter_scatter),
     ("misclassified.png", "Worst errors", _misclassified),
     ("psf_gallery.png", "PSF gallery", _psf_gallery),
 )

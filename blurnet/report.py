@@ -18,7 +18,7 @@ import numpy as np
 from blurnet.atomic import atomic_directory
 from blurnet.baseline_table import handcrafted_row, laplacian_row, render_baselines, write_baseline_comparison
 from blurnet.evaluate import EvalSource, Evaluation, evaluate, generated_test_source, labelled_source
-from blurnet.metrics import accuracy_by_strength, classification_metrics, expected_calibration_error, method_row
+from blurnet.metrics import accuracy_by_strength, classification_metrics, expected_calibration_error, method_row, parameter_metrics
 from blurnet.plots import PLOT_TITLES, PlotInputs, read_training_log, write_plots
 from data_pipeline.classes import BlurRanges
 
@@ -69,10 +69,32 @@ def _per_class_lines(metrics: dict) -> list[str]:
     return lines
 
 
+def _parameter_lines(metrics: dict) -> list[str]:
+    """The blur-parameter table: per method, MAE, 90th-percentile error and R² of each parameter over its class."""
+    methods = metrics.get("parameters") or {}
+    if not methods:
+        return []
+    columns = [("sigma", "sigma (px)", True), ("length", "motion length (px)", True), ("angle", "angle (deg)", False),
+               ("radius", "defocus radius (px)", True)]
+    lines = ["## Blur parameters", "",
+             "Each parameter over the images of its own class: MAE / 90th-percentile error / R²; the classical "
+             "estimators are the spectral fall-off (sigma), the cepstrum (motion) and the spectrum's first zero ring (radius).", "",
+             "| method | " + " | ".join(title for _, title, _ in columns) + " |", "| --- |" + " ---: |" * len(columns)]
+    for method, m in methods.items():
+        cells = []
+        for name, _, has_r2 in columns:
+            mae, p90 = (m.get("angle_mae_deg"), m.get("angle_p90_deg")) if name == "angle" else (m.get(f"{name}_mae"), m.get(f"{name}_p90"))
+            r2 = m.get(f"{name}_r2") if has_r2 else None
+            cells.append("-" if mae is None else f"{mae:.3f} / {p90:.3f}" + (f" / {r2:.3f}" if r2 is not None else ""))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def render_index(metrics: dict, notes: list[str]) -> str:
-    """The Markdown page: summary, metrics table, baselines table and every plot."""
+    """The Markdown page: summary, metrics table, baselines table, blur-parameter table and every plot."""
     lines = _summary_lines(metrics) + [""] + _per_class_lines(metrics)
     lines += ["", render_baselines(metrics)]
+    lines += [""] + _parameter_lines(metrics) if metrics.get("parameters") else []
     lines += ["", "## Plots", ""]
     for plot in metrics["plots"]:
         title = PLOT_TITLES.get(plot, plot)
@@ -123,6 +145,9 @@ def _model_metrics(result: Evaluation, source: EvalSource, model_dir: Path, meta
         "held_out_at_fit": (meta.get("held_out") or {}).get("accuracy"),
     }
     metrics["data"] = {**source.description, "jpeg_quality": jpeg_quality}
+    if result.params is not None:
+        metrics["parameters"] = {method: parameter_metrics(result.y_true, result.params, raw)
+                                 for method, raw in result.parameter_estimates.items()}
     return metrics
 
 
@@ -180,7 +205,9 @@ def _write_folder(out_dir: Path, model_dir: Path, metrics: dict, result: Evaluat
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     with atomic_directory(out_dir) as tmp:
         log = read_training_log(model_dir / "training_log.csv")
-        inputs = PlotInputs(metrics, log, lap_by_strength, result.worst, ranges)
+        scatter = ({"labels": result.y_true, "true": result.params, "methods": result.parameter_estimates}
+                   if result.params is not None and result.parameter_estimates else None)
+        inputs = PlotInputs(metrics, log, lap_by_strength, result.worst, ranges, scatter)
         metrics["plots"] = write_plots(inputs, tmp)
         if not log:
             notes.append("No training_log.csv in the model folder: training curves left out.")

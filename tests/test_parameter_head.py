@@ -1,4 +1,5 @@
 """The parameter head: its loss, its decoding, the `estimate` endpoint and weights across head / no head."""
+import json
 import subprocess
 import sys
 import textwrap
@@ -135,3 +136,21 @@ def test_predict_records_carry_the_blur_of_the_predicted_class(head_export):
     header, row = format_records([motion, {"path": "bad", "error": "broken"}], "csv").splitlines()[:2]
     assert header.endswith(",error,blur_sigma_px,blur_length_px,blur_angle_deg,blur_radius_px")
     assert row.endswith(",,21,45,")
+
+
+@pytest.mark.slow
+def test_report_tables_and_plots_the_parameters_beside_the_classical_estimators(head_export, tmp_path):
+    from blurnet.report import write_report
+
+    _, target = head_export
+    out = write_report(target, out_dir=tmp_path / "report", num_images=32, batch_size=16, baseline_images=16, progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert sorted(metrics["parameters"]) == ["blurnet", "classical"]
+    for method in ("blurnet", "classical"):
+        m = metrics["parameters"][method]
+        assert {"sigma_mae", "length_mae", "angle_mae_deg", "radius_mae", "sigma_r2", "length_p90"} <= m.keys()
+        blurred_images = int(np.asarray(metrics["confusion_matrix"]).sum(axis=1)[1:].sum())  # every non-sharp image, once
+        assert m["sigma_n"] + m["length_n"] + m["radius_n"] == blurred_images
+    index = (out / "index.md").read_text()
+    assert "## Blur parameters" in index and "| blurnet | " in index and "| classical | " in index
+    assert "parameters.png" in metrics["plots"] and (out / "parameters.png").stat().st_size > 10_000
