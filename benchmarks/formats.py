@@ -41,6 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from blurnet.export import default_model_dir, export_model, model_from_export, read_metadata  # noqa: E402
+from blurnet.parameter_head import class_probabilities  # noqa: E402
 from blurnet.formats import export_format  # noqa: E402
 from blurnet.runtimes import load_runtime  # noqa: E402
 from data_pipeline.crops import DEFAULT_MIN_TEXTURE, gradient_magnitude  # noqa: E402
@@ -74,7 +75,7 @@ def single_view_savedmodel(model_dir: Path, work: Path):
     keep = {k: v for k, v in meta.items() if k not in ("test_time_views", "tile_size")}
     export_model(model, work / "one-view", keep, views=1, tile=int(meta["image_size"]))
     loaded = tf.saved_model.load(str(work / "one-view"))  # kept referenced: `serve` needs its variables
-    network = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    network = tf.function(lambda x: class_probabilities(model(x, training=False)), reduce_retracing=True)
     return (lambda x: loaded.serve(tf.constant(x)).numpy()), (lambda x: network(tf.constant(x)).numpy())
 
 
