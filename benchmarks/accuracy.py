@@ -42,11 +42,12 @@ REALISTIC = PsfFamilies(shake_fraction=1.0, lens_fraction=1.0)
 
 
 def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_qualities=(None,),
-             num_images: int = NUM_IMAGES, families: PsfFamilies = PsfFamilies.classic()) -> tuple[list[dict], dict]:
+             num_images: int = NUM_IMAGES, families: PsfFamilies = PsfFamilies.classic(),
+             parameters: bool = False) -> tuple[list[dict], dict]:
     """Metrics of `model` on the held-out test split generated at `image_size` with the PSF `families`,
     once per entry of `jpeg_qualities` (None: as generated; a number: JPEG-compressed at that quality),
-    and the data description. The images are generated once for all entries. With a parameter head,
-    the first entry's metrics hold its errors under `parameters` (`blurnet.metrics.parameter_metrics`)."""
+    and the data description. The images are generated once for all entries. With `parameters` and a
+    parameter head, the first entry's metrics hold its errors under `parameters` (`blurnet.metrics.parameter_metrics`)."""
     source = generated_test_source(image_size, ranges, num_images, seed, BATCH, families)
     ys, ps, truths, raws = [], [[] for _ in jpeg_qualities], [], []
     for images, labels, params, _ in source.chunks:
@@ -54,7 +55,7 @@ def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_qualiti
             seen = images if quality is None else np.stack([jpeg_roundtrip(im, quality) for im in images])
             ps[k].append(np.asarray(model(seen)))
         ys.append(labels)
-        if model.has_parameters:
+        if parameters and model.has_parameters:
             truths.append(params)
             raws.append(model.estimate_tiles(images))
     y = np.concatenate(ys)
@@ -69,7 +70,7 @@ def main(model_dir: str | None = None):
     meta = model.metadata
     seed = int(meta.get("fit_config", {}).get("seed", 0))
     ranges = BlurRanges.from_dict(meta["blur_ranges"]) if "blur_ranges" in meta else BlurRanges()
-    (m, jpeg), description = evaluate(model, model.image_size, ranges, seed, jpeg_qualities=(None, 75))
+    (m, jpeg), description = evaluate(model, model.image_size, ranges, seed, jpeg_qualities=(None, 75), parameters=True)
     print(f"model: {model.folder} ({meta.get('backbone')}, weights {meta.get('weights')}, {model.image_size} px, "
           f"{model.views} view(s) averaged per image)")
     print(f"held-out test photographs: {', '.join(description['photographs'])}"
