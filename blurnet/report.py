@@ -78,7 +78,7 @@ def _parameter_lines(metrics: dict) -> list[str]:
                ("radius", "defocus radius (px)", True)]
     lines = ["## Blur parameters", "",
              "Each parameter over the images of its own class: MAE / 90th-percentile error / R²; the classical "
-             "estimators are the spectral fall-off (sigma), the cepstrum's deepest point (motion) and its most negative ring (radius).", "",
+             "estimators are the spectral fall-off (sigma), the cepstrum's deepest point (motion) and a fit of the disk's transfer function to the spectrum (radius).", "",
              "| method | " + " | ".join(title for _, title, _ in columns) + " |", "| --- |" + " ---: |" * len(columns)]
     for method, m in methods.items():
         cells = []
