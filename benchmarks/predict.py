@@ -9,7 +9,7 @@ the blur sits in the training ranges at the working scale, as it does for a came
 that scene. Photographs from the held-out and validation groups fill every mosaic's first cell.
 
 In one run, on the same files:
-- `blurnet.predict.predict(folder)` as `blurnet predict FOLDER` runs it (JPEGs decoded reduced,
+- `blurnet.predict(folder)` as `blurnet predict FOLDER` runs it (JPEGs decoded reduced,
   at most `TILE_BUDGET` tiles a pyramid level, `FAST_VIEWS` view): photographs/s with the model
   loaded (`startup_s`, the model load, is printed beside it);
 - the same with `full=True` (every textured tile, the export's own 8 views): the reference;

@@ -369,7 +369,7 @@ def blur_record(class_name: str, raw: np.ndarray, scale: float) -> dict:
     if class_name == "gaussian":
         blur["sigma_px"] = round(max(sigma, 0.0) * scale, 2)
     elif class_name == "motion":
-        blur.update(length_px=round(max(length, 0.0) * scale, 2), angle_deg=round(float(angle_degrees(cos2, sin2)), 1))
+        blur.update(length_px=round(max(length, 0.0) * scale, 2), angle_deg=round(float(angle_degrees(cos2, sin2)), 1) % 180.0)
     elif class_name == "defocus":
         blur["radius_px"] = round(max(radius, 0.0) * scale, 2)
     return blur

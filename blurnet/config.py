@@ -24,11 +24,14 @@ class FitConfig:
     than from the high-pass channels (`--highpass`, off by default).
     `--no-spectrum` gives the paper's plain DenseNet121.
 
-    `parameter_head=True` (the default) trains the blur-parameter head jointly
-    with the classifier (`blurnet.parameter_head`: sigma, motion length and
-    angle, defocus radius), its loss weighted `parameter_loss_weight`; the
-    export then has an `estimate` endpoint. `--init-from` an export without the
-    head starts the head from random weights.
+    `parameter_head=True` trains the blur-parameter head jointly with the
+    classifier (`blurnet.parameter_head`: sigma, motion length and angle,
+    defocus radius), its loss weighted `parameter_loss_weight`; the export then
+    has an `estimate` endpoint. `None` (the default) means on, except where
+    nothing would train it: off for a labelled folder (no known parameters), and
+    as the `--init-from` export has it when `epochs_finetune=0` (a re-export);
+    `blurnet.train.resolve_parameter_head` decides. `--init-from` an export
+    without the head starts the head from random weights.
 
     CPU recipe (no GPU found): 64 px crops, batch 32, 1 + 10 epochs of 60 steps,
     256 validation and 512 test images: about 9 minutes on 2 cores from scratch.
@@ -66,7 +69,7 @@ class FitConfig:
     lr_finetune: float | None = None
     highpass: bool = False
     spectrum: bool = True
-    parameter_head: bool = True
+    parameter_head: bool | None = None
     parameter_loss_weight: float = 1.0
     init_from: str | None = None
     test_time_views: int = 8

@@ -120,7 +120,7 @@ def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict, 
         raise ValueError(f"tile must be None or >= {MIN_IMAGE_SIDE} px (the model's smallest input), got {tile!r}.")
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {**metadata, "test_time_views": check_views(views), "tile_size": tile}
+    metadata = {**metadata, "test_time_views": check_views(views), "tile_size": tile, "parameter_head": has_parameter_head(model)}
     metadata.setdefault("versions", versions())
     metadata.setdefault("git_commit", git_commit())
     with atomic_directory(target) as tmp:

@@ -26,6 +26,7 @@ folder, and an older one at the same place stays until the new one is complete.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -142,6 +143,9 @@ def export_format(model_dir: str | os.PathLike, fmt: str, out: str | os.PathLike
         model = classifier(model)
     with atomic_directory(out) as tmp:
         shutil.copy(Path(model_dir) / METADATA_FILE, tmp / METADATA_FILE)
+        if fmt in RUNTIME_FILES:  # the file holds the classifier only
+            copied = json.loads((tmp / METADATA_FILE).read_text())
+            (tmp / METADATA_FILE).write_text(json.dumps({**copied, "parameter_head": False}, indent=2, sort_keys=True) + "\n")
         WRITERS[fmt](model, tmp / FORMAT_FILES[fmt], metadata)
         if fmt in RUNTIME_FILES:
             runtime = load_runtime(tmp / FORMAT_FILES[fmt])

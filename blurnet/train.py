@@ -56,7 +56,7 @@ class Data:
 
 
 def describe_devices() -> tuple[str, list]:
-    """("gpu" or "cpu", the GPUs found); prints them in one line (`device: CPU (2 cores), no GPU`)."""
+    """("gpu" or "cpu", the GPUs found); logs them in one line (`device: CPU (2 cores), no GPU`)."""
     with stderr_silenced():  # without a GPU, the driver query logs an error (cuInit 303) the user cannot act on
         gpus = tf.config.list_physical_devices("GPU")
     logger.info(device_line(gpus))
@@ -245,6 +245,24 @@ def make_deterministic(seed: int) -> None:
 _Run = collections.namedtuple("_Run", "device gpus started_from policy strategy worker chief folder first_started")
 
 
+def resolve_parameter_head(config: FitConfig, started_from: dict | None) -> bool:
+    """Whether `fit` trains the parameter head: `config.parameter_head` when set, else on unless nothing would
+    train it (a labelled folder has no blur parameters; a re-export, `epochs_finetune=0`, keeps the `--init-from`
+    export's choice). A `ValueError` when an explicit `True` would export a head that nothing trained."""
+    labelled = config.data is not None and is_labelled_folder(config.data)
+    reexport = started_from is not None and config.epochs_finetune == 0
+    source_head = bool((started_from or {}).get("parameter_head", False))
+    if config.parameter_head is None:
+        return source_head if reexport else not labelled
+    if config.parameter_head and labelled:
+        raise ValueError(f"a labelled folder ({config.data!r}) has no blur parameters to train the parameter head on; "
+                         "use --no-parameter-head.")
+    if config.parameter_head and reexport and not source_head:
+        raise ValueError(f"{config.init_from!r} has no parameter head and --epochs-finetune 0 trains nothing: "
+                         "use --no-parameter-head, or train some epochs.")
+    return bool(config.parameter_head)
+
+
 def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     """Seeds, devices, the resolved recipe, precision, strategy and a fresh (or resumed) run folder."""
     if config.deterministic:  # before anything is built or drawn
@@ -255,7 +273,7 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     started_from = read_metadata(config.init_from, weights_only=True) if config.init_from else None
     if started_from and config.image_size is None and "image_size" in started_from:
         config = dataclasses.replace(config, image_size=int(started_from["image_size"]))  # continue at its crop size
-    config = config.resolve(device)
+    config = dataclasses.replace(config.resolve(device), parameter_head=resolve_parameter_head(config, started_from))
     policy = set_precision(config.mixed_precision, device)
     strategy = create_strategy(config.strategy)
     worker, chief = worker_index(), is_chief()

@@ -268,5 +268,6 @@ def test_onnx_of_a_model_with_the_parameter_head_holds_the_classifier(tmp_path):
     path = export_format(folder, "onnx")  # parity with the Keras probabilities is checked inside (1e-4)
     graph = onnx.load(str(path)).graph
     assert [o.name for o in graph.output] == ["probabilities"]
+    assert json.loads((path.parent / "blurnet.json").read_text())["parameter_head"] is False  # what the file holds
     x = np.random.default_rng(4).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(load_runtime(path).predict_tiles(x, views=1), np.asarray(model(x)["probabilities"]), atol=1e-4)

@@ -201,3 +201,22 @@ def test_deterministic_fit_gives_bit_identical_weights_twice(tmp_path, photo_fol
     assert len(first_weights) == len(second_weights) > 100
     for (name, a), (_, b) in zip(first_weights, second_weights):
         assert a.shape == b.shape and np.array_equal(a, b), name
+
+
+def test_parameter_head_is_on_unless_nothing_would_train_it(tmp_path):
+    from blurnet.train import resolve_parameter_head
+
+    labelled = tmp_path / "labelled"
+    for name in ("sharp", "motion"):
+        (labelled / name).mkdir(parents=True)
+    assert resolve_parameter_head(FitConfig(), None) is True
+    assert resolve_parameter_head(FitConfig(data=str(labelled)), None) is False  # no known parameters to learn
+    headless, headed = {"parameter_head": False}, {"parameter_head": True}
+    assert resolve_parameter_head(FitConfig(init_from="x", weights=None, epochs_finetune=0), headless) is False  # re-export
+    assert resolve_parameter_head(FitConfig(init_from="x", weights=None, epochs_finetune=0), headed) is True
+    assert resolve_parameter_head(FitConfig(init_from="x", weights=None, epochs_finetune=3), headless) is True  # trained now
+    assert resolve_parameter_head(FitConfig(parameter_head=False), None) is False
+    with pytest.raises(ValueError, match="labelled folder"):
+        resolve_parameter_head(FitConfig(data=str(labelled), parameter_head=True), None)
+    with pytest.raises(ValueError, match="trains nothing"):
+        resolve_parameter_head(FitConfig(init_from="x", weights=None, epochs_finetune=0, parameter_head=True), headless)
