@@ -80,13 +80,11 @@ def training_callbacks(run: Path, stage: str, patience: int, monitor: str = "val
     across stages and resumes), early stopping after `patience` epochs without progress,
     `training_log.csv`, `tensorboard/`, a stop on NaN, and `stages.jsonl`.
     """
-    # The best weights and the log row of an epoch are written before the backup moves the epoch counter on,
-    # so a run killed in between repeats that epoch rather than resuming past an unlogged one.
     return [
-        BestWeights(run / "best.weights.h5", monitor, initial_best=best_logged(run / "training_log.csv", monitor)),
-        keras.callbacks.CSVLogger(str(run / "training_log.csv"), append=True),
         CrashSafeBackup(str(run / "backup" / stage), save_freq="epoch", delete_checkpoint=False),
+        BestWeights(run / "best.weights.h5", monitor, initial_best=best_logged(run / "training_log.csv", monitor)),
         keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=patience),
+        keras.callbacks.CSVLogger(str(run / "training_log.csv"), append=True),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
         keras.callbacks.TerminateOnNaN(),
         StageLogger(run / "stages.jsonl", stage),
