@@ -10,6 +10,7 @@ import numpy as np
 
 from blurnet.views import average_over_views, check_views
 from data_pipeline.classes import NUM_CLASSES
+from data_pipeline.parameters import PARAMETER_TARGETS
 
 METADATA_FILE = "blurnet.json"
 TILE_BATCH = 16  # tiles per group in `predict_tiles`: on 2 CPU cores 16 a call run 1.6 times as fast as 64
@@ -46,9 +47,9 @@ class LoadedModel:
     def predict_tiles(self, tiles, views: int, batch: int = TILE_BATCH) -> np.ndarray:
         """Probabilities `(n, 4)` for tiles `(n, h, w, 3)` (float32 0..255) averaged over `views` (1, 4 or 8) views,
         `batch` tiles a group, so a caller can spend fewer views than the model's own call."""
-        views, tiles = check_views(views), self._checked(tiles)
-        parts = [average_over_views(self._one_view, tiles[i : i + batch], views) for i in range(0, len(tiles), batch)]
-        return np.concatenate(parts, axis=0) if parts else np.zeros((0, NUM_CLASSES), np.float32)
+        views = check_views(views)
+        return _in_groups(lambda group: average_over_views(self._one_view, group, views), self._checked(tiles), batch,
+                          NUM_CLASSES)
 
     def _parameters(self, tiles: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -58,6 +59,10 @@ class LoadedModel:
         `(n, h, w, 3)`, one view, `batch` tiles a call; only where `has_parameters`."""
         if not self.has_parameters:
             raise ValueError(f"model {self.name!r} has no parameter head (fit it with --parameter-head).")
-        tiles = self._checked(tiles)
-        parts = [self._parameters(tiles[i : i + batch]) for i in range(0, len(tiles), batch)]
-        return np.concatenate(parts, axis=0) if parts else np.zeros((0, 5), np.float32)
+        return _in_groups(self._parameters, self._checked(tiles), batch, len(PARAMETER_TARGETS))
+
+
+def _in_groups(answer, tiles: np.ndarray, batch: int, width: int) -> np.ndarray:
+    """`answer` applied to `tiles` `batch` at a time, concatenated: `(n, width)`, `(0, width)` for no tiles."""
+    parts = [answer(tiles[i : i + batch]) for i in range(0, len(tiles), batch)]
+    return np.concatenate(parts, axis=0) if parts else np.zeros((0, width), np.float32)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import logging
 import dataclasses
+import json
 import os
 import shlex
 import shutil
@@ -200,11 +201,17 @@ def evaluate_held_out(model, maker, config: FitConfig) -> dict:
     for batch, (x, y, params) in enumerate(maker.dataset(num_batches=num_batches, with_params=True), start=1):
         # A direct call, not predict_on_batch: under a tf.distribute strategy the latter
         # returns a row per replica and example; held-out evaluation needs no collectives.
-        ps.append(np.asarray(average_over_views(lambda v: class_probabilities(model(v, training=False)), x, config.test_time_views)))
+        outputs = []
+
+        def probabilities(views):
+            outputs.append(model(views, training=False))
+            return class_probabilities(outputs[-1])
+
+        ps.append(np.asarray(average_over_views(probabilities, x, config.test_time_views)))
         ys.append(y.numpy())
-        if head:
+        if head:  # the parameters of the views as given: the first rows of the first call (`average_over_views`)
             truths.append(params.numpy())
-            raws.append(np.asarray(model(x, training=False)[PARAMETERS]))
+            raws.append(np.asarray(outputs[0][PARAMETERS])[: len(params)])
         if batch < num_batches and time.time() - reported >= 15:  # a line every 15 s or so, never a carriage return
             reported = time.time()
             logger.info(f"held-out test: {batch}/{num_batches} batches, {reported - started:.0f} s")
@@ -228,6 +235,27 @@ def run_start_time(run: Path, now: float) -> float:
     with atomic_file(path) as tmp:
         Path(tmp).write_text(f"{now}\n")
     return now
+
+
+def check_run_architecture(run: Path, config: FitConfig) -> None:
+    """Record in `run/architecture.json` what the run's checkpoints are shaped by, or check a resumed run against it.
+
+    `ValueError` naming both settings when a resume would load backups of another shape (say the parameter head
+    switched on or off): Keras would fail later with a bare shape error.
+    """
+    wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
+              "parameter_head": bool(config.parameter_head)}
+    path = run / "architecture.json"
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+        differing = {key: (recorded.get(key), value) for key, value in wanted.items() if recorded.get(key) != value}
+        if differing:
+            details = ", ".join(f"{key}: run {old!r}, now {new!r}" for key, (old, new) in differing.items())
+            raise ValueError(f"cannot resume {str(run)!r}: its checkpoints are of another model ({details}); "
+                             f"resume with the run's settings or start afresh without --resume.")
+        return
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(json.dumps(wanted, indent=2) + "\n")
 
 
 def make_deterministic(seed: int) -> None:
@@ -284,6 +312,7 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     if run.exists() and not config.resume:
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
+    check_run_architecture(run, config)
     return config, _Run(device, gpus, started_from, policy, strategy, worker, chief, run, run_start_time(run, started))
 
 

@@ -154,3 +154,23 @@ def test_report_tables_and_plots_the_parameters_beside_the_classical_estimators(
     index = (out / "index.md").read_text()
     assert "## Blur parameters" in index and "| blurnet | " in index and "| classical | " in index
     assert "parameters.png" in metrics["plots"] and (out / "parameters.png").stat().st_size > 10_000
+
+
+def test_held_out_parameters_come_from_the_views_as_given(head_export, photos):
+    from blurnet.config import FitConfig
+    from blurnet.metrics import parameter_metrics
+    from blurnet.parameter_head import PARAMETERS
+    from blurnet.train import evaluate_held_out
+    from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
+
+    model, _ = head_export
+    maker = BlurBatchMaker(photos, PipelineConfig(image_size=32, batch_size=4, seed=3), stream="test")
+    got = evaluate_held_out(model, maker, FitConfig(weights=None, batch_size=4, test_images=8, test_time_views=8))
+    batches = list(maker.dataset(num_batches=2, with_params=True))
+    labels = np.concatenate([y.numpy() for _, y, _ in batches])
+    truths = np.concatenate([p.numpy() for _, _, p in batches])
+    raws = np.concatenate([np.asarray(model(x, training=False)[PARAMETERS]) for x, _, _ in batches])
+    flipped = np.concatenate([np.asarray(model(x[:, :, ::-1], training=False)[PARAMETERS]) for x, _, _ in batches])
+    assert got["n_images"] == 8 and raws.shape == (8, 5)
+    assert got["parameters"] == parameter_metrics(labels, truths, raws)
+    assert np.abs(flipped - raws).max() > 1e-4  # a flipped view would have given other figures

@@ -162,6 +162,21 @@ def test_run_start_time_is_kept_across_resumes(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["started_at"]  # no temporary file left
 
 
+def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
+    from blurnet.train import check_run_architecture
+
+    config = FitConfig(weights=None, parameter_head=True)
+    check_run_architecture(tmp_path, config)
+    assert json.loads((tmp_path / "architecture.json").read_text()) == {
+        "backbone": "densenet121", "spectrum": True, "highpass": False, "parameter_head": True}
+    check_run_architecture(tmp_path, config)  # the same settings resume
+    with pytest.raises(ValueError, match=r"parameter_head: run True, now False"):
+        check_run_architecture(tmp_path, dataclasses.replace(config, parameter_head=False))
+    with pytest.raises(ValueError, match=r"spectrum: run True, now False"):
+        check_run_architecture(tmp_path, dataclasses.replace(config, spectrum=False))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["architecture.json"]
+
+
 def _h5_arrays(path) -> list:
     """Every array in a Keras weights file, in the file's order."""
     import h5py
