@@ -333,19 +333,25 @@ def classify_levels(model, levels: list[Prepared], views: int | None = None, bud
     `views` and `budget` as in `tile_probabilities` and `select_tiles`; None and
     None is the full computation (every textured tile, the model's own views).
     """
+    estimates = getattr(model, "has_parameters", False)
     answers, selections = [], []
     for level in levels:
         chosen, mean_weights, area_weights = select_tiles(level.textures, budget)
-        probs = tile_probabilities(model, level, [level.boxes[i] for i in chosen], views=views)
+        boxes = [level.boxes[i] for i in chosen]
+        raw = None
+        if estimates and views is not None:  # the parameters come from the same passes as the probabilities
+            probs, raw = model.answer_tiles(level.tiles(boxes), views)
+        else:
+            probs = tile_probabilities(model, level, boxes, views=views)
         answers.append((*weighted_answer(probs, mean_weights, area_weights), len(chosen)))
-        selections.append((chosen, mean_weights))
+        selections.append((boxes, mean_weights, raw))
     textured = [bool((level.textures >= MIN_TEXTURE).any()) for level in levels]
     k = choose_level([mean for mean, _, _ in answers], textured)
     mean, area, used = answers[k]
     fields = {"probabilities": mean, "scale": levels[k].scale, "tiles": used, "area": area}
-    if getattr(model, "has_parameters", False):
-        chosen, weights = selections[k]
-        raw = model.estimate_tiles(levels[k].tiles([levels[k].boxes[i] for i in chosen]))
+    if estimates:
+        boxes, weights, raw = selections[k]
+        raw = model.estimate_tiles(levels[k].tiles(boxes)) if raw is None else raw
         fields["blur"] = blur_record(CLASS_NAMES[int(np.argmax(mean))], weighted_median(raw, weights), levels[k].scale)
     return fields
 

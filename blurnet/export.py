@@ -26,7 +26,7 @@ import tensorflow as tf
 from blurnet.atomic import atomic_directory
 from blurnet.loaded_model import METADATA_FILE, LoadedModel
 from blurnet.errors import NotAnExportError  # noqa: F401 - defined without TensorFlow, raised and re-exported here
-from blurnet.parameter_head import PARAMETERS, class_probabilities, decode_parameters, has_parameter_head
+from blurnet.parameter_head import PARAMETERS, PROBABILITIES, class_probabilities, decode_parameters, has_parameter_head
 from blurnet.tiling import answer_by_tiles, texture_weighted_median
 from blurnet.views import average_over_views, check_views
 from data_pipeline.classes import MIN_IMAGE_SIDE
@@ -170,7 +170,7 @@ class ExportedModel(LoadedModel):
         except Exception as error:  # corrupt protobuf, missing variables, ...
             raise NotAnExportError(f"{str(self.folder)!r}: the SavedModel cannot be loaded ({error}).") from None
         self._serve = self._loaded.serve
-        self._single_view = self._single_view_parameters = None
+        self._single_view = None
         self.has_parameters = bool(self.metadata.get("parameter_head", False))
 
     @property
@@ -187,20 +187,22 @@ class ExportedModel(LoadedModel):
         """Build the plain network `predict_tiles` runs (`model_from_export`; `NotAnExportError` if its weights do not load)."""
         if self._single_view is None:
             model = model_from_export(self.folder)
-            self._single_view = tf.function(lambda x: class_probabilities(model(x, training=False)), reduce_retracing=True)
             if has_parameter_head(model):
-                self._single_view_parameters = tf.function(lambda x: model(x, training=False)[PARAMETERS], reduce_retracing=True)
+                self._single_view = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+            else:
+                self._single_view = tf.function(lambda x: {PROBABILITIES: model(x, training=False)}, reduce_retracing=True)
 
-    def _parameters(self, tiles: np.ndarray) -> np.ndarray:
-        """The parameter head's raw output `(n, 5)` for numpy tiles, one view."""
+    def _one_pass(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The plain network on numpy tiles, one view: probabilities (what `predict_tiles` averages over views; with
+        the export's own views `predict_tiles` equals `serve` on tiles no larger than the tile size, 1e-4) and the
+        parameter head's raw output where the export has it."""
         self.load_single_view()
-        return self._single_view_parameters(tf.constant(tiles)).numpy()
+        out = self._single_view(tf.constant(tiles))
+        return out[PROBABILITIES].numpy(), (out[PARAMETERS].numpy() if PARAMETERS in out else None)
 
     def _one_view(self, tiles: np.ndarray) -> np.ndarray:
-        """The plain network's probabilities for numpy tiles (what `predict_tiles` averages over views); with the
-        export's own views `predict_tiles` equals `serve` on tiles no larger than the tile size (1e-4)."""
-        self.load_single_view()
-        return self._single_view(tf.constant(tiles)).numpy()
+        """The plain network's probabilities for numpy tiles, one view."""
+        return self._one_pass(tiles)[0]
 
 
 def _architecture(model) -> dict:

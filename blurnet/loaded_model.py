@@ -40,29 +40,42 @@ class LoadedModel:
     def _one_view(self, tiles: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def _one_pass(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One view of numpy tiles: probabilities `(n, 4)` and, where `has_parameters`, the head's raw output `(n, 5)`
+        from the same pass (else None)."""
+        return self._one_view(tiles), None
+
     def _checked(self, tiles) -> np.ndarray:
         """`tiles` as float32; subclasses add their own checks."""
         return np.asarray(tiles, np.float32)
 
+    def answer_tiles(self, tiles, views: int, batch: int = TILE_BATCH) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities `(n, 4)` for tiles `(n, h, w, 3)` (float32 0..255) averaged over `views` (1, 4 or 8) views,
+        and, where `has_parameters`, the parameter head's raw output `(n, 5)`
+        (`data_pipeline.parameters.PARAMETER_TARGETS`) for the tiles as given, from the same network passes
+        (else None); `batch` tiles a group."""
+        views, tiles = check_views(views), self._checked(tiles)
+        probabilities, parameters = [np.zeros((0, NUM_CLASSES), np.float32)], [np.zeros((0, len(PARAMETER_TARGETS)), np.float32)]
+        for start in range(0, len(tiles), batch):
+            group, passes = tiles[start : start + batch], []
+
+            def one_view(images):
+                passes.append(self._one_pass(images))
+                return passes[-1][0]
+
+            probabilities.append(np.asarray(average_over_views(one_view, group, views), np.float32))
+            if self.has_parameters:  # the views as given are the first rows of the first pass (`average_over_views`)
+                parameters.append(np.asarray(passes[0][1], np.float32)[: len(group)])
+        return np.concatenate(probabilities, axis=0), (np.concatenate(parameters, axis=0) if self.has_parameters else None)
+
     def predict_tiles(self, tiles, views: int, batch: int = TILE_BATCH) -> np.ndarray:
         """Probabilities `(n, 4)` for tiles `(n, h, w, 3)` (float32 0..255) averaged over `views` (1, 4 or 8) views,
         `batch` tiles a group, so a caller can spend fewer views than the model's own call."""
-        views = check_views(views)
-        return _in_groups(lambda group: average_over_views(self._one_view, group, views), self._checked(tiles), batch,
-                          NUM_CLASSES)
-
-    def _parameters(self, tiles: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        return self.answer_tiles(tiles, views, batch)[0]
 
     def estimate_tiles(self, tiles, batch: int = TILE_BATCH) -> np.ndarray:
         """The parameter head's raw output `(n, 5)` (`data_pipeline.parameters.PARAMETER_TARGETS`) for tiles
         `(n, h, w, 3)`, one view, `batch` tiles a call; only where `has_parameters`."""
         if not self.has_parameters:
             raise ValueError(f"model {self.name!r} has no parameter head (fit it with --parameter-head).")
-        return _in_groups(self._parameters, self._checked(tiles), batch, len(PARAMETER_TARGETS))
-
-
-def _in_groups(answer, tiles: np.ndarray, batch: int, width: int) -> np.ndarray:
-    """`answer` applied to `tiles` `batch` at a time, concatenated: `(n, width)`, `(0, width)` for no tiles."""
-    parts = [answer(tiles[i : i + batch]) for i in range(0, len(tiles), batch)]
-    return np.concatenate(parts, axis=0) if parts else np.zeros((0, width), np.float32)
+        return self.answer_tiles(tiles, 1, batch)[1]

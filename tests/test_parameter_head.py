@@ -174,3 +174,30 @@ def test_held_out_parameters_come_from_the_views_as_given(head_export, photos):
     assert got["n_images"] == 8 and raws.shape == (8, 5)
     assert got["parameters"] == parameter_metrics(labels, truths, raws)
     assert np.abs(flipped - raws).max() > 1e-4  # a flipped view would have given other figures
+
+
+@pytest.mark.slow
+def test_probabilities_and_parameters_come_from_one_pass(head_export):
+    from blurnet.classify import classify_levels, pyramid
+    from blurnet.export import ExportedModel
+    from conftest import textured_image
+
+    model, target = head_export
+    loaded = ExportedModel(target)
+    tiles = np.stack([textured_image(i, 32, 32) for i in range(5)]).astype("float32")
+    for views in (1, 8):
+        probs, raw = loaded.answer_tiles(tiles, views, batch=2)
+        assert probs.shape == (5, 4) and raw.shape == (5, 5)
+        np.testing.assert_allclose(probs, loaded.predict_tiles(tiles, views), atol=1e-6)
+        np.testing.assert_allclose(raw, np.asarray(model(tiles, training=False)["parameters"]), atol=1e-4)
+    np.testing.assert_allclose(loaded.estimate_tiles(tiles), raw, atol=1e-6)
+    empty_probs, empty_raw = loaded.answer_tiles(tiles[:0], 1)
+    assert empty_probs.shape == (0, 4) and empty_raw.shape == (0, 5)
+
+    passes = []
+    one_pass = loaded._one_pass
+    loaded._one_pass = lambda t: passes.append(len(t)) or one_pass(t)
+    levels = pyramid(textured_image(7, 96, 96), 32)
+    fields = classify_levels(loaded, levels, views=1)
+    assert "blur" in fields
+    assert len(passes) == len(levels)  # one pass a level (<= 16 tiles each): the blur costs no extra pass
