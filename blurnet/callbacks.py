@@ -32,22 +32,25 @@ class CrashSafeBackup(keras.callbacks.BackupAndRestore):
 
 
 class BestWeights(keras.callbacks.Callback):
-    """Save the model's weights to `path` whenever `monitor` beats its best value (higher is better).
+    """Save the model's weights to `path` whenever `monitor` beats its best value (higher is better, or lower
+    with `mode="min"`).
 
     `initial_best` is the best value already reached (a resumed run passes its log's best), so a
     resumed run does not overwrite a better checkpoint with a worse one.
     """
 
-    def __init__(self, path: str | Path, monitor: str = "val_accuracy", initial_best: float | None = None):
+    def __init__(self, path: str | Path, monitor: str = "val_accuracy", initial_best: float | None = None, mode: str = "max"):
         super().__init__()
-        self.path, self.monitor = Path(path), monitor
-        self.best = -math.inf if initial_best is None else float(initial_best)
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
+        self.path, self.monitor, self.sign = Path(path), monitor, 1.0 if mode == "max" else -1.0
+        self.best = -math.inf if initial_best is None else self.sign * float(initial_best)  # kept as sign * value
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None or not float(value) > self.best:
+        if value is None or not self.sign * float(value) > self.best:
             return
-        self.best = float(value)
+        self.best = self.sign * float(value)
         with atomic_file(self.path) as tmp:
             self.model.save_weights(str(tmp), overwrite=True)
 
@@ -64,26 +67,26 @@ class StageLogger(keras.callbacks.Callback):
             f.write(json.dumps({"stage": self.stage, "epoch": epoch}) + "\n")
 
 
-def best_logged(log: Path, key: str = "val_accuracy") -> float | None:
-    """Best `key` in a CSV training log (None without one): a resumed run keeps its best checkpoint."""
+def best_logged(log: Path, key: str = "val_accuracy", mode: str = "max") -> float | None:
+    """Best (`mode` "max" or "min") `key` in a CSV training log (None without one): a resumed run keeps its best checkpoint."""
     if not log.exists():
         return None
     with open(log, newline="") as f:
         values = [float(row[key]) for row in csv.DictReader(f) if row.get(key) not in (None, "")]
-    return max(values) if values else None
+    return (max if mode == "max" else min)(values) if values else None
 
 
-def training_callbacks(run: Path, stage: str, patience: int, monitor: str = "val_accuracy") -> list:
+def training_callbacks(run: Path, stage: str, patience: int, monitor: str = "val_accuracy", mode: str = "max") -> list:
     """Callbacks of one training stage writing into the run folder `run`.
 
-    `backup/<stage>/` (resume), `best.weights.h5` (best `monitor`, the validation accuracy, of the run
-    across stages and resumes), early stopping after `patience` epochs without progress,
+    `backup/<stage>/` (resume), `best.weights.h5` (best `monitor`, the validation accuracy by default, of the run
+    across stages and resumes; `mode="min"` for a loss), early stopping after `patience` epochs without progress,
     `training_log.csv`, `tensorboard/`, a stop on NaN, and `stages.jsonl`.
     """
     return [
         CrashSafeBackup(str(run / "backup" / stage), save_freq="epoch", delete_checkpoint=False),
-        BestWeights(run / "best.weights.h5", monitor, initial_best=best_logged(run / "training_log.csv", monitor)),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode="max", patience=patience),
+        BestWeights(run / "best.weights.h5", monitor, initial_best=best_logged(run / "training_log.csv", monitor, mode), mode=mode),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience),
         keras.callbacks.CSVLogger(str(run / "training_log.csv"), append=True),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
         keras.callbacks.TerminateOnNaN(),

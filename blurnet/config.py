@@ -71,6 +71,7 @@ class FitConfig:
     spectrum: bool = True
     parameter_head: bool | None = None
     parameter_loss_weight: float = 1.0
+    freeze_classifier: bool = False
     init_from: str | None = None
     test_time_views: int = 8
     min_sharpness: float = MIN_HIGH_FREQUENCY_RATIO
@@ -133,6 +134,9 @@ class FitConfig:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}.")
         if self.cpu_devices < 1:
             raise ValueError(f"cpu_devices must be >= 1, got {self.cpu_devices!r}.")
+        if self.freeze_classifier and (self.init_from is None or self.parameter_head is False):
+            raise ValueError(f"freeze_classifier trains the parameter head of an --init-from export alone; it needs "
+                             f"init_from and the head, got init_from={self.init_from!r}, parameter_head={self.parameter_head!r}.")
         if self.init_from is not None and self.weights is not None:
             raise ValueError(f"--init-from takes all weights from the export; use it with --weights none, got weights={self.weights!r}.")
         if self.highpass and self.weights is not None:

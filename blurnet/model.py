@@ -163,6 +163,22 @@ def freeze_backbone(model: keras.Model) -> None:
     get_backbone(model).trainable = False
 
 
+def freeze_all_but_parameter_head(model: keras.Model) -> list[str]:
+    """Freeze every layer except the parameter head's (`blurnet.parameter_head.HEAD_LAYERS`); returns their names.
+
+    A `ValueError` for a model without the head. Frozen BatchNormalization layers run in inference mode, so
+    the class probabilities stay exactly what they were.
+    """
+    from blurnet.parameter_head import HEAD_LAYERS
+
+    names = [layer.name for layer in model.layers if layer.name in HEAD_LAYERS]
+    if sorted(names) != sorted(HEAD_LAYERS):
+        raise ValueError(f"model {model.name!r} has no parameter head (layers {HEAD_LAYERS!r}) to train alone.")
+    for layer in model.layers:
+        layer.trainable = layer.name in HEAD_LAYERS
+    return names
+
+
 def set_trainable_from(model: keras.Model, boundary: str, freeze_batchnorm: bool = True) -> list[str]:
     """Stage 2: make the backbone trainable from a transition boundary on.
 

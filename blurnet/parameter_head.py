@@ -25,6 +25,8 @@ from data_pipeline.parameters import PARAMETER_TARGETS, parameter_targets
 
 #: Output names of a model with the parameter head.
 PROBABILITIES, PARAMETERS = "probabilities", "parameters"
+#: The layers of the parameter head (hidden, output): all that `--freeze-classifier` trains.
+HEAD_LAYERS = ("parameters_hidden", PARAMETERS)
 _RANGES = BlurRanges()
 #: What each target column is divided by in the loss.
 PARAMETER_SCALES = np.array([_RANGES.strength_range("gaussian")[1], _RANGES.strength_range("motion")[1], 0.25, 0.25,
@@ -32,8 +34,8 @@ PARAMETER_SCALES = np.array([_RANGES.strength_range("gaussian")[1], _RANGES.stre
 
 
 def add_parameter_head(features):
-    """The head's output `(batch, 5)` float32 on pooled `features` (a Keras tensor)."""
-    x = layers.Dense(256, activation="relu", name="parameters_hidden")(features)
+    """The head's output `(batch, 5)` float32 on pooled `features` (a Keras tensor): the layers `HEAD_LAYERS`."""
+    x = layers.Dense(256, activation="relu", name=HEAD_LAYERS[0])(features)
     return layers.Dense(len(PARAMETER_TARGETS), dtype="float32", name=PARAMETERS)(x)
 
 

@@ -33,7 +33,8 @@ from blurnet.distribute import (configure_cpu_devices, create_strategy, is_chief
                                 scaled_learning_rate, set_precision, shard_off, worker_index)
 from blurnet.export import export_model, load_export_weights, read_metadata
 from blurnet.metrics import classification_metrics, parameter_metrics
-from blurnet.model import create_model, freeze_backbone, set_trainable_from, synchronize_batchnorm
+from blurnet.model import (create_model, freeze_all_but_parameter_head, freeze_backbone, set_trainable_from,
+                           synchronize_batchnorm)
 from blurnet.parameter_head import (PARAMETERS, accuracy_key, class_probabilities, compile_arguments, has_parameter_head,
                                     with_parameter_targets)
 from blurnet.quiet import device_line, stderr_silenced
@@ -189,6 +190,24 @@ def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch
               shuffle=False)  # the dataset is already shuffled
 
 
+def train_parameter_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None:
+    """`freeze_classifier`: only the parameter head trains, `epochs_finetune` epochs at `lr_finetune` (cosine); every
+    layer the probabilities depend on keeps its weights (and its BatchNormalization statistics), so the class
+    answers stay those of the `--init-from` export. The best checkpoint is the lowest validation parameter loss."""
+    trainable = freeze_all_but_parameter_head(model)
+    steps = max(1, config.epochs_finetune * config.steps_per_epoch)
+    learning_rate = scaled_learning_rate(config.lr_finetune, config.batch_size)
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
+    with strategy.scope():
+        compile_model(model, schedule, config.jit, config.parameter_loss_weight)
+    logger.info(f"parameter head alone (classifier frozen): layers {', '.join(trainable)} trainable, "
+                f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g} cosine")
+    train_ds, val_ds = data_sets
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs_finetune, steps_per_epoch=config.steps_per_epoch,
+              callbacks=training_callbacks(run, "parameters", config.patience, f"val_{PARAMETERS}_loss", mode="min"),
+              verbose=fit_verbosity(), shuffle=False)  # the dataset is already shuffled
+
+
 def evaluate_held_out(model, maker, config: FitConfig) -> dict:
     """Accuracy, macro-F1 and per-class metrics on the fixed test split, averaged over
     `config.test_time_views` views as the export will be; with the parameter head, its errors under
@@ -291,6 +310,15 @@ def resolve_parameter_head(config: FitConfig, started_from: dict | None) -> bool
     return bool(config.parameter_head)
 
 
+def _checked_parameter_head(config: FitConfig, started_from: dict | None) -> bool:
+    """`resolve_parameter_head`, and a `ValueError` where `freeze_classifier` would leave nothing to train."""
+    head = resolve_parameter_head(config, started_from)
+    if config.freeze_classifier and not head:
+        raise ValueError(f"--freeze-classifier trains only the parameter head, which this run would not have "
+                         f"(data {config.data!r}, epochs_finetune {config.epochs_finetune!r}).")
+    return head
+
+
 def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     """Seeds, devices, the resolved recipe, precision, strategy and a fresh (or resumed) run folder."""
     if config.deterministic:  # before anything is built or drawn
@@ -301,7 +329,7 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     started_from = read_metadata(config.init_from, weights_only=True) if config.init_from else None
     if started_from and config.image_size is None and "image_size" in started_from:
         config = dataclasses.replace(config, image_size=int(started_from["image_size"]))  # continue at its crop size
-    config = dataclasses.replace(config.resolve(device), parameter_head=resolve_parameter_head(config, started_from))
+    config = dataclasses.replace(config.resolve(device), parameter_head=_checked_parameter_head(config, started_from))
     policy = set_precision(config.mixed_precision, device)
     strategy = create_strategy(config.strategy)
     worker, chief = worker_index(), is_chief()
@@ -348,7 +376,10 @@ def _train_stages(model, config: FitConfig, data_sets, run: _Run) -> None:
     """Stage 1 (unless done already or skipped), stage 2, then the best checkpoint's weights."""
     folder = run.folder
     head_epochs = config.epochs_head if config.weights is not None else 0
-    if head_epochs:
+    if config.freeze_classifier:
+        if config.epochs_finetune:
+            train_parameter_head(model, config, data_sets, folder, run.strategy)
+    elif head_epochs:
         if config.resume and (folder / "head.weights.h5").exists():
             model.load_weights(folder / "head.weights.h5")
             logger.info("stage 1 (head): already done, resumed from its weights")
@@ -356,7 +387,7 @@ def _train_stages(model, config: FitConfig, data_sets, run: _Run) -> None:
             train_head(model, config, data_sets, folder, run.strategy)
     else:
         logger.info(f"stage 1 (head): skipped, the backbone starts from {'the export' if config.init_from else 'random weights'}")
-    if config.epochs_finetune:
+    if config.epochs_finetune and not config.freeze_classifier:
         # Stage 2's epochs are numbered after stage 1's: the shared training log counts epochs across both stages.
         train_finetune(model, config, data_sets, folder, head_epochs, run.strategy)
     if (folder / "best.weights.h5").exists():

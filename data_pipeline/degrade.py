@@ -61,13 +61,17 @@ class BlurParams:
     """One sampled degradation.
 
     `strength` is the class's main parameter in pixels (Gaussian sigma, motion
-    length or trajectory extent, defocus radius; 0 for sharp), `angle` the
-    motion direction in degrees (a trajectory's principal axis; 0 for other
-    classes) and `noise_sigma` the additive noise on the 0..255 scale.
-    `family` names the PSF family: "" for the class's classic one (identity,
-    Gaussian, straight streak, uniform disk), "shake" (motion, or sharp with a
-    shake too small to see) or "lens" (defocus); `psf_seed` seeds the random
-    shape of a "shake" or "lens" PSF, so `make_psf` rebuilds the same kernel.
+    length, defocus radius; 0 for sharp), `angle` the motion direction in
+    degrees (0 for other classes) and `noise_sigma` the additive noise on the
+    0..255 scale. For a camera-shake trajectory the length is its energy
+    spread and the angle its principal axis (`psf.motion_spread`: the length
+    and angle of the straight streak with the same second moments), what the
+    photograph shows and the parameter head learns; `extent` is the size the
+    trajectory was drawn at. `family` names the PSF family: "" for the
+    class's classic one (identity, Gaussian, straight streak, uniform disk),
+    "shake" (motion, or sharp with a shake too small to see) or "lens"
+    (defocus); `psf_seed` seeds the random shape of a "shake" or "lens" PSF,
+    so `make_psf` rebuilds the same kernel.
     """
 
     label: int
@@ -76,6 +80,7 @@ class BlurParams:
     noise_sigma: float = 0.0
     family: str = ""
     psf_seed: int = 0
+    extent: float = 0.0
 
     @property
     def class_name(self) -> str:
@@ -105,7 +110,7 @@ def make_psf(params: BlurParams) -> np.ndarray:
     """The PSF described by `params`."""
     name = params.class_name
     if params.family == "shake":
-        return _shake_psf(name, params.strength, params.psf_seed)
+        return _shake_psf(name, params.extent, params.psf_seed)
     if params.family == "lens":
         return lens_psf(params.strength, **lens_shape(np.random.default_rng(params.psf_seed)))
     if name == "sharp":
@@ -136,9 +141,11 @@ def sample_blur(rng: np.random.Generator, label: int | str, ranges: BlurRanges =
     redrawn until it spreads at least `SHAKE_MOTION_MIN_SPREAD` (4 px, close
     to the 5 px shortest streak), and a sharp sample's shake at most
     `SHAKE_SHARP_MAX_SPREAD` (1.5 px, well under the 3.5 px of the mildest
-    Gaussian); nothing in between is drawn. A trajectory's strength is its
-    extent and its angle the principal axis of its energy (any direction:
-    `ranges.motion_angle` applies to streaks). A short extent rarely spreads
+    Gaussian); nothing in between is drawn. A trajectory is drawn at an
+    extent from `ranges.motion_length`; its strength is its energy spread and
+    its angle the principal axis of its energy (any direction:
+    `ranges.motion_angle` applies to streaks), so a trajectory that dwells
+    reads as the shorter streak it looks like. A short extent rarely spreads
     4 px, so after 10 draws such a sample falls back to a streak: about 40 %
     of motion samples end as trajectories with `shake_fraction` 0.5.
     """
@@ -150,7 +157,8 @@ def sample_blur(rng: np.random.Generator, label: int | str, ranges: BlurRanges =
             psf = _shake_psf(name, params.strength, seed)
             spread, angle = motion_spread(psf)
             if spread >= SHAKE_MOTION_MIN_SPREAD:
-                return dataclasses.replace(params, angle=angle, family="shake", psf_seed=seed), psf
+                return dataclasses.replace(params, strength=spread, angle=angle, family="shake", psf_seed=seed,
+                                           extent=params.strength), psf
     elif name == "defocus" and rng.random() < families.lens_fraction:
         params = dataclasses.replace(params, family="lens", psf_seed=int(rng.integers(2**31)))
     elif name == "sharp" and rng.random() < families.sharp_shake_fraction:

@@ -153,7 +153,11 @@ def test_sampled_shakes_respect_the_motion_and_sharp_boundaries():
     sharp = [sample_blur(rng, "sharp", families=families) for _ in range(60)]
     assert sum(p.family == "shake" for p, _ in motion) >= 58
     assert all(motion_spread(k)[0] >= SHAKE_MOTION_MIN_SPREAD for p, k in motion if p.family == "shake")
-    assert all(5.0 <= p.strength <= 21.0 for p, _ in motion)
+    assert all(5.0 <= p.strength <= 21.0 for p, _ in motion if p.family != "shake")
+    # a trajectory's length is its energy spread (what the photograph shows), drawn at an extent in the range
+    shakes = [(p, k) for p, k in motion if p.family == "shake"]
+    assert all(p.strength == pytest.approx(motion_spread(k)[0]) and 5.0 <= p.extent <= 21.0 for p, k in shakes)
+    assert np.mean([p.strength < p.extent for p, _ in shakes]) > 0.5  # a trajectory spreads less than its extent
     assert sum(p.family == "shake" for p, _ in sharp) >= 50
     assert all(motion_spread(k)[0] <= 1.5 for p, k in sharp)
     # The recorded angle is the principal axis, and make_psf rebuilds the same kernel from the params.

@@ -4,6 +4,7 @@ import io
 import json
 import logging
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,6 +152,53 @@ def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_hist
     a, b = (model_from_export(f) for f in (source, again))
     for wa, wb in zip(a.weights, b.weights):
         np.testing.assert_array_equal(np.asarray(wa), np.asarray(wb))  # nothing trained
+
+
+@pytest.mark.slow
+def test_freeze_classifier_adds_a_trained_head_and_keeps_the_class_answers(tmp_path, photo_folder):
+    from blurnet.export import ExportedModel, model_from_export
+    from blurnet.parameter_head import HEAD_LAYERS
+    from conftest import textured_image
+
+    common = dict(data=str(photo_folder), out=str(tmp_path / "models"), weights=None, backbone="mobilenetv2",
+                  run_dir=str(tmp_path / "runs"), test_time_views=1, **{**TINY, "epochs_head": 0})
+    source = fit(FitConfig(name="source", parameter_head=False, **common))
+    with pytest.raises(ValueError, match="freeze_classifier .* needs init_from"):
+        fit(FitConfig(name="bad", freeze_classifier=True, **common))
+    headed = fit(FitConfig(name="headed", init_from=str(source), freeze_classifier=True,
+                           **{**common, "epochs_finetune": 2, "image_size": None}))
+    a, b = model_from_export(source), model_from_export(headed)
+    by_name = {w.path: np.asarray(w) for w in b.weights}
+    assert all(np.array_equal(np.asarray(w), by_name[w.path]) for w in a.weights)  # every classifier weight kept
+    tiles = np.stack([textured_image(i, 32, 32) for i in range(6)]).astype("float32")
+    np.testing.assert_array_equal(ExportedModel(source)(tiles).numpy(), ExportedModel(headed)(tiles).numpy())
+    assert ExportedModel(headed).estimate_tiles(tiles).shape == (6, 5)
+    meta = json.loads((headed / "blurnet.json").read_text())
+    assert meta["parameter_head"] is True and meta["fit_config"]["freeze_classifier"] is True
+    assert meta["held_out"]["accuracy"] == json.loads((source / "blurnet.json").read_text())["held_out"]["accuracy"]
+    assert set(meta["held_out"]["parameters"]) >= {"sigma_mae", "length_mae", "radius_mae"}
+    rows = list(csv.DictReader(open(tmp_path / "runs" / "headed" / "training_log.csv")))
+    assert len(rows) == 2 and all(float(r["val_parameters_loss"]) > 0 for r in rows)
+    head = [w for w in b.weights if w.path.split("/")[0] in HEAD_LAYERS]
+    assert len(head) == 4
+
+
+def test_best_weights_keeps_the_lowest_loss_in_min_mode(tmp_path):
+    from blurnet.callbacks import BestWeights, best_logged
+
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,val_parameters_loss\n0,0.3\n1,0.2\n2,0.25\n")
+    assert best_logged(log, "val_parameters_loss", "min") == 0.2
+    assert best_logged(log, "val_parameters_loss", "max") == 0.3
+    saved = []
+    best = BestWeights(tmp_path / "b.h5", "val_parameters_loss", initial_best=0.2, mode="min")
+    best.set_model(type("M", (), {"save_weights": lambda self, path, overwrite=True: saved.append(Path(path).write_text("w"))})())
+    for epoch, value in enumerate([0.25, 0.19, 0.19, 0.1]):
+        best.on_epoch_end(epoch, {"val_parameters_loss": value})
+    assert len(saved) == 2 and best.best == -0.1  # 0.19 then 0.1; the worse and the equal ones are not saved
+    assert (tmp_path / "b.h5").read_text() == "w"
+    with pytest.raises(ValueError, match="mode must be 'max' or 'min', got 'lowest'"):
+        BestWeights(tmp_path / "b.h5", mode="lowest")
 
 
 def test_run_start_time_is_kept_across_resumes(tmp_path):
