@@ -173,15 +173,22 @@ def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None
         model.save_weights(tmp)
 
 
-def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch: int, strategy) -> None:
-    """Stage 2: unfreeze from `unfreeze_from`, cosine-decayed `lr_finetune` (scaled to the global batch)."""
-    pretrained = config.weights is not None
-    trainable = set_trainable_from(model, config.unfreeze_from, freeze_batchnorm=pretrained)
+def compile_cosine(model, config: FitConfig, strategy) -> float:
+    """Compile `model` for `epochs_finetune` epochs at `lr_finetune` (scaled to the global batch), cosine-decayed
+    to 5 %; returns the starting learning rate."""
     steps = max(1, config.epochs_finetune * config.steps_per_epoch)
     learning_rate = scaled_learning_rate(config.lr_finetune, config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
     with strategy.scope():
         compile_model(model, schedule, config.jit, config.parameter_loss_weight)
+    return learning_rate
+
+
+def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch: int, strategy) -> None:
+    """Stage 2: unfreeze from `unfreeze_from`, cosine-decayed `lr_finetune` (scaled to the global batch)."""
+    pretrained = config.weights is not None
+    trainable = set_trainable_from(model, config.unfreeze_from, freeze_batchnorm=pretrained)
+    learning_rate = compile_cosine(model, config, strategy)
     logger.info(f"stage 2 (fine-tune from {config.unfreeze_from}): {len(trainable)} backbone layers trainable, "
           f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g} cosine")
     train_ds, val_ds = data_sets
@@ -195,11 +202,7 @@ def train_parameter_head(model, config: FitConfig, data_sets, run: Path, strateg
     layer the probabilities depend on keeps its weights (and its BatchNormalization statistics), so the class
     answers stay those of the `--init-from` export. The best checkpoint is the lowest validation parameter loss."""
     trainable = freeze_all_but_parameter_head(model)
-    steps = max(1, config.epochs_finetune * config.steps_per_epoch)
-    learning_rate = scaled_learning_rate(config.lr_finetune, config.batch_size)
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
-    with strategy.scope():
-        compile_model(model, schedule, config.jit, config.parameter_loss_weight)
+    learning_rate = compile_cosine(model, config, strategy)
     logger.info(f"parameter head alone (classifier frozen): layers {', '.join(trainable)} trainable, "
                 f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g} cosine")
     train_ds, val_ds = data_sets
