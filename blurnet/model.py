@@ -146,7 +146,7 @@ def create_model(
     x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name=PROBABILITIES)(x)
     if parameter_head:
-        outputs = {PROBABILITIES: outputs, PARAMETERS: add_parameter_head(features)}
+        outputs = {PROBABILITIES: outputs, PARAMETERS: add_parameter_head(inputs, features)}
     return keras.Model(inputs, outputs, name=f"blurnet_{backbone}")
 
 
@@ -164,19 +164,19 @@ def freeze_backbone(model: keras.Model) -> None:
 
 
 def freeze_all_but_parameter_head(model: keras.Model) -> list[str]:
-    """Freeze every layer except the parameter head's (`blurnet.parameter_head.HEAD_LAYERS`); returns their names.
+    """Freeze every layer except the parameter head's (`blurnet.parameter_head.is_head_layer`); returns the names
+    of its layers with weights.
 
     A `ValueError` for a model without the head. Frozen BatchNormalization layers run in inference mode, so
     the class probabilities stay exactly what they were.
     """
-    from blurnet.parameter_head import HEAD_LAYERS
+    from blurnet.parameter_head import PARAMETERS, is_head_layer
 
-    names = [layer.name for layer in model.layers if layer.name in HEAD_LAYERS]
-    if sorted(names) != sorted(HEAD_LAYERS):
-        raise ValueError(f"model {model.name!r} has no parameter head (layers {HEAD_LAYERS!r}) to train alone.")
+    if PARAMETERS not in [layer.name for layer in model.layers]:
+        raise ValueError(f"model {model.name!r} has no parameter head (layer {PARAMETERS!r}) to train alone.")
     for layer in model.layers:
-        layer.trainable = layer.name in HEAD_LAYERS
-    return names
+        layer.trainable = is_head_layer(layer.name)
+    return [layer.name for layer in model.layers if layer.trainable and layer.weights]
 
 
 def set_trainable_from(model: keras.Model, boundary: str, freeze_batchnorm: bool = True) -> list[str]:

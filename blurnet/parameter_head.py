@@ -1,18 +1,26 @@
 """The parameter head: how much blur, beside which kind.
 
-`add_parameter_head(features)` puts a small regressor beside the class head, on the same pooled
-features: Dense(256, relu) -> Dense(5) predicting `data_pipeline.parameters.PARAMETER_TARGETS`
-(Gaussian sigma, motion length, the motion angle as `(cos 2θ, sin 2θ)`, defocus radius), each in pixels
-at the input's own scale. A model with the head returns `{"probabilities": (batch, 4), "parameters":
-(batch, 5)}`; `class_probabilities` reads the probabilities from either kind of model's output.
+`add_parameter_head(images, features)` puts a small regressor beside the class head: the classifier's
+pooled features concatenated with a spectral branch of the head's own (`blurnet.spectrum`, layers
+`parameters_spectrum_*`: the fall-off width, ring spacing and stripe spacing that measure the blur), then
+Dense(256, relu) -> Dense(5) predicting `data_pipeline.parameters.PARAMETER_TARGETS` (Gaussian sigma,
+motion length, the motion angle as `(cos 2θ, sin 2θ)`, defocus radius), each in pixels at the input's
+own scale. Its own branch lets `fit --freeze-classifier` train the head on an existing classifier: the
+classifier's features need not measure the blur (on DenseNet121's pooled features alone a ridge
+regression of the streak length reaches R² 0.2). A model with the head returns
+`{"probabilities": (batch, 4), "parameters": (batch, 5)}`; `class_probabilities` reads the
+probabilities from either kind of model's output. Every layer of the head is named `parameters*`
+(`is_head_layer`).
 
-Loss (`parameter_loss`): each column is divided by its scale (`PARAMETER_SCALES`: the upper end of its
-class's default training range; 0.25 for the angle's unit-circle point), so every parameter counts on
-a comparable 0..1 footing; the Huber loss (delta 1) of the scaled error is averaged over the columns
-the sample's class trains (`parameters.parameter_targets`' mask) and over the batch. `fit` adds it
-to the classification loss with weight `FitConfig.parameter_loss_weight` (1 by default: on this
-footing a 10 % error costs 0.005, a twentieth of a cross-entropy of 0.1, so the class head keeps the
-larger share of the gradient while the regression still converges).
+Loss (`parameter_loss`): each column is divided by its scale (`PARAMETER_SCALES`): the upper end of its
+class's default training range for the sizes (3.5, 21, 7 px) and 2 for the angle's unit-circle point,
+so that errors at the accuracy aimed for (sigma 0.12 px, length 0.8 px, angle 2.5 degrees: 0.087 on the
+circle, radius 0.2 px) weigh alike (0.034, 0.038, 0.044, 0.029). A smaller angle scale lets the angle
+take the shared layers' gradient: with 0.25 the streak length was not learned at all (R² about 0).
+The Huber loss (delta 1) of the scaled error is averaged over the columns the sample's class trains
+(`parameters.parameter_targets`' mask) and over the batch. `fit` adds it to the classification loss with
+weight `FitConfig.parameter_loss_weight` (1 by default: a 10 % error costs 0.005, a twentieth of a
+cross-entropy of 0.1, so the class head keeps the larger share of the gradient).
 """
 from __future__ import annotations
 
@@ -20,23 +28,30 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from blurnet.spectrum import spectrum_features
 from data_pipeline.classes import BlurRanges
 from data_pipeline.parameters import PARAMETER_TARGETS, parameter_targets
 
 #: Output names of a model with the parameter head.
 PROBABILITIES, PARAMETERS = "probabilities", "parameters"
-#: The layers of the parameter head (hidden, output): all that `--freeze-classifier` trains.
-HEAD_LAYERS = ("parameters_hidden", PARAMETERS)
 _RANGES = BlurRanges()
 #: What each target column is divided by in the loss.
-PARAMETER_SCALES = np.array([_RANGES.strength_range("gaussian")[1], _RANGES.strength_range("motion")[1], 0.25, 0.25,
+PARAMETER_SCALES = np.array([_RANGES.strength_range("gaussian")[1], _RANGES.strength_range("motion")[1], 2.0, 2.0,
                              _RANGES.strength_range("defocus")[1]], np.float32)
 
 
-def add_parameter_head(features):
-    """The head's output `(batch, 5)` float32 on pooled `features` (a Keras tensor): the layers `HEAD_LAYERS`."""
-    x = layers.Dense(256, activation="relu", name=HEAD_LAYERS[0])(features)
+def add_parameter_head(images, features):
+    """The head's output `(batch, 5)` float32 from the model's input `images` (its own spectral branch) and the
+    classifier's pooled `features` (Keras tensors)."""
+    own = spectrum_features(images, units=256, prefix=f"{PARAMETERS}_spectrum")
+    x = layers.Concatenate(name=f"{PARAMETERS}_features")([features, own])
+    x = layers.Dense(256, activation="relu", name=f"{PARAMETERS}_hidden")(x)
     return layers.Dense(len(PARAMETER_TARGETS), dtype="float32", name=PARAMETERS)(x)
+
+
+def is_head_layer(name: str) -> bool:
+    """Whether the layer called `name` belongs to the parameter head (all that `--freeze-classifier` trains)."""
+    return name == PARAMETERS or name.startswith(f"{PARAMETERS}_")
 
 
 def has_parameter_head(model: keras.Model) -> bool:

@@ -82,16 +82,17 @@ class WelchSpectrum(layers.Layer):
         return (input_shape[0], WINDOW, WINDOW, 1)
 
 
-def spectrum_features(images, units: int = 128):
+def spectrum_features(images, units: int = 128, prefix: str = "spectrum"):
     """The spectral branch on a Keras tensor of RGB images: Welch spectrum -> 3 conv stages -> Dense(`units`).
 
     The map is flattened, not pooled: in a spectrum the position is the
     frequency, which global pooling would throw away. Layers are named
-    `spectrum_*`; no BatchNormalization, so nothing here depends on batch statistics.
+    `<prefix>`, `<prefix>_*` (the classifier's branch `spectrum_*`, the
+    parameter head's its own); no BatchNormalization, so nothing here depends on batch statistics.
     """
-    x = WelchSpectrum(name="spectrum")(images)
+    x = WelchSpectrum(name=prefix)(images)
     for i, filters in enumerate((16, 32, 64)):
-        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"spectrum_conv{i + 1}")(x)
-        x = layers.MaxPooling2D(2, name=f"spectrum_pool{i + 1}")(x)
-    x = layers.Flatten(name="spectrum_flatten")(x)
-    return layers.Dense(units, activation="relu", name="spectrum_dense")(x)
+        x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{prefix}_conv{i + 1}")(x)
+        x = layers.MaxPooling2D(2, name=f"{prefix}_pool{i + 1}")(x)
+    x = layers.Flatten(name=f"{prefix}_flatten")(x)
+    return layers.Dense(units, activation="relu", name=f"{prefix}_dense")(x)

@@ -157,7 +157,7 @@ def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_hist
 @pytest.mark.slow
 def test_freeze_classifier_adds_a_trained_head_and_keeps_the_class_answers(tmp_path, photo_folder):
     from blurnet.export import ExportedModel, model_from_export
-    from blurnet.parameter_head import HEAD_LAYERS
+    from blurnet.parameter_head import is_head_layer
     from conftest import textured_image
 
     common = dict(data=str(photo_folder), out=str(tmp_path / "models"), weights=None, backbone="mobilenetv2",
@@ -179,8 +179,8 @@ def test_freeze_classifier_adds_a_trained_head_and_keeps_the_class_answers(tmp_p
     assert set(meta["held_out"]["parameters"]) >= {"sigma_mae", "length_mae", "radius_mae"}
     rows = list(csv.DictReader(open(tmp_path / "runs" / "headed" / "training_log.csv")))
     assert len(rows) == 2 and all(float(r["val_parameters_loss"]) > 0 for r in rows)
-    head = [w for w in b.weights if w.path.split("/")[0] in HEAD_LAYERS]
-    assert len(head) == 4
+    head = [w for w in b.weights if is_head_layer(w.path.split("/")[0])]
+    assert len(head) == 2 * 6  # kernel and bias: 3 convolutions and a Dense in its spectral branch, hidden, output
 
 
 def test_best_weights_keeps_the_lowest_loss_in_min_mode(tmp_path):
