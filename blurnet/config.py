@@ -32,6 +32,11 @@ class FitConfig:
     as the `--init-from` export has it when `epochs_finetune=0` (a re-export);
     `blurnet.train.resolve_parameter_head` decides. `--init-from` an export
     without the head starts the head from random weights.
+    `freeze_classifier=True` (with `init_from`) trains the head alone for
+    `epochs_finetune` epochs at `lr_finetune`: every layer the class
+    probabilities depend on keeps the export's weights, so the classifier
+    answers exactly as before; the best checkpoint is the one of lowest
+    validation parameter loss.
 
     CPU recipe (no GPU found): 64 px crops, batch 32, 1 + 10 epochs of 60 steps,
     256 validation and 512 test images: about 9 minutes on 2 cores from scratch.
