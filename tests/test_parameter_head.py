@@ -31,6 +31,16 @@ def test_loss_counts_only_the_parameters_of_each_sample_class():
     assert expected[3] > 1.0  # a far-off radius is in Huber's linear part
 
 
+def test_errors_at_the_aimed_accuracy_weigh_alike_in_the_loss():
+    # sigma 0.12 px, length 0.8 px, angle 2.5 degrees, radius 0.2 px: no term may outweigh another more than 2x,
+    # or it takes the shared layers' gradient (with an angle scale of 0.25 the length was not learned at all)
+    doubled = np.deg2rad(2 * 2.5)
+    on_circle = np.hypot(np.cos(doubled) - 1.0, np.sin(doubled))
+    scaled = np.array([0.12, 0.8, on_circle, 0.2]) / PARAMETER_SCALES[[0, 1, 2, 4]]
+    assert scaled.max() / scaled.min() < 2.0, scaled
+    np.testing.assert_allclose(scaled, [0.034, 0.038, 0.044, 0.029], atol=1e-3)
+
+
 def test_decoding_clips_sizes_and_reads_the_angle_back():
     raw = np.array([[-1.0, 12.0, np.cos(np.deg2rad(340.0)), np.sin(np.deg2rad(340.0)), 3.5], [2.0, -3.0, -2.0, 0.0, -0.1]], np.float32)
     got = {k: np.asarray(v) for k, v in decode_parameters(raw).items()}
