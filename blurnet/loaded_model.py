@@ -2,7 +2,8 @@
 
 `blurnet.export.ExportedModel` (a SavedModel) and `blurnet.runtimes`' `OnnxModel`
 and `LiteRTModel` derive from `LoadedModel`; each sets `folder`, `metadata` and
-`default_views` and supplies `_one_view(tiles) -> probabilities` (numpy in, numpy out).
+`default_views` and supplies `_one_view(tiles) -> probabilities` (numpy in, numpy out); a model with the
+parameter head also sets `has_parameters` and supplies `_one_pass(tiles) -> (probabilities, parameters)`.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ TILE_BATCH = 16  # tiles per group in `predict_tiles`: on 2 CPU cores 16 a call 
 
 
 class LoadedModel:
-    """The interface `blurnet predict` uses: `name`, `image_size`, `views`, `predict_tiles`, `estimate_tiles`."""
+    """The interface `blurnet predict` uses: `name`, `image_size`, `views`, `answer_tiles`, `predict_tiles`,
+    `estimate_tiles`."""
 
     default_views = 1  # views when `blurnet.json` has no `test_time_views`
     has_parameters = False  # whether `estimate_tiles` answers (a SavedModel with the parameter head)
