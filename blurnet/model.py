@@ -5,8 +5,8 @@ preprocessing (inside the model) -> backbone (include_top=False, called with
 `training=False` when it starts from pretrained weights) -> global average
 pooling -> [concatenated with the spectral branch's features, `spectrum=True`]
 -> dropout -> Dense(4, softmax, float32) [beside it the parameter head on the
-same features, `parameter_head=True`]. Nothing resizes: blur is a property
-of scale.
+same features and a spectral branch of its own, `parameter_head=True`].
+Nothing resizes: blur is a property of scale.
 
 The backbones, their preprocessing and their transition layers come from the
 `blurnet.backbones.BACKBONES` registry. DenseNet121 has four dense blocks
@@ -118,7 +118,7 @@ def create_model(
     spectral branch (`blurnet.spectrum`) beside the backbone: its features are
     concatenated with the backbone's pooled features before the classifier.
     `parameter_head=True` adds the blur-parameter regressor on the same features
-    (`blurnet.parameter_head`); the model then returns a dict `{"probabilities",
+    and a spectral branch of its own (`blurnet.parameter_head`); the model then returns a dict `{"probabilities",
     "parameters"}`.
     """
     get_backbone_spec(backbone)  # ValueError echoing an unknown name

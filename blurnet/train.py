@@ -376,7 +376,8 @@ def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Mo
 
 
 def _train_stages(model, config: FitConfig, data_sets, run: _Run) -> None:
-    """Stage 1 (unless done already or skipped), stage 2, then the best checkpoint's weights."""
+    """Stage 1 (unless done already or skipped), stage 2, then the best checkpoint's weights; with
+    `freeze_classifier`, the parameter head alone instead of both stages."""
     folder = run.folder
     head_epochs = config.epochs_head if config.weights is not None else 0
     if config.freeze_classifier:
