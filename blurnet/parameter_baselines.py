@@ -54,9 +54,10 @@ def estimate_parameters(images) -> np.ndarray:
         return np.zeros((0, 5), np.float32)
     power = _power_spectra(images)
     freq, profile, floor = _radial_profile(power)
-    sigma = _gaussian_sigma(freq, profile, floor)
+    signal, usable = _signal(freq, profile, floor)
+    sigma = _gaussian_sigma(freq, signal, usable)
     length, angle = _motion_streak(power, floor)
-    radius = _defocus_radius(freq, profile, floor)
+    radius = _defocus_radius(freq, signal, usable)
     doubled = np.deg2rad(2.0 * angle)
     return np.stack([sigma, length, np.cos(doubled), np.sin(doubled), radius], axis=1).astype(np.float32)
 
@@ -105,15 +106,14 @@ def _weighted_lstsq(design: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tu
     return coef, (weight * residual**2).sum(axis=-1)
 
 
-def _log_freq(freq: np.ndarray) -> np.ndarray:
-    return np.log(np.maximum(freq, freq[1]))
+def _smooth_design(freq: np.ndarray) -> np.ndarray:
+    """Columns `1, -log f, -f^2` `(bins, 3)`: the smooth terms of a radial log-power profile."""
+    return np.stack([np.ones_like(freq), -np.log(np.maximum(freq, freq[1])), -(freq**2)], axis=1)
 
 
-def _gaussian_sigma(freq: np.ndarray, profile: np.ndarray, floor: np.ndarray) -> np.ndarray:
-    """Gaussian sigma `(n,)` px from the fall-off of radial log-power profiles (`_radial_profile`)."""
-    signal, usable = _signal(freq, profile, floor)
-    design = np.stack([np.ones_like(freq), -_log_freq(freq), -(freq**2)], axis=1)
-    coef, _ = _weighted_lstsq(design, signal, usable.astype(np.float64))
+def _gaussian_sigma(freq: np.ndarray, signal: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Gaussian sigma `(n,)` px from the fall-off of the floor-corrected profiles and bins of `_signal`."""
+    coef, _ = _weighted_lstsq(_smooth_design(freq), signal, usable.astype(np.float64))
     sigma = np.sqrt(np.maximum(coef[:, 2], 0.0)) / (2.0 * np.pi)
     return np.where(usable.sum(axis=1) >= _MIN_BINS, np.minimum(sigma, 0.25 / freq[1]), 0.0)
 
@@ -142,11 +142,10 @@ def _parabola_vertex(left: np.ndarray, middle: np.ndarray, right: np.ndarray) ->
     return np.clip(offset, -0.5, 0.5)
 
 
-def _defocus_radius(freq: np.ndarray, profile: np.ndarray, floor: np.ndarray) -> np.ndarray:
-    """Uniform-disk radius `(n,)` px that best explains radial log-power profiles (`_radial_profile`)."""
-    signal, usable = _signal(freq, profile, floor)
+def _defocus_radius(freq: np.ndarray, signal: np.ndarray, usable: np.ndarray) -> np.ndarray:
+    """Uniform-disk radius `(n,)` px that best explains the floor-corrected profiles and bins of `_signal`."""
     radii, model = _disk_models(len(freq), float(freq[1]))
-    design = np.stack([np.ones_like(freq), -_log_freq(freq), -(freq**2)], axis=1)
+    design = _smooth_design(freq)
     weight = usable.astype(np.float64)[:, None, :]
     chunk = max(1, 4_000_000 // model.size)  # images at a time: bounds the (images, radii, bins) arrays
     error = np.concatenate([
