@@ -473,16 +473,21 @@ def test_default_answer_spends_the_tile_budget_and_one_view_and_full_spends_all(
 def test_large_jpegs_are_decoded_reduced_with_the_same_scale_and_mask_size(tmp_path, monkeypatch):
     import data_pipeline.sources as sources
 
-    reductions = []
+    reductions = {}  # by file name: photographs may be decoded ahead, in any order
     real = sources.decode_reduced
-    monkeypatch.setattr("blurnet.inputs.decode_reduced", lambda data, r, name="": reductions.append(r) or real(data, r, name))
+
+    def recording(data, reduction, name="<bytes>"):
+        reductions[os.path.basename(name)] = reduction
+        return real(data, reduction, name)
+
+    monkeypatch.setattr("blurnet.inputs.decode_reduced", recording)
     photo = cv2.resize(textured_image(6, 300, 400), (2400, 1800), interpolation=cv2.INTER_CUBIC)
     cv2.imwrite(str(tmp_path / "big.jpg"), photo[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     cv2.imwrite(str(tmp_path / "big.png"), photo[:, :, ::-1])
     model = MeanBrightness()
     paths = [str(tmp_path / "big.jpg"), str(tmp_path / "big.png")]
     jpeg, png = predict(paths, model=model, mask_path=tmp_path / "m.png", full=True)  # every tile: decoding alone differs
-    assert reductions == [2, 1]  # scale 2400 / 1024 = 2.34: the JPEG decoded 2 times smaller, the PNG in full
+    assert reductions == {"big.jpg": 2, "big.png": 1}  # scale 2400 / 1024 = 2.34: the JPEG decoded 2 times smaller, the PNG in full
     assert jpeg["scale"] == png["scale"] == pytest.approx(2400 / 1024)
     assert cv2.imread(jpeg["mask"], cv2.IMREAD_UNCHANGED).shape == (1800, 2400)  # the photograph's size
     assert jpeg["label"] == png["label"]
