@@ -5,7 +5,7 @@ preprocessing (inside the model) -> backbone (include_top=False, called with
 `training=False` when it starts from pretrained weights) -> global average
 pooling -> [concatenated with the spectral branch's features, `spectrum=True`]
 -> dropout -> Dense(4, softmax, float32) [beside it the parameter head on the
-same features and a spectral branch of its own, `parameter_head=True`].
+same features and spectral and cepstral branches of its own, `parameter_head=True`].
 Nothing resizes: blur is a property of scale.
 
 The backbones, their preprocessing and their transition layers come from the
@@ -118,7 +118,7 @@ def create_model(
     spectral branch (`blurnet.spectrum`) beside the backbone: its features are
     concatenated with the backbone's pooled features before the classifier.
     `parameter_head=True` adds the blur-parameter regressor on the same features
-    and a spectral branch of its own (`blurnet.parameter_head`); the model then returns a dict `{"probabilities",
+    and spectral and cepstral branches of its own (`blurnet.parameter_head`); the model then returns a dict `{"probabilities",
     "parameters"}`.
     """
     get_backbone_spec(backbone)  # ValueError echoing an unknown name

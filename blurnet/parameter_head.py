@@ -1,13 +1,16 @@
 """The parameter head: how much blur, beside which kind.
 
 `add_parameter_head(images, features)` puts a small regressor beside the class head: the classifier's
-pooled features concatenated with a spectral branch of the head's own (`blurnet.spectrum`, layers
-`parameters_spectrum_*`: the fall-off width, ring spacing and stripe spacing that measure the blur), then
+pooled features concatenated with two spectral branches of the head's own: `blurnet.spectrum.spectrum_features`
+(layers `parameters_spectrum*`: the fall-off width, ring spacing and stripe direction that measure sigma, the
+radius and the angle) and `cepstrum_features` (layers `parameters_cepstrum*`: the cepstrum of the central 96 px,
+where a streak of length L is a dip at lag L along it, and that dip's place as numbers), then
 Dense(256, relu) -> Dense(5) predicting `data_pipeline.parameters.PARAMETER_TARGETS` (Gaussian sigma,
 motion length, the motion angle as `(cos 2θ, sin 2θ)`, defocus radius), each in pixels at the input's
-own scale. Its own branch lets `fit --freeze-classifier` train the head on an existing classifier: the
+own scale. Its own branches let `fit --freeze-classifier` train the head on an existing classifier: the
 classifier's features need not measure the blur (on DenseNet121's pooled features alone a ridge
-regression of the streak length reaches R² 0.2). A model with the head returns
+regression of the streak length reaches R² 0.2, and the classifier's 32 px spectrum has too few bins between
+a 21 px streak's zeros). A model with the head returns
 `{"probabilities": (batch, 4), "parameters": (batch, 5)}`; `class_probabilities` reads the
 probabilities from either kind of model's output. Every layer of the head is named `parameters*`
 (`is_head_layer`).
@@ -28,7 +31,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from blurnet.spectrum import spectrum_features
+from blurnet.spectrum import cepstrum_features, spectrum_features
 from data_pipeline.classes import BlurRanges
 from data_pipeline.parameters import PARAMETER_TARGETS, parameter_targets
 
@@ -41,10 +44,11 @@ PARAMETER_SCALES = np.array([_RANGES.strength_range("gaussian")[1], _RANGES.stre
 
 
 def add_parameter_head(images, features):
-    """The head's output `(batch, 5)` float32 from the model's input `images` (its own spectral branch) and the
-    classifier's pooled `features` (Keras tensors)."""
-    own = spectrum_features(images, units=256, prefix=f"{PARAMETERS}_spectrum")
-    x = layers.Concatenate(name=f"{PARAMETERS}_features")([features, own])
+    """The head's output `(batch, 5)` float32 from the model's input `images` (its own spectral and cepstral
+    branches) and the classifier's pooled `features` (Keras tensors)."""
+    spectrum = spectrum_features(images, units=256, prefix=f"{PARAMETERS}_spectrum")
+    cepstrum = cepstrum_features(images, units=256, prefix=f"{PARAMETERS}_cepstrum")
+    x = layers.Concatenate(name=f"{PARAMETERS}_features")([features, spectrum, cepstrum])
     x = layers.Dense(256, activation="relu", name=f"{PARAMETERS}_hidden")(x)
     return layers.Dense(len(PARAMETER_TARGETS), dtype="float32", name=PARAMETERS)(x)
 

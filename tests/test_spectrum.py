@@ -59,3 +59,73 @@ def test_too_small_images_are_refused_not_nan():
 
     with pytest.raises(tf.errors.InvalidArgumentError, match="at least 32 x 32"):
         WelchSpectrum()(np.zeros((1, 31, 64, 3), "float32"))
+
+
+def numpy_cepstrum(image):
+    """The reference: grey, central 96 px, mean removed, Hann window, log power with the layer's floor, real
+    cepstrum by numpy's FFT, lags -24..24, those under 2.5 px set to 0, standardised."""
+    from blurnet.spectrum import CEPSTRUM_MAX_LAG, CEPSTRUM_MIN_LAG, CEPSTRUM_WINDOW
+
+    gray = image.mean(axis=-1)
+    top, left = (gray.shape[0] - CEPSTRUM_WINDOW) // 2, (gray.shape[1] - CEPSTRUM_WINDOW) // 2
+    window = gray[top:top + CEPSTRUM_WINDOW, left:left + CEPSTRUM_WINDOW]
+    power = np.abs(np.fft.fft2((window - window.mean()) * np.outer(np.hanning(CEPSTRUM_WINDOW), np.hanning(CEPSTRUM_WINDOW)))) ** 2
+    cepstrum = np.fft.fftshift(np.real(np.fft.ifft2(np.log(power + 1e-6 * power.mean() + 1e-12))))
+    middle, half = CEPSTRUM_WINDOW // 2, CEPSTRUM_MAX_LAG
+    cepstrum = cepstrum[middle - half:middle + half + 1, middle - half:middle + half + 1]
+    offsets = np.arange(-half, half + 1)
+    cepstrum[np.hypot(*np.meshgrid(offsets, offsets)) < CEPSTRUM_MIN_LAG] = 0.0
+    return (cepstrum - cepstrum.mean()) / np.sqrt(cepstrum.var() + 1e-6)
+
+
+def test_cepstrum_layer_equals_numpy_fft_of_the_central_window():
+    from blurnet.spectrum import Cepstrum
+
+    image = np.random.default_rng(2).uniform(0, 255, (120, 101, 3)).astype("float32")
+    out = np.asarray(Cepstrum()(image[None]))
+    assert out.shape == (1, 49, 49, 1)
+    np.testing.assert_allclose(out[0, :, :, 0], numpy_cepstrum(image.astype("float64")), atol=1e-4)
+
+
+def streak_cepstrum(length, angle, size=96):
+    import cv2
+
+    from blurnet.spectrum import Cepstrum
+    from data_pipeline.psf import motion_psf
+
+    texture = cv2.GaussianBlur(np.random.default_rng(1).uniform(0, 255, (size + 64, size + 64)).astype("float32"), (0, 0), 0.7)
+    blurred = cv2.filter2D(texture, -1, motion_psf(length, angle))[32:32 + size, 32:32 + size]
+    return np.asarray(Cepstrum()(np.repeat(blurred[None, ..., None], 3, axis=-1)))
+
+
+@pytest.mark.parametrize("length, angle", [(9, 0), (15, 30), (13, 120), (17, 75)])
+def test_a_streak_is_a_cepstrum_dip_at_its_length_along_its_direction(length, angle):
+    from blurnet.spectrum import CEPSTRUM_MAX_LAG
+
+    cepstrum = streak_cepstrum(length, angle)[0, :, :, 0]
+    row, col = np.unravel_index(np.argmin(cepstrum), cepstrum.shape)
+    dy, dx = row - CEPSTRUM_MAX_LAG, col - CEPSTRUM_MAX_LAG
+    assert abs(np.hypot(dx, dy) - length) < 1.0
+    assert abs((np.degrees(np.arctan2(-dy, dx)) - angle + 90) % 180 - 90) < 5.0  # rows run down the screen
+
+
+@pytest.mark.parametrize("length, angle", [(7, 10), (15, 30), (21, 160)])
+def test_the_dip_numbers_give_the_streak_length_and_direction(length, angle):
+    from blurnet.spectrum import CEPSTRUM_MAX_LAG, DIP_TEMPERATURES, CepstrumDip
+
+    numbers = np.asarray(CepstrumDip()(streak_cepstrum(length, angle)))[0]
+    assert numbers.shape == (CEPSTRUM_MAX_LAG + 1 + 4 * len(DIP_TEMPERATURES),)
+    distance, _, cos2, sin2 = numbers[CEPSTRUM_MAX_LAG + 1 + 4:CEPSTRUM_MAX_LAG + 1 + 8]  # T = 0.25
+    assert abs(distance * CEPSTRUM_MAX_LAG - length) < 1.0
+    assert abs((np.degrees(np.arctan2(sin2, cos2)) / 2 - angle + 90) % 180 - 90) < 5.0
+    profile = numbers[:CEPSTRUM_MAX_LAG + 1]
+    assert np.argmin(profile[3:]) + 3 == pytest.approx(length, abs=1)  # the ring at the streak's length is the lowest
+
+
+def test_cepstrum_layer_pads_images_smaller_than_its_window():
+    from blurnet.spectrum import Cepstrum
+
+    image = np.random.default_rng(3).uniform(0, 255, (2, 40, 50, 3)).astype("float32")
+    out = np.asarray(Cepstrum()(image))
+    assert out.shape == (2, 49, 49, 1) and np.isfinite(out).all()
+    assert out.std(axis=(1, 2, 3)) == pytest.approx([1.0, 1.0], abs=1e-3)
