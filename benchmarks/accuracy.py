@@ -25,10 +25,14 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's blurnet, installed or not
 
 from blurnet.export import ExportedModel, default_model_dir
 from blurnet.metrics import classification_metrics, parameter_metrics

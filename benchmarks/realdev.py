@@ -17,9 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's blurnet, installed or not
 
 from blurnet.prediction import load_model, predict
 from data_pipeline.classes import CLASS_NAMES
