@@ -140,8 +140,8 @@ class Cepstrum(layers.Layer):
     inverse DFT of the log power) turns that comb into one dip at lag L along the streak, a position the layers after
     it can read off (`CepstrumDip`), where a 32 px spectrum has too few bins between zeros for a 21 px streak. A disk
     of radius R makes a ring of dips. One 96 px window (not Welch's average of smaller ones) keeps the zeros sharp;
-    images smaller than 96 px are padded with their mean (their answers are coarse). Lags under 2.5 px, the
-    spectrum's overall slope, are set to 0.
+    an image smaller than 96 px sits in the middle of a window padded with its mean (its answers are coarse). Lags
+    under 2.5 px, the spectrum's overall slope, are set to 0.
     """
 
     def __init__(self, **kwargs):
@@ -154,7 +154,7 @@ class Cepstrum(layers.Layer):
         shape = ops.shape(gray)
         short_h, short_w = ops.maximum(window - shape[1], 0), ops.maximum(window - shape[2], 0)
         mean = ops.mean(gray, axis=(1, 2), keepdims=True)
-        gray = ops.pad(gray - mean, [[0, 0], [0, short_h], [0, short_w]]) + mean
+        gray = ops.pad(gray - mean, [[0, 0], [short_h // 2, short_h - short_h // 2], [short_w // 2, short_w - short_w // 2]]) + mean
         shape = ops.shape(gray)
         centre = ops.slice(gray, [0, (shape[1] - window) // 2, (shape[2] - window) // 2], [shape[0], window, window])
         log_power = _log_power(centre[:, None], window)
