@@ -17,9 +17,10 @@ trajectory, every defocus sample a real-lens aperture (polygonal iris, brighter 
 soft edge), 30 % of sharp samples a shake too small to see. Last line: JSON with `accuracy`,
 `macro_f1`, `recall` (a map by class name), `accuracy_2x_crops`, `accuracy_jpeg75`,
 `realistic_accuracy`, `shake_motion_recall` and `lens_defocus_recall`; for a model with the parameter
-head, its errors on the 2,048 held-out images (one view, the classic shapes: each parameter over the
-images of its class) under `sigma_mae`, `length_mae`, `angle_mae_deg`, `radius_mae` and `parameters`
-(90th percentiles, R², counts); null without the head.
+head, its errors on the 2,048 held-out images (the classic shapes, each parameter over the images of its
+class), its answers averaged over the model's views as `blurnet predict` does (`LoadedModel.answer_tiles`),
+under `sigma_mae`, `length_mae`, `angle_mae_deg`, `radius_mae` and `parameters` (90th percentiles, R²,
+counts), and from one view under `parameters_one_view`; null without the head.
 """
 from __future__ import annotations
 
@@ -51,9 +52,10 @@ def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_qualiti
     """Metrics of `model` on the held-out test split generated at `image_size` with the PSF `families`,
     once per entry of `jpeg_qualities` (None: as generated; a number: JPEG-compressed at that quality),
     and the data description. The images are generated once for all entries. With `parameters` and a
-    parameter head, the first entry's metrics hold its errors under `parameters` (`blurnet.metrics.parameter_metrics`)."""
+    parameter head, the first entry's metrics hold its errors under `parameters` (averaged over the model's views, as
+    `blurnet predict` answers) and `parameters_one_view` (`blurnet.metrics.parameter_metrics`)."""
     source = generated_test_source(image_size, ranges, num_images, seed, BATCH, families)
-    ys, ps, truths, raws = [], [[] for _ in jpeg_qualities], [], []
+    ys, ps, truths, raws, one_view = [], [[] for _ in jpeg_qualities], [], [], []
     for images, labels, params, _ in source.chunks:
         for k, quality in enumerate(jpeg_qualities):
             seen = images if quality is None else np.stack([jpeg_roundtrip(im, quality) for im in images])
@@ -61,11 +63,13 @@ def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_qualiti
         ys.append(labels)
         if parameters and model.has_parameters:
             truths.append(params)
-            raws.append(model.estimate_tiles(images))
+            raws.append(model.estimate_tiles(images, model.views))
+            one_view.append(model.estimate_tiles(images, 1))
     y = np.concatenate(ys)
     metrics = [classification_metrics(y, np.concatenate(p)) for p in ps]
     if raws:
         metrics[0]["parameters"] = parameter_metrics(y, np.concatenate(truths), np.concatenate(raws))
+        metrics[0]["parameters_one_view"] = parameter_metrics(y, np.concatenate(truths), np.concatenate(one_view))
     return metrics, source.description
 
 
@@ -82,10 +86,11 @@ def main(model_dir: str | None = None):
     print(f"accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f} on {m['n_images']} images at {model.image_size} px (paper: 0.978)")
     for name in CLASS_NAMES:
         print(f"  recall {name:>8}: {m['per_class'][name]['recall']:.4f}")
-    errors = m.get("parameters")
-    if errors:
-        print("blur parameters (one view, each over its class's images): "
-              + ", ".join(f"{k} {v:.3f}" for k, v in errors.items() if k.endswith(("_mae", "_mae_deg", "_r2")) and v is not None))
+    errors, one_view = m.get("parameters"), m.get("parameters_one_view")
+    for name, figures in ((f"{model.views} view(s) averaged", errors), ("one view", one_view)):
+        if figures:
+            print(f"blur parameters ({name}, each over its class's images): "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if k.endswith(("_mae", "_mae_deg", "_r2")) and v is not None))
     (big,), big_description = evaluate(model, 2 * model.image_size, ranges, seed, num_images=NUM_IMAGES_2X)
     print(f"{', '.join(big_description['photographs'])}, {big['n_images']} images at {2 * model.image_size} px crops: accuracy {big['accuracy']:.4f}, recall "
           + ", ".join(f"{n} {big['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))
@@ -102,7 +107,7 @@ def main(model_dir: str | None = None):
                       "lens_defocus_recall": round(real["per_class"]["defocus"]["recall"], 4),
                       **{k: (round(errors[k], 4) if errors and k in errors else None)
                          for k in ("sigma_mae", "length_mae", "angle_mae_deg", "radius_mae")},
-                      "parameters": errors}))
+                      "parameters": errors, "parameters_one_view": one_view}))
 
 
 if __name__ == "__main__":

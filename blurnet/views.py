@@ -18,6 +18,11 @@ from __future__ import annotations
 import numpy as np
 
 VIEW_COUNTS = (1, 4, 8)
+#: Per view, in `average_over_views`' order (as given, flipped left-right, flipped up-down, rotated 180 degrees,
+#: then the same 4 of the transposed image), the signs that turn a streak's doubled angle `(cos 2θ, sin 2θ)` seen in
+#: that view back into the image's own: a flip mirrors the angle (θ -> -θ), the transpose reflects it about
+#: 45 degrees (θ -> 90 - θ), a half turn keeps it (tests/test_views.py checks each on a motion PSF).
+DOUBLED_ANGLE_SIGNS = np.array([[1, 1], [1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1], [-1, -1], [-1, 1]], np.float32)
 
 
 def check_views(views) -> int:
@@ -57,6 +62,18 @@ class _TensorFlowOps:
     def mean_over_groups(self, probabilities, groups: int):
         shape = self.tf.concat([[groups, -1], self.tf.shape(probabilities)[1:]], axis=0)
         return self.tf.reduce_mean(self.tf.reshape(probabilities, shape), axis=0)
+
+
+def mean_over_views(outputs, views: int, signs=None) -> np.ndarray:
+    """Numpy outputs `(views * n, k)` of the `views` views of n images, in `average_over_views`' order (what its
+    `predict` calls returned, concatenated) -> their mean `(n, k)`, each view's rows first multiplied by its row of
+    `signs` `(8, k)` where given (e.g. `DOUBLED_ANGLE_SIGNS` for angle columns)."""
+    views = check_views(views)
+    outputs = np.asarray(outputs, np.float32)
+    per_view = outputs.reshape(views, -1, *outputs.shape[1:])
+    if signs is not None:
+        per_view = per_view * np.asarray(signs, np.float32)[:views, None, :]
+    return per_view.mean(axis=0)
 
 
 def _ops_for(images):

@@ -195,12 +195,21 @@ def test_probabilities_and_parameters_come_from_one_pass(head_export):
     model, target = head_export
     loaded = ExportedModel(target)
     tiles = np.stack([textured_image(i, 32, 32) for i in range(5)]).astype("float32")
-    for views in (1, 8):
+    transposed = tiles.transpose(0, 2, 1, 3)
+    by_hand = [tiles, tiles[:, :, ::-1], tiles[:, ::-1], tiles[:, ::-1, ::-1],
+               transposed, transposed[:, :, ::-1], transposed[:, ::-1], transposed[:, ::-1, ::-1]]
+    per_view = np.stack([np.asarray(model(np.ascontiguousarray(v), training=False)["parameters"]) for v in by_hand])
+    angle_signs = {0: (1, 1), 1: (1, -1), 2: (1, -1), 3: (1, 1), 4: (-1, 1), 5: (-1, -1), 6: (-1, -1), 7: (-1, 1)}
+    for k, (cos_sign, sin_sign) in angle_signs.items():  # each view's angle turned back into the tiles' own
+        per_view[k, :, 2] *= cos_sign
+        per_view[k, :, 3] *= sin_sign
+    for views in (1, 4, 8):
         probs, raw = loaded.answer_tiles(tiles, views, batch=2)
         assert probs.shape == (5, 4) and raw.shape == (5, 5)
         np.testing.assert_allclose(probs, loaded.predict_tiles(tiles, views), atol=1e-6)
-        np.testing.assert_allclose(raw, np.asarray(model(tiles, training=False)["parameters"]), atol=1e-4)
-    np.testing.assert_allclose(loaded.estimate_tiles(tiles), raw, atol=1e-6)
+        np.testing.assert_allclose(raw, per_view[:views].mean(axis=0), atol=1e-4)
+        np.testing.assert_allclose(loaded.estimate_tiles(tiles, views), raw, atol=1e-6)
+    assert np.abs(per_view[:8].mean(axis=0) - per_view[0]).max() > 1e-3  # the views do change the answer
     empty_probs, empty_raw = loaded.answer_tiles(tiles[:0], 1)
     assert empty_probs.shape == (0, 4) and empty_raw.shape == (0, 5)
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from blurnet.views import VIEW_COUNTS, average_over_views, check_views
+from blurnet.views import DOUBLED_ANGLE_SIGNS, VIEW_COUNTS, average_over_views, check_views, mean_over_views
 
 
 def numpy_views(images, views):
@@ -87,3 +87,31 @@ def test_check_views_echoes_bad_values(bad):
     with pytest.raises(ValueError, match=repr(bad).replace("(", r"\(")):
         check_views(bad)
     assert [check_views(v) for v in VIEW_COUNTS] == [1, 4, 8]
+
+
+@pytest.mark.parametrize("angle", [20.0, 65.0, 140.0])
+def test_doubled_angle_signs_turn_each_view_of_a_streak_back(angle):
+    from data_pipeline.psf import motion_psf, motion_spread
+
+    kernel = np.pad(motion_psf(15, angle), 4)[None, :, :, None].astype("float32")
+    seen = []
+    average_over_views(lambda group: seen.extend(group) or np.zeros((len(group), 4)), kernel, 8)
+    assert len(seen) == 8
+    doubled = np.deg2rad(2 * angle)
+    for view, signs in zip(seen, DOUBLED_ANGLE_SIGNS):
+        _, measured = motion_spread(view[:, :, 0])
+        turned_back = signs * [np.cos(np.deg2rad(2 * measured)), np.sin(np.deg2rad(2 * measured))]
+        np.testing.assert_allclose(turned_back, [np.cos(doubled), np.sin(doubled)], atol=0.02)
+
+
+def test_mean_over_views_applies_each_views_signs():
+    outputs = np.arange(8 * 2 * 3, dtype="float32").reshape(8 * 2, 3)  # 8 views of 2 images, 3 columns
+    signs = np.ones((8, 3), "float32")
+    signs[1::2, 2] = -1  # column 2 flips sign in every other view
+    got = mean_over_views(outputs, 8, signs)
+    per_view = outputs.reshape(8, 2, 3)
+    np.testing.assert_allclose(got[:, :2], per_view[:, :, :2].mean(axis=0))
+    np.testing.assert_allclose(got[:, 2], (per_view[0::2, :, 2].sum(axis=0) - per_view[1::2, :, 2].sum(axis=0)) / 8)
+    np.testing.assert_allclose(mean_over_views(outputs[:2], 1), outputs[:2])
+    with pytest.raises(ValueError, match="views must be one of"):
+        mean_over_views(outputs, 3)
