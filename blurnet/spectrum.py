@@ -1,4 +1,4 @@
-"""The spectral branch: a Welch-averaged log power spectrum and the small network that reads it.
+"""The spectral branches: a Welch-averaged log power spectrum, a cepstrum, and the small networks that read them.
 
 Blur multiplies an image's spectrum by the PSF's transfer function: a Gaussian
 fall-off, the rings of a disk, the stripes of a streak. `WelchSpectrum` turns an
@@ -15,6 +15,10 @@ as two small matrix products with the Hann window and the shift folded into
 constant matrices), so the layer runs on any Keras backend and exports to
 formats without an FFT operator. Its answer equals a numpy FFT of the same
 windows to float32 precision (tests/test_spectrum.py).
+
+The parameter head (`blurnet.parameter_head`) also reads `Cepstrum`, the inverse
+DFT of the log power of the central 96 px, where a streak's zeros become one
+dip at its length, and `CepstrumDip`, that dip's place as numbers.
 """
 from __future__ import annotations
 
@@ -25,7 +29,6 @@ import numpy as np
 from keras import layers, ops
 
 WINDOW = 32
-STRIDE = WINDOW // 2
 #: The window `Cepstrum` reads: the central 96 x 96 px (the default training crop), four times the longest default streak.
 CEPSTRUM_WINDOW = 96
 #: The lags `Cepstrum` keeps, up to this many px from 0 each way: beyond the longest default streak (21 px).
@@ -191,8 +194,8 @@ class CepstrumDip(layers.Layer):
     The radial profile (mean over the lags at each whole distance 0..24 px), then for each temperature T in
     `DIP_TEMPERATURES` the soft minimum's place: weights softmax(-c / T) over the lags 3 to 24 px from 0, and the
     weighted mean of distance / 24, its square, cos 2φ and sin 2φ (doubled angles: a dip and its mirror image
-    agree). On a straight streak the weighted distance at T = 0.25 alone is its length within 0.5 px (mean absolute
-    error on clean held-out crops): the conv layers beside it only have to learn when to trust it.
+    agree). On the 128 straight streaks among 512 clean held-out 96 px crops the weighted distance at T = 0.25 alone
+    was the length within 0.49 px on average: the layers after it mostly have to learn when to trust it.
     """
 
     def __init__(self, **kwargs):
