@@ -180,7 +180,7 @@ def test_freeze_classifier_adds_a_trained_head_and_keeps_the_class_answers(tmp_p
     rows = list(csv.DictReader(open(tmp_path / "runs" / "headed" / "training_log.csv")))
     assert len(rows) == 2 and all(float(r["val_parameters_loss"]) > 0 for r in rows)
     head = [w for w in b.weights if is_head_layer(w.path.split("/")[0])]
-    assert len(head) == 2 * 6  # kernel and bias: 3 convolutions and a Dense in its spectral branch, hidden, output
+    assert len(head) == 2 * 10  # kernel and bias: 3 convolutions and a Dense in each of its two branches, hidden, output
 
 
 def test_best_weights_keeps_the_lowest_loss_in_min_mode(tmp_path):
