@@ -18,7 +18,7 @@ soft edge), 30 % of sharp samples a shake too small to see. Last line: JSON with
 `macro_f1`, `recall` (a map by class name), `accuracy_2x_crops`, `accuracy_jpeg75`,
 `realistic_accuracy`, `shake_motion_recall` and `lens_defocus_recall`; for a model with the parameter
 head, its errors on the 2,048 held-out images (the classic shapes, each parameter over the images of its
-class), its answers averaged over the model's views as `blurnet predict` does (`LoadedModel.answer_tiles`),
+class), its answers averaged over the model's views as `blurnet predict --full` does (`LoadedModel.answer_tiles`),
 under `sigma_mae`, `length_mae`, `angle_mae_deg`, `radius_mae` and `parameters` (90th percentiles, R²,
 counts), and from one view under `parameters_one_view`; null without the head.
 """
@@ -53,7 +53,7 @@ def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_qualiti
     once per entry of `jpeg_qualities` (None: as generated; a number: JPEG-compressed at that quality),
     and the data description. The images are generated once for all entries. With `parameters` and a
     parameter head, the first entry's metrics hold its errors under `parameters` (averaged over the model's views, as
-    `blurnet predict` answers) and `parameters_one_view` (`blurnet.metrics.parameter_metrics`)."""
+    `blurnet predict --full` answers) and `parameters_one_view` (`blurnet.metrics.parameter_metrics`)."""
     source = generated_test_source(image_size, ranges, num_images, seed, BATCH, families)
     ys, ps, truths, raws, one_view = [], [[] for _ in jpeg_qualities], [], [], []
     for images, labels, params, _ in source.chunks:

@@ -65,9 +65,11 @@ A photograph is therefore processed in these steps.
    1 - p_sharp over the map tiles covering it, resized to the photograph's
    size) thresholded at 0.5: see `blurnet.blurmap`.
 
-With a model that has the parameter head (`blurnet.parameter_head`), the answering
-level's selected tiles also go once through the head, one view; their answers are
-combined by the texture-weighted median and read as the predicted class's
+With a model that has the parameter head (`blurnet.parameter_head`), the head
+answers the answering level's selected tiles from the same passes as the
+probabilities (one view by default; `--full`: the export's own views, each
+view's angle turned back before the mean, `LoadedModel.answer_tiles`); the tiles'
+answers are combined by the texture-weighted median and read as the predicted class's
 parameters in the original photograph's pixels (`blur`, e.g. `{"class": "motion",
 "length_px": 37.2, "angle_deg": 12.5}`; `{"class": "sharp"}` for a sharp one).
 
@@ -351,7 +353,7 @@ def classify_levels(model, levels: list[Prepared], views: int | None = None, bud
     fields = {"probabilities": mean, "scale": levels[k].scale, "tiles": used, "area": area}
     if estimates:
         boxes, weights, raw = selections[k]
-        raw = model.estimate_tiles(levels[k].tiles(boxes)) if raw is None else raw
+        raw = model.estimate_tiles(levels[k].tiles(boxes), model.views) if raw is None else raw  # full: its own views
         fields["blur"] = blur_record(CLASS_NAMES[int(np.argmax(mean))], weighted_median(raw, weights), levels[k].scale)
     return fields
 

@@ -114,7 +114,7 @@ def test_weights_load_across_head_and_no_head(head_export, tmp_path):
 
 @pytest.mark.slow
 def test_predict_records_carry_the_blur_of_the_predicted_class(head_export):
-    from blurnet.classify import rescale
+    from blurnet.classify import blur_record, rescale
     from blurnet.export import ExportedModel
     from blurnet.prediction import format_records, predict
     from conftest import textured_image
@@ -134,8 +134,12 @@ def test_predict_records_carry_the_blur_of_the_predicted_class(head_export):
     assert set(record["blur"]) == {"class", *expected}
     for key, value in expected.items():
         assert record["blur"][key] == pytest.approx(value, abs=0.06)
+    # --full: the export's own 8 views, each view's angle turned back before the mean
+    [full] = predict([image], model=loaded, scale=2, full=True)
+    averaged = loaded.estimate_tiles(tile, loaded.views)[0]
+    assert loaded.views == 8 and np.abs(averaged - raw).max() > 1e-3
+    assert full["blur"] == blur_record(full["label"], averaged, 2.0)
     # every class's reading, and the table and CSV columns
-    from blurnet.classify import blur_record
     assert blur_record("motion", np.array([10.0, 7.0, 0.0, 1.0, 3.0]), 3.0) == {"class": "motion", "length_px": 21.0, "angle_deg": 45.0}
     assert blur_record("defocus", np.array([10.0, 7.0, 0.0, 1.0, 3.0]), 3.0) == {"class": "defocus", "radius_px": 9.0}
     assert blur_record("gaussian", np.array([-1.0, 7.0, 0.0, 1.0, 3.0]), 3.0) == {"class": "gaussian", "sigma_px": 0.0}
