@@ -120,10 +120,11 @@ class WelchSpectrum(layers.Layer):
 
 
 @functools.cache
-def _cepstrum_matrices(window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine and sine halves of the inverse DFT from shifted frequencies to shifted lags, divided by `window`."""
-    k = np.fft.fftshift(np.arange(window))
-    angle = 2.0 * np.pi * k[:, None] * k[None, :] / window
+def _cepstrum_matrices(window: int, half: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine and sine halves of the inverse DFT from shifted frequencies to the lags -`half`..`half` only (the rows
+    `Cepstrum` keeps), divided by `window`."""
+    lags, k = np.arange(-half, half + 1), np.fft.fftshift(np.arange(window))
+    angle = 2.0 * np.pi * lags[:, None] * k[None, :] / window
     return (np.cos(angle) / window).astype(np.float32), (np.sin(angle) / window).astype(np.float32)
 
 
@@ -161,10 +162,9 @@ class Cepstrum(layers.Layer):
         shape = ops.shape(gray)
         centre = ops.slice(gray, [0, (shape[1] - window) // 2, (shape[2] - window) // 2], [shape[0], window, window])
         log_power = _log_power(centre[:, None], window)
-        cos, sin = (ops.convert_to_tensor(m) for m in _cepstrum_matrices(window))
-        # Real part of the 2-D inverse DFT: cos L cos' - sin L sin'.
+        cos, sin = (ops.convert_to_tensor(m) for m in _cepstrum_matrices(window, half))
+        # Real part of the 2-D inverse DFT at the kept lags: cos L cos' - sin L sin'.
         cepstrum = ops.einsum("mk,bkl,nl->bmn", cos, log_power, cos) - ops.einsum("mk,bkl,nl->bmn", sin, log_power, sin)
-        cepstrum = cepstrum[:, window // 2 - half:window // 2 + half + 1, window // 2 - half:window // 2 + half + 1]
         cepstrum = cepstrum * ops.convert_to_tensor((_lag_grid(half)[0] >= CEPSTRUM_MIN_LAG).astype(np.float32))
         return _standardised(cepstrum)[..., None]
 
