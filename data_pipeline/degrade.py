@@ -12,6 +12,7 @@ from data_pipeline.psf import (
     SHAKE_MOTION_MIN_SPREAD,
     SHAKE_SHARP_MAX_SPREAD,
     defocus_psf,
+    disk_equivalent_radius,
     gaussian_psf,
     identity_psf,
     lens_psf,
@@ -67,7 +68,10 @@ class BlurParams:
     spread and the angle its principal axis (`psf.motion_spread`: the length
     and angle of the straight streak with the same second moments), what the
     photograph shows and the parameter head learns; `extent` is the size the
-    trajectory was drawn at. `family` names the PSF family: "" for the
+    trajectory was drawn at. Likewise for a real-lens aperture the radius is
+    that of the uniform disk with the same second moments
+    (`psf.disk_equivalent_radius`) and `extent` the circumradius it was
+    drawn at. `family` names the PSF family: "" for the
     class's classic one (identity, Gaussian, straight streak, uniform disk),
     "shake" (motion, or sharp with a shake too small to see) or "lens"
     (defocus); `psf_seed` seeds the random shape of a "shake" or "lens" PSF,
@@ -112,7 +116,7 @@ def make_psf(params: BlurParams) -> np.ndarray:
     if params.family == "shake":
         return _shake_psf(name, params.extent, params.psf_seed)
     if params.family == "lens":
-        return lens_psf(params.strength, **lens_shape(np.random.default_rng(params.psf_seed)))
+        return lens_psf(params.extent, **lens_shape(np.random.default_rng(params.psf_seed)))
     if name == "sharp":
         return identity_psf()
     if name == "gaussian":
@@ -145,7 +149,11 @@ def sample_blur(rng: np.random.Generator, label: int | str, ranges: BlurRanges =
     extent from `ranges.motion_length`; its strength is its energy spread and
     its angle the principal axis of its energy (any direction:
     `ranges.motion_angle` applies to streaks), so a trajectory that dwells
-    reads as the shorter streak it looks like. A short extent rarely spreads
+    reads as the shorter streak it looks like. A real-lens aperture is drawn at a
+    circumradius from `ranges.defocus_radius` (its `extent`); its strength is
+    the radius of the uniform disk with the same second moments
+    (`psf.disk_equivalent_radius`), so a pentagonal iris or a brighter centre
+    reads as the smaller disk it looks like. A short extent rarely spreads
     4 px, so after 10 draws such a sample falls back to a streak: about 40 %
     of motion samples end as trajectories with `shake_fraction` 0.5.
     """
@@ -160,7 +168,10 @@ def sample_blur(rng: np.random.Generator, label: int | str, ranges: BlurRanges =
                 return dataclasses.replace(params, strength=spread, angle=angle, family="shake", psf_seed=seed,
                                            extent=params.strength), psf
     elif name == "defocus" and rng.random() < families.lens_fraction:
-        params = dataclasses.replace(params, family="lens", psf_seed=int(rng.integers(2**31)))
+        seed = int(rng.integers(2**31))
+        psf = lens_psf(params.strength, **lens_shape(np.random.default_rng(seed)))
+        return dataclasses.replace(params, strength=disk_equivalent_radius(psf), family="lens", psf_seed=seed,
+                                   extent=params.strength), psf
     elif name == "sharp" and rng.random() < families.sharp_shake_fraction:
         for _ in range(5):
             seed = int(rng.integers(2**31))

@@ -1,10 +1,11 @@
 """Blur parameters as regression targets: what a parameter head learns, and how its answer reads back.
 
 A sample's parameters `(strength, angle, noise)` (`degrade.BlurParams.as_array`) become five targets,
-`PARAMETER_TARGETS`: Gaussian sigma, motion length (for a camera-shake trajectory, its extent), the motion
-angle as `(cos 2θ, sin 2θ)`, and the defocus radius, all in pixels at the sample's own scale. The angle of
-a streak has period 180 degrees; its doubled-angle point on the unit circle has no jump at 0/180, so a
-regression on it never has to learn a discontinuity (`angle_degrees` reads it back).
+`PARAMETER_TARGETS`: Gaussian sigma, motion length (for a camera-shake trajectory, its energy spread), the motion
+angle as `(cos 2θ, sin 2θ)`, and the defocus radius (for a real-lens aperture, that of the uniform disk with its
+second moments), all in pixels at the sample's own scale. The angle of a streak has period 180 degrees; its
+doubled-angle point on the unit circle has no jump at 0/180, so a regression on it never has to learn a
+discontinuity (`angle_degrees` reads it back).
 
 Each target counts only for samples of its own class: `parameter_targets` returns a mask beside the
 targets (sigma for `gaussian`, length and angle for `motion`, radius for `defocus`, nothing for `sharp`

@@ -97,6 +97,7 @@ def test_motion_bad_angle():
 
 from data_pipeline.psf import (  # noqa: E402
     SHAKE_MOTION_MIN_SPREAD,
+    disk_equivalent_radius,
     lens_psf,
     motion_spread,
     psf_isotropy,
@@ -198,6 +199,35 @@ def test_soft_edge_adds_the_gaussian_variance():
     sharp, soft = lens_psf(5.0), lens_psf(5.0, softness=0.6)
     assert psf_moments(soft)["mean_r2"] == pytest.approx(psf_moments(sharp)["mean_r2"] + 2 * 0.36, rel=0.02)
     assert soft.shape[0] > sharp.shape[0]
+
+
+@pytest.mark.parametrize("radius", [2.0, 3.3, 4.5, 7.0])
+def test_disk_equivalent_radius_of_a_uniform_disk_is_its_radius(radius):
+    # to within 0.05 px: the pixel grid shifts a small disk's second moments a little
+    assert disk_equivalent_radius(defocus_psf(radius)) == pytest.approx(radius, abs=0.05)
+    assert disk_equivalent_radius(lens_psf(radius)) == pytest.approx(radius, abs=0.05)
+
+
+def test_disk_equivalent_radius_of_real_lenses_is_the_size_they_show():
+    # n-gon of circumradius R: sqrt(2 * R^2 (2 + cos(2 pi / n)) / 6) = 0.877 R for 5 blades, 0.960 R for 9.
+    assert disk_equivalent_radius(lens_psf(6.0, blades=5, rotation=10.0)) == pytest.approx(6.0 * 0.877, abs=0.05)
+    assert disk_equivalent_radius(lens_psf(6.0, blades=9)) == pytest.approx(6.0 * 0.960, abs=0.05)
+    # Brighter rim / centre: R sqrt(1 + a / 3); a soft edge of sigma s: sqrt(R^2 + 4 s^2).
+    assert disk_equivalent_radius(lens_psf(6.0, rim=0.8)) == pytest.approx(6.0 * np.sqrt(1 + 0.8 / 3), abs=0.05)
+    assert disk_equivalent_radius(lens_psf(6.0, rim=-0.8)) == pytest.approx(6.0 * np.sqrt(1 - 0.8 / 3), abs=0.05)
+    assert disk_equivalent_radius(lens_psf(4.0, softness=0.6)) == pytest.approx(np.sqrt(16 + 4 * 0.36), abs=0.05)
+
+
+def test_sampled_lenses_carry_their_disk_equivalent_radius():
+    from data_pipeline.degrade import PsfFamilies, make_psf, sample_blur
+
+    rng = np.random.default_rng(3)
+    drawn = [sample_blur(rng, "defocus", families=PsfFamilies(lens_fraction=1.0)) for _ in range(40)]
+    assert all(p.family == "lens" and 2.0 <= p.extent <= 7.0 for p, _ in drawn)
+    assert all(p.strength == pytest.approx(disk_equivalent_radius(k)) for p, k in drawn)
+    assert sum(abs(p.strength - p.extent) > 0.1 for p, _ in drawn) >= 20  # most lenses differ from their disk
+    for p, k in drawn[:10]:
+        np.testing.assert_array_equal(make_psf(p), k)  # make_psf rebuilds the kernel from the circumradius
 
 
 def test_lens_psf_rejects_bad_settings():
