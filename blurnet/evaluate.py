@@ -201,7 +201,11 @@ def evaluate(model, source: EvalSource, others=(), baselines: bool = True, jpeg_
     for images, labels, params, paths in source.chunks:
         if jpeg_quality is not None:
             images = np.stack([jpeg_roundtrip(im, jpeg_quality) for im in images])
-        p, dt = _timed(lambda x: np.asarray(model(x), np.float64), images)
+        if head and params is not None:  # probabilities and the head's parameters from the same passes and views
+            (p, raw), dt = _timed(lambda x: model.answer_tiles(x, model.views), images)
+            p = np.asarray(p, np.float64)
+        else:
+            p, dt = _timed(lambda x: np.asarray(model(x), np.float64), images)
         seconds["model"] += dt
         for k, other in enumerate(others):
             q, dt = _timed(lambda x: np.asarray(other(x), np.float64), images)
@@ -219,8 +223,8 @@ def evaluate(model, source: EvalSource, others=(), baselines: bool = True, jpeg_
         if params is not None:
             strengths.append(params[:, 0])
             true_params.append(np.asarray(params))
-            if head:  # the parameter head, one view
-                estimates.setdefault("blurnet", []).append(model.estimate_tiles(images))
+            if head:  # the parameter head, averaged over the model's views as `blurnet predict --full` answers
+                estimates.setdefault("blurnet", []).append(raw)
             if baselines:  # the classical estimators
                 from blurnet.parameter_baselines import estimate_parameters
 

@@ -27,9 +27,9 @@ from blurnet.atomic import atomic_directory
 from blurnet.loaded_model import METADATA_FILE, LoadedModel
 from blurnet.errors import NotAnExportError  # noqa: F401 - defined without TensorFlow, raised and re-exported here
 from blurnet.parameter_head import PARAMETERS, PROBABILITIES, class_probabilities, decode_parameters, has_parameter_head
-from blurnet.tiling import answer_by_tiles, texture_weighted_median
-from blurnet.views import average_over_views, check_views
-from data_pipeline.classes import MIN_IMAGE_SIDE
+from blurnet.tiling import answer_by_tiles, texture_weighted_mean, texture_weighted_median
+from blurnet.views import ANSWER_VIEW_SIGNS, average_over_views, check_views
+from data_pipeline.classes import MIN_IMAGE_SIDE, NUM_CLASSES
 from data_pipeline.parameters import PARAMETER_TARGETS
 
 DEFAULT_MODEL = "saved_models/blurnet-densenet121"
@@ -82,14 +82,23 @@ class _Serving(tf.Module):
         return predict(image) if self.tile is None else answer_by_tiles(predict, image, self.tile)
 
     def _estimate(self, image):
-        """`serve`'s probabilities and the blur parameters of each class, `(batch,)` each: one view,
-        tile by tile like `serve`, combined by the texture-weighted median."""
+        """`serve`'s probabilities and the blur parameters of each class, `(batch,)` each, from the same network
+        passes: both averaged over the views (each view's angle turned back), tile by tile like `serve`, the
+        probabilities combined as there, the parameters by the texture-weighted median."""
         def predict(x):
-            return self.model(x, training=False)[PARAMETERS]
+            def one_view(v):
+                out = self.model(v, training=False)
+                return tf.concat([out[PROBABILITIES], tf.cast(out[PARAMETERS], out[PROBABILITIES].dtype)], axis=-1)
 
-        raw = predict(image) if self.tile is None else answer_by_tiles(
-            predict, image, self.tile, len(PARAMETER_TARGETS), combine=texture_weighted_median)
-        return {"probabilities": self.serve(image), **decode_parameters(raw)}
+            return average_over_views(one_view, x, self.views, ANSWER_VIEW_SIGNS)
+
+        def combine(answers, textures):
+            return tf.concat([texture_weighted_mean(answers[..., :NUM_CLASSES], textures),
+                              texture_weighted_median(answers[..., NUM_CLASSES:], textures)], axis=-1)
+
+        answers = predict(image) if self.tile is None else answer_by_tiles(
+            predict, image, self.tile, NUM_CLASSES + len(PARAMETER_TARGETS), combine=combine)
+        return {"probabilities": answers[:, :NUM_CLASSES], **decode_parameters(answers[:, NUM_CLASSES:])}
 
 
 def _write_export(model: keras.Model, folder: Path, metadata: dict, extra_files=()) -> None:

@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from blurnet.views import DOUBLED_ANGLE_SIGNS, average_over_views, check_views, mean_over_views
+from blurnet.views import ANSWER_VIEW_SIGNS, average_over_views, check_views
 from data_pipeline.classes import NUM_CLASSES
 from data_pipeline.parameters import PARAMETER_TARGETS
-
-#: Per view (`blurnet.views` order), what multiplies each parameter column before the views are averaged: sizes do
-#: not change under flips and rotations, the angle's doubled-angle point does (`DOUBLED_ANGLE_SIGNS`).
-PARAMETER_VIEW_SIGNS = np.ones((len(DOUBLED_ANGLE_SIGNS), len(PARAMETER_TARGETS)), np.float32)
-PARAMETER_VIEW_SIGNS[:, [PARAMETER_TARGETS.index("angle_cos"), PARAMETER_TARGETS.index("angle_sin")]] = DOUBLED_ANGLE_SIGNS
 
 METADATA_FILE = "blurnet.json"
 TILE_BATCH = 16  # tiles per group in `predict_tiles`: on 2 CPU cores 16 a call run 1.6 times as fast as 64
@@ -60,22 +55,20 @@ class LoadedModel:
         """Probabilities `(n, 4)` for tiles `(n, h, w, 3)` (float32 0..255) averaged over `views` (1, 4 or 8) views,
         and, where `has_parameters`, the parameter head's raw output `(n, 5)`
         (`data_pipeline.parameters.PARAMETER_TARGETS`) averaged over the same views, each view's angle turned back
-        first (`PARAMETER_VIEW_SIGNS`), from the same network passes (else None); `batch` tiles a
+        first (`blurnet.views.ANSWER_VIEW_SIGNS`), from the same network passes (else None); `batch` tiles a
         group. On `benchmarks/accuracy.py`'s held-out images 8 views cut the head's errors by 4 to 25 %."""
         views, tiles = check_views(views), self._checked(tiles)
-        probabilities, parameters = [np.zeros((0, NUM_CLASSES), np.float32)], [np.zeros((0, len(PARAMETER_TARGETS)), np.float32)]
+        width = NUM_CLASSES + (len(PARAMETER_TARGETS) if self.has_parameters else 0)
+        answers = [np.zeros((0, width), np.float32)]
+
+        def one_view(images):  # probabilities, then the raw parameters where the model has them
+            return np.concatenate([np.asarray(a, np.float32) for a in self._one_pass(images) if a is not None], axis=1)
+
         for start in range(0, len(tiles), batch):
-            group, passes = tiles[start : start + batch], []
-
-            def one_view(images):
-                passes.append(self._one_pass(images))
-                return passes[-1][0]
-
-            probabilities.append(np.asarray(average_over_views(one_view, group, views), np.float32))
-            if self.has_parameters:  # the passes' rows are the views in `average_over_views`' order
-                raw = np.concatenate([np.asarray(answer[1], np.float32) for answer in passes], axis=0)
-                parameters.append(mean_over_views(raw, views, PARAMETER_VIEW_SIGNS))
-        return np.concatenate(probabilities, axis=0), (np.concatenate(parameters, axis=0) if self.has_parameters else None)
+            signs = ANSWER_VIEW_SIGNS if self.has_parameters else None
+            answers.append(np.asarray(average_over_views(one_view, tiles[start : start + batch], views, signs), np.float32))
+        answers = np.concatenate(answers, axis=0)
+        return answers[:, :NUM_CLASSES], (answers[:, NUM_CLASSES:] if self.has_parameters else None)
 
     def predict_tiles(self, tiles, views: int, batch: int = TILE_BATCH) -> np.ndarray:
         """Probabilities `(n, 4)` for tiles `(n, h, w, 3)` (float32 0..255) averaged over `views` (1, 4 or 8) views,

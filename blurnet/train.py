@@ -35,11 +35,11 @@ from blurnet.export import export_model, load_export_weights, read_metadata
 from blurnet.metrics import classification_metrics, parameter_metrics
 from blurnet.model import (create_model, freeze_all_but_parameter_head, freeze_backbone, set_trainable_from,
                            synchronize_batchnorm)
-from blurnet.parameter_head import (PARAMETERS, accuracy_key, class_probabilities, compile_arguments, has_parameter_head,
+from blurnet.parameter_head import (PARAMETERS, PROBABILITIES, accuracy_key, compile_arguments, has_parameter_head,
                                     with_parameter_targets)
 from blurnet.quiet import device_line, stderr_silenced
-from blurnet.views import average_over_views
-from data_pipeline.classes import CLASS_NAMES
+from blurnet.views import ANSWER_VIEW_SIGNS, average_over_views
+from data_pipeline.classes import CLASS_NAMES, NUM_CLASSES
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
 from data_pipeline.labelled import LabelledBatchMaker, is_labelled_folder, load_labelled_images
 from data_pipeline.sources import describe_split, load_photographs, split_photographs
@@ -214,26 +214,26 @@ def train_parameter_head(model, config: FitConfig, data_sets, run: Path, strateg
 def evaluate_held_out(model, maker, config: FitConfig) -> dict:
     """Accuracy, macro-F1 and per-class metrics on the fixed test split, averaged over
     `config.test_time_views` views as the export will be; with the parameter head, its errors under
-    `parameters` (`blurnet.metrics.parameter_metrics`, one view)."""
+    `parameters` (`blurnet.metrics.parameter_metrics`), averaged over the same views as `blurnet predict --full`."""
     num_batches = -(-config.test_images // config.batch_size)
     logger.info(f"held-out test: {num_batches * config.batch_size} images x {config.test_time_views} view(s)")
     ys, ps, truths, raws = [], [], [], []
     head = has_parameter_head(model)
     started, reported = time.time(), time.time()
-    for batch, (x, y, params) in enumerate(maker.dataset(num_batches=num_batches, with_params=True), start=1):
+
+    def answer(views):  # the probabilities, then the head's raw parameters
         # A direct call, not predict_on_batch: under a tf.distribute strategy the latter
         # returns a row per replica and example; held-out evaluation needs no collectives.
-        outputs = []
+        out = model(views, training=False)
+        return tf.concat([out[PROBABILITIES], out[PARAMETERS]], axis=-1) if head else out
 
-        def probabilities(views):
-            outputs.append(model(views, training=False))
-            return class_probabilities(outputs[-1])
-
-        ps.append(np.asarray(average_over_views(probabilities, x, config.test_time_views)))
+    for batch, (x, y, params) in enumerate(maker.dataset(num_batches=num_batches, with_params=True), start=1):
+        answers = np.asarray(average_over_views(answer, x, config.test_time_views, ANSWER_VIEW_SIGNS if head else None))
+        ps.append(answers[:, :NUM_CLASSES])
         ys.append(y.numpy())
-        if head:  # the parameters of the views as given: the first rows of the first call (`average_over_views`)
+        if head:
             truths.append(params.numpy())
-            raws.append(np.asarray(outputs[0][PARAMETERS])[: len(params)])
+            raws.append(answers[:, NUM_CLASSES:])
         if batch < num_batches and time.time() - reported >= 15:  # a line every 15 s or so, never a carriage return
             reported = time.time()
             logger.info(f"held-out test: {batch}/{num_batches} batches, {reported - started:.0f} s")

@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from data_pipeline.classes import NUM_CLASSES
+from data_pipeline.parameters import PARAMETER_TARGETS
+
 VIEW_COUNTS = (1, 4, 8)
 #: Per view, in `average_over_views`' order (as given, flipped left-right, flipped up-down, rotated 180 degrees,
 #: then the same 4 of the transposed image), the signs that turn a streak's doubled angle `(cos 2θ, sin 2θ)` seen in
 #: that view back into the image's own: a flip mirrors the angle (θ -> -θ), the transpose reflects it about
 #: 45 degrees (θ -> 90 - θ), a half turn keeps it (tests/test_views.py checks each on a motion PSF).
 DOUBLED_ANGLE_SIGNS = np.array([[1, 1], [1, -1], [1, -1], [1, 1], [-1, 1], [-1, -1], [-1, -1], [-1, 1]], np.float32)
+#: Per view, the signs for a model's whole answer with the parameter head, its probabilities then its raw
+#: parameters (`data_pipeline.parameters.PARAMETER_TARGETS`): sizes and probabilities do not change under flips and
+#: rotations, the angle's doubled-angle point turns back (`DOUBLED_ANGLE_SIGNS`).
+ANSWER_VIEW_SIGNS = np.ones((len(DOUBLED_ANGLE_SIGNS), NUM_CLASSES + len(PARAMETER_TARGETS)), np.float32)
+ANSWER_VIEW_SIGNS[:, [NUM_CLASSES + PARAMETER_TARGETS.index(c) for c in ("angle_cos", "angle_sin")]] = DOUBLED_ANGLE_SIGNS
 
 
 def check_views(views) -> int:
@@ -42,8 +50,9 @@ class _NumpyOps:
     shape = staticmethod(lambda x: x.shape)
 
     @staticmethod
-    def mean_over_groups(probabilities, groups: int):
-        return np.asarray(probabilities).reshape(groups, -1, *np.shape(probabilities)[1:]).mean(axis=0)
+    def mean_over_groups(outputs, groups: int, signs):
+        per_view = np.asarray(outputs).reshape(groups, -1, np.shape(outputs)[-1])
+        return (per_view if signs is None else per_view * signs[:groups, None, :]).mean(axis=0)
 
 
 class _TensorFlowOps:
@@ -59,40 +68,37 @@ class _TensorFlowOps:
         self.transpose = lambda x: tf.transpose(x, perm=[0, 2, 1, 3])
         self.shape = tf.shape
 
-    def mean_over_groups(self, probabilities, groups: int):
-        shape = self.tf.concat([[groups, -1], self.tf.shape(probabilities)[1:]], axis=0)
-        return self.tf.reduce_mean(self.tf.reshape(probabilities, shape), axis=0)
-
-
-def mean_over_views(outputs, views: int, signs=None) -> np.ndarray:
-    """Numpy outputs `(views * n, k)` of the `views` views of n images, in `average_over_views`' order (what its
-    `predict` calls returned, concatenated) -> their mean `(n, k)`, each view's rows first multiplied by its row of
-    `signs` `(8, k)` where given (e.g. `DOUBLED_ANGLE_SIGNS` for angle columns)."""
-    views = check_views(views)
-    outputs = np.asarray(outputs, np.float32)
-    per_view = outputs.reshape(views, -1, *outputs.shape[1:])
-    if signs is not None:
-        per_view = per_view * np.asarray(signs, np.float32)[:views, None, :]
-    return per_view.mean(axis=0)
+    def mean_over_groups(self, outputs, groups: int, signs):
+        per_view = self.tf.reshape(outputs, self.tf.stack([groups, -1, self.tf.shape(outputs)[-1]]))
+        if signs is not None:
+            per_view = per_view * self.tf.constant(signs[:groups, None, :], per_view.dtype)
+        return self.tf.reduce_mean(per_view, axis=0)
 
 
 def _ops_for(images):
     return _NumpyOps if isinstance(images, np.ndarray) else _TensorFlowOps()
 
 
-def average_over_views(predict, images, views: int = 8):
-    """Mean of `predict` (images -> (batch, classes) probabilities) over `views` dihedral views of `images`.
+def average_over_views(predict, images, views: int = 8, signs=None):
+    """Mean of `predict` (images -> (batch, k) answers, e.g. probabilities) over `views` dihedral views of `images`.
 
     `images` is a (batch, height, width, channels) array of any height and width:
     a numpy array (then `predict` gets and returns numpy arrays and TensorFlow is
     never imported) or a TensorFlow tensor (graph ops, as inside `serve`). Each
-    group of views of one shape goes through `predict` in one call.
+    group of views of one shape goes through `predict` in one call. `signs`
+    `(8, k)`: each view's answers are multiplied by its row first, in the order
+    below (`ANSWER_VIEW_SIGNS` turns the head's angle back into the image's own).
     """
     views = check_views(views)
+    if signs is not None:
+        signs = np.asarray(signs, np.float32)
+        if signs.ndim != 2 or signs.shape[0] < views:
+            raise ValueError(f"signs must be a (views, columns) array with a row per view, got shape {signs.shape!r}.")
     ops = _ops_for(images)
     images = ops.asarray(images)
     if views == 1:
-        return predict(images)
+        answer = predict(images)
+        return answer if signs is None else answer * ops.asarray(signs[0])
     groups = [images] if views == 4 else [images, ops.transpose(images)]
     outputs = []
     for group in groups:
@@ -100,4 +106,4 @@ def average_over_views(predict, images, views: int = 8):
         flipped_lr = ops.reverse(group, 2)
         same_shape = ops.concat([group, flipped_lr, ops.reverse(group, 1), ops.reverse(flipped_lr, 1)])
         outputs.append(predict(same_shape))
-    return ops.mean_over_groups(ops.concat(outputs), views)
+    return ops.mean_over_groups(ops.concat(outputs), views, signs)

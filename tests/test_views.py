@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from blurnet.views import DOUBLED_ANGLE_SIGNS, VIEW_COUNTS, average_over_views, check_views, mean_over_views
+from blurnet.views import ANSWER_VIEW_SIGNS, DOUBLED_ANGLE_SIGNS, VIEW_COUNTS, average_over_views, check_views
 
 
 def numpy_views(images, views):
@@ -104,14 +104,33 @@ def test_doubled_angle_signs_turn_each_view_of_a_streak_back(angle):
         np.testing.assert_allclose(turned_back, [np.cos(doubled), np.sin(doubled)], atol=0.02)
 
 
-def test_mean_over_views_applies_each_views_signs():
-    outputs = np.arange(8 * 2 * 3, dtype="float32").reshape(8 * 2, 3)  # 8 views of 2 images, 3 columns
+def test_signs_turn_each_views_answer_before_the_mean():
+    import tensorflow as tf
+
+    image = np.array([[1, 2], [3, 4]], "float32")[None, :, :, None]  # each view has its own top-left pixel
+    top_left = np.array([1, 2, 3, 4, 1, 3, 2, 4], "float32")  # as given, flipped lr, ud, 180, then the transposed 4
     signs = np.ones((8, 3), "float32")
     signs[1::2, 2] = -1  # column 2 flips sign in every other view
-    got = mean_over_views(outputs, 8, signs)
-    per_view = outputs.reshape(8, 2, 3)
-    np.testing.assert_allclose(got[:, :2], per_view[:, :, :2].mean(axis=0))
-    np.testing.assert_allclose(got[:, 2], (per_view[0::2, :, 2].sum(axis=0) - per_view[1::2, :, 2].sum(axis=0)) / 8)
-    np.testing.assert_allclose(mean_over_views(outputs[:2], 1), outputs[:2])
-    with pytest.raises(ValueError, match="views must be one of"):
-        mean_over_views(outputs, 3)
+
+    def predict(group):
+        return np.repeat(np.asarray(group)[:, 0, 0, :1], 3, axis=1)
+
+    expected = [[top_left.mean(), top_left.mean(), (top_left * signs[:, 2]).mean()]]
+    np.testing.assert_allclose(average_over_views(predict, image, 8, signs), expected)  # [2.5, 2.5, -0.75]
+    np.testing.assert_allclose(average_over_views(predict, image, 8), [[2.5, 2.5, 2.5]])
+    tf_answer = average_over_views(lambda g: tf.repeat(g[:, 0, 0, :1], 3, axis=1), tf.constant(image), 8, signs)
+    np.testing.assert_allclose(tf_answer.numpy(), expected)  # the SavedModel's graph ops agree
+    np.testing.assert_allclose(average_over_views(predict, image, 4, signs), [[2.5, 2.5, (1 - 2 + 3 - 4) / 4]])
+    np.testing.assert_allclose(average_over_views(predict, image, 1, signs), [[1, 1, 1]])
+    with pytest.raises(ValueError, match=r"\(2, 3\)"):
+        average_over_views(predict, image, 8, signs[:2])
+
+
+def test_answer_signs_turn_only_the_angle():
+    from data_pipeline.classes import NUM_CLASSES
+    from data_pipeline.parameters import PARAMETER_TARGETS
+
+    angle = [NUM_CLASSES + PARAMETER_TARGETS.index(c) for c in ("angle_cos", "angle_sin")]
+    np.testing.assert_array_equal(ANSWER_VIEW_SIGNS[:, angle], DOUBLED_ANGLE_SIGNS)
+    others = np.delete(ANSWER_VIEW_SIGNS, angle, axis=1)
+    assert others.shape == (8, 7) and (others == 1).all()
