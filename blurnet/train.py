@@ -1,6 +1,6 @@
 """`fit`: train a blurnet model and export it, in clearly named steps.
 
-    _prepare_run (devices, strategy, run folder) -> _build (load_data, create_model, datasets)
+    _prepare_run (devices, strategy, run folder) -> _build (create_model, check_run_architecture, load_data, datasets)
     -> _train_stages (train_head, train_finetune) -> evaluate_held_out -> _metadata -> _export
 
 Stage 1 trains the head on a frozen pretrained backbone. Stage 2 unfreezes the backbone from a transition
@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import logging
 import dataclasses
+import hashlib
 import json
 import os
 import shlex
@@ -259,20 +260,30 @@ def run_start_time(run: Path, now: float) -> float:
     return now
 
 
-def check_run_architecture(run: Path, config: FitConfig) -> None:
+def weight_shapes_signature(model: keras.Model) -> str:
+    """A short fingerprint of every weight's name and shape in `model`: equal exactly when checkpoints fit both."""
+    shapes = sorted(f"{weight.path}:{tuple(weight.shape)}" for weight in model.weights)
+    return hashlib.sha256("\n".join(shapes).encode()).hexdigest()[:16]
+
+
+def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> None:
     """Record in `run/architecture.json` what the run's checkpoints are shaped by, or check a resumed run against it.
 
     `ValueError` naming both settings when a resume would load backups of another shape (say the parameter head
-    switched on or off): Keras would fail later with a bare shape error.
+    switched on or off, or its layers changed since the run started: `weight_shapes`, `weight_shapes_signature`):
+    Keras would fail later with a bare shape error. A run folder recorded without `weight_shapes` is checked on
+    the other settings only.
     """
     wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
-              "parameter_head": bool(config.parameter_head)}
+              "parameter_head": bool(config.parameter_head), "weight_shapes": weight_shapes_signature(model)}
     path = run / "architecture.json"
     if path.is_file():
         recorded = json.loads(path.read_text())
-        differing = {key: (recorded.get(key), value) for key, value in wanted.items() if recorded.get(key) != value}
+        differing = {key: (recorded[key], value) for key, value in wanted.items() if key in recorded and recorded[key] != value}
         if differing:
             details = ", ".join(f"{key}: run {old!r}, now {new!r}" for key, (old, new) in differing.items())
+            if set(differing) == {"weight_shapes"}:
+                details += " (the same settings, but layers of other shapes: the model's code changed since the run started)"
             raise ValueError(f"cannot resume {str(run)!r}: its checkpoints are of another model ({details}); "
                              f"resume with the run's settings or start afresh without --resume.")
         return
@@ -343,19 +354,11 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     if run.exists() and not config.resume:
         shutil.rmtree(run)
     run.mkdir(parents=True, exist_ok=True)
-    check_run_architecture(run, config)
     return config, _Run(device, gpus, started_from, policy, strategy, worker, chief, run, run_start_time(run, started))
 
 
 def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Model, tuple]:
     """The pipeline, the splits' batch makers, the model (built in the strategy's scope) and the (train, val) datasets."""
-    pipeline = PipelineConfig(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
-                              min_sharpness=config.min_sharpness)
-    data = load_data(config, pipeline, run.worker)
-    parts = estimate_parts(config, run.device)
-    logger.info(f"recipe: {run.device}; estimated duration about {sum(parts.values()) / 60:.0f} min (training "
-          f"{(parts['build'] + parts['train'] + parts['validate']) / 60:.1f}, held-out test {parts['held_out'] / 60:.1f}, "
-          f"export {parts['export'] / 60:.1f})")
     strategy = run.strategy
     with strategy.scope():
         model = create_model(config.backbone, config.weights, highpass=config.highpass, spectrum=config.spectrum,
@@ -363,6 +366,14 @@ def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Mo
         if config.init_from:
             load_export_weights(model, config.init_from)
             logger.info(f"weights: all taken from the export {config.init_from}")
+    check_run_architecture(run.folder, config, model)  # before the data loads: a refused resume fails fast
+    pipeline = PipelineConfig(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
+                              min_sharpness=config.min_sharpness)
+    data = load_data(config, pipeline, run.worker)
+    parts = estimate_parts(config, run.device)
+    logger.info(f"recipe: {run.device}; estimated duration about {sum(parts.values()) / 60:.0f} min (training "
+          f"{(parts['build'] + parts['train'] + parts['validate']) / 60:.1f}, held-out test {parts['held_out'] / 60:.1f}, "
+          f"export {parts['export'] / 60:.1f})")
     prepare_for_multiworker(model, strategy)
     # A random backbone trains its BatchNormalization layers (a pretrained one keeps them frozen): over the global batch.
     if config.weights is None and strategy.num_replicas_in_sync > 1:

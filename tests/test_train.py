@@ -211,18 +211,31 @@ def test_run_start_time_is_kept_across_resumes(tmp_path):
 
 
 def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
-    from blurnet.train import check_run_architecture
+    from blurnet.model import create_model
+    from blurnet.train import check_run_architecture, weight_shapes_signature
 
-    config = FitConfig(weights=None, parameter_head=True)
-    check_run_architecture(tmp_path, config)
+    config = FitConfig(backbone="mobilenetv2", weights=None, parameter_head=True)
+    model = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True)
+    check_run_architecture(tmp_path, config, model)
+    signature = weight_shapes_signature(model)
     assert json.loads((tmp_path / "architecture.json").read_text()) == {
-        "backbone": "densenet121", "spectrum": True, "highpass": False, "parameter_head": True}
-    check_run_architecture(tmp_path, config)  # the same settings resume
+        "backbone": "mobilenetv2", "spectrum": True, "highpass": False, "parameter_head": True, "weight_shapes": signature}
+    assert len(signature) == 16 and signature == weight_shapes_signature(create_model("mobilenetv2", weights=None, spectrum=True,
+                                                                                      parameter_head=True))
+    check_run_architecture(tmp_path, config, model)  # the same settings resume
     with pytest.raises(ValueError, match=r"parameter_head: run True, now False"):
-        check_run_architecture(tmp_path, dataclasses.replace(config, parameter_head=False))
+        check_run_architecture(tmp_path, dataclasses.replace(config, parameter_head=False), model)
     with pytest.raises(ValueError, match=r"spectrum: run True, now False"):
-        check_run_architecture(tmp_path, dataclasses.replace(config, spectrum=False))
+        check_run_architecture(tmp_path, dataclasses.replace(config, spectrum=False), model)
+    # The same settings, but the code now builds layers of other shapes (here: three more input channels).
+    changed = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True, highpass=True)
+    with pytest.raises(ValueError, match=rf"weight_shapes: run '{signature}', now '[0-9a-f]{{16}}' \(the same settings, but layers"):
+        check_run_architecture(tmp_path, config, changed)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["architecture.json"]
+    # A run folder recorded before the fingerprint existed is checked on its other settings.
+    (tmp_path / "architecture.json").write_text(json.dumps({"backbone": "mobilenetv2", "spectrum": True, "highpass": False,
+                                                            "parameter_head": True}))
+    check_run_architecture(tmp_path, config, changed)
 
 
 def _h5_arrays(path) -> list:
