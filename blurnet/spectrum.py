@@ -10,7 +10,7 @@ map, whatever the image size, and a larger image only gives a less noisy
 estimate. The log power is standardised per image (brightness and contrast do
 not matter) and shifted so that frequency 0 sits in the middle.
 
-The transforms are written with `keras.ops` only (patches, then a 32-point DFT
+The transforms are written with `keras.ops` only (windows cut by reshaping, then a 32-point DFT
 as two small matrix products with the Hann window and the shift folded into
 constant matrices), so the layer runs on any Keras backend and exports to
 formats without an FFT operator. Its answer equals a numpy FFT of the same
@@ -55,16 +55,33 @@ def _hann_2d(window: int) -> np.ndarray:
     return np.outer(hann, hann).astype(np.float32)
 
 
+def _half_overlapping_windows(gray, window: int):
+    """Grey images `(batch, h, w)` -> every `window`-px window at a stride of `window / 2` that fits,
+    `(batch, n, window, window)`, row by row (the windows of a "valid" patch extraction).
+
+    The image, cropped to whole `window / 2` blocks, is reshaped into blocks; each window is 2 x 2 neighbouring
+    blocks. Reshapes and slices only: `keras.ops.image.extract_patches` builds an identity-kernel convolution
+    (a `window^2 x window^2` kernel) that costs as much as a small network.
+    """
+    half = window // 2
+    shape = ops.shape(gray)
+    rows, cols = shape[1] // half, shape[2] // half
+    blocks = ops.reshape(gray[:, : rows * half, : cols * half], (shape[0], rows, half, cols, half))
+    blocks = ops.transpose(blocks, (0, 1, 3, 2, 4))  # (batch, rows, cols, half, half)
+    top = ops.concatenate([blocks[:, :-1, :-1], blocks[:, :-1, 1:]], axis=-1)
+    bottom = ops.concatenate([blocks[:, 1:, :-1], blocks[:, 1:, 1:]], axis=-1)
+    windows = ops.concatenate([top, bottom], axis=-2)  # (batch, rows - 1, cols - 1, window, window)
+    return ops.reshape(windows, (shape[0], -1, window, window))
+
+
 def _welch_log_power(images, window: int):
     """RGB images `(batch, h, w, 3)` -> Welch-averaged log power `(batch, window, window)`, frequency 0 in the middle.
 
     Grey image, `window`-px windows half overlapping, mean removed, Hann window, 2-D DFT as matrix products, power
     averaged over the windows, a floor of 1e-6 of the mean power (flat images stay finite, contrast drops out).
     """
-    gray = ops.mean(ops.cast(images, "float32"), axis=-1, keepdims=True)
-    patches = ops.image.extract_patches(gray, window, strides=window // 2, padding="valid", data_format="channels_last")
-    batch = ops.shape(patches)[0]
-    return _log_power(ops.reshape(patches, (batch, -1, window, window)), window)
+    gray = ops.mean(ops.cast(images, "float32"), axis=-1)
+    return _log_power(_half_overlapping_windows(gray, window), window)
 
 
 def _log_power(patches, window: int):

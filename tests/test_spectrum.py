@@ -33,6 +33,33 @@ def test_same_texture_same_map_whatever_the_size():
     assert b[:, 0].mean() < b[:, WINDOW // 2 + 1].mean() - 2.0
 
 
+def numpy_welch(image):
+    """The reference: grey, every 32 px window at a stride of 16 px, mean removed, Hann window, mean power by numpy's
+    FFT, log with the layer's floor, frequency 0 in the middle, standardised."""
+    gray = image.mean(axis=-1)
+    windows = np.stack([gray[y : y + WINDOW, x : x + WINDOW] for y in range(0, gray.shape[0] - WINDOW + 1, WINDOW // 2)
+                        for x in range(0, gray.shape[1] - WINDOW + 1, WINDOW // 2)])
+    windows = (windows - windows.mean(axis=(1, 2), keepdims=True)) * np.outer(np.hanning(WINDOW), np.hanning(WINDOW))
+    power = (np.abs(np.fft.fft2(windows)) ** 2).mean(axis=0)
+    log_power = np.fft.fftshift(np.log(power + 1e-6 * power.mean() + 1e-12))
+    return (log_power - log_power.mean()) / np.sqrt(log_power.var() + 1e-6)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (40, 72), (100, 131), (96, 96)])
+def test_welch_spectrum_equals_a_numpy_fft_of_the_same_windows(shape):
+    images = np.random.default_rng(5).uniform(0, 255, (2, *shape, 3)).astype("float32")
+    images[1] = cv2_free_blur(images[1])
+    got = np.asarray(WelchSpectrum()(images))[..., 0]
+    for image, answer in zip(images, got):
+        np.testing.assert_allclose(answer, numpy_welch(image.astype("float64")), atol=2e-3)
+
+
+def cv2_free_blur(image):
+    """A 3 x 3 box blur in numpy (a spectrum with a fall-off, not white noise)."""
+    padded = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    return sum(padded[y : y + image.shape[0], x : x + image.shape[1]] for y in range(3) for x in range(3)) / 9
+
+
 def test_contrast_does_not_change_the_map():
     image = np.random.default_rng(1).uniform(0, 100, (1, 64, 64, 3)).astype("float32")
     a, b = (np.asarray(WelchSpectrum()(x)) for x in (image, 2.5 * image + 10))
