@@ -56,15 +56,20 @@ def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, jpeg_qualiti
     `blurnet predict --full` answers) and `parameters_one_view` (`blurnet.metrics.parameter_metrics`)."""
     source = generated_test_source(image_size, ranges, num_images, seed, BATCH, families)
     ys, ps, truths, raws, one_view = [], [[] for _ in jpeg_qualities], [], [], []
+    head = parameters and model.has_parameters
     for images, labels, params, _ in source.chunks:
+        if head:  # the images as generated: probabilities and parameters from the same passes
+            probabilities, raw = model.answer_tiles(images, model.views)
+            truths.append(params)
+            raws.append(raw)
+            one_view.append(model.estimate_tiles(images, 1))
         for k, quality in enumerate(jpeg_qualities):
+            if head and quality is None:
+                ps[k].append(probabilities)
+                continue
             seen = images if quality is None else np.stack([jpeg_roundtrip(im, quality) for im in images])
             ps[k].append(np.asarray(model(seen)))
         ys.append(labels)
-        if parameters and model.has_parameters:
-            truths.append(params)
-            raws.append(model.estimate_tiles(images, model.views))
-            one_view.append(model.estimate_tiles(images, 1))
     y = np.concatenate(ys)
     metrics = [classification_metrics(y, np.concatenate(p)) for p in ps]
     if raws:
