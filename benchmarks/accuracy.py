@@ -95,7 +95,7 @@ def main(model_dir: str | None = None):
     for name, figures in ((f"{model.views} view(s) averaged", errors), ("one view", one_view)):
         if figures:
             print(f"blur parameters ({name}, each over its class's images): "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if k.endswith(("_mae", "_mae_deg", "_r2")) and v is not None))
+                  + ", ".join(f"{k} {v:.3f}" for k, v in figures.items() if k.endswith(("_mae", "_mae_deg", "_bias", "_r2")) and v is not None))
     (big,), big_description = evaluate(model, 2 * model.image_size, ranges, seed, num_images=NUM_IMAGES_2X)
     print(f"{', '.join(big_description['photographs'])}, {big['n_images']} images at {2 * model.image_size} px crops: accuracy {big['accuracy']:.4f}, recall "
           + ", ".join(f"{n} {big['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))

@@ -105,8 +105,9 @@ def parameter_metrics(labels, params, raw) -> dict:
     """Blur-parameter errors of a parameter head's raw `(n, 5)` output against the true `params` `(n, 3)`
     (`(strength, angle, noise)`, NaN where unknown) of samples of class `labels`, each parameter over its own
     class's samples: `sigma_mae`, `length_mae`, `angle_mae_deg` (on the 180-degree circle), `radius_mae`,
-    their 90th-percentile errors (`*_p90`), `sigma_r2`, `length_r2`, `radius_r2` and the sample counts
-    (`*_n`). A parameter with no sample is left out."""
+    their 90th-percentile errors (`*_p90`), the sizes' mean signed errors (`*_bias`: above 0, read too
+    strong), `sigma_r2`, `length_r2`, `radius_r2` and the sample counts (`*_n`). A parameter with no sample
+    is left out."""
     from data_pipeline.parameters import PARAMETER_TARGETS, angle_degrees
 
     labels, params, raw = np.asarray(labels).astype(int), np.asarray(params, np.float64), np.asarray(raw, np.float64)
@@ -120,6 +121,7 @@ def parameter_metrics(labels, params, raw) -> dict:
         error = np.abs(predicted - true)
         residual, spread = ((predicted - true) ** 2).sum(), ((true - true.mean()) ** 2).sum()
         out.update({f"{name}_mae": float(error.mean()), f"{name}_p90": float(np.percentile(error, 90)),
+                    f"{name}_bias": float((predicted - true).mean()),
                     f"{name}_r2": float(1.0 - residual / spread) if spread > 0 else None, f"{name}_n": int(rows.sum())})
         if name == "length":
             angle = angle_degrees(raw[rows, PARAMETER_TARGETS.index("angle_cos")], raw[rows, PARAMETER_TARGETS.index("angle_sin")])
