@@ -19,8 +19,10 @@ soft edge), 30 % of sharp samples a shake too small to see. Last line: JSON with
 `realistic_accuracy`, `shake_motion_recall` and `lens_defocus_recall`; for a model with the parameter
 head, its errors on the 2,048 held-out images (the classic shapes, each parameter over the images of its
 class), its answers averaged over the model's views as `blurnet predict --full` does (`LoadedModel.answer_tiles`),
-under `sigma_mae`, `length_mae`, `angle_mae_deg`, `radius_mae` and `parameters` (90th percentiles, R²,
-counts), and from one view under `parameters_one_view`; null without the head.
+under `sigma_mae`, `length_mae`, `angle_mae_deg`, `radius_mae` and `parameters` (90th percentiles, biases, R²,
+counts), and from one view under `parameters_one_view`; null without the head. With the head, the first
+accuracy comes from those same passes (the export's Keras network over the same views, which equals `serve`
+on images of the tile size to 1e-4), not from `serve`; the other tests use `serve`.
 """
 from __future__ import annotations
 

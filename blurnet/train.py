@@ -1,6 +1,6 @@
 """`fit`: train a blurnet model and export it, in clearly named steps.
 
-    _prepare_run (devices, strategy, run folder) -> _build (create_model, check_run_architecture, load_data, datasets)
+    _prepare_run (devices, strategy, run folder) -> _build (load_data, create_model, check_run_architecture, datasets)
     -> _train_stages (train_head, train_finetune) -> evaluate_held_out -> _metadata -> _export
 
 Stage 1 trains the head on a frozen pretrained backbone. Stage 2 unfreezes the backbone from a transition
@@ -272,7 +272,7 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
     `ValueError` naming both settings when a resume would load backups of another shape (say the parameter head
     switched on or off, or its layers changed since the run started: `weight_shapes`, `weight_shapes_signature`):
     Keras would fail later with a bare shape error. A run folder recorded without `weight_shapes` is checked on
-    the other settings only.
+    the other settings, then gets it.
     """
     wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
               "parameter_head": bool(config.parameter_head), "weight_shapes": weight_shapes_signature(model)}
@@ -286,8 +286,9 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
                 details += " (the same settings, but layers of other shapes: the model's code changed since the run started)"
             raise ValueError(f"cannot resume {str(run)!r}: its checkpoints are of another model ({details}); "
                              f"resume with the run's settings or start afresh without --resume.")
-        return
-    with atomic_file(path) as tmp:
+        if recorded.keys() >= wanted.keys():
+            return
+    with atomic_file(path) as tmp:  # a new run, or an older record completed with what it lacked
         Path(tmp).write_text(json.dumps(wanted, indent=2) + "\n")
 
 
@@ -359,14 +360,6 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
 
 def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Model, tuple]:
     """The pipeline, the splits' batch makers, the model (built in the strategy's scope) and the (train, val) datasets."""
-    strategy = run.strategy
-    with strategy.scope():
-        model = create_model(config.backbone, config.weights, highpass=config.highpass, spectrum=config.spectrum,
-                             parameter_head=config.parameter_head)
-        if config.init_from:
-            load_export_weights(model, config.init_from)
-            logger.info(f"weights: all taken from the export {config.init_from}")
-    check_run_architecture(run.folder, config, model)  # before the data loads: a refused resume fails fast
     pipeline = PipelineConfig(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
                               min_sharpness=config.min_sharpness)
     data = load_data(config, pipeline, run.worker)
@@ -374,6 +367,14 @@ def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Mo
     logger.info(f"recipe: {run.device}; estimated duration about {sum(parts.values()) / 60:.0f} min (training "
           f"{(parts['build'] + parts['train'] + parts['validate']) / 60:.1f}, held-out test {parts['held_out'] / 60:.1f}, "
           f"export {parts['export'] / 60:.1f})")
+    strategy = run.strategy
+    with strategy.scope():
+        model = create_model(config.backbone, config.weights, highpass=config.highpass, spectrum=config.spectrum,
+                             parameter_head=config.parameter_head)
+        if config.init_from:
+            load_export_weights(model, config.init_from)
+            logger.info(f"weights: all taken from the export {config.init_from}")
+    check_run_architecture(run.folder, config, model)  # before any training: a refused resume loses nothing
     prepare_for_multiworker(model, strategy)
     # A random backbone trains its BatchNormalization layers (a pretrained one keeps them frozen): over the global batch.
     if config.weights is None and strategy.num_replicas_in_sync > 1:

@@ -116,7 +116,8 @@ def make_psf(params: BlurParams) -> np.ndarray:
     if params.family == "shake":
         return _shake_psf(name, params.extent, params.psf_seed)
     if params.family == "lens":
-        return lens_psf(params.extent, **lens_shape(np.random.default_rng(params.psf_seed)))
+        # `extent` is the circumradius it was drawn at (`sample_blur`); params made by hand may give only the strength
+        return lens_psf(params.extent or params.strength, **lens_shape(np.random.default_rng(params.psf_seed)))
     if name == "sharp":
         return identity_psf()
     if name == "gaussian":

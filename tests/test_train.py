@@ -232,10 +232,15 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match=rf"weight_shapes: run '{signature}', now '[0-9a-f]{{16}}' \(the same settings, but layers"):
         check_run_architecture(tmp_path, config, changed)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["architecture.json"]
-    # A run folder recorded before the fingerprint existed is checked on its other settings.
+    # A run folder recorded before the fingerprint existed is checked on its other settings, then gets it.
     (tmp_path / "architecture.json").write_text(json.dumps({"backbone": "mobilenetv2", "spectrum": True, "highpass": False,
                                                             "parameter_head": True}))
-    check_run_architecture(tmp_path, config, changed)
+    with pytest.raises(ValueError, match=r"spectrum: run True, now False"):
+        check_run_architecture(tmp_path, dataclasses.replace(config, spectrum=False), model)
+    check_run_architecture(tmp_path, config, model)
+    assert json.loads((tmp_path / "architecture.json").read_text())["weight_shapes"] == signature
+    with pytest.raises(ValueError, match=r"weight_shapes"):
+        check_run_architecture(tmp_path, config, changed)
 
 
 def _h5_arrays(path) -> list:
