@@ -88,7 +88,7 @@ class _Serving(tf.Module):
         def predict(x):
             def one_view(v):
                 out = self.model(v, training=False)
-                return tf.concat([out[PROBABILITIES], tf.cast(out[PARAMETERS], out[PROBABILITIES].dtype)], axis=-1)
+                return tf.concat([out[PROBABILITIES], out[PARAMETERS]], axis=-1)  # both float32 (their layers' dtype)
 
             return average_over_views(one_view, x, self.views, ANSWER_VIEW_SIGNS)
 

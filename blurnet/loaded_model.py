@@ -64,8 +64,8 @@ class LoadedModel:
         def one_view(images):  # probabilities, then the raw parameters where the model has them
             return np.concatenate([np.asarray(a, np.float32) for a in self._one_pass(images) if a is not None], axis=1)
 
+        signs = ANSWER_VIEW_SIGNS if self.has_parameters else None
         for start in range(0, len(tiles), batch):
-            signs = ANSWER_VIEW_SIGNS if self.has_parameters else None
             answers.append(np.asarray(average_over_views(one_view, tiles[start : start + batch], views, signs), np.float32))
         answers = np.concatenate(answers, axis=0)
         return answers[:, :NUM_CLASSES], (answers[:, NUM_CLASSES:] if self.has_parameters else None)
