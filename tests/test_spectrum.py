@@ -48,13 +48,13 @@ def numpy_welch(image):
 @pytest.mark.parametrize("shape", [(32, 32), (40, 72), (100, 131), (96, 96)])
 def test_welch_spectrum_equals_a_numpy_fft_of_the_same_windows(shape):
     images = np.random.default_rng(5).uniform(0, 255, (2, *shape, 3)).astype("float32")
-    images[1] = cv2_free_blur(images[1])
+    images[1] = box_blur_3x3(images[1])
     got = np.asarray(WelchSpectrum()(images))[..., 0]
     for image, answer in zip(images, got):
         np.testing.assert_allclose(answer, numpy_welch(image.astype("float64")), atol=2e-3)
 
 
-def cv2_free_blur(image):
+def box_blur_3x3(image):
     """A 3 x 3 box blur in numpy (a spectrum with a fall-off, not white noise)."""
     padded = np.pad(image, ((1, 1), (1, 1), (0, 0)), mode="edge")
     return sum(padded[y : y + image.shape[0], x : x + image.shape[1]] for y in range(3) for x in range(3)) / 9
