@@ -68,8 +68,9 @@ A photograph is therefore processed in these steps.
 With a model that has the parameter head (`blurnet.parameter_head`), the head
 answers the answering level's selected tiles from the same passes as the
 probabilities (one view by default; `--full`: the export's own views, each
-view's angle turned back before the mean, `LoadedModel.answer_tiles`); the tiles'
-answers are combined by the texture-weighted median and read as the predicted class's
+view's angle turned back before the mean, `LoadedModel.answer_tiles`, whose
+probabilities equal `serve`'s on such tiles to 1e-4, so no level is answered
+twice); the tiles' answers are combined by the texture-weighted median and read as the predicted class's
 parameters in the original photograph's pixels (`blur`, e.g. `{"class": "motion",
 "length_px": 37.2, "angle_deg": 12.5}`; `{"class": "sharp"}` for a sharp one).
 
@@ -341,8 +342,8 @@ def classify_levels(model, levels: list[Prepared], views: int | None = None, bud
         chosen, mean_weights, area_weights = select_tiles(level.textures, budget)
         boxes = [level.boxes[i] for i in chosen]
         raw = None
-        if estimates and views is not None:  # the parameters come from the same passes as the probabilities
-            probs, raw = model.answer_tiles(level.tiles(boxes), views)
+        if estimates:  # the parameters come from the same passes as the probabilities (full: the model's own views)
+            probs, raw = model.answer_tiles(level.tiles(boxes), model.views if views is None else views)
         else:
             probs = tile_probabilities(model, level, boxes, views=views)
         answers.append((*weighted_answer(probs, mean_weights, area_weights), len(chosen)))
@@ -353,7 +354,6 @@ def classify_levels(model, levels: list[Prepared], views: int | None = None, bud
     fields = {"probabilities": mean, "scale": levels[k].scale, "tiles": used, "area": area}
     if estimates:
         boxes, weights, raw = selections[k]
-        raw = model.estimate_tiles(levels[k].tiles(boxes), model.views) if raw is None else raw  # full: its own views
         fields["blur"] = blur_record(CLASS_NAMES[int(np.argmax(mean))], weighted_median(raw, weights), levels[k].scale)
     return fields
 

@@ -236,3 +236,10 @@ def test_probabilities_and_parameters_come_from_one_pass(head_export):
     fields = classify_levels(loaded, levels, views=1)
     assert "blur" in fields
     assert len(passes) == len(levels)  # one pass a level (<= 16 tiles each): the blur costs no extra pass
+    # The full computation: every selected tile of every level in the export's 8 views, and nothing more.
+    from blurnet.classify import select_tiles
+
+    passes.clear()
+    full = classify_levels(loaded, levels)
+    assert "blur" in full
+    assert sum(passes) == sum(8 * len(select_tiles(level.textures, None)[0]) for level in levels)
