@@ -11,7 +11,7 @@ identical every epoch and every run. Nothing here imports TensorFlow:
 A sample: a textured crop of a sharp photograph (with a margin so the blur
 never sees a border), augmented (`augment.augment_sharp`), blurred by a PSF
 drawn by `degrade.sample_blur`, passed through the camera
-(`camera.expose`), cut to size and, for some, JPEG-compressed.
+(`camera.expose`), cut to size and, for some, saved as JPEG or as a dithered palette image.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import logging
 
 import numpy as np
 
-from data_pipeline.augment import AugmentConfig, augment_sharp, maybe_jpeg
+from data_pipeline.augment import AugmentConfig, augment_sharp, choose_format, save_all_as
 from data_pipeline.camera import CameraConfig, expose
 from data_pipeline.classes import MIN_IMAGE_SIDE, NUM_CLASSES, BlurRanges
 from data_pipeline.crops import DEFAULT_MIN_TEXTURE, TexturedCropper
@@ -169,6 +169,7 @@ class BlurBatchMaker:
         labels = rng.permutation((np.arange(b) + index * b) % NUM_CLASSES).astype(np.int32)
         images = np.empty((b, s, s, 3), np.float32)
         params = np.empty((b, 3), np.float32)
+        exposed, formats = [], []
         for i, label in enumerate(labels):
             cropper = self.croppers[int(rng.integers(len(self.croppers)))]
             p, psf = sample_blur(rng, int(label), cfg.ranges, cfg.families)
@@ -177,8 +178,10 @@ class BlurBatchMaker:
             margin = min(m, max(psf.shape) // 2 + self.camera_reach)
             sharp = augment_sharp(cropper.crop(rng, s + 2 * margin), rng, self.augment)
             noisy = expose(sharp, psf, p.noise_sigma, rng, self.camera, self.noise.draw)
-            images[i] = maybe_jpeg(noisy[margin : margin + s, margin : margin + s], rng, self.augment)
+            exposed.append(noisy[margin : margin + s, margin : margin + s])
+            formats.append(choose_format(exposed[-1], rng, self.augment))
             params[i] = p.as_array()
+        images[:] = save_all_as(exposed, formats)
         return images, labels, params
 
     def dataset(self, start: int = 0, num_batches: int | None = None, with_params: bool = False):

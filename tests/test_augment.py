@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from data_pipeline.augment import AugmentConfig, augment_sharp, maybe_jpeg
+from data_pipeline.augment import AugmentConfig, augment_sharp, palette_dither, sample_palette, save_all_as, save_as
 
 
 def test_no_augmentation_is_identity():
@@ -9,7 +9,7 @@ def test_no_augmentation_is_identity():
     out = augment_sharp(crop, np.random.default_rng(1), AugmentConfig.none())
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, crop.astype(np.float32))
-    assert maybe_jpeg(out, np.random.default_rng(0), AugmentConfig.none()) is out
+    assert save_as(out, np.random.default_rng(0), AugmentConfig.none()) is out
 
 
 def test_augmentation_changes_values_within_range_and_keeps_shape():
@@ -26,13 +26,104 @@ def test_augmentation_changes_values_within_range_and_keeps_shape():
 
 def test_jpeg_always_with_probability_one():
     img = np.random.default_rng(0).uniform(0, 255, (32, 32, 3)).astype(np.float32)
-    out = maybe_jpeg(img, np.random.default_rng(0), AugmentConfig(jpeg_probability=1.0, jpeg_quality=(50, 50)))
+    out = save_as(img, np.random.default_rng(0), AugmentConfig(jpeg_probability=1.0, jpeg_quality=(50, 50), palette_probability=0.0))
     assert out.shape == img.shape and 1.0 < np.abs(out - img).mean() < 60
+    assert len(np.unique(out.reshape(-1, 3), axis=0)) > 256  # JPEG, not a palette
+
+
+def _floyd_steinberg_by_pixel(image, palette):
+    """The textbook scan, one pixel at a time (the reference for the wavefront version)."""
+    work = image.astype(np.float64).copy()
+    h, w = work.shape[:2]
+    out = np.empty_like(work)
+    for y in range(h):
+        for x in range(w):
+            value = work[y, x].copy()
+            out[y, x] = palette[np.argmin(((palette - value) ** 2).sum(1))]
+            error = value - out[y, x]
+            for dy, dx, share in ((0, 1, 7), (1, -1, 3), (1, 0, 5), (1, 1, 1)):
+                if 0 <= y + dy < h and 0 <= x + dx < w:
+                    work[y + dy, x + dx] += error * share / 16
+    return out
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (7, 12), (12, 7), (16, 16)])
+def test_palette_dither_equals_the_pixel_by_pixel_scan(shape):
+    rng = np.random.default_rng(sum(shape))
+    image = rng.uniform(0, 255, (*shape, 3)).astype(np.float32)
+    palette = np.round(rng.uniform(0, 255, (6, 3))).astype(np.float32)
+    np.testing.assert_allclose(palette_dither(image, palette), _floyd_steinberg_by_pixel(image, palette), atol=1e-3)
+
+
+def test_palette_dither_of_a_stack_equals_one_image_at_a_time():
+    rng = np.random.default_rng(7)
+    images = rng.uniform(0, 255, (3, 10, 13, 3)).astype(np.float32)
+    palettes = np.round(rng.uniform(0, 255, (3, 5, 3))).astype(np.float32)
+    stacked = palette_dither(images, palettes)
+    assert stacked.shape == images.shape
+    for image, palette, out in zip(images, palettes, stacked):
+        np.testing.assert_allclose(out, _floyd_steinberg_by_pixel(image, palette), atol=1e-3)
+    # save_all_as pads palettes of different sizes and keeps the order of mixed formats.
+    formats = [("palette", palettes[0][:2]), ("none",), ("jpeg", 90), ("palette", palettes[2])]
+    shown = [images[0], images[1], images[1], images[2]]
+    out = save_all_as(shown, formats)
+    np.testing.assert_allclose(out[0], _floyd_steinberg_by_pixel(images[0], palettes[0][:2]), atol=1e-3)
+    assert out[1] is shown[1] and 0.5 < np.abs(out[2] - images[1]).mean() < 60
+    np.testing.assert_allclose(out[3], _floyd_steinberg_by_pixel(images[2], palettes[2]), atol=1e-3)
+    with pytest.raises(ValueError, match="'gif'"):
+        save_all_as([images[0]], [("gif", 8)])
+
+
+def test_palette_dither_keeps_local_means_with_few_colours():
+    # A smooth ramp in 4 colours: every pixel is a palette colour, yet 8 x 8 block means follow the ramp
+    # (error diffusion), where plain nearest-colour quantisation is off by up to half a step.
+    ramp = np.repeat(np.linspace(20, 230, 64, dtype=np.float32)[None, :, None], 64, axis=0).repeat(3, axis=2)
+    palette = np.array([[0, 0, 0], [85, 85, 85], [170, 170, 170], [255, 255, 255]], np.float32)
+    out = palette_dither(ramp, palette)
+    assert {tuple(c) for c in np.unique(out.reshape(-1, 3), axis=0)} <= {tuple(c) for c in palette}
+    blocks = lambda a: a[..., 0].reshape(8, 8, 8, 8).mean(axis=(1, 3))
+    assert np.abs(blocks(out) - blocks(ramp)).max() < 6.0
+    nearest = palette[np.argmin(np.abs(ramp[..., :1] - palette[:, 0]), axis=-1)]
+    assert np.abs(blocks(nearest) - blocks(ramp)).max() > 20.0
+    assert palette_dither(ramp, palette).dtype == np.float32
+
+
+def test_save_as_palette_uses_few_colours_and_adds_grain():
+    rng = np.random.default_rng(3)
+    ramp = np.linspace(0, 255, 48, dtype=np.float32)
+    smooth = np.stack(np.broadcast_arrays(ramp[None, :], ramp[:, None], np.float32(128)), axis=-1).copy()  # R by x, G by y
+    smooth += rng.normal(0, 0.5, smooth.shape).astype(np.float32)
+    config = AugmentConfig(jpeg_probability=0.0, palette_probability=1.0, palette_colours=(8, 8))
+    out = save_as(smooth, np.random.default_rng(4), config)
+    assert out.shape == smooth.shape and out.dtype == np.float32
+    assert len(np.unique(out.reshape(-1, 3), axis=0)) <= 8
+    assert abs(float(out.mean()) - float(smooth.mean())) < 3.0  # brightness kept (to the palette hull)
+    assert np.abs(np.diff(out, axis=1)).mean() > 2 * np.abs(np.diff(smooth, axis=1)).mean()  # dither grain
+    palette = sample_palette(smooth, 24, np.random.default_rng(5))
+    assert palette.shape == (24, 3) and np.all(palette == np.round(palette))
+
+
+def test_save_as_shares():
+    img = np.random.default_rng(0).uniform(0, 255, (8, 8, 3)).astype(np.float32)
+    config = AugmentConfig(jpeg_probability=0.5, palette_probability=0.25, palette_colours=(4, 4))
+    rng = np.random.default_rng(1)
+    kinds = []
+    for _ in range(400):
+        out = save_as(img, rng, config)
+        kinds.append("none" if out is img else "palette" if len(np.unique(out.reshape(-1, 3), axis=0)) <= 4 else "jpeg")
+    counts = {k: kinds.count(k) for k in ("jpeg", "palette", "none")}
+    assert 160 <= counts["jpeg"] <= 240 and 70 <= counts["palette"] <= 130 and 70 <= counts["none"] <= 130, counts
 
 
 def test_bad_config():
     with pytest.raises(ValueError, match="1.5"):
         AugmentConfig(jpeg_probability=1.5)
+    with pytest.raises(ValueError, match="0.5"):
+        AugmentConfig(jpeg_probability=0.6, palette_probability=0.5)
+    with pytest.raises(ValueError, match=r"\(1, 8\)"):
+        AugmentConfig(palette_colours=(1, 8))
+    with pytest.raises(ValueError, match=r"\(4, 4\)"):
+        palette_dither(np.zeros((4, 4)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="uint8"):
         augment_sharp(np.zeros((4, 4, 3), np.float32), np.random.default_rng(0), AugmentConfig())
 
