@@ -310,8 +310,7 @@ def main(argv=None) -> dict:
         "command": "python -m blurnet.train_keras " + " ".join(sys.argv[1:] if argv is None else argv),
         "backend": keras.backend.backend(), "batch_size": args.batch_size, **trained,
         "pipeline": {"image_size": args.image_size, "families": train_config.families.to_dict(),
-                     "camera": train_config.camera.to_dict(), "jpeg_probability": train_config.augment.jpeg_probability,
-                     "jpeg_quality": list(train_config.augment.jpeg_quality)},
+                     "camera": train_config.camera.to_dict(), **train_config.augment.file_formats()},
         "wall_time_s": time.time() - started,
     }
     # Step 4, metadata beside the weights.

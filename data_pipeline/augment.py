@@ -40,6 +40,11 @@ class AugmentConfig:
         return cls(flips=False, contrast=(1.0, 1.0), brightness=(0.0, 0.0), gamma=(1.0, 1.0), colour=0.0, jpeg_probability=0.0,
                    palette_probability=0.0)
 
+    def file_formats(self) -> dict:
+        """The file-format share of the config, JSON-friendly, as recorded in `blurnet.json` beside the camera."""
+        return {"jpeg_probability": self.jpeg_probability, "jpeg_quality": list(self.jpeg_quality),
+                "palette_probability": self.palette_probability, "palette_colours": list(self.palette_colours)}
+
     def __post_init__(self):
         if not 0.0 <= self.jpeg_probability <= 1.0:
             raise ValueError(f"jpeg_probability must be in [0, 1], got {self.jpeg_probability!r}.")

@@ -153,3 +153,9 @@ def test_jpeg_roundtrip_treats_the_array_as_rgb():
     assert error_with_detail_in(0) < 0.9 * error_with_detail_in(2)
     grey = np.random.default_rng(3).uniform(0, 255, (32, 32, 1)).astype(np.float32)
     assert jpeg_roundtrip(grey, 90).shape == (32, 32, 1)
+
+
+def test_file_formats_record():
+    assert AugmentConfig().file_formats() == {"jpeg_probability": 0.6, "jpeg_quality": [50, 95],
+                                              "palette_probability": 0.05, "palette_colours": [24, 128]}
+    assert AugmentConfig.none().file_formats()["palette_probability"] == 0.0
