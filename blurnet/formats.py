@@ -3,7 +3,10 @@
 A blurnet export (`blurnet.export`) is a TensorFlow SavedModel whose `serve`
 averages views and tiles large inputs. The formats written here hold the plain
 network instead (one view, one tile, the same preprocessing inside: float32 RGB
-0..255 in, softmax `(batch, 4)` out), each in its own folder with a copy of the
+0..255 in, softmax `(batch, 4)` out, named `probabilities`; with the parameter
+head a second output `parameters`, `(batch, 5)`, the head's raw answer that
+`blurnet.runtimes` averages over views and decodes as for the SavedModel; in
+`onnx` only, see `CLASSIFIER_ONLY_FORMATS`), each in its own folder with a copy of the
 export's `blurnet.json` beside the model file, so a reader knows the classes,
 the tile size and the views:
 
@@ -42,6 +45,10 @@ FORMAT_FILES = {"keras": "model.keras", **RUNTIME_FILES}
 EXTRA_MODULES = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ("ai_edge_litert.interpreter",)}
 ONNX_OPSET = 15
 ONNX_DIMENSIONS = ("batch", "height", "width")
+#: Formats that hold the classifier without the parameter head: LiteRT's converter gives the head's cepstral
+#: branch a tensor of invalid size when the batch is dynamic, and a graph converted for one batch size cannot be
+#: resized, so `blurnet.tflite` answers the class probabilities only (`blurnet.onnx` holds both outputs).
+CLASSIFIER_ONLY_FORMATS = ("litert",)
 PARITY_TILES = 8
 PARITY_TOLERANCE = 1e-4
 
@@ -66,19 +73,30 @@ def _write_keras(model, path: Path, metadata: dict) -> None:
 
 
 def _name_onnx_dimensions(path: Path) -> None:
-    """Call the input's dynamic dimensions batch, height, width and the output `probabilities`, shaped (batch, 4)."""
+    """Call the input's dynamic dimensions batch, height, width and the outputs `probabilities` (batch, 4) and,
+    with the parameter head, `parameters` (batch, 5), told apart by their widths."""
     import onnx
+
+    from blurnet.parameter_head import PARAMETERS, PROBABILITIES
+    from data_pipeline.classes import NUM_CLASSES
 
     graph_file = onnx.load(str(path))
     graph = graph_file.graph
     for dim, name in zip(graph.input[0].type.tensor_type.shape.dim, ONNX_DIMENSIONS):
         dim.dim_param = name
-    old = graph.output[0].name
+    names = {}
+    for output in graph.output:
+        width = output.type.tensor_type.shape.dim[-1].dim_value
+        names[output.name] = PROBABILITIES if width == NUM_CLASSES else PARAMETERS
+        output.name = names[output.name]
+        output.type.tensor_type.shape.dim[0].dim_param = "batch"
+    ordered = sorted(graph.output, key=lambda o: o.name != PROBABILITIES)  # probabilities first, as without the head
+    ordered = [type(o).FromString(o.SerializeToString()) for o in ordered]
+    del graph.output[:]
+    graph.output.extend(ordered)
     for node in graph.node:
-        node.output[:] = ["probabilities" if name == old else name for name in node.output]
-        node.input[:] = ["probabilities" if name == old else name for name in node.input]
-    graph.output[0].name = "probabilities"
-    graph.output[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+        node.output[:] = [names.get(name, name) for name in node.output]
+        node.input[:] = [names.get(name, name) for name in node.input]
     onnx.checker.check_model(graph_file)
     onnx.save(graph_file, str(path))
 
@@ -112,14 +130,23 @@ WRITERS = {"keras": _write_keras, "onnx": _write_onnx, "litert": _write_litert}
 
 
 def parity_error(model, runtime, side: int, count: int = PARITY_TILES, seed: int = 0) -> float:
-    """Largest absolute difference between the probabilities of the Keras `model` and of `runtime`'s one view
-    on `count` random smooth tiles of `side` px."""
+    """Largest absolute difference between the outputs of the Keras `model` and of `runtime`'s one view
+    (probabilities, and the parameter head's raw output where the model has it) on `count` random smooth tiles
+    of `side` px."""
     rng = np.random.default_rng(seed)
     coarse = rng.uniform(0, 255, (count, side // 8 + 1, side // 8 + 1, 3))
     tiles = np.clip(np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)[:, :side, :side] + rng.normal(0, 8, (count, side, side, 3)), 0, 255)
     tiles = tiles.astype(np.float32)
-    expected = np.asarray(model(tiles, training=False))
-    return float(np.abs(runtime.predict_tiles(tiles, views=1, batch=count) - expected).max())
+    from blurnet.parameter_head import PARAMETERS, class_probabilities, has_parameter_head
+
+    expected = model(tiles, training=False)
+    probabilities, raw = runtime.answer_tiles(tiles, views=1, batch=count)
+    error = float(np.abs(probabilities - np.asarray(class_probabilities(expected))).max())
+    if has_parameter_head(model):
+        if raw is None:
+            return float("inf")  # the file lost the head
+        error = max(error, float(np.abs(raw - np.asarray(expected[PARAMETERS])).max()))
+    return error
 
 
 def export_format(model_dir: str | os.PathLike, fmt: str, out: str | os.PathLike | None = None) -> Path:
@@ -139,11 +166,11 @@ def export_format(model_dir: str | os.PathLike, fmt: str, out: str | os.PathLike
         raise ValueError(f"--out {str(out)!r} is the export itself; choose another folder.")
     metadata = read_metadata(model_dir, weights_only=True)
     model = model_from_export(model_dir)
-    if fmt in RUNTIME_FILES:  # the class probabilities only: a parameter head stays in the SavedModel and Keras formats
+    if fmt in CLASSIFIER_ONLY_FORMATS:
         model = classifier(model)
     with atomic_directory(out) as tmp:
         shutil.copy(Path(model_dir) / METADATA_FILE, tmp / METADATA_FILE)
-        if fmt in RUNTIME_FILES:  # the file holds the classifier only
+        if fmt in CLASSIFIER_ONLY_FORMATS:  # the file holds the classifier only
             copied = json.loads((tmp / METADATA_FILE).read_text())
             (tmp / METADATA_FILE).write_text(json.dumps({**copied, "parameter_head": False}, indent=2, sort_keys=True) + "\n")
         WRITERS[fmt](model, tmp / FORMAT_FILES[fmt], metadata)

@@ -8,6 +8,9 @@ views are averaged in numpy (`blurnet.views.average_over_views`, as many as
 `test_time_views` in the `blurnet.json` beside the file, 8 if it has none), and
 photographs are cut into tiles of `image_size` px by `blurnet.classify`, as for
 any model. So the classes here answer tiles of at most `image_size` px a side.
+A file of a model with the parameter head has a second output, `parameters`
+(`(batch, 5)`, `data_pipeline.parameters.PARAMETER_TARGETS`); the runtime then
+`has_parameters` and `blurnet predict` records carry `blur` as with the SavedModel.
 
 `blurnet.tflite` declares a batch of any size and tiles of `image_size` px;
 `LiteRTModel` resizes the interpreter's input to the batch it is given (and to
@@ -33,6 +36,7 @@ from blurnet.errors import NotAnExportError
 from blurnet.loaded_model import METADATA_FILE, LoadedModel
 from blurnet.views import average_over_views
 from data_pipeline.classes import MIN_IMAGE_SIDE, NUM_CLASSES
+from data_pipeline.parameters import PARAMETER_TARGETS
 
 RUNTIME_FILES = {"onnx": "blurnet.onnx", "litert": "blurnet.tflite"}  # the onnx file wins in a folder holding both
 EXTRA_INSTALL = 'pip install "blurnet[export]"'
@@ -114,8 +118,14 @@ class _RuntimeModel(LoadedModel):
         except (OSError, ValueError) as error:
             raise NotAnExportError(f"{meta}: unreadable metadata ({error}).") from None
 
-    def _predict(self, tiles: np.ndarray) -> np.ndarray:
+    def _predict(self, tiles: np.ndarray) -> list[np.ndarray]:
+        """The file's outputs for one batch of tiles, in any order."""
         raise NotImplementedError
+
+    def _outputs(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Probabilities `(n, 4)` and, where the file has the head, its raw parameters `(n, 5)`, told by their widths."""
+        by_width = {np.shape(o)[-1]: np.asarray(o, np.float32) for o in outputs}
+        return by_width[NUM_CLASSES], by_width.get(len(PARAMETER_TARGETS))
 
     def _checked(self, tiles) -> np.ndarray:
         tiles = np.asarray(tiles, np.float32)
@@ -126,11 +136,18 @@ class _RuntimeModel(LoadedModel):
                              f"blurnet.classify cuts photographs), got shape {tiles.shape!r}.")
         return tiles
 
-    def _one_view(self, tiles: np.ndarray) -> np.ndarray:
+    def _one_pass(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """One view: probabilities `(n, 4)` and, where `has_parameters`, the head's raw output `(n, 5)`."""
         if len(tiles) == 0:
-            return np.zeros((0, NUM_CLASSES), np.float32)
-        parts = [self._predict(np.ascontiguousarray(tiles[i : i + CALL_BATCH])) for i in range(0, len(tiles), CALL_BATCH)]
-        return np.concatenate(parts, axis=0).astype(np.float32, copy=False)
+            return np.zeros((0, NUM_CLASSES), np.float32), (np.zeros((0, len(PARAMETER_TARGETS)), np.float32)
+                                                            if self.has_parameters else None)
+        parts = [self._outputs(self._predict(np.ascontiguousarray(tiles[i : i + CALL_BATCH])))
+                 for i in range(0, len(tiles), CALL_BATCH)]
+        probabilities = np.concatenate([p for p, _ in parts], axis=0)
+        return probabilities, (np.concatenate([r for _, r in parts], axis=0) if self.has_parameters else None)
+
+    def _one_view(self, tiles: np.ndarray) -> np.ndarray:
+        return self._one_pass(tiles)[0]
 
     def __call__(self, tiles) -> np.ndarray:
         """Probabilities `(n, 4)` for float32 tiles `(n, h, w, 3)` in 0..255, h and w from 32 px to `image_size`,
@@ -156,10 +173,11 @@ class OnnxModel(_RuntimeModel):
         except Exception as error:  # onnxruntime raises its own exception types for a broken file
             raise NotAnExportError(f"{str(self.path)!r}: ONNX Runtime cannot load it ({error}).") from None
         self._input = self._session.get_inputs()[0].name
+        self.has_parameters = "parameters" in [o.name for o in self._session.get_outputs()]
         self.runtime = f"ONNX Runtime {ort.__version__} ({self._session.get_providers()[0]})"
 
-    def _predict(self, tiles: np.ndarray) -> np.ndarray:
-        return self._session.run(None, {self._input: tiles})[0]
+    def _predict(self, tiles: np.ndarray) -> list[np.ndarray]:
+        return self._session.run(None, {self._input: tiles})
 
 
 class LiteRTModel(_RuntimeModel):
@@ -173,11 +191,13 @@ class LiteRTModel(_RuntimeModel):
         except (ValueError, RuntimeError) as error:
             raise NotAnExportError(f"{str(self.path)!r}: LiteRT cannot load it ({error}).") from None
         self._input = self._interpreter.get_input_details()[0]["index"]
-        self._output = self._interpreter.get_output_details()[0]["index"]
+        outputs = self._interpreter.get_output_details()
+        self._outputs_at = [o["index"] for o in outputs]
+        self.has_parameters = any(o["shape"][-1] == len(PARAMETER_TARGETS) for o in outputs)
         self._shape = None
         self.runtime = f"LiteRT {getattr(importlib.import_module('ai_edge_litert'), '__version__', '')}".strip()
 
-    def _predict(self, tiles: np.ndarray) -> np.ndarray:
+    def _predict(self, tiles: np.ndarray) -> list[np.ndarray]:
         if tiles.shape != self._shape:  # reallocating costs time: only when the batch or tile shape changes
             self._interpreter.resize_tensor_input(self._input, list(tiles.shape), strict=False)
             with quiet.stderr_silenced():  # the first allocation announces the XNNPACK delegate on stderr
@@ -185,4 +205,4 @@ class LiteRTModel(_RuntimeModel):
             self._shape = tiles.shape
         self._interpreter.set_tensor(self._input, tiles)
         self._interpreter.invoke()
-        return self._interpreter.get_tensor(self._output).copy()
+        return [self._interpreter.get_tensor(index).copy() for index in self._outputs_at]

@@ -256,18 +256,54 @@ def test_runtime_refuses_tiles_it_cannot_answer(runtime_files):
     assert model.predict_tiles(np.zeros((0, 32, 32, 3), "float32"), views=8).shape == (0, 4)
 
 
+@pytest.fixture(scope="module")
+def head_export(tmp_path_factory):
+    model = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True)
+    return model, export_model(model, tmp_path_factory.mktemp("head") / "head", {**META, "parameter_head": True}, views=8, tile=32)
+
+
 @pytest.mark.slow
-def test_onnx_of_a_model_with_the_parameter_head_holds_the_classifier(tmp_path):
+def test_onnx_of_a_model_with_the_parameter_head_answers_its_parameters(head_export):
     import onnx
 
     from blurnet.formats import export_format
     from blurnet.runtimes import load_runtime
 
-    model = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True)
-    folder = export_model(model, tmp_path / "head", {**META, "parameter_head": True}, views=8, tile=32)
-    path = export_format(folder, "onnx")  # parity with the Keras probabilities is checked inside (1e-4)
+    model, folder = head_export
+    path = export_format(folder, "onnx")  # parity with both Keras outputs is checked inside (1e-4)
     graph = onnx.load(str(path)).graph
-    assert [o.name for o in graph.output] == ["probabilities"]
-    assert json.loads((path.parent / "blurnet.json").read_text())["parameter_head"] is False  # what the file holds
-    x = np.random.default_rng(4).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
-    np.testing.assert_allclose(load_runtime(path).predict_tiles(x, views=1), np.asarray(model(x)["probabilities"]), atol=1e-4)
+    assert [o.name for o in graph.output] == ["probabilities", "parameters"]  # probabilities first, as the README reads them
+    assert [[d.dim_param or d.dim_value for d in o.type.tensor_type.shape.dim] for o in graph.output] == [["batch", 4], ["batch", 5]]
+    runtime = load_runtime(path)
+    assert runtime.has_parameters and json.loads((path.parent / "blurnet.json").read_text())["parameter_head"] is True
+    x = photo_tiles(32, count=6, seed=5)
+    probabilities, raw = runtime.answer_tiles(x, views=1)
+    expected = model(x)
+    np.testing.assert_allclose(probabilities, np.asarray(expected["probabilities"]), atol=1e-4)
+    np.testing.assert_allclose(raw, np.asarray(expected["parameters"]), atol=1e-4)
+    # Over the export's 8 views both outputs equal the SavedModel's (ExportedModel.answer_tiles, the `estimate` path).
+    saved = ExportedModel(folder).answer_tiles(x, views=8)
+    for mine, theirs in zip(runtime.answer_tiles(x, views=8), saved):
+        np.testing.assert_allclose(mine, theirs, atol=1e-4)
+    assert runtime.answer_tiles(x[:0], views=8)[1].shape == (0, 5)
+    # blurnet predict's records carry `blur` with this runtime too.
+    from blurnet.prediction import predict
+
+    image = photo_tiles(32, count=1, height=32, seed=6)[0]
+    record = predict([np.pad(image, ((0, 32), (0, 32), (0, 0)), mode="reflect")], model=runtime)[0]
+    assert record["blur"]["class"] == record["label"]
+
+
+@pytest.mark.slow
+def test_litert_of_a_model_with_the_parameter_head_holds_the_classifier(head_export):
+    from blurnet.formats import export_format
+    from blurnet.runtimes import load_runtime
+
+    model, folder = head_export
+    path = export_format(folder, "litert")
+    runtime = load_runtime(path)
+    assert not runtime.has_parameters and json.loads((path.parent / "blurnet.json").read_text())["parameter_head"] is False
+    x = photo_tiles(32, count=3, seed=7)
+    probabilities, raw = runtime.answer_tiles(x, views=1)
+    assert raw is None
+    np.testing.assert_allclose(probabilities, np.asarray(model(x)["probabilities"]), atol=1e-4)
