@@ -171,3 +171,22 @@ def test_export_answers_large_inputs_tile_by_tile(tmp_path):
     assert read_metadata(export_model(model, tmp_path / "whole", META))["tile_size"] is None
     with pytest.raises(ValueError, match="16"):
         export_model(model, tmp_path / "bad", META, tile=16)
+
+
+@pytest.mark.slow
+def test_the_savedmodel_holds_the_network_graph_once_for_all_views_and_endpoints(tmp_path):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    model = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True)
+    meta = {"classes": list(CLASS_NAMES), "image_size": 32, "backbone": "mobilenetv2", "weights": "none", "spectrum": True}
+    sizes, convolutions = {}, {}
+    for views in (1, 8):
+        folder = export_model(model, tmp_path / f"views{views}", meta, views=views, tile=32)
+        sizes[views] = (folder / "saved_model.pb").stat().st_size
+        saved = saved_model_pb2.SavedModel.FromString((folder / "saved_model.pb").read_bytes())
+        library = saved.meta_graphs[0].graph_def.library.function
+        convolutions[views] = sum(node.op == "Conv2D" for f in library for node in f.node_def)
+    # serve and estimate over 8 views call one traced network: as many convolutions in the graph as with 1 view
+    # (inlined, 8 views and 2 endpoints held the network 16 times).
+    assert convolutions[8] == convolutions[1], convolutions
+    assert sizes[8] < 1.2 * sizes[1], sizes
