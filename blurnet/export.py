@@ -196,6 +196,13 @@ class ExportedModel(LoadedModel):
         """Probabilities `(batch, 4)` for float32 images `(batch, h, w, 3)` in 0..255."""
         return self._serve(tf.convert_to_tensor(images, tf.float32))
 
+    def estimate(self, images) -> dict:
+        """The SavedModel's `estimate` endpoint on float32 images `(batch, h, w, 3)` in 0..255, as numpy arrays:
+        `probabilities` `(batch, 4)` and `sigma`, `length`, `angle` (degrees), `radius`, `(batch,)` each."""
+        if not self.has_parameters:
+            raise ValueError(f"model {self.name!r} has no parameter head, so no estimate endpoint (fit it with --parameter-head).")
+        return {k: v.numpy() for k, v in self._loaded.estimate(tf.convert_to_tensor(images, tf.float32)).items()}
+
     def load_single_view(self) -> None:
         """Build the plain network `predict_tiles` runs (`model_from_export`; `NotAnExportError` if its weights do not load)."""
         if self._single_view is None:

@@ -47,3 +47,11 @@ def parameter_targets(labels: np.ndarray, params: np.ndarray) -> tuple[np.ndarra
 def angle_degrees(cos2: np.ndarray, sin2: np.ndarray) -> np.ndarray:
     """The angle in degrees, in [0, 180), of a doubled-angle point `(cos 2θ, sin 2θ)` (any length)."""
     return np.mod(np.rad2deg(np.arctan2(sin2, cos2)) / 2.0, 180.0)
+
+
+def raw_from_estimates(sigma, length, angle, radius) -> np.ndarray:
+    """The head's raw `(n, 5)` layout (`PARAMETER_TARGETS`) of decoded estimates (sizes in px, the angle in
+    degrees, e.g. a SavedModel's `estimate` output): the inverse of decoding, up to its clipping of sizes at 0."""
+    doubled = np.deg2rad(2.0 * np.asarray(angle, np.float64))
+    return np.stack([np.asarray(sigma, np.float64), np.asarray(length, np.float64), np.cos(doubled), np.sin(doubled),
+                     np.asarray(radius, np.float64)], axis=1)

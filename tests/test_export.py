@@ -121,6 +121,8 @@ def test_exported_model_wrapper_and_bad_folders(exported, tmp_path):
     assert loaded.image_size == 32 and loaded.name == "m" and loaded.views == 8
     assert loaded.num_parameters == model.count_params()
     assert np.asarray(loaded(np.zeros((1, 40, 40, 3), "float32"))).shape == (1, 4)
+    with pytest.raises(ValueError, match="'m' has no parameter head"):
+        loaded.estimate(np.zeros((1, 40, 40, 3), "float32"))
     with pytest.raises(NotAnExportError, match="does not exist"):
         read_metadata(tmp_path / "missing")
     (tmp_path / "plain").mkdir()

@@ -11,7 +11,7 @@ from blurnet.export import export_model, load_export_weights, model_from_export
 from blurnet.model import create_model
 from blurnet.parameter_head import PARAMETER_SCALES, class_probabilities, decode_parameters, has_parameter_head, parameter_loss
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
-from data_pipeline.parameters import angle_degrees, parameter_targets
+from data_pipeline.parameters import angle_degrees, parameter_targets, raw_from_estimates
 
 META = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(), "backbone": "densenet121",
         "weights": "none", "spectrum": True}
@@ -156,6 +156,12 @@ def test_predict_records_carry_the_blur_of_the_predicted_class(head_export):
     [full] = predict([image], model=loaded, scale=2, full=True)
     averaged = loaded.estimate_tiles(tile, loaded.views)[0]
     assert loaded.views == 8 and np.abs(averaged - raw).max() > 1e-3
+    # ExportedModel.estimate is the SavedModel's endpoint, decoded: the same 8-view answer for a one-tile image
+    endpoint = loaded.estimate(tile)
+    assert endpoint["probabilities"].shape == (1, 4) and endpoint["sigma"].shape == (1,)
+    np.testing.assert_allclose(raw_from_estimates(endpoint["sigma"], endpoint["length"], endpoint["angle"], endpoint["radius"])[0],
+                               [max(averaged[0], 0), max(averaged[1], 0), *(averaged[2:4] / np.linalg.norm(averaged[2:4])),
+                                max(averaged[4], 0)], atol=1e-4)
     assert full["blur"] == blur_record(full["label"], averaged, 2.0)
     # every class's reading, and the table and CSV columns
     assert blur_record("motion", np.array([10.0, 7.0, 0.0, 1.0, 3.0]), 3.0) == {"class": "motion", "length_px": 21.0, "angle_deg": 45.0}

@@ -4,7 +4,7 @@ import pytest
 
 from data_pipeline.batches import BlurBatchMaker, PipelineConfig
 from data_pipeline.classes import CLASS_NAMES
-from data_pipeline.parameters import PARAMETER_TARGETS, angle_degrees, parameter_targets
+from data_pipeline.parameters import PARAMETER_TARGETS, angle_degrees, parameter_targets, raw_from_estimates
 
 
 def test_each_class_trains_only_its_own_parameters():
@@ -26,6 +26,11 @@ def test_the_doubled_angle_has_no_jump_at_0_and_180_and_reads_back():
     np.testing.assert_allclose(point[0], point[4], atol=1e-6)  # 0 and 180 deg are one direction
     np.testing.assert_allclose(angle_degrees(point[:, 0], point[:, 1]), [0, 1, 90, 179, 0], atol=1e-4)
     np.testing.assert_allclose(angle_degrees(3 * point[:, 0], 3 * point[:, 1]), [0, 1, 90, 179, 0], atol=1e-4)  # any length
+    # decoded estimates (a SavedModel's `estimate`) back in the head's layout: the same doubled-angle point
+    raw = raw_from_estimates(np.full(5, 1.5), np.full(5, 9.0), angles, np.full(5, 4.0))
+    assert raw.shape == (5, 5)
+    np.testing.assert_allclose(raw[:, 2:4], point, atol=1e-6)
+    np.testing.assert_allclose(raw[:, [0, 1, 4]], [[1.5, 9.0, 4.0]] * 5)
 
 
 def test_unknown_parameters_and_bad_input():
