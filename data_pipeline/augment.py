@@ -93,7 +93,10 @@ def save_as(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) 
 def choose_format(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> tuple:
     """The file format of one sample: `("jpeg", quality)` with probability `jpeg_probability`,
     `("palette", colours)` (an adaptive palette drawn from `image`) with probability `palette_probability`,
-    else `("none",)`."""
+    else `("none",)`. With both probabilities 0 (evaluation) no random number is drawn, so the held-out images
+    stay those of the pipeline before palettes existed."""
+    if config.jpeg_probability <= 0 and config.palette_probability <= 0:
+        return ("none",)
     draw = rng.random()
     if draw < config.jpeg_probability:
         return ("jpeg", int(rng.integers(config.jpeg_quality[0], config.jpeg_quality[1] + 1)))

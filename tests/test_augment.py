@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from data_pipeline.augment import AugmentConfig, augment_sharp, palette_dither, sample_palette, save_all_as, save_as
+from data_pipeline.augment import AugmentConfig, augment_sharp, choose_format, palette_dither, sample_palette, save_all_as, save_as
 
 
 def test_no_augmentation_is_identity():
@@ -10,6 +10,9 @@ def test_no_augmentation_is_identity():
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, crop.astype(np.float32))
     assert save_as(out, np.random.default_rng(0), AugmentConfig.none()) is out
+    rng = np.random.default_rng(0)
+    assert choose_format(out, rng, AugmentConfig.none()) == ("none",)
+    assert rng.random() == np.random.default_rng(0).random()  # no number drawn: evaluation streams stay the same
 
 
 def test_augmentation_changes_values_within_range_and_keeps_shape():
