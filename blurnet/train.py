@@ -434,6 +434,9 @@ def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data
         metadata["wall_time_since_first_start_s"] = round(time.time() - run.first_started, 1)
     if run.started_from is not None:  # the history behind the starting weights
         metadata["started_from"] = {"folder": str(config.init_from), **run.started_from}
+        if not config.epochs_finetune:  # a re-export (stage 1 never runs from an export): the weights learnt what the source saw
+            for key in ("psf_families", "camera"):
+                metadata[key] = run.started_from.get(key)
     return metadata
 
 

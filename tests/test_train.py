@@ -147,6 +147,12 @@ def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_hist
     assert meta["weights"] == f"export:{source}"
     assert meta["started_from"]["folder"] == str(source)
     assert meta["started_from"]["fit_config"]["epochs_finetune"] == 1  # the run that trained the weights
+    # What the weights were trained on is the source's data description, not this command's defaults.
+    edited = {**source_meta, "camera": {"palette_probability": 0.0}, "psf_families": None}
+    (source / "blurnet.json").write_text(json.dumps(edited))
+    third = fit(FitConfig(name="third", init_from=str(source), **{**common, "epochs_finetune": 0, "image_size": None}))
+    third_meta = json.loads((third / "blurnet.json").read_text())
+    assert third_meta["camera"] == {"palette_probability": 0.0} and third_meta["psf_families"] is None
     assert meta["held_out"]["n_images"] == 16 and np.array(meta["held_out"]["confusion_matrix"]).sum() == 16
     assert (again / "training_log.csv").read_text() == (source / "training_log.csv").read_text()
     a, b = (model_from_export(f) for f in (source, again))
