@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from data_pipeline.augment import AugmentConfig, augment_sharp, choose_format, palette_dither, sample_palette, save_all_as, save_as
+from data_pipeline.augment import PALETTE_STRIP, AugmentConfig, augment_sharp, choose_format, palette_dither, sample_palette, save_all_as, save_as
 
 
 def test_no_augmentation_is_identity():
@@ -75,6 +75,13 @@ def test_palette_dither_of_a_stack_equals_one_image_at_a_time():
     np.testing.assert_allclose(out[3], _floyd_steinberg_by_pixel(images[2], palettes[2]), atol=1e-3)
     with pytest.raises(ValueError, match="'gif'"):
         save_all_as([images[0]], [("gif", 8)])
+    # Taller images are dithered in strips of PALETTE_STRIP rows, each strip its own scan.
+    tall = rng.uniform(0, 255, (PALETTE_STRIP + 8, 12, 3)).astype(np.float32)
+    before = tall.copy()
+    [out] = save_all_as([tall], [("palette", palettes[1])])
+    np.testing.assert_array_equal(tall, before)  # the input is never written to
+    np.testing.assert_allclose(out[:PALETTE_STRIP], _floyd_steinberg_by_pixel(tall[:PALETTE_STRIP], palettes[1]), atol=1e-3)
+    np.testing.assert_allclose(out[PALETTE_STRIP:], _floyd_steinberg_by_pixel(tall[PALETTE_STRIP:], palettes[1]), atol=1e-3)
 
 
 def test_palette_dither_keeps_local_means_with_few_colours():
