@@ -4,7 +4,7 @@ Geometric and photometric changes apply to the *sharp* crop before blurring, so
 they never alter the blur itself: flips and 90-degree rotations (a motion angle
 stays uniform over 0..180 either way), and colour, contrast and gamma jitter.
 The file format applies to the final blurred, noisy image, as a camera or a
-web upload would (`save_as`): JPEG (quality 50 to 95 on 60 % of training
+web upload would (`choose_format`, `save_all_as`): JPEG (quality 50 to 95 on 60 % of training
 samples, OpenCV's default 4:2:0 chroma) or, on 5 %, a palette image as a GIF
 or PNG-8 holds it (24 to 128 colours, Floyd-Steinberg dithered: a 256-colour
 GIF photograph uses 30 to 200 colours in a 96 px tile). Dithering
@@ -87,11 +87,6 @@ def augment_sharp(crop: np.ndarray, rng: np.random.Generator, config: AugmentCon
     curve = (levels - mean) * contrast + mean + brightness
     table = np.clip(curve[:, None] * gains[None, :], 0.0, 255.0).astype(np.float32)
     return cv2.LUT(out, table.reshape(256, 1, 3))
-
-
-def save_as(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
-    """`image` (float 0..255 RGB) after a round trip through the file format `choose_format` draws."""
-    return save_all_as([image], [choose_format(image, rng, config)])[0]
 
 
 def choose_format(image: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> tuple:

@@ -1,7 +1,12 @@
 import numpy as np
 import pytest
 
-from data_pipeline.augment import PALETTE_STRIP, AugmentConfig, augment_sharp, choose_format, palette_dither, sample_palette, save_all_as, save_as
+from data_pipeline.augment import PALETTE_STRIP, AugmentConfig, augment_sharp, choose_format, palette_dither, sample_palette, save_all_as
+
+
+def save_as(image, rng, config):
+    """One image through the file format `choose_format` draws for it, as the batch makers do."""
+    return save_all_as([image], [choose_format(image, rng, config)])[0]
 
 
 def test_no_augmentation_is_identity():
