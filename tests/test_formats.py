@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from blurnet.cli import main
 from blurnet.export import ExportedModel, NotAnExportError, default_model_dir, export_model, load_export_weights, model_from_export
 from blurnet.model import create_model
+from blurnet.parameter_head import class_probabilities
 from blurnet.views import average_over_views
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 
@@ -70,10 +71,18 @@ def test_bundled_model_has_one_copy_of_its_weights_and_fine_tunes_from_it():
     model = model_from_export(folder)  # what fit --init-from builds
     side = ExportedModel(folder).image_size
     x = np.random.default_rng(3).uniform(0, 255, (3, side, side, 3)).astype("float32")
-    served = np.asarray(ExportedModel(folder)(x))
-    rebuilt = np.asarray(average_over_views(lambda v: model(v, training=False), x, ExportedModel(folder).views))
+    loaded = ExportedModel(folder)
+    served = np.asarray(loaded(x))
+    rebuilt = np.asarray(average_over_views(lambda v: class_probabilities(model(v, training=False)), x, loaded.views))
     np.testing.assert_allclose(rebuilt, served, atol=1e-4)
     assert rebuilt.argmax(axis=1).tolist() == served.argmax(axis=1).tolist()
+    # The bundled model has the parameter head: its estimate endpoint answers as the rebuilt network does.
+    assert loaded.has_parameters
+    estimated = loaded.estimate(x)
+    np.testing.assert_allclose(estimated["probabilities"], served, atol=1e-6)
+    raw = loaded.answer_tiles(x, loaded.views)[1]
+    np.testing.assert_allclose(estimated["sigma"], np.maximum(raw[:, 0], 0), atol=1e-3)
+    np.testing.assert_allclose(estimated["radius"], np.maximum(raw[:, 4], 0), atol=1e-3)
 
 
 # ---------------------------------------------------------------- ONNX and LiteRT (the export extra)
