@@ -53,10 +53,9 @@ PALETTE_COLOURS = 64
 REALISTIC = PsfFamilies(shake_fraction=1.0, lens_fraction=1.0)
 
 
-def saved_as(images: np.ndarray, kind: str, value: int, seed: int) -> np.ndarray:
+def saved_as(images: np.ndarray, kind: str, value: int, rng: np.random.Generator) -> np.ndarray:
     """`images` after a file format's round trip: JPEG at quality `value`, or a palette of `value` colours
-    drawn from each image (fixed `seed`), Floyd-Steinberg dithered, as `blurnet fit`'s training mix saves some."""
-    rng = np.random.default_rng(seed)
+    drawn from each image with `rng`, Floyd-Steinberg dithered, as `blurnet fit`'s training mix saves some."""
     formats = [(kind, value if kind == "jpeg" else sample_palette(im, value, rng)) for im in images]
     return np.stack(save_all_as(list(images), formats))
 
@@ -74,6 +73,7 @@ def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, file_formats
     source = generated_test_source(image_size, ranges, num_images, seed, BATCH, families)
     ys, ps, truths, raws, one_view = [], [[] for _ in file_formats], [], [], []
     head = parameters and model.has_parameters
+    palette_rng = np.random.default_rng(seed)  # one stream for all chunks: each image its own palette pixels
     for images, labels, params, _ in source.chunks:
         if head and endpoint:
             out = model.estimate(images)
@@ -89,7 +89,7 @@ def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, file_formats
             if head and file_format is None:
                 ps[k].append(probabilities)
                 continue
-            seen = images if file_format is None else saved_as(images, *file_format, seed)
+            seen = images if file_format is None else saved_as(images, *file_format, palette_rng)
             ps[k].append(np.asarray(model(seen)))
         ys.append(labels)
     y = np.concatenate(ys)

@@ -6,7 +6,7 @@ network instead (one view, one tile, the same preprocessing inside: float32 RGB
 0..255 in, softmax `(batch, 4)` out, named `probabilities`; with the parameter
 head a second output `parameters`, `(batch, 5)`, the head's raw answer that
 `blurnet.runtimes` averages over views and decodes as for the SavedModel; in
-`onnx` only, see `CLASSIFIER_ONLY_FORMATS`), each in its own folder with a copy of the
+`keras` and `onnx`, not in `litert`: `CLASSIFIER_ONLY_FORMATS`), each in its own folder with a copy of the
 export's `blurnet.json` beside the model file, so a reader knows the classes,
 the tile size and the views:
 
@@ -79,15 +79,19 @@ def _name_onnx_dimensions(path: Path) -> None:
 
     from blurnet.parameter_head import PARAMETERS, PROBABILITIES
     from data_pipeline.classes import NUM_CLASSES
+    from data_pipeline.parameters import PARAMETER_TARGETS
 
     graph_file = onnx.load(str(path))
     graph = graph_file.graph
     for dim, name in zip(graph.input[0].type.tensor_type.shape.dim, ONNX_DIMENSIONS):
         dim.dim_param = name
-    names = {}
+    names, by_width = {}, {NUM_CLASSES: PROBABILITIES, len(PARAMETER_TARGETS): PARAMETERS}
     for output in graph.output:
         width = output.type.tensor_type.shape.dim[-1].dim_value
-        names[output.name] = PROBABILITIES if width == NUM_CLASSES else PARAMETERS
+        if width not in by_width or by_width[width] in names.values():
+            raise ValueError(f"unexpected ONNX output {output.name!r} of width {width}; expected one output of width "
+                             f"{NUM_CLASSES} (probabilities) and at most one of width {len(PARAMETER_TARGETS)} (parameters).")
+        names[output.name] = by_width[width]
         output.name = names[output.name]
         output.type.tensor_type.shape.dim[0].dim_param = "batch"
     ordered = sorted(graph.output, key=lambda o: o.name != PROBABILITIES)  # probabilities first, as without the head

@@ -31,6 +31,8 @@ import functools
 
 import numpy as np
 
+from data_pipeline.parameters import raw_from_estimates
+
 _GREY = np.array([0.299, 0.587, 0.114])
 _EULER_GAMMA = 0.5772156649
 _FIRST_BIN = 3  # the Hann window spreads frequency 0 over the lowest bins
@@ -58,8 +60,7 @@ def estimate_parameters(images) -> np.ndarray:
     sigma = _gaussian_sigma(freq, signal, usable)
     length, angle = _motion_streak(power, floor)
     radius = _defocus_radius(freq, signal, usable)
-    doubled = np.deg2rad(2.0 * angle)
-    return np.stack([sigma, length, np.cos(doubled), np.sin(doubled), radius], axis=1).astype(np.float32)
+    return raw_from_estimates(sigma, length, angle, radius).astype(np.float32)
 
 
 def _power_spectra(images: np.ndarray) -> np.ndarray:

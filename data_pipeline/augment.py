@@ -52,7 +52,7 @@ class AugmentConfig:
     def __post_init__(self):
         if not 0.0 <= self.jpeg_probability <= 1.0:
             raise ValueError(f"jpeg_probability must be in [0, 1], got {self.jpeg_probability!r}.")
-        if not 0.0 <= self.palette_probability <= 1.0 - self.jpeg_probability:
+        if not (0.0 <= self.palette_probability and self.jpeg_probability + self.palette_probability <= 1.0 + 1e-9):
             raise ValueError(f"palette_probability must be in [0, 1 - jpeg_probability], got {self.palette_probability!r} "
                              f"with jpeg_probability {self.jpeg_probability!r}.")
         if not 2 <= self.palette_colours[0] <= self.palette_colours[1]:
@@ -111,7 +111,8 @@ def save_all_as(images: list[np.ndarray], formats: list[tuple]) -> list[np.ndarr
 
     Palette images are dithered in strips of `PALETTE_STRIP` rows, each strip its own scan (no error passes
     from one strip to the next), and all strips of one shape in one `palette_dither` call: at 128 px this
-    halves the scan's steps, and its fixed cost is paid once per shape, not per image."""
+    halves the scan's steps, and its fixed cost is paid once per shape, not per image. The dither pattern
+    restarts at every strip edge, in training and in `benchmarks/accuracy.py`'s palette test alike."""
     out = [np.asarray(image, np.float32) for image in images]
     strips: dict[tuple, list[tuple[int, int]]] = {}  # strip shape -> (image, first row)
     for i, (image, fmt) in enumerate(zip(out, formats)):
@@ -152,7 +153,7 @@ def palette_dither(images: np.ndarray, palettes: np.ndarray) -> np.ndarray:
     its own error on: 7/16 right, 3/16 down-left, 5/16 down, 1/16 down-right. Pixel (y, x) needs only
     pixels with a smaller `t = 2y + x`, so the image is stored skewed, row y shifted right by 2y, where
     each wavefront `t` is one contiguous column of pixels, quantised in one vectorised step for all images
-    (2H + W steps instead of H * W), with the result of the pixel-by-pixel scan.
+    (2H + W steps instead of H * W), with the result of the pixel-by-pixel scan up to float32 rounding.
     """
     images = np.asarray(images, np.float32)
     single = images.ndim == 3

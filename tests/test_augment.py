@@ -135,6 +135,7 @@ def test_bad_config():
         AugmentConfig(jpeg_probability=1.5)
     with pytest.raises(ValueError, match="0.5"):
         AugmentConfig(jpeg_probability=0.6, palette_probability=0.5)
+    assert AugmentConfig(jpeg_probability=0.9, palette_probability=0.1).palette_probability == 0.1  # sums to 1 in floats
     with pytest.raises(ValueError, match=r"\(1, 8\)"):
         AugmentConfig(palette_colours=(1, 8))
     with pytest.raises(ValueError, match=r"\(4, 4\)"):
