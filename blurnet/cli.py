@@ -162,7 +162,7 @@ def fit(**options):
 
 @main.command()
 @click.option("--model", "model_dir", type=click.Path(), default=None, help="Export folder [default: saved_models/blurnet-densenet121, in the current folder or beside the blurnet package].")
-@click.option("--data", type=click.Path(), default=None, help="Labelled folder DIR/<class>/<file> [default: the generated held-out test split of the bundled photographs].")
+@click.option("--data", type=click.Path(), default=None, help="Labelled folder DIR/<class>/<file>, each photograph answered as `blurnet predict --full` answers it [default: the generated held-out test split of the bundled photographs].")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder [default: reports/<model folder name>/].")
 @click.option("--images", "num_images", type=click.IntRange(min=1), default=2048, help="Generated test images (without --data), rounded up to whole batches.")
 @click.option("--seed", type=int, default=None, help="Seed of the generated test data [default: the seed of the fit, else 0].")

@@ -5,6 +5,12 @@ An `EvalSource` is the generated held-out test split of the bundled photographs
 (`labelled_source`). `evaluate` calls the model (and any other exports) on every
 chunk, optionally after a JPEG round trip, and keeps the labels, probabilities,
 blur strengths, the worst errors and the per-image inputs of the baselines.
+
+Generated test images are crops of the training size and go through the
+export's `serve` (its views inside). A labelled folder holds photographs of any
+size, and each is answered as `blurnet predict --full` answers it
+(`answer_photographs`: auto scale, scale pyramid, every textured tile in the
+export's views), so a report on a folder gives the labels users get.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ class EvalSource:
     has_params: bool
     val_maker: object = None
     train_maker: object = None
+    photographs: bool = False  # answer each image as `blurnet predict --full` does (`answer_photographs`)
 
 
 def bundled_split_makers(image_size: int, ranges: BlurRanges, seed: int, batch_size: int, splits=("train", "val", "test"),
@@ -103,8 +110,22 @@ def labelled_source(folder, batch_size: int) -> EvalSource:
         "n_images": len(images),
         "classes_present": [CLASS_NAMES[c] for c in present],
         "classes_missing": missing,
+        "answered_as": "blurnet predict --full",
     }
-    return EvalSource(chunks(), len(images), present, description, False)
+    return EvalSource(chunks(), len(images), present, description, False, photographs=True)
+
+
+def answer_photographs(model, images) -> np.ndarray:
+    """Probabilities `(n, 4)` of whole photographs (0..255, any size), each answered as `blurnet predict --full`
+    answers it: auto scale, the scale pyramid, every textured tile in the export's own views
+    (`blurnet.classify.classify_levels`)."""
+    from blurnet.classify import classify_levels, pyramid
+
+    tile = int(model.image_size)
+    return np.stack([
+        classify_levels(model, pyramid(np.clip(np.rint(image), 0, 255).astype(np.uint8), tile))["probabilities"]
+        for image in images
+    ]).astype(np.float64)
 
 
 def stream_images(maker, num_images: int):
@@ -201,14 +222,17 @@ def evaluate(model, source: EvalSource, others=(), baselines: bool = True, jpeg_
     for images, labels, params, paths in source.chunks:
         if jpeg_quality is not None:
             images = np.stack([jpeg_roundtrip(im, jpeg_quality) for im in images])
-        if head and params is not None:  # probabilities and the head's parameters from the same passes and views
+        if source.photographs:
+            p, dt = _timed(lambda x: answer_photographs(model, x), images)
+        elif head and params is not None:  # probabilities and the head's parameters from the same passes and views
             (p, raw), dt = _timed(lambda x: model.answer_tiles(x, model.views), images)
             p = np.asarray(p, np.float64)
         else:
             p, dt = _timed(lambda x: np.asarray(model(x), np.float64), images)
         seconds["model"] += dt
         for k, other in enumerate(others):
-            q, dt = _timed(lambda x: np.asarray(other(x), np.float64), images)
+            answer = (lambda x: answer_photographs(other, x)) if source.photographs else (lambda x: np.asarray(other(x), np.float64))
+            q, dt = _timed(answer, images)
             other_probs[k].append(q)
             seconds["others"][k] += dt
         if baselines:

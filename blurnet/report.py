@@ -49,6 +49,8 @@ def _summary_lines(metrics: dict) -> list[str]:
         f"On {metrics['n_images']} images ({metrics['data']['source']}), the {model.get('backbone')} model "
         f"(weights {model.get('weights')}, trained on {model.get('image_size')} px crops"
         + (f", answers averaged over {model['test_time_views']} flipped/rotated views" if model.get("test_time_views", 1) > 1 else "")
+        + ("; every photograph answered as `blurnet predict --full` answers it: auto scale, scale pyramid, every "
+           "textured tile" if metrics["data"].get("answered_as") else "")
         + ") reaches accuracy "
         f"**{metrics['accuracy']:.3f}** and macro-F1 **{metrics['macro_f1']:.3f}**, with expected calibration error "
         f"{metrics['expected_calibration_error']:.3f}. {confusion}{lap_text}",

@@ -15,6 +15,7 @@ from blurnet.baseline_table import write_baseline_comparison
 from blurnet.evaluate import generated_test_source
 from blurnet.metrics import accuracy_by_strength, expected_calibration_error
 from blurnet.plots import PLOTS
+from blurnet.prediction import predict
 from blurnet.report import write_report
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 from data_pipeline.labelled import load_labelled_images
@@ -80,13 +81,20 @@ def model_answers(export, images):
     return np.concatenate([np.asarray(model(image[None].astype(np.float32)), np.float64) for image in images])
 
 
-def check_report(out, n_images, export, images, labels):
-    """Checks common to every report; `images`, `labels`: what it was made from."""
+def photograph_answers(export, paths):
+    """What `blurnet predict --full` answers for each photograph, in the order of `paths`."""
+    records = predict(list(paths), model=export, full=True)
+    return np.array([[r["probabilities"][c] for c in CLASS_NAMES] for r in records], np.float64)
+
+
+def check_report(out, n_images, export, images, labels, probabilities=None):
+    """Checks common to every report; `images`, `labels`: what it was made from; `probabilities`: what the
+    model should have answered (default: the export's `serve` on each image)."""
     metrics = json.loads((out / "metrics.json").read_text())
     assert METRIC_KEYS <= set(metrics)
     assert metrics["n_images"] == n_images == len(labels)
     assert np.asarray(metrics["confusion_matrix"]).sum() == n_images
-    probabilities = model_answers(export, images)
+    probabilities = model_answers(export, images) if probabilities is None else probabilities
     assert metrics["expected_calibration_error"] == pytest.approx(expected_calibration_error(labels, probabilities), abs=1e-5)
     assert metrics["accuracy"] == pytest.approx(np.mean(probabilities.argmax(axis=1) == labels))
     # the parameter scatter needs the true parameters: generated test images have them, a labelled folder has not
@@ -108,8 +116,10 @@ def check_report(out, n_images, export, images, labels):
 def test_report_on_labelled_folder(export, labelled, tmp_path, caplog):
     out = write_report(export, labelled, tmp_path / "reports" / "r", baseline_images=24, progress=False)
     assert "smaller than 32" in caplog.text
-    images, labels, _ = load_labelled_images(labelled)
-    metrics, _ = check_report(out, 13, export, images, labels)
+    images, labels, paths = load_labelled_images(labelled)
+    # a labelled folder holds photographs: each is answered as `blurnet predict --full` answers it
+    metrics, index = check_report(out, 13, export, images, labels, photograph_answers(export, paths))
+    assert metrics["data"]["answered_as"] == "blurnet predict --full" and "answered as `blurnet predict --full`" in index
     assert [metrics["per_class"][c]["support"] for c in CLASS_NAMES] == [4, 3, 3, 3]
     assert metrics["accuracy_by_strength"] is None
     assert metrics["model"]["name"] == "tiny-model" and metrics["model"]["image_size"] == 32
