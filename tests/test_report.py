@@ -94,9 +94,7 @@ def check_report(out, n_images, export, images, labels, probabilities=None):
     assert METRIC_KEYS <= set(metrics)
     assert metrics["n_images"] == n_images == len(labels)
     assert np.asarray(metrics["confusion_matrix"]).sum() == n_images
-    probabilities = model_answers(export, images) if probabilities is None else probabilities
-    assert metrics["expected_calibration_error"] == pytest.approx(expected_calibration_error(labels, probabilities), abs=1e-5)
-    assert metrics["accuracy"] == pytest.approx(np.mean(probabilities.argmax(axis=1) == labels))
+    check_report_numbers(out, labels, model_answers(export, images) if probabilities is None else probabilities)
     # the parameter scatter needs the true parameters: generated test images have them, a labelled folder has not
     expected = [p for p in PLOTS if p != "parameters.png" or "parameters" in metrics]
     assert metrics["plots"] == expected
@@ -138,6 +136,31 @@ def test_report_on_labelled_folder(export, labelled, tmp_path, caplog):
     table = (comparison / "README.md").read_text()
     assert all(f"| {n} |" in table for n in names)
     assert json.loads((comparison / "baselines.json").read_text())["baselines"] == metrics["baselines"]
+
+
+def test_photographs_of_any_size_are_answered_as_predict_full(export, tmp_path):
+    """Photographs larger than a tile: scale pyramid (128 px: levels 1, 2 and 4 at 32 px tiles), every textured
+    tile; the report's model and a compared export give the answers of `blurnet predict --full`, not of `serve`."""
+    root = tmp_path / "photos"
+    for label, name in enumerate(CLASS_NAMES):
+        (root / name).mkdir(parents=True)
+        image = cv2.resize(blurred(label, 40 + label, (40, 40)), (128, 160 - 16 * label), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(root / name / "photo.png"), image)
+    out = write_report(export, root, tmp_path / "r", baselines=False, progress=False, compare=[export])
+    images, labels, paths = load_labelled_images(root)
+    expected = photograph_answers(export, paths)
+    served = model_answers(export, images)
+    assert np.abs(served - expected).max() > 1e-3  # the two procedures differ on these photographs
+    metrics, _ = check_report_numbers(out, labels, expected)
+    assert metrics["baselines"][1]["accuracy"] == metrics["accuracy"] and metrics["baselines"][1]["recall"] == metrics["baselines"][0]["recall"]
+
+
+def check_report_numbers(out, labels, probabilities):
+    """`metrics.json`'s calibration error and accuracy are those of `probabilities`."""
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["expected_calibration_error"] == pytest.approx(expected_calibration_error(labels, probabilities), abs=1e-5)
+    assert metrics["accuracy"] == pytest.approx(np.mean(probabilities.argmax(axis=1) == labels))
+    return metrics, (out / "index.md").read_text()
 
 
 def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_path):
