@@ -96,14 +96,15 @@ def accuracy_key(model: keras.Model) -> str:
     return f"{PROBABILITIES}_accuracy" if has_parameter_head(model) else "accuracy"
 
 
-def compile_arguments(model: keras.Model, parameter_loss_weight: float = 1.0) -> dict:
-    """`loss`, `loss_weights` and `metrics` for `model.compile`: cross-entropy and accuracy on the
-    probabilities, plus `parameter_loss` weighted `parameter_loss_weight` with the head."""
+def compile_arguments(model: keras.Model, parameter_loss_weight: float = 1.0, class_loss_weight: float = 1.0) -> dict:
+    """`loss`, `loss_weights` and `metrics` for `model.compile`: cross-entropy (weighted `class_loss_weight`)
+    and accuracy on the probabilities, plus `parameter_loss` weighted `parameter_loss_weight` with the head.
+    `class_loss_weight=0` (the head trained alone) leaves the class loss logged but out of `loss`."""
     if not has_parameter_head(model):
         return {"loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]}
     return {
         "loss": {PROBABILITIES: "sparse_categorical_crossentropy", PARAMETERS: parameter_loss},
-        "loss_weights": {PROBABILITIES: 1.0, PARAMETERS: float(parameter_loss_weight)},
+        "loss_weights": {PROBABILITIES: float(class_loss_weight), PARAMETERS: float(parameter_loss_weight)},
         "metrics": {PROBABILITIES: ["accuracy"]},
     }
 

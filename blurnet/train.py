@@ -150,14 +150,15 @@ def estimate_minutes(config: FitConfig, device: str) -> float:
     return sum(estimate_parts(config, device).values()) / 60.0
 
 
-def compile_model(model: keras.Model, learning_rate, jit: bool = False, parameter_loss_weight: float = 1.0) -> None:
+def compile_model(model: keras.Model, learning_rate, jit: bool = False, parameter_loss_weight: float = 1.0,
+                  class_loss_weight: float = 1.0) -> None:
     """Adam + sparse categorical cross-entropy + accuracy (XLA when `jit`), plus the parameter head's loss
     weighted `parameter_loss_weight` when the model has one (`blurnet.parameter_head.compile_arguments`).
 
     Call it inside the strategy's scope: the optimizer's variables are created here.
     """
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), jit_compile=True if jit else "auto",
-                  **compile_arguments(model, parameter_loss_weight))
+                  **compile_arguments(model, parameter_loss_weight, class_loss_weight))
 
 
 def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None:
@@ -174,14 +175,14 @@ def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None
         model.save_weights(tmp)
 
 
-def compile_cosine(model, config: FitConfig, strategy) -> float:
+def compile_cosine(model, config: FitConfig, strategy, class_loss_weight: float = 1.0) -> float:
     """Compile `model` for `epochs_finetune` epochs at `lr_finetune` (scaled to the global batch), cosine-decayed
     to 5 %; returns the starting learning rate."""
     steps = max(1, config.epochs_finetune * config.steps_per_epoch)
     learning_rate = scaled_learning_rate(config.lr_finetune, config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)
     with strategy.scope():
-        compile_model(model, schedule, config.jit, config.parameter_loss_weight)
+        compile_model(model, schedule, config.jit, config.parameter_loss_weight, class_loss_weight)
     return learning_rate
 
 
@@ -201,9 +202,10 @@ def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch
 def train_parameter_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None:
     """`freeze_classifier`: only the parameter head trains, `epochs_finetune` epochs at `lr_finetune` (cosine); every
     layer the probabilities depend on keeps its weights (and its BatchNormalization statistics), so the class
-    answers stay those of the `--init-from` export. The best checkpoint is the lowest validation parameter loss."""
+    answers stay those of the `--init-from` export. The class loss is logged but weighs 0 in `loss` (nothing it
+    depends on trains). The best checkpoint is the lowest validation parameter loss."""
     trainable = freeze_all_but_parameter_head(model)
-    learning_rate = compile_cosine(model, config, strategy)
+    learning_rate = compile_cosine(model, config, strategy, class_loss_weight=0.0)  # `loss`: what trains, the head's
     logger.info(f"parameter head alone (classifier frozen): layers {', '.join(trainable)} trainable, "
                 f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g} cosine")
     train_ds, val_ds = data_sets

@@ -185,6 +185,10 @@ def test_freeze_classifier_adds_a_trained_head_and_keeps_the_class_answers(tmp_p
     assert set(meta["held_out"]["parameters"]) >= {"sigma_mae", "length_mae", "radius_mae"}
     rows = list(csv.DictReader(open(tmp_path / "runs" / "headed" / "training_log.csv")))
     assert len(rows) == 2 and all(float(r["val_parameters_loss"]) > 0 for r in rows)
+    # `loss` is what trains: the head's weighted loss; the (frozen) class loss is logged beside it, outside `loss`
+    weight = FitConfig().parameter_loss_weight
+    assert all(float(r["loss"]) == pytest.approx(weight * float(r["parameters_loss"]), rel=1e-4) for r in rows)
+    assert all(float(r["probabilities_loss"]) > 0.1 for r in rows)
     head = [w for w in b.weights if is_head_layer(w.path.split("/")[0])]
     assert len(head) == 2 * 10  # kernel and bias: 3 convolutions and a Dense in each of its two branches, hidden, output
 
