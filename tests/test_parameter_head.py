@@ -192,6 +192,9 @@ def test_report_tables_and_plots_the_parameters_beside_the_classical_estimators(
     index = (out / "index.md").read_text()
     assert "## Blur parameters" in index and "| blurnet | " in index and "| classical | " in index
     assert "parameters.png" in metrics["plots"] and (out / "parameters.png").stat().st_size > 10_000
+    # its images/s include the head's answers, which the table says
+    assert "with the parameter head's answers" in metrics["baselines"][0]["note"]
+    assert "with the parameter head's answers" in index
 
 
 def test_held_out_parameters_are_averaged_over_the_views(head_export, photos):
