@@ -118,7 +118,9 @@ def labelled_source(folder, batch_size: int) -> EvalSource:
 def answer_photographs(model, images) -> np.ndarray:
     """Probabilities `(n, 4)` of whole photographs (0..255, any size), each answered as `blurnet predict --full`
     answers it: auto scale, the scale pyramid, every textured tile in the export's own views
-    (`blurnet.classify.classify_levels`)."""
+    (`blurnet.classify.classify_levels`). The photographs come decoded in full; for a JPEG whose auto
+    scale is 2 or more `predict` decodes it 2 to 8 times smaller instead (`blurnet.inputs.load_for_scale`),
+    so there the two differ by the decoders' rounding."""
     from blurnet.classify import classify_levels, pyramid
 
     tile = int(model.image_size)
