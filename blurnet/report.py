@@ -156,10 +156,12 @@ def _model_metrics(result: Evaluation, source: EvalSource, model_dir: Path, meta
 def _model_rows(model, others, result: Evaluation, source: EvalSource) -> list[dict]:
     """The baselines-table rows of the model and of each export it is compared with."""
     timed_with_head = getattr(model, "has_parameters", False) and source.has_params  # `evaluate` used answer_tiles
+    note = None
+    if timed_with_head:
+        note = "images/s with the parameter head's answers, from the same passes (`answer_tiles`)" + (
+            "; the other exports are timed through `serve`, probabilities only" if others else "")
     rows = [method_row(f"blurnet ({_describe(model.metadata)})", result.y_true, result.probabilities, source.present,
-                       result.seconds, _num_parameters(model),
-                       note="images/s with the parameter head's answers, from the same passes (`answer_tiles`); "
-                            "other exports are timed through `serve`, probabilities only" if timed_with_head else None)]
+                       result.seconds, _num_parameters(model), note=note)]
     for other, probabilities, seconds in zip(others, result.other_probabilities, result.other_seconds):
         fit = other.metadata.get("fit_config") or {}
         started = other.metadata.get("started_from")

@@ -153,7 +153,8 @@ def estimate_minutes(config: FitConfig, device: str) -> float:
 def compile_model(model: keras.Model, learning_rate, jit: bool = False, parameter_loss_weight: float = 1.0,
                   class_loss_weight: float = 1.0) -> None:
     """Adam + sparse categorical cross-entropy + accuracy (XLA when `jit`), plus the parameter head's loss
-    weighted `parameter_loss_weight` when the model has one (`blurnet.parameter_head.compile_arguments`).
+    weighted `parameter_loss_weight` when the model has one (`blurnet.parameter_head.compile_arguments`); the
+    class loss weighted `class_loss_weight` (0 when the head trains alone).
 
     Call it inside the strategy's scope: the optimizer's variables are created here.
     """
@@ -177,7 +178,7 @@ def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None
 
 def compile_cosine(model, config: FitConfig, strategy, class_loss_weight: float = 1.0) -> float:
     """Compile `model` for `epochs_finetune` epochs at `lr_finetune` (scaled to the global batch), cosine-decayed
-    to 5 %; returns the starting learning rate."""
+    to 5 %, the losses weighted as `compile_model` does; returns the starting learning rate."""
     steps = max(1, config.epochs_finetune * config.steps_per_epoch)
     learning_rate = scaled_learning_rate(config.lr_finetune, config.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps, alpha=0.05)

@@ -12,7 +12,7 @@ from blurnet.cli import main
 from blurnet.baselines import laplacian_variance
 from blurnet.export import ExportedModel, export_model, read_metadata
 from blurnet.baseline_table import write_baseline_comparison
-from blurnet.evaluate import generated_test_source
+from blurnet.evaluate import evaluate, generated_test_source, labelled_source
 from blurnet.metrics import accuracy_by_strength, expected_calibration_error
 from blurnet.plots import PLOTS
 from blurnet.prediction import predict
@@ -139,8 +139,9 @@ def test_report_on_labelled_folder(export, labelled, tmp_path, caplog):
 
 
 def test_photographs_of_any_size_are_answered_as_predict_full(export, tmp_path):
-    """Photographs larger than a tile: scale pyramid (128 px: levels 1, 2 and 4 at 32 px tiles), every textured
-    tile; the report's model and a compared export give the answers of `blurnet predict --full`, not of `serve`."""
+    """Photographs larger than a tile: scale pyramid (levels 1 and 2 at 32 px tiles, and 4 where the shorter side
+    is 128 px or more), every textured tile; the report's model and a compared export give the answers of
+    `blurnet predict --full`, not of `serve`."""
     root = tmp_path / "photos"
     for label, name in enumerate(CLASS_NAMES):
         (root / name).mkdir(parents=True)
@@ -153,6 +154,9 @@ def test_photographs_of_any_size_are_answered_as_predict_full(export, tmp_path):
     assert np.abs(served - expected).max() > 1e-3  # the two procedures differ on these photographs
     metrics, _ = check_report_numbers(out, labels, expected)
     assert metrics["baselines"][1]["accuracy"] == metrics["accuracy"] and metrics["baselines"][1]["recall"] == metrics["baselines"][0]["recall"]
+    result = evaluate(ExportedModel(export), labelled_source(root, 32), [ExportedModel(export)], baselines=False, progress=False)
+    np.testing.assert_allclose(result.probabilities, expected, atol=1e-6)
+    np.testing.assert_allclose(result.other_probabilities[0], expected, atol=1e-6)  # the compared export as well
 
 
 def check_report_numbers(out, labels, probabilities):

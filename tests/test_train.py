@@ -171,7 +171,7 @@ def test_freeze_classifier_adds_a_trained_head_and_keeps_the_class_answers(tmp_p
     source = fit(FitConfig(name="source", parameter_head=False, **common))
     with pytest.raises(ValueError, match="freeze_classifier .* needs init_from"):
         fit(FitConfig(name="bad", freeze_classifier=True, **common))
-    headed = fit(FitConfig(name="headed", init_from=str(source), freeze_classifier=True,
+    headed = fit(FitConfig(name="headed", init_from=str(source), freeze_classifier=True, parameter_loss_weight=2.0,
                            **{**common, "epochs_finetune": 2, "image_size": None}))
     a, b = model_from_export(source), model_from_export(headed)
     by_name = {w.path: np.asarray(w) for w in b.weights}
@@ -186,8 +186,7 @@ def test_freeze_classifier_adds_a_trained_head_and_keeps_the_class_answers(tmp_p
     rows = list(csv.DictReader(open(tmp_path / "runs" / "headed" / "training_log.csv")))
     assert len(rows) == 2 and all(float(r["val_parameters_loss"]) > 0 for r in rows)
     # `loss` is what trains: the head's weighted loss; the (frozen) class loss is logged beside it, outside `loss`
-    weight = FitConfig().parameter_loss_weight
-    assert all(float(r["loss"]) == pytest.approx(weight * float(r["parameters_loss"]), rel=1e-4) for r in rows)
+    assert all(float(r["loss"]) == pytest.approx(2.0 * float(r["parameters_loss"]), rel=1e-4) for r in rows)
     assert all(float(r["probabilities_loss"]) > 0.1 for r in rows)
     head = [w for w in b.weights if is_head_layer(w.path.split("/")[0])]
     assert len(head) == 2 * 10  # kernel and bias: 3 convolutions and a Dense in each of its two branches, hidden, output
