@@ -221,20 +221,21 @@ def evaluate(model, source: EvalSource, others=(), baselines: bool = True, jpeg_
     true_params, estimates = [], {}
     head = getattr(model, "has_parameters", False)
     bar, seen, right = _progress(source.total, progress), 0, 0
+
+    def probabilities(exported, images):  # photographs as `blurnet predict --full` answers them, crops through serve
+        return answer_photographs(exported, images) if source.photographs else np.asarray(exported(images), np.float64)
+
     for images, labels, params, paths in source.chunks:
         if jpeg_quality is not None:
             images = np.stack([jpeg_roundtrip(im, jpeg_quality) for im in images])
-        if source.photographs:
-            p, dt = _timed(lambda x: answer_photographs(model, x), images)
-        elif head and params is not None:  # probabilities and the head's parameters from the same passes and views
+        if head and params is not None:  # probabilities and the head's parameters from the same passes and views
             (p, raw), dt = _timed(lambda x: model.answer_tiles(x, model.views), images)
             p = np.asarray(p, np.float64)
         else:
-            p, dt = _timed(lambda x: np.asarray(model(x), np.float64), images)
+            p, dt = _timed(lambda x: probabilities(model, x), images)
         seconds["model"] += dt
         for k, other in enumerate(others):
-            answer = (lambda x: answer_photographs(other, x)) if source.photographs else (lambda x: np.asarray(other(x), np.float64))
-            q, dt = _timed(answer, images)
+            q, dt = _timed(lambda x: probabilities(other, x), images)
             other_probs[k].append(q)
             seconds["others"][k] += dt
         if baselines:

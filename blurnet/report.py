@@ -155,9 +155,8 @@ def _model_metrics(result: Evaluation, source: EvalSource, model_dir: Path, meta
 
 def _model_rows(model, others, result: Evaluation, source: EvalSource) -> list[dict]:
     """The baselines-table rows of the model and of each export it is compared with."""
-    timed_with_head = getattr(model, "has_parameters", False) and source.has_params  # `evaluate` used answer_tiles
     note = None
-    if timed_with_head:
+    if "blurnet" in result.parameter_estimates:  # `evaluate` answered with the head (`answer_tiles`) and timed that
         note = "images/s with the parameter head's answers, from the same passes (`answer_tiles`)" + (
             "; the other exports are timed through `serve`, probabilities only" if others else "")
     rows = [method_row(f"blurnet ({_describe(model.metadata)})", result.y_true, result.probabilities, source.present,
