@@ -13,6 +13,7 @@ import click
 from blurnet import quiet
 from blurnet.backbones import UNFREEZE_CHOICES, backbone_names
 from blurnet.config import FitConfig
+from data_pipeline.degrade import PSF_FAMILY_PRESETS
 
 #: `FitConfig`'s field defaults: the single source of `blurnet fit`'s defaults.
 FIT_DEFAULTS = {field.name: field.default for field in dataclasses.fields(FitConfig)}
@@ -133,6 +134,7 @@ def _weights_option(value):
 @click.option("--init-from", type=click.Path(), default=FIT_DEFAULTS["init_from"], help="Start from all the weights of an export (e.g. saved_models/blurnet-densenet121: continue or fine-tune it); needs --weights none and the same --backbone/--spectrum/--highpass. [default: none]")
 @click.option("--test-time-views", type=click.Choice(["1", "4", "8"]), default=str(FIT_DEFAULTS["test_time_views"]), show_default=True, callback=lambda ctx, param, value: int(value), help="The export and its held-out figures average the model over this many flipped/rotated views of each image (1 = single pass, 8x cheaper). With --init-from and --epochs-finetune 0, re-exports that model with this setting.")
 @click.option("--min-sharpness", type=float, default=FIT_DEFAULTS["min_sharpness"], show_default=True, help="Photographs whose high-frequency ratio (data_pipeline.quality) is lower are left out as already blurred; 0 keeps all (e.g. microscope images).")
+@click.option("--psf-families", type=click.Choice(sorted(PSF_FAMILY_PRESETS)), default=FIT_DEFAULTS["psf_families"], show_default=True, help="Blur shapes of the generated samples: realistic adds camera-shake trajectories, real-lens apertures and barely shaken sharp samples to the classic streaks, disks and Gaussians; classic draws the classic shapes alone. The camera steps apply either way.")
 @click.option("--patience", type=int, default=FIT_DEFAULTS["patience"], help="Early stopping: epochs without a better val_accuracy.")
 @click.option("--seed", type=int, default=FIT_DEFAULTS["seed"], help="Random seed (data, split, initialisation).")
 @click.option("--resume", is_flag=True, default=FIT_DEFAULTS["resume"], help="Continue an interrupted run from its last completed epoch.")

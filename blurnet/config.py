@@ -9,6 +9,7 @@ import dataclasses
 
 from blurnet.backbones import DEFAULT_BACKBONE, UNFREEZE_CHOICES, get_backbone_spec
 from data_pipeline.classes import MIN_IMAGE_SIDE
+from data_pipeline.degrade import PsfFamilies
 from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO
 
 DEFAULT_NAME = "blurnet-densenet121"
@@ -43,6 +44,11 @@ class FitConfig:
     `test_time_views` (default 8): the export and the held-out figures average
     the model over that many flipped/rotated views of each image
     (`blurnet.views`); 1 is the plain single pass, 8 times cheaper.
+
+    `psf_families` names the blur shapes generated samples draw
+    (`data_pipeline.degrade.PSF_FAMILY_PRESETS`): "realistic" (default) or
+    "classic" (straight streaks, uniform disks, Gaussians, perfectly sharp);
+    the camera steps are the same for both.
 
     `epochs_finetune=0` with `init_from` trains nothing: it re-evaluates and
     re-exports that export (e.g. with other `test_time_views`), keeping its
@@ -80,6 +86,7 @@ class FitConfig:
     init_from: str | None = None
     test_time_views: int = 8
     min_sharpness: float = MIN_HIGH_FREQUENCY_RATIO
+    psf_families: str = "realistic"
     seed: int = 0
     resume: bool = False
     run_dir: str = "runs"
@@ -135,6 +142,7 @@ class FitConfig:
             raise ValueError(f"parameter_loss_weight must be >= 0, got {self.parameter_loss_weight!r}.")
         if self.min_sharpness < 0:
             raise ValueError(f"min_sharpness must be >= 0, got {self.min_sharpness!r}.")
+        PsfFamilies.named(self.psf_families)  # ValueError echoing an unknown preset
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}.")
         if self.cpu_devices < 1:

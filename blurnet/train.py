@@ -42,6 +42,7 @@ from blurnet.quiet import device_line, stderr_silenced
 from blurnet.views import ANSWER_VIEW_SIGNS, average_over_views
 from data_pipeline.classes import CLASS_NAMES, NUM_CLASSES
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
+from data_pipeline.degrade import PsfFamilies
 from data_pipeline.labelled import LabelledBatchMaker, is_labelled_folder, load_labelled_images
 from data_pipeline.sources import describe_split, load_photographs, split_photographs
 
@@ -102,7 +103,11 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
     if missing:
         raise ValueError(f"too few photographs to split: {', '.join(missing)} got none (need at least 3 photographs).")
     source = "bundled photographs (scikit-image, scikit-learn)" if config.data is None else f"photographs in {config.data}"
-    makers = {s: BlurBatchMaker(splits[s], pipeline, s, worker=worker if s == "train" else 0) for s in ("train", "val", "test")}
+    # Validation draws what training draws (augmentation and camera steps, a fixed set all the same), so early
+    # stopping and the best checkpoint follow the images the model will meet; the held-out test stays without
+    # them, comparable between models (`benchmarks/accuracy.py` measures JPEG and palette images separately).
+    makers = {s: BlurBatchMaker(splits[s], pipeline, s, worker=worker if s == "train" else 0, augment=s != "test")
+              for s in ("train", "val", "test")}
     description = f"{source}, blurred on the fly; split by photograph: " + "; ".join(
         f"{s}: {', '.join(makers[s].photo_names)}" for s in ("train", "val", "test"))
     left_out = {name: why for s in ("train", "val", "test") for name, why in makers[s].left_out.items()}
@@ -361,10 +366,15 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     return config, _Run(device, gpus, started_from, policy, strategy, worker, chief, run, run_start_time(run, started))
 
 
+def pipeline_config(config: FitConfig) -> PipelineConfig:
+    """What the generated samples are made of: crop and batch size, seed, sharpness filter and PSF families."""
+    return PipelineConfig(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
+                          min_sharpness=config.min_sharpness, families=PsfFamilies.named(config.psf_families))
+
+
 def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Model, tuple]:
     """The pipeline, the splits' batch makers, the model (built in the strategy's scope) and the (train, val) datasets."""
-    pipeline = PipelineConfig(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
-                              min_sharpness=config.min_sharpness)
+    pipeline = pipeline_config(config)
     data = load_data(config, pipeline, run.worker)
     parts = estimate_parts(config, run.device)
     logger.info(f"recipe: {run.device}; estimated duration about {sum(parts.values()) / 60:.0f} min (training "

@@ -52,9 +52,21 @@ class PsfFamilies:
         """Only the classic shapes: straight streaks, uniform disks, perfectly sharp."""
         return cls(0.0, 0.0, 0.0)
 
+    @classmethod
+    def named(cls, name: str) -> "PsfFamilies":
+        """The preset `name` of `PSF_FAMILY_PRESETS`: "realistic" (the default mix) or "classic"."""
+        if name not in PSF_FAMILY_PRESETS:
+            raise ValueError(f"PSF families must be one of {sorted(PSF_FAMILY_PRESETS)}, got {name!r}.")
+        return PSF_FAMILY_PRESETS[name]
+
     def to_dict(self) -> dict:
         """JSON-friendly dict, as recorded in `blurnet.json`."""
         return dataclasses.asdict(self)
+
+
+#: The PSF mixes `blurnet fit --psf-families` offers: the realistic default, and the classic shapes alone
+#: (e.g. to fine-tune a classifier for the camera steps without changing the blur it knows).
+PSF_FAMILY_PRESETS = {"realistic": PsfFamilies(), "classic": PsfFamilies.classic()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,10 @@ import pytest
 
 from blurnet.config import FitConfig
 from blurnet.model import create_backbone
-from blurnet.train import estimate_minutes, estimate_parts, fit, fit_verbosity
+from blurnet.train import estimate_minutes, estimate_parts, fit, fit_verbosity, load_data, pipeline_config
+from data_pipeline.augment import AugmentConfig
+from data_pipeline.camera import CameraConfig
+from data_pipeline.degrade import PsfFamilies
 
 TINY = dict(image_size=32, batch_size=8, epochs_head=1, epochs_finetune=1, steps_per_epoch=2, val_images=8, test_images=16)
 
@@ -22,10 +25,11 @@ def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder, c
     weights = tmp_path / "backbone.weights.h5"
     create_backbone(weights=None).save_weights(weights)
     config = FitConfig(data=str(photo_folder), out=str(tmp_path / "models"), name="tiny", weights=str(weights),
-                       run_dir=str(tmp_path / "runs"), unfreeze_from="pool4", **TINY)
+                       run_dir=str(tmp_path / "runs"), unfreeze_from="pool4", psf_families="classic", **TINY)
     target = fit(config)
     meta = json.loads((target / "blurnet.json").read_text())
     assert meta["weights"] == f"file:{weights}"
+    assert meta["psf_families"] == {"shake_fraction": 0.0, "lens_fraction": 0.0, "sharp_shake_fraction": 0.0}
     assert meta["image_size"] == 32 and meta["fit_config"]["unfreeze_from"] == "pool4"
     held = meta["held_out"]
     assert held["n_images"] == 16 and np.array(held["confusion_matrix"]).sum() == 16
@@ -63,6 +67,22 @@ def test_recipes_and_validation():
     assert FitConfig(spectrum=False).resolve("cpu").spectrum is False  # the plain DenseNet121
     with pytest.raises(ValueError, match="pool7"):
         FitConfig(unfreeze_from="pool7").resolve("cpu")
+
+
+def test_psf_families_reach_every_split_and_validation_draws_what_training_draws(photo_folder):
+    for name, families in (("realistic", PsfFamilies()), ("classic", PsfFamilies.classic())):
+        config = FitConfig(data=str(photo_folder), weights=None, psf_families=name, **TINY).resolve("cpu")
+        pipeline = pipeline_config(config)
+        assert pipeline.families == families and pipeline.image_size == 32 and pipeline.batch_size == 8
+        data = load_data(config, pipeline)
+        for maker in (data.train, data.val, data.test):
+            assert maker.config.families == families
+        # validation sees the camera steps and augmentation of training (JPEG, palettes, noise); the test stays plain
+        assert data.val.camera == data.train.camera == CameraConfig() and data.val.augment == AugmentConfig()
+        assert data.test.camera == CameraConfig.none() and data.test.augment == AugmentConfig.none()
+        assert data.val.make_batch(0)[0].shape == (8, 32, 32, 3)
+    with pytest.raises(ValueError, match="'wavy'"):
+        FitConfig(weights=None, psf_families="wavy").resolve("cpu")
 
 
 def test_estimate_counts_held_out_views_and_export():
