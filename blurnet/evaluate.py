@@ -86,8 +86,14 @@ def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, 
     return EvalSource(chunks(), num_batches * batch_size, list(range(len(CLASS_NAMES))), description, True, makers["val"], makers["train"])
 
 
+#: Pixels of photographs `labelled_source` hands on at once (uint8 RGB: about 190 MB), so that a folder of
+#: large photographs goes through in small chunks (a single 24 MP photograph per chunk) instead of `batch_size`.
+PHOTO_CHUNK_PIXELS = 64_000_000
+
+
 def labelled_source(folder, batch_size: int) -> EvalSource:
-    """A labelled folder `DIR/<class>/<file>`, in chunks of images of one shape; a warning names absent classes."""
+    """A labelled folder `DIR/<class>/<file>`, in uint8 chunks of images of one shape, at most `batch_size` images
+    and `PHOTO_CHUNK_PIXELS` pixels (at least one image) each; a warning names absent classes."""
     from data_pipeline.labelled import load_labelled_images
 
     images, labels, paths = load_labelled_images(folder, min_size=MIN_IMAGE_SIDE)
@@ -100,10 +106,11 @@ def labelled_source(folder, batch_size: int) -> EvalSource:
         groups.setdefault(image.shape, []).append(i)
 
     def chunks():
-        for indices in groups.values():
-            for start in range(0, len(indices), batch_size):
-                idx = indices[start : start + batch_size]
-                yield np.stack([images[i] for i in idx]).astype(np.float32), labels[idx], None, [paths[i] for i in idx]
+        for shape, indices in groups.items():
+            size = max(1, min(batch_size, PHOTO_CHUNK_PIXELS // (shape[0] * shape[1])))
+            for start in range(0, len(indices), size):
+                idx = indices[start : start + size]
+                yield np.stack([images[i] for i in idx]), labels[idx], None, [paths[i] for i in idx]
 
     description = {
         "source": f"labelled folder {folder}",

@@ -159,6 +159,26 @@ def test_photographs_of_any_size_are_answered_as_predict_full(export, tmp_path):
     np.testing.assert_allclose(result.other_probabilities[0], expected, atol=1e-6)  # the compared export as well
 
 
+def test_a_labelled_folder_goes_through_in_uint8_chunks_of_bounded_pixels(tmp_path, monkeypatch):
+    import blurnet.evaluate
+
+    root = tmp_path / "photos"
+    for label, name in enumerate(CLASS_NAMES[:2]):
+        (root / name).mkdir(parents=True)
+        for k in range(3):  # three 56 x 40 photographs per class, and one of another shape
+            cv2.imwrite(str(root / name / f"p{k}.png"), blurred(label, 10 * label + k, (40, 56)))
+    cv2.imwrite(str(root / "sharp" / "other.png"), blurred(0, 99, (40, 40)))
+    monkeypatch.setattr(blurnet.evaluate, "PHOTO_CHUNK_PIXELS", 2 * 56 * 40 + 1)
+    chunks = list(labelled_source(root, 32).chunks)
+    assert sorted(len(c[0]) for c in chunks) == [1, 2, 2, 2]  # 6 photographs of 56 x 40 in twos; one 40 x 40
+    assert all(c[0].dtype == np.uint8 for c in chunks)
+    images, _, paths = load_labelled_images(root)
+    by_path = dict(zip(paths, images))
+    assert sum(int(sum(np.array_equal(by_path[p], im) for p, im in zip(c[3], c[0]))) for c in chunks) == 7
+    monkeypatch.setattr(blurnet.evaluate, "PHOTO_CHUNK_PIXELS", 10)  # smaller than one photograph: one at a time
+    assert [len(c[0]) for c in labelled_source(root, 32).chunks] == [1] * 7
+
+
 def check_report_numbers(out, labels, probabilities):
     """`metrics.json`'s calibration error and accuracy are those of `probabilities`."""
     metrics = json.loads((out / "metrics.json").read_text())
