@@ -87,7 +87,7 @@ def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, 
 
 
 #: Pixels of photographs `labelled_source` hands on at once (uint8 RGB: about 190 MB), so that a folder of
-#: large photographs goes through in small chunks (a single 24 MP photograph per chunk) instead of `batch_size`.
+#: large photographs goes through in small chunks (two 24 MP photographs, five of 12 MP) instead of `batch_size`.
 PHOTO_CHUNK_PIXELS = 64_000_000
 
 
