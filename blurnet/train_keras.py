@@ -17,6 +17,10 @@ The parameter head (`blurnet.parameter_head`) trains with the classifier unless
 `--no-parameter-head`; from a starting point without it, every other layer is
 taken over and the head starts from random weights.
 
+`--psf-families` picks the blur shapes as `blurnet fit --psf-families` does;
+validation draws them with the augmentation and camera steps of training, as
+`blurnet fit` validates.
+
 Training is time-boxed (`--minutes`): the learning rate follows a cosine over
 the time budget, validation runs every `--val-every` steps, and the weights
 of the best validation accuracy are kept (written as soon as they are found).
@@ -35,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from data_pipeline.batches import BlurBatchMaker, PipelineConfig
+from data_pipeline.degrade import PSF_FAMILY_PRESETS, PsfFamilies
 from data_pipeline.parameters import parameter_targets
 from data_pipeline.sources import load_photographs, split_photographs
 
@@ -42,9 +47,14 @@ PART_BYTES = 15_000_000
 _MAKER: BlurBatchMaker | None = None  # each worker process builds its own
 
 
-def _training_maker(image_size: int, batch_size: int, seed: int, data_seed: int) -> BlurBatchMaker:
+def pipeline_config(image_size: int, batch_size: int, seed: int, psf_families: str) -> PipelineConfig:
+    """What the samples are made of, as `blurnet fit` makes them: crop and batch size, seed and the named PSF families."""
+    return PipelineConfig(image_size=image_size, batch_size=batch_size, seed=seed, families=PsfFamilies.named(psf_families))
+
+
+def _training_maker(image_size: int, batch_size: int, seed: int, data_seed: int, psf_families: str) -> BlurBatchMaker:
     photos = load_photographs(None, min_size=image_size)
-    config = PipelineConfig(image_size=image_size, batch_size=batch_size, seed=data_seed)
+    config = pipeline_config(image_size, batch_size, data_seed, psf_families)
     return BlurBatchMaker(split_photographs(photos, seed=seed)["train"], config, "train")
 
 
@@ -152,6 +162,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val-every", type=int, default=1000)
     p.add_argument("--val-images", type=int, default=2048)
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
+    p.add_argument("--psf-families", choices=sorted(PSF_FAMILY_PRESETS), default="realistic",
+                   help="blur shapes of the samples, as 'blurnet fit --psf-families' (training and validation)")
     p.add_argument("--seed", type=int, default=0, help="split seed (0 keeps the bundled model's split)")
     p.add_argument("--data-seed", type=int, default=1, help="seed of the training batches")
     p.add_argument("--mixed-precision", action="store_true")
@@ -161,10 +173,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def validation_maker(args, photos) -> BlurBatchMaker:
+    """The validation batch maker over `photos`: `args`' PSF families, with the augmentation and camera steps of
+    training (as `blurnet fit` validates), so that the best weights are the best on what the model will meet."""
+    config = pipeline_config(args.image_size, 64, args.seed, args.psf_families)
+    return BlurBatchMaker(photos, config, "val", augment=True)
+
+
 def _validation_batches(args) -> tuple[list, list[str]]:
     """The fixed validation images (split by photograph as `blurnet fit` splits them) and their photographs."""
     splits = split_photographs(load_photographs(None, min_size=args.image_size), seed=args.seed)
-    maker = BlurBatchMaker(splits["val"], PipelineConfig(image_size=args.image_size, batch_size=64, seed=args.seed), "val")
+    maker = validation_maker(args, splits["val"])
     return [maker.make_batch(i) for i in range(-(-args.val_images // 64))], maker.photo_names
 
 
@@ -289,8 +308,8 @@ def main(argv=None) -> dict:
     for stale in out.glob("weights-*.npz"):  # parts of an earlier run must not mix with this one's
         stale.unlink()
     # Step 1, data: the bundled photographs split as `blurnet fit` splits them (by photograph, from the seed).
-    maker_args = (args.image_size, args.batch_size, args.seed, args.data_seed)
-    train_config = PipelineConfig(image_size=args.image_size, batch_size=args.batch_size, seed=args.data_seed)
+    maker_args = (args.image_size, args.batch_size, args.seed, args.data_seed, args.psf_families)
+    train_config = pipeline_config(args.image_size, args.batch_size, args.data_seed, args.psf_families)
     val_batches, val_names = _validation_batches(args)
     # Worker processes are spawned (not forked: a fork inherits locked thread pools) before the backend starts.
     pool = multiprocessing.get_context("spawn").Pool(args.workers, initializer=_start_worker, initargs=maker_args)
@@ -309,7 +328,7 @@ def main(argv=None) -> dict:
     summary = {
         "command": "python -m blurnet.train_keras " + " ".join(sys.argv[1:] if argv is None else argv),
         "backend": keras.backend.backend(), "batch_size": args.batch_size, **trained,
-        "pipeline": {"image_size": args.image_size, "families": train_config.families.to_dict(),
+        "pipeline": {"image_size": args.image_size, "psf_families": args.psf_families, "families": train_config.families.to_dict(),
                      "camera": train_config.camera.to_dict(), **train_config.augment.file_formats()},
         "wall_time_s": time.time() - started,
     }

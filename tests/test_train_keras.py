@@ -84,3 +84,27 @@ def test_training_steps_with_the_parameter_head_from_a_start_without_it(tmp_path
     assert summary["steps"] == 4 and [h["step"] for h in summary["history"]] == [2, 4]
     assert {"val_accuracy", "val_sigma_mae", "val_length_mae", "val_angle_mae_deg", "val_radius_mae"} <= summary["history"][-1].keys()
     assert list((tmp_path / "out").glob("weights-*.npz"))  # the best weights, kept on disk
+
+
+@pytest.mark.parametrize("families", ["classic", "realistic"])
+def test_psf_families_reach_training_and_validation(photos, families):
+    """`--psf-families` picks the families of the training and validation makers; validation has training's camera."""
+    from data_pipeline.camera import CameraConfig
+    from data_pipeline.degrade import PsfFamilies
+
+    args = train_keras.parse_args(["--init-from", "a", "--out", "b", "--image-size", "32", "--psf-families", families])
+    assert args.psf_families == families
+    training = train_keras.pipeline_config(32, 8, 1, args.psf_families)
+    validation = train_keras.validation_maker(args, photos)
+    assert training.families == validation.config.families == PsfFamilies.named(families)
+    assert validation.camera == training.camera != CameraConfig.none()
+    assert validation.augment == training.augment and validation.config.batch_size == 64
+    images, labels, _ = validation.make_batch(0)
+    assert images.shape == (64, 32, 32, 3) and np.bincount(labels, minlength=4).min() > 0
+
+
+def test_psf_families_default_and_unknown_name():
+    """The default is fit's (`realistic`); an unknown name stops argparse."""
+    assert train_keras.parse_args(["--init-from", "a", "--out", "b"]).psf_families == "realistic"
+    with pytest.raises(SystemExit):
+        train_keras.parse_args(["--init-from", "a", "--out", "b", "--psf-families", "straight"])
