@@ -118,6 +118,14 @@ def _check_size(images, window: int) -> None:
         )
 
 
+def shortfall(size, window: int):
+    """Pixels `size` lacks to reach `window` (0 if none): a Python int where the size is known when the model
+    is traced (JAX and PyTorch always, TensorFlow for fixed shapes), as `ops.pad` needs under JAX; a tensor otherwise."""
+    if isinstance(size, int):
+        return max(window - size, 0)
+    return ops.maximum(window - size, 0)
+
+
 @keras.saving.register_keras_serializable(package="blurnet")
 class WelchSpectrum(layers.Layer):
     """RGB images `(batch, h, w, 3)`, h and w >= 32 -> standardised log power spectrum `(batch, 32, 32, 1)`."""
@@ -173,7 +181,7 @@ class Cepstrum(layers.Layer):
         window, half = CEPSTRUM_WINDOW, CEPSTRUM_MAX_LAG
         gray = ops.mean(ops.cast(inputs, "float32"), axis=-1)
         shape = ops.shape(gray)
-        short_h, short_w = ops.maximum(window - shape[1], 0), ops.maximum(window - shape[2], 0)
+        short_h, short_w = shortfall(shape[1], window), shortfall(shape[2], window)
         mean = ops.mean(gray, axis=(1, 2), keepdims=True)
         gray = ops.pad(gray - mean, [[0, 0], [short_h // 2, short_h - short_h // 2], [short_w // 2, short_w - short_w // 2]]) + mean
         shape = ops.shape(gray)

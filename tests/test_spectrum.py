@@ -166,3 +166,14 @@ def test_a_small_image_sits_in_the_middle_of_the_window():
     padded[16:80, 16:80] = image
     np.testing.assert_allclose(np.asarray(Cepstrum()(image[None].astype("float32"))),
                                np.asarray(Cepstrum()(padded[None].astype("float32"))), atol=1e-4)
+
+
+def test_shortfall_is_a_python_int_for_known_sizes():
+    """Known sizes give Python ints (JAX's `pad` refuses traced widths); a tensor size gives the same number."""
+    import keras
+
+    from blurnet.spectrum import shortfall
+
+    assert [shortfall(s, 64) for s in (32, 63, 64, 200)] == [32, 1, 0, 0]
+    assert all(type(shortfall(s, 64)) is int for s in (32, 200))
+    assert int(keras.ops.convert_to_numpy(shortfall(keras.ops.convert_to_tensor(40), 64))) == 24
