@@ -275,15 +275,18 @@ def weight_shapes_signature(model: keras.Model) -> str:
 
 
 def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> None:
-    """Record in `run/architecture.json` what the run's checkpoints are shaped by, or check a resumed run against it.
+    """Record in `run/architecture.json` what the run's checkpoints are shaped by and the PSF families it trains on,
+    or check a resumed run against it.
 
     `ValueError` naming both settings when a resume would load backups of another shape (say the parameter head
     switched on or off, or its layers changed since the run started: `weight_shapes`, `weight_shapes_signature`):
-    Keras would fail later with a bare shape error. A run folder recorded without `weight_shapes` is checked on
+    Keras would fail later with a bare shape error. Other `psf_families` are refused too: the run would go on
+    on other data than its first epochs and its record would name one of the two. A run folder recorded without `weight_shapes` is checked on
     the other settings, then gets it.
     """
     wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
-              "parameter_head": bool(config.parameter_head), "weight_shapes": weight_shapes_signature(model)}
+              "parameter_head": bool(config.parameter_head), "weight_shapes": weight_shapes_signature(model),
+              "psf_families": config.psf_families}
     path = run / "architecture.json"
     if path.is_file():
         recorded = json.loads(path.read_text())
@@ -292,7 +295,7 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
             details = ", ".join(f"{key}: run {old!r}, now {new!r}" for key, (old, new) in differing.items())
             if set(differing) == {"weight_shapes"}:
                 details += " (the same settings, but layers of other shapes: the model's code changed since the run started)"
-            raise ValueError(f"cannot resume {str(run)!r}: its checkpoints are of another model ({details}); "
+            raise ValueError(f"cannot resume {str(run)!r}: it was started with other settings ({details}); "
                              f"resume with the run's settings or start afresh without --resume.")
         if recorded.keys() >= wanted.keys():
             return

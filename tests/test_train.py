@@ -248,7 +248,8 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
     check_run_architecture(tmp_path, config, model)
     signature = weight_shapes_signature(model)
     assert json.loads((tmp_path / "architecture.json").read_text()) == {
-        "backbone": "mobilenetv2", "spectrum": True, "highpass": False, "parameter_head": True, "weight_shapes": signature}
+        "backbone": "mobilenetv2", "spectrum": True, "highpass": False, "parameter_head": True, "weight_shapes": signature,
+        "psf_families": "realistic"}
     assert len(signature) == 16 and signature == weight_shapes_signature(create_model("mobilenetv2", weights=None, spectrum=True,
                                                                                       parameter_head=True))
     check_run_architecture(tmp_path, config, model)  # the same settings resume
@@ -256,6 +257,8 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
         check_run_architecture(tmp_path, dataclasses.replace(config, parameter_head=False), model)
     with pytest.raises(ValueError, match=r"spectrum: run True, now False"):
         check_run_architecture(tmp_path, dataclasses.replace(config, spectrum=False), model)
+    with pytest.raises(ValueError, match=r"psf_families: run 'realistic', now 'classic'"):
+        check_run_architecture(tmp_path, dataclasses.replace(config, psf_families="classic"), model)
     # The same settings, but the code now builds layers of other shapes (here: three more input channels).
     changed = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True, highpass=True)
     with pytest.raises(ValueError, match=rf"weight_shapes: run '{signature}', now '[0-9a-f]{{16}}' \(the same settings, but layers"):
