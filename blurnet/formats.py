@@ -5,8 +5,8 @@ averages views and tiles large inputs. The formats written here hold the plain
 network instead (one view, one tile, the same preprocessing inside: float32 RGB
 0..255 in, softmax `(batch, 4)` out, named `probabilities`; with the parameter
 head a second output `parameters`, `(batch, 5)`, the head's raw answer that
-`blurnet.runtimes` averages over views and decodes as for the SavedModel; in
-`keras` and `onnx`, not in `litert`: `CLASSIFIER_ONLY_FORMATS`), each in its own folder with a copy of the
+`blurnet.runtimes` averages over views and decodes as for the SavedModel), each
+in its own folder with a copy of the
 export's `blurnet.json` beside the model file, so a reader knows the classes,
 the tile size and the views:
 
@@ -29,7 +29,6 @@ folder, and an older one at the same place stays until the new one is complete.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -45,10 +44,6 @@ FORMAT_FILES = {"keras": "model.keras", **RUNTIME_FILES}
 EXTRA_MODULES = {"onnx": ("tf2onnx", "onnx", "onnxruntime"), "litert": ("ai_edge_litert.interpreter",)}
 ONNX_OPSET = 15
 ONNX_DIMENSIONS = ("batch", "height", "width")
-#: Formats that hold the classifier without the parameter head: LiteRT's converter gives the head's cepstral
-#: branch a tensor of invalid size when the batch is dynamic, and a graph converted for one batch size cannot be
-#: resized, so `blurnet.tflite` answers the class probabilities only (`blurnet.onnx` holds both outputs).
-CLASSIFIER_ONLY_FORMATS = ("litert",)
 PARITY_TILES = 8
 PARITY_TOLERANCE = 1e-4
 
@@ -160,7 +155,6 @@ def export_format(model_dir: str | os.PathLike, fmt: str, out: str | os.PathLike
     at most `PARITY_TOLERANCE`); `MissingExtraError` when the `export` extra is not installed.
     """
     from blurnet.export import METADATA_FILE, model_from_export, read_metadata
-    from blurnet.parameter_head import classifier
 
     if fmt not in WRITERS:
         raise ValueError(f"format must be one of {sorted(WRITERS)}, got {fmt!r}.")
@@ -170,13 +164,8 @@ def export_format(model_dir: str | os.PathLike, fmt: str, out: str | os.PathLike
         raise ValueError(f"--out {str(out)!r} is the export itself; choose another folder.")
     metadata = read_metadata(model_dir, weights_only=True)
     model = model_from_export(model_dir)
-    if fmt in CLASSIFIER_ONLY_FORMATS:
-        model = classifier(model)
     with atomic_directory(out) as tmp:
         shutil.copy(Path(model_dir) / METADATA_FILE, tmp / METADATA_FILE)
-        if fmt in CLASSIFIER_ONLY_FORMATS:  # the file holds the classifier only
-            copied = json.loads((tmp / METADATA_FILE).read_text())
-            (tmp / METADATA_FILE).write_text(json.dumps({**copied, "parameter_head": False}, indent=2, sort_keys=True) + "\n")
         WRITERS[fmt](model, tmp / FORMAT_FILES[fmt], metadata)
         if fmt in RUNTIME_FILES:
             runtime = load_runtime(tmp / FORMAT_FILES[fmt])

@@ -63,11 +63,6 @@ def has_parameter_head(model: keras.Model) -> bool:
     return isinstance(model.output, dict) and PARAMETERS in model.output
 
 
-def classifier(model: keras.Model) -> keras.Model:
-    """`model` itself, or for a model with the head a view of it (same layers and weights) returning only the probabilities."""
-    return keras.Model(model.input, model.output[PROBABILITIES], name=model.name) if has_parameter_head(model) else model
-
-
 def class_probabilities(outputs):
     """The probabilities of a model's output: the tensor itself, or its `probabilities` entry."""
     return outputs[PROBABILITIES] if isinstance(outputs, dict) else outputs

@@ -91,10 +91,12 @@ def _log_power(patches, window: int):
     patches = patches * ops.convert_to_tensor(_hann_2d(window))
     # 2-D DFT F = D X D^T with D = C + iS (rows shifted): Re = CXC' - SXS', Im = CXS' + SXC'.
     c, s = (ops.convert_to_tensor(m) for m in _shifted_dft_matrices(window))
-    cx = ops.einsum("kn,bwnm->bwkm", c, patches)
-    sx = ops.einsum("kn,bwnm->bwkm", s, patches)
-    real = ops.einsum("bwkm,lm->bwkl", cx, c) - ops.einsum("bwkm,lm->bwkl", sx, s)
-    imag = ops.einsum("bwkm,lm->bwkl", cx, s) + ops.einsum("bwkm,lm->bwkl", sx, c)
+    # Broadcast matrix products rather than einsum: LiteRT's converter gives an einsum over one window a tensor of
+    # invalid shape.
+    ct, st = ops.transpose(c), ops.transpose(s)
+    cx, sx = ops.matmul(c, patches), ops.matmul(s, patches)
+    real = ops.matmul(cx, ct) - ops.matmul(sx, st)
+    imag = ops.matmul(cx, st) + ops.matmul(sx, ct)
     power = ops.mean(real * real + imag * imag, axis=1)
     floor = 1e-6 * ops.mean(power, axis=(1, 2), keepdims=True) + 1e-12
     return ops.log(power + floor)
@@ -185,11 +187,12 @@ class Cepstrum(layers.Layer):
         mean = ops.mean(gray, axis=(1, 2), keepdims=True)
         gray = ops.pad(gray - mean, [[0, 0], [short_h // 2, short_h - short_h // 2], [short_w // 2, short_w - short_w // 2]]) + mean
         shape = ops.shape(gray)
-        centre = ops.slice(gray, [0, (shape[1] - window) // 2, (shape[2] - window) // 2], [shape[0], window, window])
+        top, left = (shape[1] - window) // 2, (shape[2] - window) // 2
+        centre = gray[:, top : top + window, left : left + window]  # no batch size in the slice: LiteRT keeps it dynamic
         log_power = _log_power(centre[:, None], window)
         cos, sin = (ops.convert_to_tensor(m) for m in _cepstrum_matrices(window, half))
         # Real part of the 2-D inverse DFT at the kept lags: cos L cos' - sin L sin'.
-        cepstrum = ops.einsum("mk,bkl,nl->bmn", cos, log_power, cos) - ops.einsum("mk,bkl,nl->bmn", sin, log_power, sin)
+        cepstrum = ops.matmul(ops.matmul(cos, log_power), ops.transpose(cos)) - ops.matmul(ops.matmul(sin, log_power), ops.transpose(sin))
         cepstrum = cepstrum * ops.convert_to_tensor((_lag_grid(half)[0] >= CEPSTRUM_MIN_LAG).astype(np.float32))
         return _standardised(cepstrum)[..., None]
 
