@@ -290,13 +290,16 @@ def _train(model, batches, val_batches, args, out: Path, started: float) -> dict
             "best_val_accuracy": best_val, "history": history}
 
 
-def _write_metadata(args, out: Path, summary: dict) -> None:
-    """`train_keras.json`, and the `blurnet.json` that `fit --init-from OUT` checks and chains under `started_from`."""
+def _write_metadata(args, out: Path, summary: dict, pipeline: PipelineConfig) -> None:
+    """`train_keras.json`, and the `blurnet.json` that `fit --init-from OUT` checks and chains under `started_from`;
+    it records the PSF families and camera steps of `pipeline` as `blurnet fit` does, so that a re-export
+    (`fit --init-from OUT --epochs-finetune 0`) records what the weights learnt from."""
     (out / "train_keras.json").write_text(json.dumps(summary, indent=1))
     source = json.loads((Path(args.init_from) / "blurnet.json").read_text())
     keep = ("classes", "blur_ranges", "backbone", "highpass", "spectrum", "tile_size", "test_time_views")
     (out / "blurnet.json").write_text(json.dumps({
         **{k: source[k] for k in keep if k in source}, "image_size": args.image_size, "parameter_head": args.parameter_head,
+        "psf_families": pipeline.families.to_dict(), "camera": {**pipeline.camera.to_dict(), **pipeline.augment.file_formats()},
         "weights": f"export:{args.init_from}", "command": summary["command"], "hardware": hardware(),
         "wall_time_s": summary["wall_time_s"], "training": summary, "started_from": source}, indent=1))
 
@@ -333,7 +336,7 @@ def main(argv=None) -> dict:
         "wall_time_s": time.time() - started,
     }
     # Step 4, metadata beside the weights.
-    _write_metadata(args, out, summary)
+    _write_metadata(args, out, summary, train_config)
     print(f"best val accuracy {summary['best_val_accuracy']:.4f}; wrote {out}", flush=True)
     return summary
 

@@ -108,3 +108,20 @@ def test_psf_families_default_and_unknown_name():
     assert train_keras.parse_args(["--init-from", "a", "--out", "b"]).psf_families == "realistic"
     with pytest.raises(SystemExit):
         train_keras.parse_args(["--init-from", "a", "--out", "b", "--psf-families", "straight"])
+
+
+def test_blurnet_json_records_the_families_and_camera_for_a_re_export(tmp_path):
+    """`blurnet.json` beside the weights names the PSF families and camera steps trained on (fit's keys), which
+    `fit --init-from OUT --epochs-finetune 0` copies into the export it writes."""
+    start, out = tmp_path / "start", tmp_path / "out"
+    start.mkdir(), out.mkdir()
+    (start / "blurnet.json").write_text(json.dumps({"backbone": "mobilenetv2", "spectrum": True, "psf_families": {"old": 1}}))
+    args = train_keras.parse_args(["--init-from", str(start), "--out", str(out), "--image-size", "48", "--psf-families", "classic"])
+    pipeline = train_keras.pipeline_config(48, 128, 1, "classic")
+    train_keras._write_metadata(args, out, {"command": "x", "wall_time_s": 1.0}, pipeline)
+    written = json.loads((out / "blurnet.json").read_text())
+    assert written["psf_families"] == {"shake_fraction": 0.0, "lens_fraction": 0.0, "sharp_shake_fraction": 0.0}
+    assert written["camera"]["jpeg_probability"] == pipeline.augment.jpeg_probability > 0
+    assert written["camera"]["linear_probability"] == pipeline.camera.linear_probability > 0
+    assert written["camera"]["palette_probability"] == pipeline.augment.palette_probability > 0
+    assert written["started_from"]["psf_families"] == {"old": 1} and written["image_size"] == 48
