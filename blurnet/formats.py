@@ -6,20 +6,19 @@ network instead (one view, one tile, the same preprocessing inside: float32 RGB
 0..255 in, softmax `(batch, 4)` out, named `probabilities`; with the parameter
 head a second output `parameters`, `(batch, 5)`, the head's raw answer that
 `blurnet.runtimes` averages over views and decodes as for the SavedModel), each
-in its own folder with a copy of the
-export's `blurnet.json` beside the model file, so a reader knows the classes,
-the tile size and the views:
+in its own folder with a copy of the export's `blurnet.json` beside the model
+file, so a reader knows the classes, the tile size and the views:
 
 | format | file | shape of the input | for |
 | --- | --- | --- | --- |
 | `keras` | `model.keras` | any batch, any size >= 32 px | Keras 3 on any backend (`python -m blurnet.train_keras --init-from DIR`) |
 | `onnx` | `blurnet.onnx` | any batch, any size >= 32 px | ONNX Runtime (servers, browsers, C#, Java, ...), `blurnet predict --model` without TensorFlow |
-| `litert` | `blurnet.tflite` | any batch, `image_size` px square | LiteRT on phones and small devices (Android, iOS, Flutter, React Native) |
+| `litert` | `blurnet.tflite` | any batch, any size >= 32 px (declared 1 x 1) | LiteRT on phones and small devices (Android, iOS, Flutter, React Native) |
 
-LiteRT plans its memory for fixed shapes, so `blurnet.tflite` declares tiles of
-the training size (`image_size` in `blurnet.json`) and a dynamic batch (1 until
-the interpreter's input is resized). The views and the tiling are the caller's
-in both: `blurnet.runtimes` runs them for `blurnet predict`. `onnx` and `litert`
+LiteRT plans its memory for the shape it is given: a caller resizes the
+interpreter's input to its batch and tiles (`resize_tensor_input`, then
+`allocate_tensors`), best tiles of the training size (`image_size` in
+`blurnet.json`). The views and the tiling are the caller's in both: `blurnet.runtimes` runs them for `blurnet predict`. `onnx` and `litert`
 need the `export` extra (`pip install "blurnet[export]"`: tf2onnx, onnx,
 onnxruntime, ai-edge-litert); each written file is checked against the Keras
 model on `PARITY_TILES` random tiles before it is kept.
@@ -113,8 +112,9 @@ def _write_onnx(model, path: Path, metadata: dict) -> None:
 def _write_litert(model, path: Path, metadata: dict) -> None:
     import tensorflow as tf
 
-    side = int(metadata.get("image_size", 128))  # as ExportedModel.image_size
-    signature = [tf.TensorSpec((None, side, side, 3), tf.float32, name="image")]
+    # Height and width stay dynamic, as in ONNX: the graph's pads and crops are then computed from the tiles it
+    # gets, so the smaller tiles of a photograph's pyramid levels are answered too.
+    signature = [tf.TensorSpec((None, None, None, 3), tf.float32, name="image")]
     root = logging.getLogger()
     handlers = list(root.handlers)
     try:  # builtin operators only: the ai-edge-litert interpreter on a phone has no TensorFlow (Flex) kernels

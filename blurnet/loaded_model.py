@@ -22,7 +22,7 @@ class LoadedModel:
     `estimate_tiles`."""
 
     default_views = 1  # views when `blurnet.json` has no `test_time_views`
-    has_parameters = False  # whether `estimate_tiles` answers (a SavedModel or an ONNX file with the parameter head)
+    has_parameters = False  # whether `estimate_tiles` answers (a SavedModel, ONNX or LiteRT file with the parameter head)
 
     @property
     def name(self) -> str:

@@ -12,9 +12,8 @@ A file of a model with the parameter head has a second output, `parameters`
 (`(batch, 5)`, `data_pipeline.parameters.PARAMETER_TARGETS`); the runtime then
 `has_parameters` and `blurnet predict` records carry `blur` as with the SavedModel.
 
-`blurnet.tflite` declares a batch of any size and tiles of `image_size` px;
-`LiteRTModel` resizes the interpreter's input to the batch it is given (and to
-smaller tiles, which the converted graph accepts: checked in the tests).
+`blurnet.tflite` takes any batch and tiles of any size (its height and width are
+dynamic); `LiteRTModel` resizes the interpreter's input to the tiles it is given.
 
 This module imports neither TensorFlow nor Keras: with `onnxruntime` (or
 `ai-edge-litert`), numpy and OpenCV, `blurnet predict --model blurnet.onnx` runs
