@@ -122,9 +122,9 @@ def _check_size(images, window: int) -> None:
 
 def shortfall(size, window: int):
     """Pixels `size` lacks to reach `window` (0 if none): a Python int where the size is known when the model
-    is traced (JAX and PyTorch always, TensorFlow for fixed shapes), as `ops.pad` needs under JAX; a tensor otherwise."""
-    if isinstance(size, int):
-        return max(window - size, 0)
+    is traced (under JAX always, under TensorFlow for fixed shapes), as `ops.pad` needs under JAX; a tensor otherwise."""
+    if isinstance(size, (int, np.integer)):
+        return max(window - int(size), 0)
     return ops.maximum(window - size, 0)
 
 

@@ -281,8 +281,8 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
     `ValueError` naming both settings when a resume would load backups of another shape (say the parameter head
     switched on or off, or its layers changed since the run started: `weight_shapes`, `weight_shapes_signature`):
     Keras would fail later with a bare shape error. Other `psf_families` are refused too: the run would go on
-    on other data than its first epochs and its record would name one of the two. A run folder recorded without `weight_shapes` is checked on
-    the other settings, then gets it.
+    on other data than its first epochs and its record would name one of the two. A run folder recorded without
+    `weight_shapes` or `psf_families` is checked on the other settings, then gets them.
     """
     wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
               "parameter_head": bool(config.parameter_head), "weight_shapes": weight_shapes_signature(model),
@@ -295,7 +295,7 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
             details = ", ".join(f"{key}: run {old!r}, now {new!r}" for key, (old, new) in differing.items())
             if set(differing) == {"weight_shapes"}:
                 details += " (the same settings, but layers of other shapes: the model's code changed since the run started)"
-            raise ValueError(f"cannot resume {str(run)!r}: it was started with other settings ({details}); "
+            raise ValueError(f"cannot resume {str(run)!r}: it does not match this run ({details}); "
                              f"resume with the run's settings or start afresh without --resume.")
         if recorded.keys() >= wanted.keys():
             return
