@@ -13,13 +13,14 @@ file, so a reader knows the classes, the tile size and the views:
 | --- | --- | --- | --- |
 | `keras` | `model.keras` | any batch, any size >= 32 px | Keras 3 on any backend (`python -m blurnet.train_keras --init-from DIR`) |
 | `onnx` | `blurnet.onnx` | any batch, any size >= 32 px | ONNX Runtime (servers, browsers, C#, Java, ...), `blurnet predict --model` without TensorFlow |
-| `litert` | `blurnet.tflite` | any batch, any size >= 32 px (declared 1 x 1) | LiteRT on phones and small devices (Android, iOS, Flutter, React Native) |
+| `litert` | `blurnet.tflite` | any batch, any size >= 32 px (1 x 1 until resized) | LiteRT on phones and small devices (Android, iOS, Flutter, React Native) |
 
 LiteRT plans its memory for the shape it is given: a caller resizes the
 interpreter's input to its batch and tiles (`resize_tensor_input`, then
 `allocate_tensors`), best tiles of the training size (`image_size` in
-`blurnet.json`). The views and the tiling are the caller's in both: `blurnet.runtimes` runs them for `blurnet predict`. `onnx` and `litert`
-need the `export` extra (`pip install "blurnet[export]"`: tf2onnx, onnx,
+`blurnet.json`). The views and the tiling are the caller's in both:
+`blurnet.runtimes` runs them for `blurnet predict`. `onnx` and `litert` need
+the `export` extra (`pip install "blurnet[export]"`: tf2onnx, onnx,
 onnxruntime, ai-edge-litert); each written file is checked against the Keras
 model on `PARITY_TILES` random tiles before it is kept.
 
