@@ -438,7 +438,7 @@ def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data
                     else "none" if config.weights is None else f"file:{config.weights}"),
         "highpass": config.highpass, "spectrum": config.spectrum, "parameter_head": config.parameter_head,
         "training_data": data.description, "psf_families": pipeline.families.to_dict(),
-        "camera": {**pipeline.camera.to_dict(), **pipeline.augment.file_formats()},
+        "camera": pipeline.camera_record(),
         "held_out": held_out, "fit_config": dataclasses.asdict(config),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "hardware": f"{os.cpu_count()} CPU cores, {len(run.gpus)} GPU(s) {[g.name for g in run.gpus]}",

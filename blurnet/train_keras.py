@@ -299,7 +299,7 @@ def _write_metadata(args, out: Path, summary: dict, pipeline: PipelineConfig) ->
     keep = ("classes", "blur_ranges", "backbone", "highpass", "spectrum", "tile_size", "test_time_views")
     (out / "blurnet.json").write_text(json.dumps({
         **{k: source[k] for k in keep if k in source}, "image_size": args.image_size, "parameter_head": args.parameter_head,
-        "psf_families": pipeline.families.to_dict(), "camera": {**pipeline.camera.to_dict(), **pipeline.augment.file_formats()},
+        "psf_families": pipeline.families.to_dict(), "camera": pipeline.camera_record(),
         "weights": f"export:{args.init_from}", "command": summary["command"], "hardware": hardware(),
         "wall_time_s": summary["wall_time_s"], "training": summary, "started_from": source}, indent=1))
 
@@ -332,7 +332,7 @@ def main(argv=None) -> dict:
         "command": "python -m blurnet.train_keras " + " ".join(sys.argv[1:] if argv is None else argv),
         "backend": keras.backend.backend(), "batch_size": args.batch_size, **trained,
         "pipeline": {"image_size": args.image_size, "psf_families": args.psf_families, "families": train_config.families.to_dict(),
-                     "camera": train_config.camera.to_dict(), **train_config.augment.file_formats()},
+                     "camera": train_config.camera_record()},
         "wall_time_s": time.time() - started,
     }
     # Step 4, metadata beside the weights.

@@ -70,6 +70,11 @@ class PipelineConfig:
         """Pixels cropped beyond the output on each side, so blur never sees a border."""
         return psf_half_size(self.ranges, self.families)
 
+    def camera_record(self) -> dict:
+        """The camera steps and the file formats (JPEG, palettes), JSON-friendly: what `blurnet.json` records
+        under `camera`, for `blurnet fit` and `blurnet.train_keras` alike."""
+        return {**self.camera.to_dict(), **self.augment.file_formats()}
+
 
 class NoiseBank:
     """Standard-normal noise drawn once, served as random windows.
