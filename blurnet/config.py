@@ -87,6 +87,7 @@ class FitConfig:
     test_time_views: int = 8
     min_sharpness: float = MIN_HIGH_FREQUENCY_RATIO
     psf_families: str = "realistic"
+    generated_scenes: int = 0
     seed: int = 0
     resume: bool = False
     run_dir: str = "runs"
@@ -143,6 +144,8 @@ class FitConfig:
         if self.min_sharpness < 0:
             raise ValueError(f"min_sharpness must be >= 0, got {self.min_sharpness!r}.")
         PsfFamilies.named(self.psf_families)  # ValueError echoing an unknown preset
+        if self.generated_scenes < 0:
+            raise ValueError(f"generated_scenes must be >= 0, got {self.generated_scenes!r}.")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}.")
         if self.cpu_devices < 1:

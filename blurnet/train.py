@@ -44,6 +44,7 @@ from data_pipeline.classes import CLASS_NAMES, NUM_CLASSES
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
 from data_pipeline.degrade import PsfFamilies
 from data_pipeline.labelled import LabelledBatchMaker, is_labelled_folder, load_labelled_images
+from data_pipeline.scenes import generated_scenes
 from data_pipeline.sources import describe_split, load_photographs, split_photographs
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,9 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
     and test sets are the same on every worker.
     """
     if config.data is not None and is_labelled_folder(config.data):
+        if config.generated_scenes:
+            raise ValueError(f"generated scenes are sharp sources blurred on the fly; a labelled folder ({config.data}) "
+                             f"trains on its own images: use generated_scenes=0, got {config.generated_scenes!r}.")
         images, labels, paths = load_labelled_images(config.data, min_size=pipeline.image_size)
         order = np.random.default_rng(config.seed).permutation(len(images))
         if len(order) < 3:
@@ -98,6 +102,7 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
         return Data(makers["train"], makers["val"], makers["test"], f"labelled folder {config.data} ({len(images)} images, split by file)")
     photos = load_photographs(config.data, min_size=pipeline.image_size)
     splits = split_photographs(photos, seed=config.seed)
+    splits["train"] += generated_scenes(config.generated_scenes, seed=config.seed)
     logger.info(describe_split(splits))
     missing = [s for s, v in splits.items() if not v]
     if missing:
@@ -280,13 +285,13 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
 
     `ValueError` naming both settings when a resume would load backups of another shape (say the parameter head
     switched on or off, or its layers changed since the run started: `weight_shapes`, `weight_shapes_signature`):
-    Keras would fail later with a bare shape error. Other `psf_families` are refused too: the run would go on
-    on other data than its first epochs and its record would name one of the two. A run folder recorded without
-    `weight_shapes` or `psf_families` is checked on the other settings, then gets them.
+    Keras would fail later with a bare shape error. Other `psf_families` or `generated_scenes` are refused too: the
+    run would go on on other data than its first epochs and its record would name one of the two. A run folder
+    recorded without some of these keys is checked on the others, then gets them.
     """
     wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
               "parameter_head": bool(config.parameter_head), "weight_shapes": weight_shapes_signature(model),
-              "psf_families": config.psf_families}
+              "psf_families": config.psf_families, "generated_scenes": config.generated_scenes}
     path = run / "architecture.json"
     if path.is_file():
         recorded = json.loads(path.read_text())
@@ -438,7 +443,7 @@ def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data
                     else "none" if config.weights is None else f"file:{config.weights}"),
         "highpass": config.highpass, "spectrum": config.spectrum, "parameter_head": config.parameter_head,
         "training_data": data.description, "psf_families": pipeline.families.to_dict(),
-        "camera": pipeline.camera_record(),
+        "camera": pipeline.camera_record(), "generated_scenes": config.generated_scenes,
         "held_out": held_out, "fit_config": dataclasses.asdict(config),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "hardware": f"{os.cpu_count()} CPU cores, {len(run.gpus)} GPU(s) {[g.name for g in run.gpus]}",
@@ -451,8 +456,8 @@ def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data
     if run.started_from is not None:  # the history behind the starting weights
         metadata["started_from"] = {"folder": str(config.init_from), **run.started_from}
         if not config.epochs_finetune:  # a re-export (stage 1 never runs from an export): the weights learnt what the source saw
-            for key in ("psf_families", "camera"):
-                metadata[key] = run.started_from.get(key)
+            for key in ("psf_families", "camera", "generated_scenes"):
+                metadata[key] = run.started_from.get(key, 0 if key == "generated_scenes" else None)
     return metadata
 
 

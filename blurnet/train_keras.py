@@ -41,6 +41,7 @@ import numpy as np
 from data_pipeline.batches import BlurBatchMaker, PipelineConfig
 from data_pipeline.degrade import PSF_FAMILY_PRESETS, PsfFamilies
 from data_pipeline.parameters import parameter_targets
+from data_pipeline.scenes import generated_scenes
 from data_pipeline.sources import load_photographs, split_photographs
 
 PART_BYTES = 15_000_000
@@ -52,10 +53,11 @@ def pipeline_config(image_size: int, batch_size: int, seed: int, psf_families: s
     return PipelineConfig(image_size=image_size, batch_size=batch_size, seed=seed, families=PsfFamilies.named(psf_families))
 
 
-def _training_maker(image_size: int, batch_size: int, seed: int, data_seed: int, psf_families: str) -> BlurBatchMaker:
+def _training_maker(image_size: int, batch_size: int, seed: int, data_seed: int, psf_families: str,
+                    scenes: int = 0) -> BlurBatchMaker:
     photos = load_photographs(None, min_size=image_size)
     config = pipeline_config(image_size, batch_size, data_seed, psf_families)
-    return BlurBatchMaker(split_photographs(photos, seed=seed)["train"], config, "train")
+    return BlurBatchMaker(split_photographs(photos, seed=seed)["train"] + generated_scenes(scenes, seed=seed), config, "train")
 
 
 def _start_worker(*maker_args) -> None:
@@ -164,13 +166,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--psf-families", choices=sorted(PSF_FAMILY_PRESETS), default="realistic",
                    help="blur shapes of the samples, as 'blurnet fit --psf-families' (training and validation)")
+    p.add_argument("--generated-scenes", type=int, default=0,
+                   help="dead-leaves scenes added to the training photographs, as 'blurnet fit --generated-scenes'")
     p.add_argument("--seed", type=int, default=0, help="split seed (0 keeps the bundled model's split)")
     p.add_argument("--data-seed", type=int, default=1, help="seed of the training batches")
     p.add_argument("--mixed-precision", action="store_true")
     p.add_argument("--parameter-head", action=argparse.BooleanOptionalAction, default=True,
                    help="train the blur-parameter head with the classifier (default: on)")
     p.add_argument("--parameter-loss-weight", type=float, default=1.0)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.generated_scenes < 0:
+        p.error(f"--generated-scenes must be >= 0, got {args.generated_scenes!r}")
+    return args
 
 
 def validation_maker(args, photos) -> BlurBatchMaker:
@@ -299,7 +306,7 @@ def _write_metadata(args, out: Path, summary: dict, pipeline: PipelineConfig) ->
     keep = ("classes", "blur_ranges", "backbone", "highpass", "spectrum", "tile_size", "test_time_views")
     (out / "blurnet.json").write_text(json.dumps({
         **{k: source[k] for k in keep if k in source}, "image_size": args.image_size, "parameter_head": args.parameter_head,
-        "psf_families": pipeline.families.to_dict(), "camera": pipeline.camera_record(),
+        "psf_families": pipeline.families.to_dict(), "camera": pipeline.camera_record(), "generated_scenes": args.generated_scenes,
         "weights": f"export:{args.init_from}", "command": summary["command"], "hardware": hardware(),
         "wall_time_s": summary["wall_time_s"], "training": summary, "started_from": source}, indent=1))
 
@@ -311,7 +318,7 @@ def main(argv=None) -> dict:
     for stale in out.glob("weights-*.npz"):  # parts of an earlier run must not mix with this one's
         stale.unlink()
     # Step 1, data: the bundled photographs split as `blurnet fit` splits them (by photograph, from the seed).
-    maker_args = (args.image_size, args.batch_size, args.seed, args.data_seed, args.psf_families)
+    maker_args = (args.image_size, args.batch_size, args.seed, args.data_seed, args.psf_families, args.generated_scenes)
     train_config = pipeline_config(args.image_size, args.batch_size, args.data_seed, args.psf_families)
     val_batches, val_names = _validation_batches(args)
     # Worker processes are spawned (not forked: a fork inherits locked thread pools) before the backend starts.
