@@ -85,6 +85,22 @@ def test_psf_families_reach_every_split_and_validation_draws_what_training_draws
         FitConfig(weights=None, psf_families="wavy").resolve("cpu")
 
 
+def test_generated_scenes_join_the_training_split_only(photo_folder, tmp_path):
+    plain = FitConfig(data=str(photo_folder), weights=None, **TINY).resolve("cpu")
+    config = dataclasses.replace(plain, generated_scenes=2)
+    before, data = load_data(plain, pipeline_config(plain)), load_data(config, pipeline_config(config))
+    assert data.train.photo_names == before.train.photo_names + ["dead-leaves-0", "dead-leaves-1"]
+    assert data.val.photo_names == before.val.photo_names and data.test.photo_names == before.test.photo_names
+    assert "train: " in data.description and "dead-leaves-1" in data.description.split("; val:")[0]
+    assert data.train.make_batch(0)[0].shape == (8, 32, 32, 3)
+    with pytest.raises(ValueError, match="generated_scenes must be >= 0, got -2"):
+        FitConfig(weights=None, generated_scenes=-2).resolve("cpu")
+    (tmp_path / "labelled" / "sharp").mkdir(parents=True)
+    labelled = dataclasses.replace(config, data=str(tmp_path / "labelled"))
+    with pytest.raises(ValueError, match="labelled folder .* got 2"):
+        load_data(labelled, pipeline_config(labelled))
+
+
 def test_estimate_counts_held_out_views_and_export():
     quick_start = FitConfig(weights=None).resolve("cpu")  # the README's first command
     parts = estimate_parts(quick_start, "cpu")
@@ -249,7 +265,7 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
     signature = weight_shapes_signature(model)
     assert json.loads((tmp_path / "architecture.json").read_text()) == {
         "backbone": "mobilenetv2", "spectrum": True, "highpass": False, "parameter_head": True, "weight_shapes": signature,
-        "psf_families": "realistic"}
+        "psf_families": "realistic", "generated_scenes": 0}
     assert len(signature) == 16 and signature == weight_shapes_signature(create_model("mobilenetv2", weights=None, spectrum=True,
                                                                                       parameter_head=True))
     check_run_architecture(tmp_path, config, model)  # the same settings resume
@@ -259,6 +275,8 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
         check_run_architecture(tmp_path, dataclasses.replace(config, spectrum=False), model)
     with pytest.raises(ValueError, match=r"psf_families: run 'realistic', now 'classic'"):
         check_run_architecture(tmp_path, dataclasses.replace(config, psf_families="classic"), model)
+    with pytest.raises(ValueError, match=r"generated_scenes: run 0, now 20"):
+        check_run_architecture(tmp_path, dataclasses.replace(config, generated_scenes=20), model)
     # The same settings, but the code now builds layers of other shapes (here: three more input channels).
     changed = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True, highpass=True)
     with pytest.raises(ValueError, match=rf"weight_shapes: run '{signature}', now '[0-9a-f]{{16}}' \(the same settings, but layers"):

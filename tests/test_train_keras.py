@@ -125,3 +125,15 @@ def test_blurnet_json_records_the_families_and_camera_for_a_re_export(tmp_path):
     assert written["camera"]["linear_probability"] == pipeline.camera.linear_probability > 0
     assert written["camera"]["palette_probability"] == pipeline.augment.palette_probability > 0
     assert written["started_from"]["psf_families"] == {"old": 1} and written["image_size"] == 48
+    assert written["generated_scenes"] == 0
+
+
+def test_generated_scenes_join_the_training_maker(monkeypatch):
+    """`--generated-scenes N` adds N dead-leaves scenes to the training photographs (as `fit --generated-scenes`)."""
+    args = train_keras.parse_args(["--init-from", "a", "--out", "b", "--generated-scenes", "2"])
+    assert args.generated_scenes == 2
+    plain = train_keras._training_maker(32, 8, 0, 1, "classic")
+    maker = train_keras._training_maker(32, 8, 0, 1, "classic", args.generated_scenes)
+    assert maker.photo_names == plain.photo_names + ["dead-leaves-0", "dead-leaves-1"]
+    with pytest.raises(SystemExit):
+        train_keras.parse_args(["--init-from", "a", "--out", "b", "--generated-scenes", "-1"])
