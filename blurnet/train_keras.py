@@ -10,8 +10,12 @@ curves, validation accuracy) and a `blurnet.json` that names the starting
 export; `blurnet fit --init-from OUT --epochs-finetune 0` then evaluates and
 exports them with TensorFlow (`load_npz_weights` puts them into a model).
 
-    blurnet export saved_models/blurnet-densenet121 --format keras --out start/   # where TensorFlow is
-    KERAS_BACKEND=jax python -m blurnet.train_keras --init-from start/ --minutes 6 --out weights/
+    KERAS_BACKEND=jax python -m blurnet.train_keras --init-from saved_models/blurnet-densenet121 \
+        --minutes 6 --out weights/
+
+`--init-from` takes a blurnet export (its SavedModel's variables are read
+without TensorFlow: `blurnet.checkpoint`), a folder this command wrote, or a
+`model.keras` folder (`blurnet export EXPORT --format keras --out FOLDER`).
 
 The parameter head (`blurnet.parameter_head`) trains with the classifier unless
 `--no-parameter-head`; from a starting point without it, every other layer is
@@ -154,8 +158,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     """Command-line settings (see the module docstring)."""
     p = argparse.ArgumentParser(prog="python -m blurnet.train_keras", description=__doc__.split("\n\n")[0])
     p.add_argument("--init-from", required=True,
-                   help="starting weights: a folder written by 'blurnet export EXPORT --format keras' (model.keras and "
-                        "blurnet.json) or by this command (weights-*.npz)")
+                   help="starting weights: a blurnet export (saved_models/blurnet-densenet121), a folder written by this "
+                        "command (weights-*.npz) or by 'blurnet export EXPORT --format keras' (model.keras)")
     p.add_argument("--out", required=True, help="folder for weights-*.npz and train_keras.json")
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=128)
@@ -195,20 +199,19 @@ def _validation_batches(args) -> tuple[list, list[str]]:
 
 
 def load_starting_weights(model, folder: Path) -> None:
-    """Weights from `folder`: its `weights-*.npz` parts or its `model.keras`; a `ValueError` saying how to make one otherwise.
-
-    A SavedModel's variables need TensorFlow to read, so a blurnet export is
-    first turned into `model.keras` on a machine with TensorFlow
-    (`blurnet export EXPORT --format keras --out FOLDER`).
-    """
+    """Weights from `folder`: its `weights-*.npz` parts, its `model.keras`, or a blurnet export's SavedModel
+    variables (read without TensorFlow, `blurnet.checkpoint`); a `ValueError` naming what it looked for otherwise."""
     if any(folder.glob("weights-*.npz")):
         load_npz_weights(model, folder)
     elif (folder / "model.keras").is_file():
         model.load_weights(folder / "model.keras")
+    elif (folder / "variables" / "variables.index").is_file():
+        from blurnet.checkpoint import load_export_variables
+
+        load_export_variables(model, folder)
     else:
-        raise ValueError(f"{str(folder)!r} holds neither weights-*.npz nor model.keras; for a blurnet export run "
-                         f"'blurnet export {folder} --format keras --out FOLDER' where TensorFlow is installed and "
-                         "pass FOLDER.")
+        raise ValueError(f"{str(folder)!r} holds none of weights-*.npz, model.keras or a SavedModel's "
+                         "variables/variables.index: pass a blurnet export or a folder this command wrote.")
 
 
 def _build_model(args):
