@@ -2,7 +2,8 @@
 
     python benchmarks/blurmap.py [--data DIR] [--model MODEL_DIR]
 
-DIR (default `../shared/realdev/partial` beside the repository) holds partly blurred
+DIR (default: `$BLURNET_REALDEV/partial`, where the environment variable names the folder
+of the real-photograph check set) holds partly blurred
 photographs in sub-folders (`defocus/*.jpg`, `motion/*.jpg`, any image extension) and
 their ground truth in `masks/`: the photograph `cuhk__out_of_focus0011.jpg` has the mask
 `masks/out_of_focus0011.png` (the name without the part up to `__`), white = blurred.
@@ -50,7 +51,8 @@ from data_pipeline.sources import list_image_files, read_image
 
 BETA2 = 0.3
 BASELINE_WINDOW = 31
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "realdev" / "partial"
+# The check set of real photographs lives outside the repository; this variable names its folder.
+DEFAULT_DATA = str(Path(os.environ["BLURNET_REALDEV"]) / "partial") if os.environ.get("BLURNET_REALDEV") else None
 
 
 def f_measure(predicted: np.ndarray, truth: np.ndarray, beta2: float = BETA2) -> tuple[float, float, float]:
@@ -83,9 +85,11 @@ def mask_for(photo: Path, masks: Path) -> Path:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder with photographs in sub-folders and masks/ (default: %(default)s)")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="folder with photographs in sub-folders and masks/ [default: $BLURNET_REALDEV/partial]")
     parser.add_argument("--model", default=None, help="export folder (default: saved_models/blurnet-densenet121)")
     args = parser.parse_args(argv)
+    if args.data is None:
+        parser.error("pass --data DIR, or set BLURNET_REALDEV to the folder that holds the check set's whole/ and partial/")
 
     data = Path(args.data)
     masks = data / "masks"

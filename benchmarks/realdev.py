@@ -2,7 +2,8 @@
 
     python benchmarks/realdev.py [--data DIR] [--model MODEL_DIR] [--full]
 
-DIR (default `../shared/realdev/whole` beside the repository) is a labelled folder,
+DIR (default: `$BLURNET_REALDEV/whole`, where the environment variable names the folder
+of the real-photograph check set) is a labelled folder,
 `DIR/<class>/<file>`, of real photographs: real camera shake, real lens defocus and
 the same scenes sharp. Every photograph goes through `blurnet.predict` exactly as
 `blurnet predict DIR` would (auto scale, scale pyramid, up to 24 tiles a level in one
@@ -28,16 +29,19 @@ from blurnet.prediction import load_model, predict
 from data_pipeline.classes import CLASS_NAMES
 from data_pipeline.sources import list_image_files
 
-DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "realdev" / "whole"
+# The check set of real photographs lives outside the repository; this variable names its folder.
+DEFAULT_DATA = str(Path(os.environ["BLURNET_REALDEV"]) / "whole") if os.environ.get("BLURNET_REALDEV") else None
 
 
 def main(argv=None) -> dict:
     """Run the check and return the JSON summary it prints last."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="labelled folder DIR/<class>/<file>")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="labelled folder DIR/<class>/<file> [default: $BLURNET_REALDEV/whole]")
     parser.add_argument("--model", default=None, help="export folder [default: the bundled model]")
     parser.add_argument("--full", action="store_true", help="every textured tile in the export's views (blurnet predict --full)")
     args = parser.parse_args(argv)
+    if args.data is None:
+        parser.error("pass --data DIR, or set BLURNET_REALDEV to the folder that holds the check set's whole/ and partial/")
     items = [(c, str(p)) for c in CLASS_NAMES if (Path(args.data) / c).is_dir() for p in list_image_files(Path(args.data) / c)]
     if not items:
         raise SystemExit(f"no labelled photographs in {args.data!r} (expected DIR/<class>/<file>)")
