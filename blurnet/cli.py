@@ -88,16 +88,18 @@ def _start_tensorflow(device_line: bool = True) -> None:
 @click.option("--data", type=click.Path(), default=None, help="Folder of sharp photographs [default: the bundled photographs].")
 @click.option("--image-size", type=int, default=128, help="Crop side in pixels.")
 @click.option("--seed", type=int, default=0, help="Random seed.")
-def preview(out, data, image_size, seed):
+@click.option("--generated-scenes", type=click.IntRange(min=0), default=0, show_default=True, help="Add this many generated dead-leaves scenes to the photographs (as fit --generated-scenes).")
+def preview(out, data, image_size, seed, generated_scenes):
     """Draw the four PSFs and sample training crops of each class."""
     _start_tensorflow(device_line=False)
     from blurnet.preview import write_preview
     from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
+    from data_pipeline.scenes import generated_scenes as dead_leaves_scenes
     from data_pipeline.sources import load_photographs
 
     try:
         config = PipelineConfig(image_size=image_size, batch_size=32, seed=seed)
-        photos = load_photographs(data, min_size=image_size)
+        photos = load_photographs(data, min_size=image_size) + dead_leaves_scenes(generated_scenes, seed)
         images, labels, params = BlurBatchMaker(photos, config, "preview", augment=False).make_batch(0)
         click.echo(f"wrote {write_preview(out, images, labels, params)}")
     except (ValueError, OSError) as error:

@@ -11,6 +11,27 @@ def test_preview_writes_a_png(tmp_path, photo_folder):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
 
 
+def test_preview_draws_from_generated_scenes_too(tmp_path, photo_folder, monkeypatch):
+    import blurnet.preview
+    import data_pipeline.batches
+    from data_pipeline import scenes
+
+    made, drawn = [], []
+    real_maker = data_pipeline.batches.BlurBatchMaker.__init__
+
+    def spy(self, photos, *args, **kwargs):
+        made.extend(p.name for p in photos)
+        real_maker(self, photos, *args, **kwargs)
+
+    monkeypatch.setattr(data_pipeline.batches.BlurBatchMaker, "__init__", spy)
+    monkeypatch.setattr(blurnet.preview, "write_preview", lambda out, images, *rest: drawn.append(images.shape) or out)
+    result = CliRunner().invoke(main, ["preview", "--out", str(tmp_path / "p.png"), "--data", str(photo_folder),
+                                       "--image-size", "48", "--generated-scenes", "2"])
+    assert result.exit_code == 0, result.output
+    assert made[-2:] == ["dead-leaves-0", "dead-leaves-1"] and len(made) == 2 + len(list(photo_folder.rglob("*.png")))
+    assert drawn == [(32, 48, 48, 3)] and scenes.generated_scenes(0) == []
+
+
 def test_preview_bad_input_is_a_clear_error(tmp_path, photo_folder):
     result = CliRunner().invoke(main, ["preview", "--out", str(tmp_path / "p.png"), "--image-size", "16", "--data", str(photo_folder)])
     assert result.exit_code == 1 and "image_size must be >= 32, got 16" in result.output
