@@ -90,7 +90,7 @@ def _read_block(index: bytes, handle: bytes, where: str) -> bytes:
 
 def _entry(message: bytes) -> dict:
     """The fields of a `BundleEntryProto` that locate a whole tensor: dtype, shape, shard, offset, size."""
-    entry = {"dtype": 1, "shape": [], "shard": 0, "offset": 0, "size": 0, "sliced": False}
+    entry = {"dtype": 0, "shape": [], "shard": 0, "offset": 0, "size": 0, "sliced": False}  # proto3 defaults
     for number, _, value in _fields(message):
         if number == 1:
             entry["dtype"] = value
@@ -107,7 +107,12 @@ def _entry(message: bytes) -> dict:
 
 def read_index(prefix: str | Path) -> dict[str, dict]:
     """Every tensor of the checkpoint at `prefix` (`<export>/variables/variables`): key -> dtype (TF enum),
-    shape, shard, offset, size. `CheckpointFormatError` naming the file for anything it cannot read."""
+    shape, shard, offset, size, sliced. `CheckpointFormatError` naming the file for anything it cannot read."""
+    return _read_table(prefix)[1]
+
+
+def _read_table(prefix: str | Path) -> tuple[int, dict[str, dict]]:
+    """(number of data shards from the bundle header, `read_index`'s entries)."""
     path = Path(f"{prefix}.index")
     try:
         index = path.read_bytes()
@@ -119,24 +124,30 @@ def read_index(prefix: str | Path) -> dict[str, dict]:
     _, position = _varint(footer, 0)  # the metaindex handle (unused), then the index block's
     _, position = _varint(footer, position)
     index_block = _read_block(index, footer[position:], str(path))
-    entries = {}
+    entries, shards = {}, 1
     for _, handle in _block_entries(index_block):
         for key, value in _block_entries(_read_block(index, handle, str(path))):
-            if key:  # the empty key holds the bundle header
-                entries[key.decode()] = _entry(value)
-    return entries
+            if key:
+                entries[key.decode("utf-8", "replace")] = _entry(value)
+            else:  # the empty key holds the bundle header: BundleHeaderProto { int32 num_shards = 1; ... }
+                shards = next((v for n, _, v in _fields(value) if n == 1), 1)
+    return shards, entries
 
 
 def read_tensors(prefix: str | Path) -> dict[str, np.ndarray]:
     """Every whole tensor of the checkpoint at `prefix` as a numpy array (strings and sliced tensors left out)."""
     arrays, shards = {}, {}
-    for key, entry in read_index(prefix).items():
+    count_of_shards, entries = _read_table(prefix)
+    for key, entry in entries.items():
         dtype = _DTYPES.get(entry["dtype"])
         if dtype is None or entry["sliced"]:
             continue
         if entry["shard"] not in shards:
-            shard = Path(f"{prefix}.data-{entry['shard']:05d}-of-{_shard_count(prefix):05d}")
-            shards[entry["shard"]] = np.memmap(shard, dtype=np.uint8, mode="r")
+            shard = Path(f"{prefix}.data-{entry['shard']:05d}-of-{count_of_shards:05d}")
+            try:
+                shards[entry["shard"]] = np.memmap(shard, dtype=np.uint8, mode="r")
+            except (OSError, ValueError) as error:  # missing, unreadable or empty
+                raise CheckpointFormatError(f"{shard}: cannot read the checkpoint's data ({error})") from None
         data = shards[entry["shard"]]
         count = int(np.prod(entry["shape"], dtype=np.int64))
         if entry["size"] != count * np.dtype(dtype).itemsize or entry["offset"] + entry["size"] > len(data):
@@ -144,14 +155,6 @@ def read_tensors(prefix: str | Path) -> dict[str, np.ndarray]:
         raw = data[entry["offset"] : entry["offset"] + entry["size"]]
         arrays[key] = np.frombuffer(raw.tobytes(), dtype=np.dtype(dtype).newbyteorder("<")).reshape(entry["shape"])
     return arrays
-
-
-def _shard_count(prefix: str | Path) -> int:
-    prefix = Path(prefix)
-    found = sorted(prefix.parent.glob(f"{prefix.name}.data-*-of-*"))
-    if not found:
-        raise CheckpointFormatError(f"{prefix}: no data file ({prefix.name}.data-00000-of-NNNNN) beside the index")
-    return int(found[0].name.rsplit("-of-", 1)[1])
 
 
 def keras_variable(model, key: str):
@@ -176,7 +179,13 @@ def keras_variable(model, key: str):
 def load_export_variables(model, export: str | Path) -> int:
     """Assign every variable of `model` from the SavedModel checkpoint of the blurnet `export` folder; returns
     how many. `ValueError` when the checkpoint and the model do not match one to one, with matching shapes."""
-    arrays = {k: v for k, v in read_tensors(Path(export) / "variables" / "variables").items() if k.startswith("model/")}
+    prefix = Path(export) / "variables" / "variables"
+    arrays = {k: v for k, v in read_tensors(prefix).items() if k.startswith("model/")}
+    unread = {k: e["dtype"] for k, e in read_index(prefix).items() if k.startswith("model/") and k not in arrays}
+    if unread:
+        key, dtype = next(iter(unread.items()))
+        raise CheckpointFormatError(f"{prefix}: {len(unread)} weights are stored in a way this reader does not take "
+                                    f"(sliced, or TensorFlow dtype {dtype}), e.g. {key!r}.")
     assigned = {}
     for key, array in arrays.items():
         try:

@@ -48,7 +48,9 @@ class FitConfig:
     `psf_families` names the blur shapes generated samples draw
     (`data_pipeline.degrade.PSF_FAMILY_PRESETS`): "realistic" (default) or
     "classic" (straight streaks, uniform disks, Gaussians, perfectly sharp);
-    the camera steps are the same for both.
+    the camera steps are the same for both. `generated_scenes` adds that many
+    dead-leaves scenes (`data_pipeline.scenes`) to the training photographs;
+    validation and the held-out test stay photographs.
 
     `epochs_finetune=0` with `init_from` trains nothing: it re-evaluates and
     re-exports that export (e.g. with other `test_time_views`), keeping its

@@ -102,19 +102,25 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
         return Data(makers["train"], makers["val"], makers["test"], f"labelled folder {config.data} ({len(images)} images, split by file)")
     photos = load_photographs(config.data, min_size=pipeline.image_size)
     splits = split_photographs(photos, seed=config.seed)
-    splits["train"] += generated_scenes(config.generated_scenes, seed=config.seed)
     logger.info(describe_split(splits))
     missing = [s for s, v in splits.items() if not v]
     if missing:
         raise ValueError(f"too few photographs to split: {', '.join(missing)} got none (need at least 3 photographs).")
+    scenes = generated_scenes(config.generated_scenes, seed=config.seed)
+    if scenes:
+        logger.info(f"train: and {len(scenes)} generated dead-leaves scenes (data_pipeline.scenes)")
     source = "bundled photographs (scikit-image, scikit-learn)" if config.data is None else f"photographs in {config.data}"
     # Validation draws what training draws (augmentation and camera steps, a fixed set all the same), so early
     # stopping and the best checkpoint follow the images the model will meet; the held-out test stays without
     # them, comparable between models (`benchmarks/accuracy.py` measures JPEG and palette images separately).
-    makers = {s: BlurBatchMaker(splits[s], pipeline, s, worker=worker if s == "train" else 0, augment=s != "test")
-              for s in ("train", "val", "test")}
+    makers = {s: BlurBatchMaker(splits[s] + (scenes if s == "train" else []), pipeline, s, worker=worker if s == "train" else 0,
+                                augment=s != "test") for s in ("train", "val", "test")}
+    scene_names = {scene.name for scene in scenes}
+    used = {s: [name for name in makers[s].photo_names if name not in scene_names] for s in ("train", "val", "test")}
+    if scenes:
+        used["train"].append(f"and {sum(name in scene_names for name in makers['train'].photo_names)} generated dead-leaves scenes")
     description = f"{source}, blurred on the fly; split by photograph: " + "; ".join(
-        f"{s}: {', '.join(makers[s].photo_names)}" for s in ("train", "val", "test"))
+        f"{s}: {', '.join(used[s])}" for s in ("train", "val", "test"))
     left_out = {name: why for s in ("train", "val", "test") for name, why in makers[s].left_out.items()}
     if left_out:
         description += "; left out: " + ", ".join(f"{name} ({why})" for name, why in left_out.items())
@@ -279,6 +285,10 @@ def weight_shapes_signature(model: keras.Model) -> str:
     return hashlib.sha256("\n".join(shapes).encode()).hexdigest()[:16]
 
 
+# What a run folder recorded before these keys existed trained with: generated scenes came later and were none.
+_RECORDED_BEFORE_KEY_EXISTED = {"generated_scenes": 0}
+
+
 def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> None:
     """Record in `run/architecture.json` what the run's checkpoints are shaped by and the PSF families it trains on,
     or check a resumed run against it.
@@ -287,14 +297,16 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
     switched on or off, or its layers changed since the run started: `weight_shapes`, `weight_shapes_signature`):
     Keras would fail later with a bare shape error. Other `psf_families` or `generated_scenes` are refused too: the
     run would go on on other data than its first epochs and its record would name one of the two. A run folder
-    recorded without some of these keys is checked on the others, then gets them.
+    recorded without some of these keys is checked on the others (a missing `generated_scenes` counts as 0),
+    then gets them.
     """
     wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
               "parameter_head": bool(config.parameter_head), "weight_shapes": weight_shapes_signature(model),
               "psf_families": config.psf_families, "generated_scenes": config.generated_scenes}
     path = run / "architecture.json"
     if path.is_file():
-        recorded = json.loads(path.read_text())
+        written = json.loads(path.read_text())
+        recorded = {**_RECORDED_BEFORE_KEY_EXISTED, **written}  # a run recorded before the option existed had its default
         differing = {key: (recorded[key], value) for key, value in wanted.items() if key in recorded and recorded[key] != value}
         if differing:
             details = ", ".join(f"{key}: run {old!r}, now {new!r}" for key, (old, new) in differing.items())
@@ -302,7 +314,7 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
                 details += " (the same settings, but layers of other shapes: the model's code changed since the run started)"
             raise ValueError(f"cannot resume {str(run)!r}: it does not match this run ({details}); "
                              f"resume with the run's settings or start afresh without --resume.")
-        if recorded.keys() >= wanted.keys():
+        if written.keys() >= wanted.keys():
             return
     with atomic_file(path) as tmp:  # a new run, or an older record completed with what it lacked
         Path(tmp).write_text(json.dumps(wanted, indent=2) + "\n")

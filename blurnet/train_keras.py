@@ -171,7 +171,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--psf-families", choices=sorted(PSF_FAMILY_PRESETS), default="realistic",
                    help="blur shapes of the samples, as 'blurnet fit --psf-families' (training and validation)")
     p.add_argument("--generated-scenes", type=int, default=0,
-                   help="dead-leaves scenes added to the training photographs, as 'blurnet fit --generated-scenes'")
+                   help="dead-leaves scenes added to the training photographs, as 'blurnet fit --generated-scenes' "
+                        "(every worker makes its own copy: about 0.5 s and 1.7 MB a scene)")
     p.add_argument("--seed", type=int, default=0, help="split seed (0 keeps the bundled model's split)")
     p.add_argument("--data-seed", type=int, default=1, help="seed of the training batches")
     p.add_argument("--mixed-precision", action="store_true")
@@ -342,7 +343,7 @@ def main(argv=None) -> dict:
         "command": "python -m blurnet.train_keras " + " ".join(sys.argv[1:] if argv is None else argv),
         "backend": keras.backend.backend(), "batch_size": args.batch_size, **trained,
         "pipeline": {"image_size": args.image_size, "psf_families": args.psf_families, "families": train_config.families.to_dict(),
-                     "camera": train_config.camera_record()},
+                     "camera": train_config.camera_record(), "generated_scenes": args.generated_scenes},
         "wall_time_s": time.time() - started,
     }
     # Step 4, metadata beside the weights.

@@ -18,7 +18,7 @@ import numpy as np
 
 from data_pipeline.sources import Photo
 
-# Leaf radii in pixels: from two pixels (fine texture) to about a third of a default scene.
+# Leaf radii in pixels: from three pixels (fine texture) to about a third of a default scene.
 DEFAULT_RADII = (3.0, 240.0)
 DEFAULT_SIDE = 768
 # Expected uncovered fraction of the scene is exp(-COVERAGE): background shows through in ~0.7 % of it.
@@ -27,11 +27,17 @@ SHADING_AMPLITUDE = 0.08  # standard deviation of the multiplicative 1/f shading
 _SHIFT = 4  # cv2 drawing with 4 fractional bits: centres and radii at 1/16 px
 
 
-def leaf_radii(rng: np.random.Generator, count: int, radii: tuple[float, float] = DEFAULT_RADII) -> np.ndarray:
-    """`count` radii with density proportional to r**-3 on [radii[0], radii[1]] (inverse-CDF sampling)."""
+def _checked(radii) -> tuple[float, float]:
+    """(min, max) leaf radius as floats; `ValueError` echoing them unless 0 < min < max."""
     r_min, r_max = (float(r) for r in radii)
     if not 0 < r_min < r_max:
         raise ValueError(f"radii must satisfy 0 < min < max, got {radii!r}.")
+    return r_min, r_max
+
+
+def leaf_radii(rng: np.random.Generator, count: int, radii: tuple[float, float] = DEFAULT_RADII) -> np.ndarray:
+    """`count` radii with density proportional to r**-3 on [radii[0], radii[1]] (inverse-CDF sampling)."""
+    r_min, r_max = _checked(radii)
     u = rng.random(count)
     return (r_min**-2 - u * (r_min**-2 - r_max**-2)) ** -0.5
 
@@ -39,7 +45,7 @@ def leaf_radii(rng: np.random.Generator, count: int, radii: tuple[float, float] 
 def leaf_count(height: int, width: int, radii: tuple[float, float] = DEFAULT_RADII) -> int:
     """How many leaves cover a `height` x `width` scene (centres spread over it plus a `radii[1]` border) but
     for a fraction exp(-COVERAGE) of it on average."""
-    r_min, r_max = (float(r) for r in radii)
+    r_min, r_max = _checked(radii)
     mean_square = np.log(r_max / r_min) / (0.5 * (r_min**-2 - r_max**-2))  # E[r**2] under the r**-3 density
     area = (height + 2 * r_max) * (width + 2 * r_max)
     return int(np.ceil(COVERAGE * area / (np.pi * mean_square)))

@@ -10,8 +10,8 @@ from blurnet.model import create_model
 def written(tmp_path_factory):
     """A model with the parameter head, its variables written as a SavedModel writes them, and a twin with other weights."""
     import keras
-    import tensorflow as tf
 
+    tf = pytest.importorskip("tensorflow")  # writing the checkpoint needs it; reading it does not
     keras.utils.set_random_seed(3)
     model = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True)
     folder = tmp_path_factory.mktemp("export")
@@ -68,6 +68,8 @@ def test_another_architecture_and_damaged_files_are_refused_by_name(written, tmp
     with pytest.raises(checkpoint.CheckpointFormatError, match="variables.index: not a TensorFlow checkpoint index"):
         checkpoint.read_index(damaged / "variables")
     (damaged / "variables.index").write_bytes(index)
+    with pytest.raises(checkpoint.CheckpointFormatError, match="variables.data-00000-of-00001: cannot read"):
+        checkpoint.read_tensors(damaged / "variables")  # no data file beside the index
     data = next((folder / "variables").glob("variables.data-*"))
     (damaged / data.name).write_bytes(data.read_bytes()[:1000])
     with pytest.raises(checkpoint.CheckpointFormatError, match="does not fit its data file"):

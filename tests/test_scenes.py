@@ -57,6 +57,9 @@ def test_dead_leaves_scene_is_sharp_textured_and_antialiased():
         return np.mean(np.hypot(np.diff(grey, axis=0)[:, :-1], np.diff(grey, axis=1)[:-1]) > 20)
 
     assert edge_fraction(flat) < 0.5 * edge_fraction(image)  # larger leaves, fewer edges
+    for bad in ((5, 5), (0, 5)):
+        with pytest.raises(ValueError, match=rf"got \({bad[0]}, {bad[1]}\)"):
+            scenes.dead_leaves(np.random.default_rng(0), 32, 32, radii=bad)
     with pytest.raises(ValueError, match="0 x 5"):
         scenes.dead_leaves(np.random.default_rng(0), 0, 5)
 

@@ -91,7 +91,8 @@ def test_generated_scenes_join_the_training_split_only(photo_folder, tmp_path):
     before, data = load_data(plain, pipeline_config(plain)), load_data(config, pipeline_config(config))
     assert data.train.photo_names == before.train.photo_names + ["dead-leaves-0", "dead-leaves-1"]
     assert data.val.photo_names == before.val.photo_names and data.test.photo_names == before.test.photo_names
-    assert "train: " in data.description and "dead-leaves-1" in data.description.split("; val:")[0]
+    assert data.description.split("; val:")[0].endswith(", and 2 generated dead-leaves scenes")
+    assert "dead-leaves-0" not in data.description  # counted, not listed
     assert data.train.make_batch(0)[0].shape == (8, 32, 32, 3)
     with pytest.raises(ValueError, match="generated_scenes must be >= 0, got -2"):
         FitConfig(weights=None, generated_scenes=-2).resolve("cpu")
@@ -184,11 +185,13 @@ def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_hist
     assert meta["started_from"]["folder"] == str(source)
     assert meta["started_from"]["fit_config"]["epochs_finetune"] == 1  # the run that trained the weights
     # What the weights were trained on is the source's data description, not this command's defaults.
-    edited = {**source_meta, "camera": {"palette_probability": 0.0}, "psf_families": None}
+    assert meta["generated_scenes"] == source_meta["generated_scenes"] == 0
+    edited = {**source_meta, "camera": {"palette_probability": 0.0}, "psf_families": None, "generated_scenes": 7}
     (source / "blurnet.json").write_text(json.dumps(edited))
     third = fit(FitConfig(name="third", init_from=str(source), **{**common, "epochs_finetune": 0, "image_size": None}))
     third_meta = json.loads((third / "blurnet.json").read_text())
     assert third_meta["camera"] == {"palette_probability": 0.0} and third_meta["psf_families"] is None
+    assert third_meta["generated_scenes"] == 7
     assert meta["held_out"]["n_images"] == 16 and np.array(meta["held_out"]["confusion_matrix"]).sum() == 16
     assert (again / "training_log.csv").read_text() == (source / "training_log.csv").read_text()
     a, b = (model_from_export(f) for f in (source, again))
@@ -287,8 +290,11 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
                                                             "parameter_head": True}))
     with pytest.raises(ValueError, match=r"spectrum: run True, now False"):
         check_run_architecture(tmp_path, dataclasses.replace(config, spectrum=False), model)
+    with pytest.raises(ValueError, match=r"generated_scenes: run 0, now 5"):  # recorded before the option: none
+        check_run_architecture(tmp_path, dataclasses.replace(config, generated_scenes=5), model)
     check_run_architecture(tmp_path, config, model)
-    assert json.loads((tmp_path / "architecture.json").read_text())["weight_shapes"] == signature
+    completed = json.loads((tmp_path / "architecture.json").read_text())
+    assert completed["weight_shapes"] == signature and completed["generated_scenes"] == 0
     with pytest.raises(ValueError, match=r"weight_shapes"):
         check_run_architecture(tmp_path, config, changed)
 

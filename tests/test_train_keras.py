@@ -116,7 +116,8 @@ def test_blurnet_json_records_the_families_and_camera_for_a_re_export(tmp_path):
     start, out = tmp_path / "start", tmp_path / "out"
     start.mkdir(), out.mkdir()
     (start / "blurnet.json").write_text(json.dumps({"backbone": "mobilenetv2", "spectrum": True, "psf_families": {"old": 1}}))
-    args = train_keras.parse_args(["--init-from", str(start), "--out", str(out), "--image-size", "48", "--psf-families", "classic"])
+    args = train_keras.parse_args(["--init-from", str(start), "--out", str(out), "--image-size", "48", "--psf-families", "classic",
+                                   "--generated-scenes", "3"])
     pipeline = train_keras.pipeline_config(48, 128, 1, "classic")
     train_keras._write_metadata(args, out, {"command": "x", "wall_time_s": 1.0}, pipeline)
     written = json.loads((out / "blurnet.json").read_text())
@@ -125,7 +126,7 @@ def test_blurnet_json_records_the_families_and_camera_for_a_re_export(tmp_path):
     assert written["camera"]["linear_probability"] == pipeline.camera.linear_probability > 0
     assert written["camera"]["palette_probability"] == pipeline.augment.palette_probability > 0
     assert written["started_from"]["psf_families"] == {"old": 1} and written["image_size"] == 48
-    assert written["generated_scenes"] == 0
+    assert written["generated_scenes"] == 3
 
 
 def test_generated_scenes_join_the_training_maker(monkeypatch):
