@@ -52,6 +52,12 @@ class FitConfig:
     dead-leaves scenes (`data_pipeline.scenes`) to the training photographs;
     validation and the held-out test stay photographs.
 
+    `freeze_batchnorm` says whether the BatchNormalization layers of the
+    unfrozen blocks keep their moving statistics (inference mode) during the
+    fine-tune; `None` means frozen with ImageNet weights (the Keras advice for
+    fine-tuning) and training from scratch or from an `--init-from` export,
+    where the statistics were learnt on blurnet's own data.
+
     `epochs_finetune=0` with `init_from` trains nothing: it re-evaluates and
     re-exports that export (e.g. with other `test_time_views`), keeping its
     training history in `blurnet.json` under `started_from`.
@@ -78,6 +84,7 @@ class FitConfig:
     val_images: int | None = None
     test_images: int | None = None
     unfreeze_from: str = "auto"
+    freeze_batchnorm: bool | None = None
     lr_head: float = 1e-3
     lr_finetune: float | None = None
     highpass: bool = False
@@ -120,6 +127,8 @@ class FitConfig:
             values["unfreeze_from"] = "pool3" if pretrained and "pool3" in transitions else "all"
         if values["lr_finetune"] is None:
             values["lr_finetune"] = 1e-4 if pretrained else 1e-3
+        if values["freeze_batchnorm"] is None:
+            values["freeze_batchnorm"] = pretrained
         resolved = FitConfig(**values)
         resolved.validate()
         return resolved
@@ -155,6 +164,9 @@ class FitConfig:
         if self.freeze_classifier and (self.init_from is None or self.parameter_head is False):
             raise ValueError(f"freeze_classifier trains the parameter head of an --init-from export alone; it needs "
                              f"init_from and the head, got init_from={self.init_from!r}, parameter_head={self.parameter_head!r}.")
+        if self.freeze_batchnorm is False and self.weights is not None:
+            raise ValueError(f"a pretrained backbone runs in inference mode (its BatchNormalization statistics stay "
+                             f"ImageNet's); --train-batchnorm needs --weights none, got weights={self.weights!r}.")
         if self.init_from is not None and self.weights is not None:
             raise ValueError(f"--init-from takes all weights from the export; use it with --weights none, got weights={self.weights!r}.")
         if self.highpass and self.weights is not None:

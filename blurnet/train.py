@@ -205,10 +205,10 @@ def compile_cosine(model, config: FitConfig, strategy, class_loss_weight: float 
 
 def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch: int, strategy) -> None:
     """Stage 2: unfreeze from `unfreeze_from`, cosine-decayed `lr_finetune` (scaled to the global batch)."""
-    pretrained = config.weights is not None
-    trainable = set_trainable_from(model, config.unfreeze_from, freeze_batchnorm=pretrained)
+    trainable = set_trainable_from(model, config.unfreeze_from, freeze_batchnorm=bool(config.freeze_batchnorm))
     learning_rate = compile_cosine(model, config, strategy)
-    logger.info(f"stage 2 (fine-tune from {config.unfreeze_from}): {len(trainable)} backbone layers trainable, "
+    logger.info(f"stage 2 (fine-tune from {config.unfreeze_from}, BatchNormalization "
+          f"{'frozen' if config.freeze_batchnorm else 'training'}): {len(trainable)} backbone layers trainable, "
           f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g} cosine")
     train_ds, val_ds = data_sets
     model.fit(train_ds, validation_data=val_ds, initial_epoch=initial_epoch, epochs=initial_epoch + config.epochs_finetune,
@@ -409,8 +409,8 @@ def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Mo
             logger.info(f"weights: all taken from the export {config.init_from}")
     check_run_architecture(run.folder, config, model)  # before any training: a refused resume loses nothing
     prepare_for_multiworker(model, strategy)
-    # A random backbone trains its BatchNormalization layers (a pretrained one keeps them frozen): over the global batch.
-    if config.weights is None and strategy.num_replicas_in_sync > 1:
+    # BatchNormalization layers that train (from scratch or an export, unless frozen) do so over the global batch.
+    if not config.freeze_batchnorm and strategy.num_replicas_in_sync > 1:
         logger.info(f"BatchNormalization synchronized across replicas in {synchronize_batchnorm(model)} layers")
     val_ds = data.val.dataset(num_batches=-(-config.val_images // config.batch_size), with_params=config.parameter_head)
     train_ds = data.train.dataset(with_params=config.parameter_head)

@@ -67,6 +67,11 @@ def test_recipes_and_validation():
     assert FitConfig(spectrum=False).resolve("cpu").spectrum is False  # the plain DenseNet121
     with pytest.raises(ValueError, match="pool7"):
         FitConfig(unfreeze_from="pool7").resolve("cpu")
+    # BatchNormalization: frozen with ImageNet weights, training from scratch or an export, unless told otherwise
+    assert (gpu.freeze_batchnorm, cpu.freeze_batchnorm) == (True, False)
+    assert FitConfig(weights=None, init_from="x", freeze_batchnorm=True).resolve("cpu").freeze_batchnorm is True
+    with pytest.raises(ValueError, match="train-batchnorm needs --weights none, got weights='imagenet'"):
+        FitConfig(freeze_batchnorm=False).resolve("cpu")
 
 
 def test_psf_families_reach_every_split_and_validation_draws_what_training_draws(photo_folder):
@@ -197,6 +202,28 @@ def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_hist
     a, b = (model_from_export(f) for f in (source, again))
     for wa, wb in zip(a.weights, b.weights):
         np.testing.assert_array_equal(np.asarray(wa), np.asarray(wb))  # nothing trained
+
+
+@pytest.mark.slow
+def test_finetune_from_an_export_keeps_or_trains_the_batchnorm_statistics(tmp_path, photo_folder):
+    from blurnet.export import model_from_export
+
+    common = dict(data=str(photo_folder), out=str(tmp_path / "models"), weights=None, backbone="mobilenetv2",
+                  run_dir=str(tmp_path / "runs"), test_time_views=1, parameter_head=False, **{**TINY, "epochs_head": 0})
+    source = fit(FitConfig(name="source", **common))
+    frozen = fit(FitConfig(name="frozen", init_from=str(source), freeze_batchnorm=True, **common))
+    trained = fit(FitConfig(name="trained", init_from=str(source), **common))  # the default from an export
+    weights = {name: {w.path: np.asarray(w) for w in model_from_export(f).weights}
+               for name, f in (("source", source), ("frozen", frozen), ("trained", trained))}
+    moving = [p for p in weights["source"] if p.endswith(("moving_mean", "moving_variance"))]
+    kernels = [p for p in weights["source"] if p.endswith("kernel")]
+    assert len(moving) > 100 and kernels
+    def changed(name, paths):
+        return sum(not np.array_equal(weights["source"][p], weights[name][p]) for p in paths)
+    assert changed("frozen", moving) == 0 and changed("frozen", kernels) > 0  # statistics kept, convolutions learn
+    assert changed("trained", moving) == len(moving)  # every layer's statistics followed the new batches
+    meta = json.loads((frozen / "blurnet.json").read_text())
+    assert meta["fit_config"]["freeze_batchnorm"] is True
 
 
 @pytest.mark.slow
