@@ -71,9 +71,9 @@ class PipelineConfig:
         return psf_half_size(self.ranges, self.families)
 
     def camera_record(self) -> dict:
-        """The camera steps and the file formats (JPEG, palettes), JSON-friendly: what `blurnet.json` records
-        under `camera`, for `blurnet fit` and `blurnet.train_keras` alike."""
-        return {**self.camera.to_dict(), **self.augment.file_formats()}
+        """The camera steps, the photometric jitter and the file formats (JPEG, palettes), JSON-friendly: what
+        `blurnet.json` records under `camera`, for `blurnet fit` and `blurnet.train_keras` alike."""
+        return {**self.camera.to_dict(), **self.augment.jitter(), **self.augment.file_formats()}
 
 
 class NoiseBank:

@@ -171,6 +171,21 @@ def test_jpeg_roundtrip_treats_the_array_as_rgb():
     assert jpeg_roundtrip(grey, 90).shape == (32, 32, 1)
 
 
+def test_contrast_jitter_spans_its_range_about_the_mean():
+    config = AugmentConfig(flips=False, brightness=(0, 0), gamma=(1, 1), colour=0.0)
+    assert config.jitter() == {"contrast": [0.3, 1.3], "brightness": [0, 0], "gamma": [1, 1], "colour": 0.0}
+    crop = np.random.default_rng(0).integers(96, 160, (32, 32, 3)).astype(np.uint8)  # never clipped at x1.3
+    rng = np.random.default_rng(1)
+    ratios, means = [], []
+    for _ in range(400):
+        out = augment_sharp(crop, rng, config)
+        ratios.append(out.std() / crop.std())
+        means.append(out.mean() - crop.mean())
+    assert 0.3 <= min(ratios) < 0.32 and 1.28 < max(ratios) <= 1.3 + 1e-6  # uniform over (0.3, 1.3)
+    assert np.mean(ratios) == pytest.approx(0.8, abs=0.03)
+    assert np.abs(means).max() < 0.6  # about the crop's mean (up to the LUT's channel-mean rounding)
+
+
 def test_file_formats_record():
     assert AugmentConfig().file_formats() == {"jpeg_probability": 0.6, "jpeg_quality": [50, 95],
                                               "palette_probability": 0.05, "palette_colours": [24, 128]}
