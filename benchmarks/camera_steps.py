@@ -3,7 +3,8 @@
     python benchmarks/camera_steps.py [--model MODEL_DIR] [--images N] [--size PX]
 
 Which step of the camera after the blur (`data_pipeline/camera.py`, the file formats of
-`data_pipeline/augment.py`) the model is weakest against. The same validation photographs
+`data_pipeline/augment.py`) the model is weakest against; `low_contrast_0.3_0.4` is a dim or hazy
+scene (the sharp crop's contrast scaled by 0.3 to 0.4 about its mean before the blur). The same validation photographs
 (`blurnet fit`'s split of the bundled photographs), the classic PSF shapes, N crops of PX pixels
 (default 128 of 96) per step, each step on every crop and the others off; the export's `serve`
 (its views) answers. Prints one line per step (accuracy, recall per class, confusion matrix),
@@ -35,6 +36,7 @@ _NO_CAMERA, _NO_AUGMENT = CameraConfig.none(), AugmentConfig.none()
 STEPS = {
     "plain": (_NO_CAMERA, _NO_AUGMENT),
     "colour_jitter": (_NO_CAMERA, dataclasses.replace(AugmentConfig(), jpeg_probability=0.0, palette_probability=0.0)),
+    "low_contrast_0.3_0.4": (_NO_CAMERA, dataclasses.replace(_NO_AUGMENT, contrast=(0.3, 0.4))),
     "jpeg_50_60": (_NO_CAMERA, dataclasses.replace(_NO_AUGMENT, jpeg_probability=1.0, jpeg_quality=(50, 60))),
     "jpeg_75": (_NO_CAMERA, dataclasses.replace(_NO_AUGMENT, jpeg_probability=1.0, jpeg_quality=(75, 75))),
     "palette": (_NO_CAMERA, dataclasses.replace(_NO_AUGMENT, palette_probability=1.0)),

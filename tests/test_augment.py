@@ -172,8 +172,9 @@ def test_jpeg_roundtrip_treats_the_array_as_rgb():
 
 
 def test_contrast_jitter_spans_its_range_about_the_mean():
-    config = AugmentConfig(flips=False, brightness=(0, 0), gamma=(1, 1), colour=0.0)
+    config = AugmentConfig(flips=False, contrast=(0.3, 1.3), brightness=(0, 0), gamma=(1, 1), colour=0.0)
     assert config.jitter() == {"contrast": [0.3, 1.3], "brightness": [0, 0], "gamma": [1, 1], "colour": 0.0}
+    assert AugmentConfig().jitter()["contrast"] == [0.6, 1.3]
     crop = np.random.default_rng(0).integers(96, 160, (32, 32, 3)).astype(np.uint8)  # never clipped at x1.3
     rng = np.random.default_rng(1)
     ratios, means = [], []
@@ -190,3 +191,11 @@ def test_file_formats_record():
     assert AugmentConfig().file_formats() == {"jpeg_probability": 0.6, "jpeg_quality": [50, 95],
                                               "palette_probability": 0.05, "palette_colours": [24, 128]}
     assert AugmentConfig.none().file_formats()["palette_probability"] == 0.0
+
+
+def test_blurnet_json_records_the_jitter_beside_the_camera_and_formats():
+    from data_pipeline.batches import PipelineConfig
+
+    record = PipelineConfig(augment=AugmentConfig(contrast=(0.5, 1.1))).camera_record()
+    assert record["contrast"] == [0.5, 1.1] and record["gamma"] == [0.7, 1.4] and record["colour"] == 0.1
+    assert record["jpeg_quality"] == [50, 95] and "shot_noise" in record
