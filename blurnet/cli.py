@@ -126,7 +126,7 @@ def _weights_option(value):
 @click.option("--val-images", type=int, default=FIT_DEFAULTS["val_images"], help=f"Fixed validation images [default: {_recipe_default('val_images')}].")
 @click.option("--test-images", type=int, default=FIT_DEFAULTS["test_images"], help=f"Fixed held-out test images [default: {_recipe_default('test_images')}].")
 @click.option("--unfreeze-from", type=click.Choice(("auto",) + UNFREEZE_CHOICES), default=FIT_DEFAULTS["unfreeze_from"], help="Stage-2 transition boundary [default auto: pool3 when pretrained, all from scratch].")
-@click.option("--freeze-batchnorm/--train-batchnorm", default=FIT_DEFAULTS["freeze_batchnorm"], help="Stage 2: keep the BatchNormalization layers' moving statistics (frozen) or let them train [default: frozen with ImageNet weights; training from scratch or from --init-from].")
+@click.option("--freeze-batchnorm/--train-batchnorm", default=FIT_DEFAULTS["freeze_batchnorm"], help="Stage 2: keep the BatchNormalization layers as they are (moving statistics, scale and offset) or let them train [default: frozen with ImageNet weights; training from scratch or from --init-from].")
 @click.option("--lr-head", type=float, default=FIT_DEFAULTS["lr_head"], help="Stage-1 learning rate.")
 @click.option("--lr-finetune", type=float, default=FIT_DEFAULTS["lr_finetune"], help="Stage-2 peak learning rate, cosine-decayed [default: 1e-4 pretrained, 1e-3 from scratch].")
 @click.option("--highpass/--no-highpass", default=FIT_DEFAULTS["highpass"], help="Add the high-pass residual as 3 extra input channels (needs --weights none).")

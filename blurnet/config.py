@@ -52,11 +52,11 @@ class FitConfig:
     dead-leaves scenes (`data_pipeline.scenes`) to the training photographs;
     validation and the held-out test stay photographs.
 
-    `freeze_batchnorm` says whether the BatchNormalization layers of the
-    unfrozen blocks keep their moving statistics (inference mode) during the
-    fine-tune; `None` means frozen with ImageNet weights (the Keras advice for
-    fine-tuning) and training from scratch or from an `--init-from` export,
-    where the statistics were learnt on blurnet's own data.
+    `freeze_batchnorm=True` keeps the BatchNormalization layers of the
+    unfrozen blocks as they are during the fine-tune (moving statistics,
+    scale and offset; inference mode); `False` lets them train. `None`
+    resolves to True with ImageNet weights (the Keras advice for fine-tuning)
+    and to False from scratch or from an `--init-from` export.
 
     `epochs_finetune=0` with `init_from` trains nothing: it re-evaluates and
     re-exports that export (e.g. with other `test_time_views`), keeping its
