@@ -178,6 +178,38 @@ def compile_model(model: keras.Model, learning_rate, jit: bool = False, paramete
                   **compile_arguments(model, parameter_loss_weight, class_loss_weight))
 
 
+def create_training_variables(model: keras.Model, batch_spec) -> None:
+    """Create the compiled model's optimizer slots and loss and metric variables now, eagerly on one zero batch
+    shaped as `batch_spec` (a dataset's `element_spec`), so that `model.fit` traces its training step once.
+
+    Without a `tf.distribute` strategy in scope Keras creates them inside the first trace of the step, and a
+    `tf.function` that creates variables on its first trace is traced a second time: twice the graph building
+    before the first step (`python benchmarks/fit_start.py` measures both). Under an explicit strategy Keras
+    creates them before tracing itself, and this does nothing.
+    """
+    if tf.distribute.has_strategy():
+        return
+    zeros = tf.nest.map_structure(lambda spec: tf.zeros([1, *spec.shape[1:]], spec.dtype), batch_spec)
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(zeros)
+    y_pred = model(x, training=False)
+    model.compute_loss(x, y, y_pred, sample_weight, training=False)
+    model.compute_metrics(x, y, y_pred, sample_weight)
+    model.reset_metrics()
+    model.optimizer.build(model.trainable_variables)
+
+
+def fit_stage(model: keras.Model, config: FitConfig, data_sets, strategy, callbacks, epochs: int,
+              initial_epoch: int = 0) -> None:
+    """`model.fit` on the (train, val) datasets up to epoch `epochs`, `steps_per_epoch` steps each, the compiled
+    model's training variables created first (`create_training_variables`)."""
+    train_ds, val_ds = data_sets
+    with strategy.scope():
+        create_training_variables(model, train_ds.element_spec)
+    model.fit(train_ds, validation_data=val_ds, initial_epoch=initial_epoch, epochs=epochs,
+              steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=fit_verbosity(),
+              shuffle=False)  # the dataset is already shuffled
+
+
 def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None:
     """Stage 1: backbone frozen, head trained at `lr_head` (scaled to the global batch)."""
     freeze_backbone(model)
@@ -185,9 +217,8 @@ def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None
     with strategy.scope():
         compile_model(model, learning_rate, config.jit, config.parameter_loss_weight)
     logger.info(f"stage 1 (head): {config.epochs_head} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g}")
-    train_ds, val_ds = data_sets
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs_head, steps_per_epoch=config.steps_per_epoch,
-              callbacks=training_callbacks(run, "head", config.patience, f"val_{accuracy_key(model)}"), verbose=fit_verbosity(), shuffle=False)  # the dataset is already shuffled
+    fit_stage(model, config, data_sets, strategy, training_callbacks(run, "head", config.patience, f"val_{accuracy_key(model)}"),
+              epochs=config.epochs_head)
     with atomic_file(run / "head.weights.h5") as tmp:  # its presence means "stage 1 done"
         model.save_weights(tmp)
 
@@ -210,10 +241,8 @@ def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch
     logger.info(f"stage 2 (fine-tune from {config.unfreeze_from}, BatchNormalization "
           f"{'frozen' if config.freeze_batchnorm else 'training'}): {len(trainable)} backbone layers trainable, "
           f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g} cosine")
-    train_ds, val_ds = data_sets
-    model.fit(train_ds, validation_data=val_ds, initial_epoch=initial_epoch, epochs=initial_epoch + config.epochs_finetune,
-              steps_per_epoch=config.steps_per_epoch, callbacks=training_callbacks(run, "finetune", config.patience, f"val_{accuracy_key(model)}"), verbose=fit_verbosity(),
-              shuffle=False)  # the dataset is already shuffled
+    fit_stage(model, config, data_sets, strategy, training_callbacks(run, "finetune", config.patience, f"val_{accuracy_key(model)}"),
+              epochs=initial_epoch + config.epochs_finetune, initial_epoch=initial_epoch)
 
 
 def train_parameter_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None:
@@ -225,10 +254,9 @@ def train_parameter_head(model, config: FitConfig, data_sets, run: Path, strateg
     learning_rate = compile_cosine(model, config, strategy, class_loss_weight=0.0)  # `loss`: what trains, the head's
     logger.info(f"parameter head alone (classifier frozen): layers {', '.join(trainable)} trainable, "
                 f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g} cosine")
-    train_ds, val_ds = data_sets
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs_finetune, steps_per_epoch=config.steps_per_epoch,
-              callbacks=training_callbacks(run, "parameters", config.patience, f"val_{PARAMETERS}_loss", mode="min"),
-              verbose=fit_verbosity(), shuffle=False)  # the dataset is already shuffled
+    fit_stage(model, config, data_sets, strategy,
+              training_callbacks(run, "parameters", config.patience, f"val_{PARAMETERS}_loss", mode="min"),
+              epochs=config.epochs_finetune)
 
 
 def evaluate_held_out(model, maker, config: FitConfig) -> dict:

@@ -1,0 +1,68 @@
+"""Time to the end of the first training step, with and without the training variables made before `fit`.
+
+    python benchmarks/fit_start.py [--backbone densenet121] [--image-size 64] [--rounds 1]
+
+Keras makes the optimizer slots and the compiled loss and metric variables
+inside the first trace of the training step when no `tf.distribute` strategy
+is in scope, and TensorFlow then traces the step a second time.
+`blurnet.train.create_training_variables` makes them beforehand, as `blurnet
+fit` does before every stage. Each round builds the model as `fit` does
+(`create_model(weights=None, spectrum=True)`, `compile_model`) twice and times
+one epoch of one step on in-memory tensors: Keras alone, then with the
+variables made first (their making counted). The graph building dominates
+both. Last line: JSON with `keras_alone_s`, `prepared_s` (best of the rounds)
+and `speedup`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's blurnet, installed or not
+
+from blurnet.model import create_model
+from blurnet.train import compile_model, create_training_variables
+
+
+def seconds_to_first_step(backbone: str, data: tf.data.Dataset, prepared: bool) -> float:
+    """Wall time of building, compiling and one single-step `fit` epoch (the variables made first when `prepared`)."""
+    started = time.perf_counter()
+    model = create_model(backbone, weights=None, spectrum=True)
+    compile_model(model, 1e-3)
+    if prepared:
+        create_training_variables(model, data.element_spec)
+    model.fit(data, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
+    return time.perf_counter() - started
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="densenet121")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args(argv)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 255, (8, args.image_size, args.image_size, 3)).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((images, rng.integers(0, 4, 8))).batch(8).repeat()
+    alone, prepared = [], []
+    for _ in range(args.rounds):
+        alone.append(seconds_to_first_step(args.backbone, data, prepared=False))
+        prepared.append(seconds_to_first_step(args.backbone, data, prepared=True))
+        print(f"{args.backbone} at {args.image_size} px: Keras alone {alone[-1]:.1f} s, variables made first {prepared[-1]:.1f} s")
+    result = {"backbone": args.backbone, "image_size": args.image_size, "keras_alone_s": round(min(alone), 1),
+              "prepared_s": round(min(prepared), 1), "speedup": round(min(alone) / min(prepared), 2)}
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
