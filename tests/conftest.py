@@ -27,14 +27,19 @@ def photos():
     return [Photo(name=f"p{i}", group=f"g{i}", image=textured_image(i)) for i in range(6)]
 
 
+def write_photo_folder(root):
+    """Five sharp textured photographs written under `root`, nested one level; returns `root`."""
+    (root / "sub").mkdir(parents=True)
+    for i in range(5):
+        where = root / ("sub" if i % 2 else ".") / f"img{i}.png"
+        cv2.imwrite(str(where), textured_image(i)[:, :, ::-1])
+    return root
+
+
 @pytest.fixture
 def photo_folder(tmp_path):
     """A folder of sharp photographs on disk, nested one level."""
-    (tmp_path / "sub").mkdir()
-    for i in range(5):
-        where = tmp_path / ("sub" if i % 2 else ".") / f"img{i}.png"
-        cv2.imwrite(str(where), textured_image(i)[:, :, ::-1])
-    return tmp_path
+    return write_photo_folder(tmp_path)
 
 
 @pytest.fixture(autouse=True)

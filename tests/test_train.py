@@ -11,12 +11,32 @@ import pytest
 
 from blurnet.config import FitConfig
 from blurnet.model import create_backbone
-from blurnet.train import estimate_minutes, estimate_parts, fit, fit_verbosity, load_data, pipeline_config
+from blurnet.train import (compile_model, create_training_variables, estimate_minutes, estimate_parts, fit, fit_verbosity,
+                           load_data, pipeline_config)
 from data_pipeline.augment import AugmentConfig
 from data_pipeline.camera import CameraConfig
 from data_pipeline.degrade import PsfFamilies
 
 TINY = dict(image_size=32, batch_size=8, epochs_head=1, epochs_finetune=1, steps_per_epoch=2, val_images=8, test_images=16)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    """One deterministic MobileNetV2 fit without the parameter head (2 epochs from scratch, 1 held-out view) that the
+    fine-tune tests start from and the determinism test repeats: (its config, its export folder, its run folder)."""
+    from tensorflow.python.framework import config as tf_config  # disable_op_determinism has no public name
+
+    from conftest import write_photo_folder
+
+    root = tmp_path_factory.mktemp("source")
+    config = FitConfig(data=str(write_photo_folder(root / "photos")), out=str(root / "models"), name="source",
+                       weights=None, backbone="mobilenetv2", run_dir=str(root / "runs"), test_time_views=1,
+                       parameter_head=False, deterministic=True, **{**TINY, "epochs_head": 0, "epochs_finetune": 2})
+    was_enabled = tf_config.is_op_determinism_enabled()
+    export = fit(config)
+    if not was_enabled:  # fit(deterministic=True) turned it on for the process
+        tf_config.disable_op_determinism()
+    return config, export, root / "runs" / "source"
 
 
 @pytest.mark.slow
@@ -50,6 +70,38 @@ def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder, c
     assert "held-out test: 16 images x 8 view(s)" in progress
     assert f"export: {tmp_path / 'models' / 'tiny'} (SavedModel averaging 8 view(s))" in progress
     assert re.fullmatch(r"exported .*tiny in \d+\.\d min \(export \d+ s\)", progress[-1])
+
+
+def test_training_variables_made_before_fit_trace_the_step_once_and_change_nothing_else(monkeypatch):
+    import keras
+    import tensorflow as tf
+
+    traces = []
+    step = keras.Model.train_step
+    monkeypatch.setattr(keras.Model, "train_step", lambda self, data: traces.append(1) or step(self, data))
+    rng = np.random.default_rng(0)
+    images, labels = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32"), rng.integers(0, 4, 16)
+    data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4).repeat()
+
+    def trained(prepare):
+        keras.utils.set_random_seed(0)
+        inputs = keras.Input((None, None, 3))
+        features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+        model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(features))
+        compile_model(model, 1e-2)
+        if prepare:
+            create_training_variables(model, data.element_spec)
+            assert model.optimizer.built and len(model.optimizer.variables) >= 2 * len(model.trainable_variables)
+        traces.clear()
+        history = model.fit(data, epochs=2, steps_per_epoch=3, verbose=0, shuffle=False).history
+        return len(traces), history, [np.asarray(w) for w in model.weights]
+
+    plain_traces, plain_history, plain_weights = trained(prepare=False)
+    traces_after, history, weights = trained(prepare=True)
+    assert (plain_traces, traces_after) == (2, 1)  # Keras alone traces the step twice: it makes variables in the first
+    assert history == plain_history  # the zero batch left no trace in the logged loss and accuracy
+    for a, b in zip(weights, plain_weights, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_recipes_and_validation():
@@ -175,12 +227,14 @@ def test_too_few_labelled_images(tmp_path):
 
 
 @pytest.mark.slow
-def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_history(tmp_path, photo_folder):
+def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_history(tmp_path, photo_folder, source):
+    import shutil
+
     from blurnet.export import model_from_export
 
     common = dict(data=str(photo_folder), out=str(tmp_path / "models"), weights=None, backbone="mobilenetv2",
                   run_dir=str(tmp_path / "runs"), **{**TINY, "epochs_head": 0})
-    source = fit(FitConfig(name="source", test_time_views=1, **common))
+    source = Path(shutil.copytree(source[1], tmp_path / "source"))  # its blurnet.json is edited below
     again = fit(FitConfig(name="again", init_from=str(source), test_time_views=4,
                           **{**common, "epochs_finetune": 0, "image_size": None}))  # crop size from the export
     meta, source_meta = (json.loads((f / "blurnet.json").read_text()) for f in (again, source))
@@ -188,7 +242,7 @@ def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_hist
     assert meta["tile_size"] == meta["image_size"] == 32  # large inputs answered in tiles of the training size
     assert meta["weights"] == f"export:{source}"
     assert meta["started_from"]["folder"] == str(source)
-    assert meta["started_from"]["fit_config"]["epochs_finetune"] == 1  # the run that trained the weights
+    assert meta["started_from"]["fit_config"]["epochs_finetune"] == 2  # the run that trained the weights
     # What the weights were trained on is the source's data description, not this command's defaults.
     assert meta["generated_scenes"] == source_meta["generated_scenes"] == 0
     edited = {**source_meta, "camera": {"palette_probability": 0.0}, "psf_families": None, "generated_scenes": 7}
@@ -205,12 +259,12 @@ def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_hist
 
 
 @pytest.mark.slow
-def test_finetune_from_an_export_keeps_or_trains_the_batchnorm_statistics(tmp_path, photo_folder):
+def test_finetune_from_an_export_keeps_or_trains_the_batchnorm_statistics(tmp_path, photo_folder, source):
     from blurnet.export import model_from_export
 
     common = dict(data=str(photo_folder), out=str(tmp_path / "models"), weights=None, backbone="mobilenetv2",
                   run_dir=str(tmp_path / "runs"), test_time_views=1, parameter_head=False, **{**TINY, "epochs_head": 0})
-    source = fit(FitConfig(name="source", **common))
+    source = source[1]
     frozen = fit(FitConfig(name="frozen", init_from=str(source), freeze_batchnorm=True, **common))
     trained = fit(FitConfig(name="trained", init_from=str(source), **common))  # the default from an export
     weights = {name: {w.path: np.asarray(w) for w in model_from_export(f).weights}
@@ -227,14 +281,15 @@ def test_finetune_from_an_export_keeps_or_trains_the_batchnorm_statistics(tmp_pa
 
 
 @pytest.mark.slow
-def test_freeze_classifier_adds_a_trained_head_and_keeps_the_class_answers(tmp_path, photo_folder):
+def test_freeze_classifier_adds_a_trained_head_and_keeps_the_class_answers(tmp_path, photo_folder, source):
     from blurnet.export import ExportedModel, model_from_export
     from blurnet.parameter_head import is_head_layer
     from conftest import textured_image
 
     common = dict(data=str(photo_folder), out=str(tmp_path / "models"), weights=None, backbone="mobilenetv2",
                   run_dir=str(tmp_path / "runs"), test_time_views=1, **{**TINY, "epochs_head": 0})
-    source = fit(FitConfig(name="source", parameter_head=False, **common))
+    source = source[1]
+    assert json.loads((source / "blurnet.json").read_text())["parameter_head"] is False
     with pytest.raises(ValueError, match="freeze_classifier .* needs init_from"):
         fit(FitConfig(name="bad", freeze_classifier=True, **common))
     headed = fit(FitConfig(name="headed", init_from=str(source), freeze_classifier=True, parameter_loss_weight=2.0,
@@ -348,20 +403,19 @@ def op_determinism_restored():
 
 
 @pytest.mark.slow
-def test_deterministic_fit_gives_bit_identical_weights_twice(tmp_path, photo_folder, op_determinism_restored):
+def test_deterministic_fit_gives_bit_identical_weights_twice(tmp_path, source, op_determinism_restored):
+    config, first_export, first_run = source
+    second_export = fit(dataclasses.replace(config, name="second", out=str(tmp_path / "models"), run_dir=str(tmp_path / "runs")))
     runs = []
-    for name in ("first", "second"):
-        config = FitConfig(data=str(photo_folder), out=str(tmp_path / "models"), name=name, weights=None, backbone="mobilenetv2",
-                           run_dir=str(tmp_path / "runs"), test_time_views=1, deterministic=True,
-                           **{**TINY, "epochs_finetune": 2, "test_images": 32})
-        meta = json.loads((fit(config) / "blurnet.json").read_text())
+    for export, run in ((first_export, first_run), (second_export, tmp_path / "runs" / "second")):
+        meta = json.loads((export / "blurnet.json").read_text())
         assert meta["fit_config"]["deterministic"] is True
-        runs.append((meta, _h5_arrays(tmp_path / "runs" / name / "final.weights.h5"),
-                     (tmp_path / "runs" / name / "training_log.csv").read_text()))
+        runs.append((meta, _h5_arrays(run / "final.weights.h5"), (run / "training_log.csv").read_text()))
     (first, first_weights, first_log), (second, second_weights, second_log) = runs
     assert first["held_out"]["accuracy"] == second["held_out"]["accuracy"]
     assert first["held_out"]["confusion_matrix"] == second["held_out"]["confusion_matrix"]
-    assert first_log == second_log  # every epoch's loss and accuracy, to the last digit
+    assert np.array(first["held_out"]["confusion_matrix"]).sum() == 16
+    assert first_log == second_log and first_log.count("\n") == 3  # every epoch's loss and accuracy, to the last digit
     assert len(first_weights) == len(second_weights) > 100
     for (name, a), (_, b) in zip(first_weights, second_weights):
         assert a.shape == b.shape and np.array_equal(a, b), name
