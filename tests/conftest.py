@@ -50,3 +50,17 @@ def _logs_reach_caplog():
     for name in ("blurnet", "data_pipeline", "benchmarks"):
         logging.getLogger(name).propagate = True
     yield
+
+
+@pytest.fixture(scope="session")
+def head_export(tmp_path_factory):
+    """An untrained MobileNetV2 with the spectral branch and the parameter head, exported as `fit` exports (8 views,
+    32 px tiles), built once for every module: (the Keras model, the export folder)."""
+    from blurnet.export import export_model
+    from blurnet.model import create_model
+    from data_pipeline.classes import CLASS_NAMES, BlurRanges
+
+    model = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True)
+    metadata = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(),
+                "backbone": "mobilenetv2", "weights": "none", "spectrum": True, "parameter_head": True}
+    return model, export_model(model, tmp_path_factory.mktemp("head") / "head", metadata, views=8, tile=32)

@@ -268,12 +268,6 @@ def test_runtime_refuses_tiles_it_cannot_answer(runtime_files):
     assert model.predict_tiles(np.zeros((0, 32, 32, 3), "float32"), views=8).shape == (0, 4)
 
 
-@pytest.fixture(scope="module")
-def head_export(tmp_path_factory):
-    model = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True)
-    return model, export_model(model, tmp_path_factory.mktemp("head") / "head", {**META, "parameter_head": True}, views=8, tile=32)
-
-
 @pytest.mark.slow
 def test_onnx_of_a_model_with_the_parameter_head_answers_its_parameters(head_export):
     import onnx

@@ -13,7 +13,7 @@ from blurnet.parameter_head import PARAMETER_SCALES, class_probabilities, decode
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 from data_pipeline.parameters import angle_degrees, parameter_targets, raw_from_estimates
 
-META = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(), "backbone": "densenet121",
+META = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(), "backbone": "mobilenetv2",
         "weights": "none", "spectrum": True}
 
 
@@ -66,13 +66,6 @@ def test_decoding_clips_sizes_and_reads_the_angle_back():
     np.testing.assert_allclose(got["angle"], angle_degrees(raw[:, 2], raw[:, 3]), atol=1e-4)
 
 
-@pytest.fixture(scope="module")
-def head_export(tmp_path_factory):
-    model = create_model(weights=None, spectrum=True, parameter_head=True)
-    target = export_model(model, tmp_path_factory.mktemp("head") / "m", {**META, "parameter_head": True}, views=8, tile=32)
-    return model, target
-
-
 @pytest.mark.slow
 def test_estimate_endpoint_in_plain_tensorflow(head_export, tmp_path):
     model, target = head_export
@@ -119,13 +112,13 @@ def test_weights_load_across_head_and_no_head(head_export, tmp_path):
     for key in ("probabilities", "parameters"):
         np.testing.assert_allclose(np.asarray(rebuilt(x)[key]), np.asarray(model(x)[key]), atol=1e-5)
     # An export without the head starts a model with it: everything but the head is copied.
-    plain = create_model(weights=None, spectrum=True)
+    plain = create_model("mobilenetv2", weights=None, spectrum=True)
     plain_export = export_model(plain, tmp_path / "plain", META)
-    with_head = create_model(weights=None, spectrum=True, parameter_head=True)
+    with_head = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True)
     load_export_weights(with_head, plain_export)
     np.testing.assert_allclose(np.asarray(class_probabilities(with_head(x))), np.asarray(plain(x)), atol=1e-5)
     # ... and the other way round: the head is left out.
-    headless = create_model(weights=None, spectrum=True)
+    headless = create_model("mobilenetv2", weights=None, spectrum=True)
     load_export_weights(headless, target)
     np.testing.assert_allclose(np.asarray(headless(x)), np.asarray(model(x)["probabilities"]), atol=1e-5)
 
