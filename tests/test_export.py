@@ -19,8 +19,9 @@ META = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRange
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    model = create_model(weights=None, spectrum=True)  # what fit builds: the spectral branch goes through export too
-    target = export_model(model, tmp_path_factory.mktemp("export") / "m", META, views=8)  # fit's default
+    """MobileNetV2 with the spectral branch (as fit builds it) exported over 8 views (fit's default), no tiles."""
+    model = create_model("mobilenetv2", weights=None, spectrum=True)
+    target = export_model(model, tmp_path_factory.mktemp("export") / "m", {**META, "backbone": "mobilenetv2"}, views=8)
     return model, target
 
 
@@ -136,14 +137,14 @@ def test_load_export_weights_copies_every_weight_and_checks_the_architecture(exp
     from blurnet.export import load_export_weights
 
     model, target = exported
-    fresh = create_model(weights=None, spectrum=True)
+    fresh = create_model("mobilenetv2", weights=None, spectrum=True)
     x = np.random.default_rng(2).uniform(0, 255, (2, 48, 48, 3)).astype("float32")
     assert not np.allclose(np.asarray(fresh(x)), np.asarray(model(x)), atol=1e-4)  # a different initialisation
     meta = load_export_weights(fresh, target)
-    assert meta["backbone"] == "densenet121"
+    assert meta["backbone"] == "mobilenetv2"
     np.testing.assert_allclose(np.asarray(fresh(x)), np.asarray(model(x)), atol=1e-5)
     with pytest.raises(ValueError, match="'spectrum': True.*'spectrum': False"):
-        load_export_weights(create_model(weights=None, spectrum=False), target)
+        load_export_weights(create_model("mobilenetv2", weights=None, spectrum=False), target)
 
 
 def test_init_from_needs_weights_none():
@@ -177,14 +178,15 @@ def test_export_answers_large_inputs_tile_by_tile(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_savedmodel_holds_the_network_graph_once_for_all_views_and_endpoints(tmp_path):
+def test_the_savedmodel_holds_the_network_graph_once_for_all_views_and_endpoints(head_export, tmp_path):
     from tensorflow.core.protobuf import saved_model_pb2
 
-    model = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True)
-    meta = {"classes": list(CLASS_NAMES), "image_size": 32, "backbone": "mobilenetv2", "weights": "none", "spectrum": True}
+    model, eight_views = head_export  # exported over 8 views in 32 px tiles
+    meta = read_metadata(eight_views)
+    assert (meta["test_time_views"], meta["tile_size"]) == (8, 32)
     sizes, convolutions = {}, {}
     for views in (1, 8):
-        folder = export_model(model, tmp_path / f"views{views}", meta, views=views, tile=32)
+        folder = export_model(model, tmp_path / "views1", meta, views=1, tile=32) if views == 1 else eight_views
         sizes[views] = (folder / "saved_model.pb").stat().st_size
         saved = saved_model_pb2.SavedModel.FromString((folder / "saved_model.pb").read_bytes())
         library = saved.meta_graphs[0].graph_def.library.function
