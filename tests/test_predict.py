@@ -23,13 +23,13 @@ from tests.conftest import textured_image
 
 @pytest.fixture(scope="session")
 def export(tmp_path_factory):
-    """A tiny untrained export (DenseNet121, weights=None, 32 px crops), built once."""
+    """A tiny untrained export (MobileNetV2, weights=None, 32 px crops), built once."""
     from blurnet.export import export_model
     from blurnet.model import create_model
 
-    model = create_model(weights=None)
+    model = create_model("mobilenetv2", weights=None)
     folder = tmp_path_factory.mktemp("export") / "m"
-    metadata = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(), "backbone": "densenet121", "weights": "none"}
+    metadata = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(), "backbone": "mobilenetv2", "weights": "none"}
     return str(export_model(model, folder, metadata))
 
 
