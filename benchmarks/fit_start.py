@@ -5,7 +5,7 @@
 Keras makes the optimizer slots and the compiled loss and metric variables
 inside the first trace of the training step when no `tf.distribute` strategy
 is in scope, and TensorFlow then traces the step a second time.
-`blurnet.train.create_training_variables` makes them beforehand, as `blurnet
+`blurnet.model.create_training_variables` makes them beforehand, as `blurnet
 fit` does before every stage. Each round builds the model as `fit` does
 (`create_model(weights=None, spectrum=True)`, `compile_model`) twice and times
 one epoch of one step on in-memory tensors: Keras alone, then with the
@@ -29,8 +29,8 @@ import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's blurnet, installed or not
 
-from blurnet.model import create_model
-from blurnet.train import compile_model, create_training_variables
+from blurnet.model import create_model, create_training_variables
+from blurnet.train import compile_model
 
 
 def seconds_to_first_step(backbone: str, data: tf.data.Dataset, prepared: bool) -> float:
@@ -39,7 +39,8 @@ def seconds_to_first_step(backbone: str, data: tf.data.Dataset, prepared: bool) 
     model = create_model(backbone, weights=None, spectrum=True)
     compile_model(model, 1e-3)
     if prepared:
-        create_training_variables(model, data.element_spec)
+        x, y = next(iter(data))
+        create_training_variables(model, x, y)
     model.fit(data, epochs=1, steps_per_epoch=1, verbose=0, shuffle=False)
     return time.perf_counter() - started
 

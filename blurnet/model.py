@@ -235,3 +235,19 @@ def copy_shared_weights(source: keras.Model, target: keras.Model) -> list[str]:
         else:
             left.append(layer.name)
     return left
+
+
+def create_training_variables(model: keras.Model, x, y, sample_weight=None) -> None:
+    """Create a compiled model's optimizer slots and loss and metric variables now, eagerly on the example batch
+    `(x, y, sample_weight)`, so that Keras traces its training step once.
+
+    On the TensorFlow backend without a `tf.distribute` strategy in scope, Keras creates them inside the first
+    trace of `fit`'s or `train_on_batch`'s step, and a `tf.function` that creates variables on its first trace is
+    traced (and with `jit_compile`, compiled) a second time (`python benchmarks/fit_start.py` measures both). The
+    metrics are reset afterwards: the example batch counts in no logged value.
+    """
+    y_pred = model(x, training=False)
+    model.compute_loss(x, y, y_pred, sample_weight, training=False)
+    model.compute_metrics(x, y, y_pred, sample_weight)
+    model.reset_metrics()
+    model.optimizer.build(model.trainable_variables)

@@ -34,8 +34,8 @@ from blurnet.distribute import (configure_cpu_devices, create_strategy, is_chief
                                 scaled_learning_rate, set_precision, shard_off, worker_index)
 from blurnet.export import export_model, load_export_weights, read_metadata
 from blurnet.metrics import classification_metrics, parameter_metrics
-from blurnet.model import (create_model, freeze_all_but_parameter_head, freeze_backbone, set_trainable_from,
-                           synchronize_batchnorm)
+from blurnet.model import (create_model, create_training_variables, freeze_all_but_parameter_head, freeze_backbone,
+                           set_trainable_from, synchronize_batchnorm)
 from blurnet.parameter_head import (PARAMETERS, PROBABILITIES, accuracy_key, compile_arguments, has_parameter_head,
                                     with_parameter_targets)
 from blurnet.quiet import device_line, stderr_silenced
@@ -178,33 +178,17 @@ def compile_model(model: keras.Model, learning_rate, jit: bool = False, paramete
                   **compile_arguments(model, parameter_loss_weight, class_loss_weight))
 
 
-def create_training_variables(model: keras.Model, batch_spec) -> None:
-    """Create the compiled model's optimizer slots and loss and metric variables now, eagerly on one zero batch
-    shaped as `batch_spec` (a dataset's `element_spec`), so that `model.fit` traces its training step once.
-
-    Without a `tf.distribute` strategy in scope Keras creates them inside the first trace of the step, and a
-    `tf.function` that creates variables on its first trace is traced a second time: twice the graph building
-    before the first step (`python benchmarks/fit_start.py` measures both). Under an explicit strategy Keras
-    creates them before tracing itself, and this does nothing.
-    """
-    if tf.distribute.has_strategy():
-        return
-    zeros = tf.nest.map_structure(lambda spec: tf.zeros([1, *spec.shape[1:]], spec.dtype), batch_spec)
-    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(zeros)
-    y_pred = model(x, training=False)
-    model.compute_loss(x, y, y_pred, sample_weight, training=False)
-    model.compute_metrics(x, y, y_pred, sample_weight)
-    model.reset_metrics()
-    model.optimizer.build(model.trainable_variables)
-
-
 def fit_stage(model: keras.Model, config: FitConfig, data_sets, strategy, callbacks, epochs: int,
               initial_epoch: int = 0) -> None:
-    """`model.fit` on the (train, val) datasets up to epoch `epochs`, `steps_per_epoch` steps each, the compiled
-    model's training variables created first (`create_training_variables`)."""
+    """`model.fit` on the (train, val) datasets up to epoch `epochs`, `steps_per_epoch` steps each. Without an
+    explicit strategy the compiled model's training variables are created first, on a zero batch shaped as the
+    training data (`blurnet.model.create_training_variables`): the training step is then traced once, not twice.
+    Under an explicit strategy Keras creates them itself before tracing."""
     train_ds, val_ds = data_sets
     with strategy.scope():
-        create_training_variables(model, train_ds.element_spec)
+        if not tf.distribute.has_strategy():
+            zeros = tf.nest.map_structure(lambda spec: tf.zeros([1, *spec.shape[1:]], spec.dtype), train_ds.element_spec)
+            create_training_variables(model, *keras.utils.unpack_x_y_sample_weight(zeros))
     model.fit(train_ds, validation_data=val_ds, initial_epoch=initial_epoch, epochs=epochs,
               steps_per_epoch=config.steps_per_epoch, callbacks=callbacks, verbose=fit_verbosity(),
               shuffle=False)  # the dataset is already shuffled

@@ -260,6 +260,7 @@ def _validate(model, batches) -> dict:
 
 def _train(model, batches, val_batches, args, out: Path, started: float) -> dict:
     """The time-boxed loop: warm-up then a cosine over the clock, validation every `val_every` steps, best kept on disk."""
+    from blurnet.model import create_training_variables
     from blurnet.parameter_head import PARAMETERS, PROBABILITIES, accuracy_key, has_parameter_head
 
     budget, history = 60.0 * args.minutes, []
@@ -272,6 +273,8 @@ def _train(model, batches, val_batches, args, out: Path, started: float) -> dict
         cosine = 0.5 * (1.0 + np.cos(np.pi * min(1.0, elapsed / budget)))
         model.optimizer.learning_rate = args.lr * min(1.0, (step + 1) / 200.0) * cosine
         targets = {PROBABILITIES: labels, PARAMETERS: packed} if has_parameter_head(model) else labels
+        if step == 0:  # the step is then traced (and compiled) once
+            create_training_variables(model, images.astype("float32"), targets)
         logs = model.train_on_batch(images.astype("float32"), targets, return_dict=True)
         loss, accuracy = logs["loss"], logs[accuracy_key(model)]
         step += 1

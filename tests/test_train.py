@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from blurnet.config import FitConfig
-from blurnet.model import create_backbone
-from blurnet.train import (compile_model, create_training_variables, estimate_minutes, estimate_parts, fit, fit_verbosity,
-                           load_data, pipeline_config)
+from blurnet.model import create_backbone, create_training_variables
+from blurnet.train import compile_model, estimate_minutes, estimate_parts, fit, fit_verbosity, load_data, pipeline_config
 from data_pipeline.augment import AugmentConfig
 from data_pipeline.camera import CameraConfig
 from data_pipeline.degrade import PsfFamilies
@@ -90,7 +89,7 @@ def test_training_variables_made_before_fit_trace_the_step_once_and_change_nothi
         model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(features))
         compile_model(model, 1e-2)
         if prepare:
-            create_training_variables(model, data.element_spec)
+            create_training_variables(model, images[:2], labels[:2])
             assert model.optimizer.built and len(model.optimizer.variables) >= 2 * len(model.trainable_variables)
         traces.clear()
         history = model.fit(data, epochs=2, steps_per_epoch=3, verbose=0, shuffle=False).history
