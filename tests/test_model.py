@@ -7,6 +7,7 @@ from blurnet.model import (
     BackbonePreprocess,
     WeightsUnavailableError,
     create_backbone,
+    create_training_variables,
     create_model,
     freeze_backbone,
     get_backbone,
@@ -99,6 +100,7 @@ def test_batchnorm_statistics_do_not_move_during_finetuning(tmp_path):
     before_bn = [np.array(w) for w in bn.weights]
     before_conv = np.array(conv.kernel)
     x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    create_training_variables(model, x, np.array([0, 1, 2, 3]))  # the step is traced once
     model.fit(x, np.array([0, 1, 2, 3]), epochs=2, batch_size=4, verbose=0)
     for a, w in zip(before_bn, bn.weights):
         np.testing.assert_array_equal(a, np.array(w))  # moving mean/var, gamma, beta untouched
