@@ -46,6 +46,22 @@ def test_backup_survives_a_kill_during_its_write(tmp_path):
     assert not np.allclose(restored.get_weights()[0], saved[0])  # epoch 3 was saved over it
 
 
+def test_resume_restores_the_optimizer_into_variables_made_before_fit(tmp_path):
+    """`fit` makes the training variables before `model.fit` (`create_training_variables`); a resumed run's backup
+    still restores the optimizer's state into them: its step counter counts the steps before the interruption."""
+    from blurnet.model import create_training_variables
+
+    x, y = np.arange(12, dtype="float32").reshape(4, 3), np.ones((4, 2), "float32")
+    first = tiny_model()
+    first.fit(x, y, epochs=2, batch_size=2, verbose=0, callbacks=[CrashSafeBackup(str(tmp_path / "b"), delete_checkpoint=False)])
+    resumed = tiny_model()
+    create_training_variables(resumed, x[:2], y[:2])
+    assert int(resumed.optimizer.iterations) == 0
+    history = resumed.fit(x, y, epochs=3, batch_size=2, verbose=0,
+                          callbacks=[CrashSafeBackup(str(tmp_path / "b"), delete_checkpoint=False)])
+    assert len(history.history["loss"]) == 1 and int(resumed.optimizer.iterations) == 3 * 2  # 2 epochs restored, 1 run
+
+
 def test_best_weights_saves_only_improvements_and_survives_a_failed_write(tmp_path):
     model = tiny_model()
     best = BestWeights(tmp_path / "best.weights.h5", "val_accuracy", initial_best=0.5)
