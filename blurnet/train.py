@@ -308,13 +308,15 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
     `ValueError` naming both settings when a resume would load backups of another shape (say the parameter head
     switched on or off, or its layers changed since the run started: `weight_shapes`, `weight_shapes_signature`):
     Keras would fail later with a bare shape error. Other `psf_families` or `generated_scenes` are refused too: the
-    run would go on on other data than its first epochs and its record would name one of the two. A run folder
+    run would go on on other data than its first epochs and its record would name one of the two; and another
+    `freeze_batchnorm`, which would train statistics the first epochs kept (or the reverse). A run folder
     recorded without some of these keys is checked on the others (a missing `generated_scenes` counts as 0),
     then gets them.
     """
     wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
               "parameter_head": bool(config.parameter_head), "weight_shapes": weight_shapes_signature(model),
-              "psf_families": config.psf_families, "generated_scenes": config.generated_scenes}
+              "psf_families": config.psf_families, "generated_scenes": config.generated_scenes,
+              "freeze_batchnorm": bool(config.freeze_batchnorm)}
     path = run / "architecture.json"
     if path.is_file():
         written = json.loads(path.read_text())

@@ -349,7 +349,7 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
     signature = weight_shapes_signature(model)
     assert json.loads((tmp_path / "architecture.json").read_text()) == {
         "backbone": "mobilenetv2", "spectrum": True, "highpass": False, "parameter_head": True, "weight_shapes": signature,
-        "psf_families": "realistic", "generated_scenes": 0}
+        "psf_families": "realistic", "generated_scenes": 0, "freeze_batchnorm": False}
     assert len(signature) == 16 and signature == weight_shapes_signature(create_model("mobilenetv2", weights=None, spectrum=True,
                                                                                       parameter_head=True))
     check_run_architecture(tmp_path, config, model)  # the same settings resume
@@ -361,6 +361,8 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
         check_run_architecture(tmp_path, dataclasses.replace(config, psf_families="classic"), model)
     with pytest.raises(ValueError, match=r"generated_scenes: run 0, now 20"):
         check_run_architecture(tmp_path, dataclasses.replace(config, generated_scenes=20), model)
+    with pytest.raises(ValueError, match=r"freeze_batchnorm: run False, now True"):
+        check_run_architecture(tmp_path, dataclasses.replace(config, freeze_batchnorm=True), model)
     # The same settings, but the code now builds layers of other shapes (here: three more input channels).
     changed = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True, highpass=True)
     with pytest.raises(ValueError, match=rf"weight_shapes: run '{signature}', now '[0-9a-f]{{16}}' \(the same settings, but layers"):
