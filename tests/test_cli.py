@@ -87,7 +87,7 @@ def test_default_outputs_are_ignored_by_git_and_committed_reports_are_not():
     root = Path(__file__).resolve().parent.parent
     preview_out = next(p for p in main.commands["preview"].params if p.name == "out").default
     written = [preview_out, "reports/quickstart/index.md", "saved_models/quickstart/blurnet.json", "runs/quickstart/best.weights.h5"]
-    committed = ["reports/preview.png", "reports/blurnet-densenet121/index.md", "reports/baselines/README.md",
+    committed = ["reports/preview.png", "reports/blurnet-densenet121/index.md", "reports/realdev/index.md",
                  "saved_models/blurnet-densenet121/blurnet.json"]
     try:
         result = subprocess.run(["git", "check-ignore", "--no-index", *written, *committed], cwd=root, capture_output=True, text=True)
