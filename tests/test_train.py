@@ -163,7 +163,7 @@ def test_estimate_counts_held_out_views_and_export():
     parts = estimate_parts(quick_start, "cpu")
     rate = 19.0 * (128 / 64) ** 1.5  # training images/s at 64 px on 2 CPU cores
     assert parts == pytest.approx({
-        "build": 60.0,  # one stage (from random weights)
+        "build": 45.0,  # one stage (from random weights)
         "train": 10 * 60 * 32 / rate,
         "validate": 10 * 256 / (3 * rate),
         "held_out": 512 * 8 / (2 * rate),  # 8 views of each held-out image
@@ -174,7 +174,7 @@ def test_estimate_counts_held_out_views_and_export():
     one_view = estimate_parts(dataclasses.replace(quick_start, test_time_views=1, test_images=500), "cpu")
     assert one_view["held_out"] == pytest.approx(512 / (2 * rate))  # whole batches of 32, one view
     pretrained = estimate_parts(FitConfig().resolve("gpu"), "gpu")
-    assert pretrained["build"] == 120.0 and pretrained["export"] == 15.0  # head and fine-tune stages
+    assert pretrained["build"] == 90.0 and pretrained["export"] == 15.0  # head and fine-tune stages
 
 
 def test_fit_logs_one_line_per_epoch_when_output_is_not_a_terminal():
