@@ -174,7 +174,7 @@ def fit(**options):
 @click.option("--seed", type=int, default=None, help="Seed of the generated test data [default: the seed of the fit, else 0].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Images per model call.")
 @click.option("--baselines/--no-baselines", default=True, help="Evaluate the Laplacian and handcrafted-feature baselines too.")
-@click.option("--baselines-dir", type=click.Path(file_okay=False), default=None, help="Also write the baseline comparison table there (e.g. reports/baselines).")
+@click.option("--baselines-dir", type=click.Path(file_okay=False), default=None, help="Also write the baseline comparison table there (e.g. reports/my-comparison).")
 @click.option("--baseline-images", type=click.IntRange(min=8), default=4096, show_default=True, help="Crops the handcrafted baseline trains on (training stream) and the Laplacian threshold is chosen on (validation stream).")
 @click.option("--jpeg", "jpeg_quality", type=click.IntRange(1, 100), default=None, help="JPEG-compress every test image at this quality first (robustness check). [default: off]")
 @click.option("--compare", "compare", type=click.Path(), multiple=True, help="Another export (e.g. a MobileNetV2 fit) to evaluate on the same images, as a row of the baselines table; repeatable. [default: none]")

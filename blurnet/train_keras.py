@@ -273,7 +273,7 @@ def _train(model, batches, val_batches, args, out: Path, started: float) -> dict
         cosine = 0.5 * (1.0 + np.cos(np.pi * min(1.0, elapsed / budget)))
         model.optimizer.learning_rate = args.lr * min(1.0, (step + 1) / 200.0) * cosine
         targets = {PROBABILITIES: labels, PARAMETERS: packed} if has_parameter_head(model) else labels
-        if step == 0:  # the step is then traced (and compiled) once
+        if step == 0:  # the variables exist before the first step: TensorFlow traces it once (no effect on JAX's jit)
             create_training_variables(model, images.astype("float32"), targets)
         logs = model.train_on_batch(images.astype("float32"), targets, return_dict=True)
         loss, accuracy = logs["loss"], logs[accuracy_key(model)]

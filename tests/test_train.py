@@ -11,7 +11,7 @@ import pytest
 
 from blurnet.config import FitConfig
 from blurnet.model import create_backbone, create_training_variables
-from blurnet.train import compile_model, estimate_minutes, estimate_parts, fit, fit_verbosity, load_data, pipeline_config
+from blurnet.train import compile_model, estimate_minutes, estimate_parts, fit, fit_stage, fit_verbosity, load_data, pipeline_config
 from data_pipeline.augment import AugmentConfig
 from data_pipeline.camera import CameraConfig
 from data_pipeline.degrade import PsfFamilies
@@ -32,9 +32,11 @@ def source(tmp_path_factory):
                        weights=None, backbone="mobilenetv2", run_dir=str(root / "runs"), test_time_views=1,
                        parameter_head=False, deterministic=True, **{**TINY, "epochs_head": 0, "epochs_finetune": 2})
     was_enabled = tf_config.is_op_determinism_enabled()
-    export = fit(config)
-    if not was_enabled:  # fit(deterministic=True) turned it on for the process
-        tf_config.disable_op_determinism()
+    try:
+        export = fit(config)
+    finally:
+        if not was_enabled:  # fit(deterministic=True) turned it on for the process
+            tf_config.disable_op_determinism()
     return config, export, root / "runs" / "source"
 
 
@@ -102,6 +104,33 @@ def test_training_variables_made_before_fit_trace_the_step_once_and_change_nothi
     for a, b in zip(weights, plain_weights, strict=True):
         np.testing.assert_array_equal(a, b)
 
+
+def test_fit_stage_traces_the_step_once_with_the_parameter_head_and_no_strategy(monkeypatch):
+    """`fit_stage` makes the variables itself, from the dataset's element spec: dict targets (probabilities and the
+    head's packed parameters) under the default strategy, as every CPU `blurnet fit` stage trains."""
+    import keras
+    import tensorflow as tf
+
+    from blurnet.parameter_head import PARAMETERS, PROBABILITIES
+
+    traces = []
+    step = keras.Model.train_step
+    monkeypatch.setattr(keras.Model, "train_step", lambda self, *args: traces.append(1) or step(self, *args))
+    rng = np.random.default_rng(0)
+    images, labels = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32"), rng.integers(0, 4, 16)
+    packed = np.concatenate([rng.normal(size=(16, 5)), rng.integers(0, 2, (16, 5))], axis=1).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices((images, {PROBABILITIES: labels, PARAMETERS: packed})).batch(4).repeat()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None, None, 3))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    model = keras.Model(inputs, {PROBABILITIES: keras.layers.Dense(4, activation="softmax", name=PROBABILITIES)(features),
+                                 PARAMETERS: keras.layers.Dense(5, name=PARAMETERS)(features)})
+    strategy = tf.distribute.get_strategy()  # the default one: what `fit` runs under without a GPU or --cpu-devices
+    compile_model(model, 1e-2)
+    config = FitConfig(weights=None, steps_per_epoch=3)
+    fit_stage(model, config, (data, data.take(2)), strategy, callbacks=[], epochs=2)
+    assert len(traces) == 1
+    assert int(model.optimizer.iterations.numpy()) == 6  # 2 epochs x 3 steps: the zero batch trained nothing
 
 def test_recipes_and_validation():
     cpu = FitConfig(weights=None).resolve("cpu")
@@ -398,9 +427,11 @@ def op_determinism_restored():
     from tensorflow.python.framework import config as tf_config  # disable_op_determinism has no public name
 
     was_enabled = tf_config.is_op_determinism_enabled()
-    yield
-    if not was_enabled:
-        tf_config.disable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            tf_config.disable_op_determinism()
 
 
 @pytest.mark.slow

@@ -85,7 +85,7 @@ def test_training_steps_with_the_parameter_head_from_a_start_without_it(tmp_path
     val = [maker.make_batch(100 + i) for i in range(2)]
     traces = []
     step = keras.Model.train_step
-    monkeypatch.setattr(keras.Model, "train_step", lambda self, data: traces.append(1) or step(self, data))
+    monkeypatch.setattr(keras.Model, "train_step", lambda self, *args: traces.append(1) or step(self, *args))
     summary = train_keras._train(model, iter(batches), val, args, tmp_path / "out", 0.0)
     assert len(traces) == 1  # the training variables were made before the first step
     assert summary["steps"] == 4 and [h["step"] for h in summary["history"]] == [2, 4]
