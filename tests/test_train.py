@@ -470,3 +470,34 @@ def test_parameter_head_is_on_unless_nothing_would_train_it(tmp_path):
         resolve_parameter_head(FitConfig(data=str(labelled), parameter_head=True), None)
     with pytest.raises(ValueError, match="trains nothing"):
         resolve_parameter_head(FitConfig(init_from="x", weights=None, epochs_finetune=0, parameter_head=True), headless)
+
+
+@pytest.mark.slow
+def test_interrupted_fit_without_a_strategy_resumes_with_its_optimizer(tmp_path, photo_folder, monkeypatch):
+    """`fit` under the default strategy (variables made before the first step), stopped after its second epoch as
+    Ctrl-C stops it, then `fit(resume=True)`: the epochs continue and the optimizer's step counter with them."""
+    import h5py
+    import keras
+
+    import blurnet.train as train
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    made = train.training_callbacks
+    monkeypatch.setattr(train, "training_callbacks", lambda *args, **kwargs: [*made(*args, **kwargs), Interrupt()])
+    steps, epochs = 2, 3
+    config = FitConfig(data=str(photo_folder), out=str(tmp_path / "models"), name="resumed", run_dir=str(tmp_path / "runs"),
+                       weights=None, backbone="mobilenetv2", test_time_views=1,
+                       **{**TINY, "epochs_head": 0, "epochs_finetune": epochs, "steps_per_epoch": steps, "test_images": 8})
+    with pytest.raises(KeyboardInterrupt):
+        fit(config)
+    assert not (tmp_path / "models" / "resumed").exists()
+    monkeypatch.setattr(train, "training_callbacks", made)
+    fit(dataclasses.replace(config, resume=True))
+    rows = list(csv.DictReader(open(tmp_path / "models" / "resumed" / "training_log.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(epochs))  # continued, not restarted
+    with h5py.File(tmp_path / "runs" / "resumed" / "backup" / "finetune" / "latest.weights.h5", "r") as f:
+        assert int(np.array(f["optimizer"]["vars"]["0"])) == epochs * steps  # 2 * steps had it restarted
