@@ -19,8 +19,17 @@ META = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRange
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """MobileNetV2 with the spectral branch (as fit builds it) exported over 8 views (fit's default), no tiles."""
+    """MobileNetV2 with the spectral branch (as fit builds it), compiled and one step trained as `fit` leaves it
+    (optimizer and metric state attached), exported over 8 views (fit's default), no tiles."""
+    from blurnet.model import create_training_variables
+    from blurnet.train import compile_model
+
     model = create_model("mobilenetv2", weights=None, spectrum=True)
+    compile_model(model, 1e-3)
+    images, labels = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32"), np.array([0, 3])
+    create_training_variables(model, images, labels)
+    model.train_on_batch(images, labels)
+    assert int(model.optimizer.iterations.numpy()) == 1
     target = export_model(model, tmp_path_factory.mktemp("export") / "m", {**META, "backbone": "mobilenetv2"}, views=8)
     return model, target
 
@@ -86,11 +95,15 @@ def test_savedmodel_loads_in_plain_tensorflow(exported, tmp_path):
         outs[1] = list(outs[1].values())[0].numpy()
         np.save({str(tmp_path / 'out_a.npy')!r}, outs[0]); np.save({str(tmp_path / 'out_b.npy')!r}, outs[1])
         print("imported:", sorted(k for k in sys.modules if k.split(".")[0] in ("blurnet", "data_pipeline")))
+        stored = tf.train.list_variables({str(target / "variables" / "variables")!r})
+        print("values:", sum(int(np.prod(shape)) for name, shape in stored if "OBJECT_GRAPH" not in name))
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     # The script imports only tensorflow (which loads keras internally); no blurnet code ran.
     assert "imported: []" in done.stdout
+    # The network's weights alone: no optimizer slots or metric state came along from training.
+    assert f"values: {model.count_params()}" in done.stdout
     out_a, out_b = np.load(tmp_path / "out_a.npy"), np.load(tmp_path / "out_b.npy")
     assert out_a.shape == (2, 4) and out_b.shape == (3, 4) and out_a.dtype == np.float32
     np.testing.assert_allclose(out_a.sum(axis=1), 1.0, atol=1e-5)
