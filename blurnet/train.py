@@ -136,8 +136,9 @@ TRAIN_RATE_128 = {"cpu": 19.0, "gpu": 800.0}
 # training rate; 2.4x in the bundled model's 96 px re-export).
 VALIDATION_SPEEDUP = 3.0
 HELD_OUT_SPEEDUP = 2.0
-# Graph building and the first step of each training stage: 42 s for DenseNet121 with the spectral branch at 64 px on
-# 2 CPU cores, the training variables made before tracing (`python benchmarks/fit_start.py`; 84 s without).
+# Graph building and the first step of each training stage: 30 s for DenseNet121 with the spectral branch at 64 px on
+# 2 CPU cores, the training variables made before tracing, TensorFlow already started (`python benchmarks/fit_start.py
+# --rounds 2`; 46 s without); 45 s leaves room for TensorFlow's start-up and the validation step's graph.
 BUILD_SECONDS_PER_STAGE = 45.0
 EXPORT_SECONDS = 15.0  # tracing `serve` (8 views, tiles) and writing the SavedModel: 12 s measured
 
