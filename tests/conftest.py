@@ -42,6 +42,16 @@ def photo_folder(tmp_path):
     return write_photo_folder(tmp_path)
 
 
+@pytest.fixture
+def step_traces(monkeypatch):
+    """A list that gains an item each time Keras traces a model's training step (`keras.Model.train_step`)."""
+    import keras
+
+    traces, step = [], keras.Model.train_step
+    monkeypatch.setattr(keras.Model, "train_step", lambda self, *args: traces.append(1) or step(self, *args))
+    return traces
+
+
 @pytest.fixture(autouse=True)
 def _logs_reach_caplog():
     """The CLI stops blurnet's loggers from propagating (it prints them itself); tests read them through caplog."""

@@ -73,13 +73,10 @@ def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder, c
     assert re.fullmatch(r"exported .*tiny in \d+\.\d min \(export \d+ s\)", progress[-1])
 
 
-def test_training_variables_made_before_fit_trace_the_step_once_and_change_nothing_else(monkeypatch):
+def test_training_variables_made_before_fit_trace_the_step_once_and_change_nothing_else(step_traces):
     import keras
     import tensorflow as tf
 
-    traces = []
-    step = keras.Model.train_step
-    monkeypatch.setattr(keras.Model, "train_step", lambda self, data: traces.append(1) or step(self, data))
     rng = np.random.default_rng(0)
     images, labels = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32"), rng.integers(0, 4, 16)
     data = tf.data.Dataset.from_tensor_slices((images, labels)).batch(4).repeat()
@@ -93,9 +90,9 @@ def test_training_variables_made_before_fit_trace_the_step_once_and_change_nothi
         if prepare:
             create_training_variables(model, images[:2], labels[:2])
             assert model.optimizer.built and len(model.optimizer.variables) >= 2 * len(model.trainable_variables)
-        traces.clear()
+        step_traces.clear()
         history = model.fit(data, epochs=2, steps_per_epoch=3, verbose=0, shuffle=False).history
-        return len(traces), history, [np.asarray(w) for w in model.weights]
+        return len(step_traces), history, [np.asarray(w) for w in model.weights]
 
     plain_traces, plain_history, plain_weights = trained(prepare=False)
     traces_after, history, weights = trained(prepare=True)
@@ -105,7 +102,7 @@ def test_training_variables_made_before_fit_trace_the_step_once_and_change_nothi
         np.testing.assert_array_equal(a, b)
 
 
-def test_fit_stage_traces_the_step_once_with_the_parameter_head_and_no_strategy(monkeypatch):
+def test_fit_stage_traces_the_step_once_with_the_parameter_head_and_no_strategy(step_traces):
     """`fit_stage` makes the variables itself, from the dataset's element spec: dict targets (probabilities and the
     head's packed parameters) under the default strategy, as every CPU `blurnet fit` stage trains."""
     import keras
@@ -113,9 +110,6 @@ def test_fit_stage_traces_the_step_once_with_the_parameter_head_and_no_strategy(
 
     from blurnet.parameter_head import PARAMETERS, PROBABILITIES
 
-    traces = []
-    step = keras.Model.train_step
-    monkeypatch.setattr(keras.Model, "train_step", lambda self, *args: traces.append(1) or step(self, *args))
     rng = np.random.default_rng(0)
     images, labels = rng.uniform(0, 255, (16, 8, 8, 3)).astype("float32"), rng.integers(0, 4, 16)
     packed = np.concatenate([rng.normal(size=(16, 5)), rng.integers(0, 2, (16, 5))], axis=1).astype("float32")
@@ -129,8 +123,9 @@ def test_fit_stage_traces_the_step_once_with_the_parameter_head_and_no_strategy(
     compile_model(model, 1e-2)
     config = FitConfig(weights=None, steps_per_epoch=3)
     fit_stage(model, config, (data, data.take(2)), strategy, callbacks=[], epochs=2)
-    assert len(traces) == 1
+    assert len(step_traces) == 1
     assert int(model.optimizer.iterations.numpy()) == 6  # 2 epochs x 3 steps: the zero batch trained nothing
+
 
 def test_recipes_and_validation():
     cpu = FitConfig(weights=None).resolve("cpu")
@@ -497,7 +492,7 @@ def test_interrupted_fit_without_a_strategy_resumes_with_its_optimizer(tmp_path,
     assert not (tmp_path / "models" / "resumed").exists()
     monkeypatch.setattr(train, "training_callbacks", made)
     fit(dataclasses.replace(config, resume=True))
-    rows = list(csv.DictReader(open(tmp_path / "models" / "resumed" / "training_log.csv")))
+    rows = list(csv.DictReader((tmp_path / "models" / "resumed" / "training_log.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == list(range(epochs))  # continued, not restarted
     with h5py.File(tmp_path / "runs" / "resumed" / "backup" / "finetune" / "latest.weights.h5", "r") as f:
         assert int(np.array(f["optimizer"]["vars"]["0"])) == epochs * steps  # 2 * steps had it restarted

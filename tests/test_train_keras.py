@@ -55,12 +55,10 @@ def test_weights_that_do_not_fit_are_refused(tmp_path, models):
 
 
 @pytest.mark.slow
-def test_training_steps_with_the_parameter_head_from_a_start_without_it(tmp_path, models, photos, monkeypatch):
+def test_training_steps_with_the_parameter_head_from_a_start_without_it(tmp_path, models, photos, step_traces):
     """`_build_model` takes every layer but the head from a start without it; `_train` steps and validates both heads,
     its training step traced (and XLA-compiled) once."""
     import argparse
-
-    import keras
 
     from blurnet.parameter_head import has_parameter_head
     from data_pipeline.batches import BlurBatchMaker, PipelineConfig
@@ -83,11 +81,8 @@ def test_training_steps_with_the_parameter_head_from_a_start_without_it(tmp_path
     images, labels, packed = batches[0]
     assert images.dtype == np.uint8 and packed.shape == (8, 10) and packed[:, 5:].sum() > 0  # targets then their mask
     val = [maker.make_batch(100 + i) for i in range(2)]
-    traces = []
-    step = keras.Model.train_step
-    monkeypatch.setattr(keras.Model, "train_step", lambda self, *args: traces.append(1) or step(self, *args))
     summary = train_keras._train(model, iter(batches), val, args, tmp_path / "out", 0.0)
-    assert len(traces) == 1  # the training variables were made before the first step
+    assert len(step_traces) == 1  # the training variables were made before the first step
     assert summary["steps"] == 4 and [h["step"] for h in summary["history"]] == [2, 4]
     assert {"val_accuracy", "val_sigma_mae", "val_length_mae", "val_angle_mae_deg", "val_radius_mae"} <= summary["history"][-1].keys()
     assert list((tmp_path / "out").glob("weights-*.npz"))  # the best weights, kept on disk
