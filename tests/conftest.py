@@ -36,6 +36,14 @@ def write_photo_folder(root):
     return root
 
 
+def backup_optimizer_steps(run, stage: str = "finetune") -> int:
+    """The optimizer's step counter in the last backup `fit` wrote for `stage` of the run folder `run`."""
+    import h5py
+
+    with h5py.File(run / "backup" / stage / "latest.weights.h5", "r") as f:
+        return int(np.array(f["optimizer"]["vars"]["0"]))
+
+
 @pytest.fixture
 def photo_folder(tmp_path):
     """A folder of sharp photographs on disk, nested one level."""
