@@ -312,14 +312,16 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
     switched on or off, or its layers changed since the run started: `weight_shapes`, `weight_shapes_signature`):
     Keras would fail later with a bare shape error. Other `psf_families` or `generated_scenes` are refused too: the
     run would go on on other data than its first epochs and its record would name one of the two; and another
-    `freeze_batchnorm`, which would train statistics the first epochs kept (or the reverse). A run folder
+    `freeze_batchnorm`, which would train statistics the first epochs kept (or the reverse). Under
+    `freeze_classifier` every statistic is kept whatever that flag says, so such a run records it as `True` and
+    resumes with or without `--freeze-batchnorm`. A run folder
     recorded without some of these keys is checked on the others (a missing `generated_scenes` counts as 0),
     then gets them.
     """
     wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
               "parameter_head": bool(config.parameter_head), "weight_shapes": weight_shapes_signature(model),
               "psf_families": config.psf_families, "generated_scenes": config.generated_scenes,
-              "freeze_batchnorm": bool(config.freeze_batchnorm)}
+              "freeze_batchnorm": bool(config.freeze_batchnorm or config.freeze_classifier)}
     path = run / "architecture.json"
     if path.is_file():
         written = json.loads(path.read_text())

@@ -4,6 +4,7 @@ import io
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -387,6 +388,15 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
         check_run_architecture(tmp_path, dataclasses.replace(config, generated_scenes=20), model)
     with pytest.raises(ValueError, match=r"freeze_batchnorm: run False, now True"):
         check_run_architecture(tmp_path, dataclasses.replace(config, freeze_batchnorm=True), model)
+    # The parameter head alone keeps every statistic: its runs resume with or without --freeze-batchnorm.
+    head_alone = tmp_path / "head_alone"
+    head_alone.mkdir()
+    check_run_architecture(head_alone, dataclasses.replace(config, freeze_classifier=True, freeze_batchnorm=False), model)
+    assert json.loads((head_alone / "architecture.json").read_text())["freeze_batchnorm"] is True
+    check_run_architecture(head_alone, dataclasses.replace(config, freeze_classifier=True, freeze_batchnorm=True), model)
+    with pytest.raises(ValueError, match=r"freeze_batchnorm: run True, now False"):
+        check_run_architecture(head_alone, config, model)
+    shutil.rmtree(head_alone)
     # The same settings, but the code now builds layers of other shapes (here: three more input channels).
     changed = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True, highpass=True)
     with pytest.raises(ValueError, match=rf"weight_shapes: run '{signature}', now '[0-9a-f]{{16}}' \(the same settings, but layers"):
