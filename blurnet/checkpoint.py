@@ -136,8 +136,12 @@ def _read_table(prefix: str | Path) -> tuple[int, dict[str, dict]]:
 
 def read_tensors(prefix: str | Path) -> dict[str, np.ndarray]:
     """Every whole tensor of the checkpoint at `prefix` as a numpy array (strings and sliced tensors left out)."""
+    return _read_arrays(prefix, *_read_table(prefix))
+
+
+def _read_arrays(prefix: str | Path, count_of_shards: int, entries: dict[str, dict]) -> dict[str, np.ndarray]:
+    """`read_tensors` for the entries of an index already read (`_read_table`)."""
     arrays, shards = {}, {}
-    count_of_shards, entries = _read_table(prefix)
     for key, entry in entries.items():
         dtype = _DTYPES.get(entry["dtype"])
         if dtype is None or entry["sliced"]:
@@ -180,8 +184,10 @@ def load_export_variables(model, export: str | Path) -> int:
     """Assign every variable of `model` from the SavedModel checkpoint of the blurnet `export` folder; returns
     how many. `ValueError` when the checkpoint and the model do not match one to one, with matching shapes."""
     prefix = Path(export) / "variables" / "variables"
-    arrays = {k: v for k, v in read_tensors(prefix).items() if k.startswith("model/")}
-    unread = {k: e["dtype"] for k, e in read_index(prefix).items() if k.startswith("model/") and k not in arrays}
+    count_of_shards, entries = _read_table(prefix)
+    entries = {k: e for k, e in entries.items() if k.startswith("model/")}
+    arrays = _read_arrays(prefix, count_of_shards, entries)
+    unread = {k: e["dtype"] for k, e in entries.items() if k not in arrays}
     if unread:
         key, dtype = next(iter(unread.items()))
         raise CheckpointFormatError(f"{prefix}: {len(unread)} weights are stored in a way this reader does not take "
