@@ -28,7 +28,7 @@ from data_pipeline.camera import CameraConfig
 from data_pipeline.classes import CLASS_NAMES
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
 from data_pipeline.degrade import PsfFamilies
-from data_pipeline.sources import load_photographs, split_photographs
+from data_pipeline.sources import bundled_splits
 
 BATCH = 32
 _NO_CAMERA, _NO_AUGMENT = CameraConfig.none(), AugmentConfig.none()
@@ -58,7 +58,7 @@ def main(argv=None) -> dict:
     if args.images < BATCH or args.images % BATCH:
         raise SystemExit(f"--images must be a positive multiple of {BATCH}, got {args.images}")
     model = ExportedModel(args.model or default_model_dir())
-    photos = split_photographs(load_photographs(None), seed=0)["val"]
+    photos = bundled_splits(args.size, seed=0)["val"]
     summary = {}
     for step, (camera, augment) in STEPS.items():
         config = PipelineConfig(image_size=args.size, batch_size=BATCH, seed=5, families=PsfFamilies.classic(),

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
 from data_pipeline.degrade import make_psf, sample_params
-from data_pipeline.sources import load_photographs, split_photographs
+from data_pipeline.sources import bundled_splits
 
 IMAGE_SIZE, BATCH = 128, 32
 
@@ -72,7 +72,7 @@ def train_rate(steps: int = 6) -> float:
 
 
 def main():
-    photos = split_photographs(load_photographs(min_size=IMAGE_SIZE), seed=0)["train"]
+    photos = bundled_splits(IMAGE_SIZE, seed=0)["train"]
     maker = BlurBatchMaker(photos, PipelineConfig(image_size=IMAGE_SIZE, batch_size=BATCH), "train")
     pipeline = pipeline_rate(maker)
     print(f"pipeline (crop, augment, blur, noise, JPEG, batch; tf.data AUTOTUNE): {pipeline:8.0f} samples/s")

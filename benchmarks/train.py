@@ -34,7 +34,7 @@ from blurnet.export import export_model
 from blurnet.model import create_model
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
-from data_pipeline.sources import load_photographs, split_photographs
+from data_pipeline.sources import bundled_splits
 
 IMAGE_SIZE, BATCH, STEPS, ROUNDS = 128, 32, 6, 3
 
@@ -55,7 +55,7 @@ def fit_rate(model, dataset) -> float:
 
 
 def main():
-    photos = split_photographs(load_photographs(min_size=IMAGE_SIZE), seed=0)["train"]
+    photos = bundled_splits(IMAGE_SIZE, seed=0)["train"]
     maker = BlurBatchMaker(photos, PipelineConfig(image_size=IMAGE_SIZE, batch_size=BATCH), "train")
     pipeline = maker.dataset()
     batches = [maker.make_batch(i) for i in range(STEPS)]

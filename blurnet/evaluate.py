@@ -54,9 +54,9 @@ def bundled_split_makers(image_size: int, ranges: BlurRanges, seed: int, batch_s
     figures stay comparable between models; `PsfFamilies()` is the training mix).
     """
     from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
-    from data_pipeline.sources import load_photographs, split_photographs
+    from data_pipeline.sources import bundled_splits
 
-    photos = split_photographs(load_photographs(None, min_size=image_size), seed=seed)
+    photos = bundled_splits(image_size, seed)
     config = PipelineConfig(image_size=image_size, batch_size=batch_size, seed=seed, ranges=ranges, families=families)
     return {s: BlurBatchMaker(photos[s], config, s) for s in splits}, photos
 

@@ -46,7 +46,7 @@ from data_pipeline.batches import BlurBatchMaker, PipelineConfig
 from data_pipeline.degrade import PSF_FAMILY_PRESETS, PsfFamilies
 from data_pipeline.parameters import parameter_targets
 from data_pipeline.scenes import generated_scenes
-from data_pipeline.sources import load_photographs, split_photographs
+from data_pipeline.sources import bundled_splits
 
 PART_BYTES = 15_000_000
 _MAKER: BlurBatchMaker | None = None  # each worker process builds its own
@@ -59,9 +59,8 @@ def pipeline_config(image_size: int, batch_size: int, seed: int, psf_families: s
 
 def _training_maker(image_size: int, batch_size: int, seed: int, data_seed: int, psf_families: str,
                     scenes: int = 0) -> BlurBatchMaker:
-    photos = load_photographs(None, min_size=image_size)
     config = pipeline_config(image_size, batch_size, data_seed, psf_families)
-    return BlurBatchMaker(split_photographs(photos, seed=seed)["train"] + generated_scenes(scenes, seed=seed), config, "train")
+    return BlurBatchMaker(bundled_splits(image_size, seed)["train"] + generated_scenes(scenes, seed=seed), config, "train")
 
 
 def _start_worker(*maker_args) -> None:
@@ -194,7 +193,7 @@ def validation_maker(args, photos) -> BlurBatchMaker:
 
 def _validation_batches(args) -> tuple[list, list[str]]:
     """The fixed validation images (split by photograph as `blurnet fit` splits them) and their photographs."""
-    splits = split_photographs(load_photographs(None, min_size=args.image_size), seed=args.seed)
+    splits = bundled_splits(args.image_size, args.seed)
     maker = validation_maker(args, splits["val"])
     return [maker.make_batch(i) for i in range(-(-args.val_images // 64))], maker.photo_names
 

@@ -273,6 +273,12 @@ def split_photographs(photos: list[Photo], seed: int = 0, val_fraction: float = 
     return splits
 
 
+def bundled_splits(image_size: int, seed: int = 0) -> dict[str, list[Photo]]:
+    """The bundled photographs split by photograph as `blurnet fit` splits them for crops of `image_size` with
+    `seed`: the photographs smaller than a crop left out, then `split_photographs`."""
+    return split_photographs(load_photographs(None, min_size=image_size), seed=seed)
+
+
 def describe_split(splits: dict[str, list[Photo]]) -> str:
     """Human-readable lines saying which photographs went to which split."""
     lines = []

@@ -1,4 +1,6 @@
+import json
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -8,6 +10,7 @@ from data_pipeline.sources import (
     ImageReadError,
     Photo,
     bundled_photo_paths,
+    bundled_splits,
     decode_image,
     decode_reduced,
     describe_split,
@@ -113,6 +116,20 @@ def test_bundled_photographs_ship_with_the_packages():
     photos = load_photographs(None)
     assert len({p.group for p in photos}) == 19
     assert all(p.image.dtype == np.uint8 and p.image.shape[2] == 3 for p in photos)
+
+
+def test_bundled_splits_are_the_split_the_bundled_model_recorded():
+    splits = bundled_splits(96, seed=0)
+    names = {s: [p.name for p in v] for s, v in splits.items()}
+    assert names["val"] == ["astronaut", "ihc", "motorcycle_left", "motorcycle_right"]
+    assert names["test"] == ["camera", "cell", "gravel"]
+    assert len(names["train"]) == 13
+    # The bundled model's record names each split's photographs, those without a usable crop under "left out".
+    recorded = json.loads((Path(__file__).resolve().parent.parent / "saved_models" / "blurnet-densenet121" / "blurnet.json").read_text())
+    parts = dict(part.split(": ", 1) for part in recorded["training_data"].split("split by photograph: ")[1].split("; "))
+    left_out = {entry.split(" (")[0] for entry in parts.pop("left out").split(", ")}
+    assert left_out == {"moon", "retina", "brick", "cell"}
+    assert {split: parts[split].split(", ") for split in parts} == {s: [n for n in v if n not in left_out] for s, v in names.items()}
 
 
 def test_split_is_by_group_and_deterministic(photos):
