@@ -44,6 +44,22 @@ def backup_optimizer_steps(run, stage: str = "finetune") -> int:
         return int(np.array(f["optimizer"]["vars"]["0"]))
 
 
+def run_in_plain_tensorflow(body: str, cwd) -> str:
+    """Run `body` (Python, with `sys`, `np` and `tf` imported) in a fresh interpreter in `cwd`; assert that it
+    succeeded and imported no blurnet or data_pipeline module; return its standard output."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = "import sys, numpy as np, tensorflow as tf\n" + textwrap.dedent(body) + textwrap.dedent("""
+        print("imported:", sorted(k for k in sys.modules if k.split(".")[0] in ("blurnet", "data_pipeline")))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=cwd)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "imported: []" in done.stdout  # tensorflow alone (it loads keras internally): no blurnet code ran
+    return done.stdout
+
+
 @pytest.fixture
 def photo_folder(tmp_path):
     """A folder of sharp photographs on disk, nested one level."""

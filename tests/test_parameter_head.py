@@ -1,8 +1,5 @@
 """The parameter head: its loss, its decoding, the `estimate` endpoint and weights across head / no head."""
 import json
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -12,6 +9,7 @@ from blurnet.model import create_model
 from blurnet.parameter_head import PARAMETER_SCALES, class_probabilities, decode_parameters, has_parameter_head, parameter_loss
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 from data_pipeline.parameters import angle_degrees, parameter_targets, raw_from_estimates
+from conftest import run_in_plain_tensorflow
 
 META = {"classes": list(CLASS_NAMES), "image_size": 32, "blur_ranges": BlurRanges().to_dict(), "backbone": "mobilenetv2",
         "weights": "none", "spectrum": True}
@@ -74,18 +72,13 @@ def test_estimate_endpoint_in_plain_tensorflow(head_export, tmp_path):
     large = rng.uniform(0, 255, (3, 64, 96, 3)).astype("float32")
     np.save(tmp_path / "small.npy", small)
     np.save(tmp_path / "large.npy", large)
-    script = textwrap.dedent(f"""
-        import sys, numpy as np, tensorflow as tf
+    run_in_plain_tensorflow(f"""
         m = tf.saved_model.load({str(target)!r})
         for name in ("small", "large"):
             x = tf.constant(np.load(name + ".npy"))
             answer = {{k: v.numpy() for k, v in m.estimate(x).items()}}
             np.savez(name + "_out.npz", serve=m.serve(x).numpy(), **answer)
-        print("imported:", sorted(k for k in sys.modules if k.split(".")[0] in ("blurnet", "data_pipeline")))
-    """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "imported: []" in done.stdout
+    """, cwd=tmp_path)
     for name, batch in (("small", 2), ("large", 3)):
         out = np.load(tmp_path / f"{name}_out.npz")
         assert sorted(out.files) == ["angle", "length", "probabilities", "radius", "serve", "sigma"]
@@ -101,7 +94,9 @@ def test_estimate_endpoint_in_plain_tensorflow(head_export, tmp_path):
     one_view = {k: np.asarray(v) for k, v in decode_parameters(per_view[0]).items()}
     for key in ("sigma", "length", "angle", "radius"):
         np.testing.assert_allclose(out[key], expected[key], rtol=1e-4, atol=1e-3)
-    assert max(np.abs(out[k] - one_view[k]).max() for k in ("sigma", "length", "radius")) > 3e-3  # not one view
+    # Not one view's answer: the angle, never clipped, differs between views of an untrained head (the sizes may all
+    # be clipped to 0 in every view).
+    assert max(np.abs(out[k] - one_view[k]).max() for k in ("sigma", "length", "angle", "radius")) > 3e-3
 
 
 def test_weights_load_across_head_and_no_head(head_export, tmp_path):
