@@ -96,3 +96,35 @@ def test_default_outputs_are_ignored_by_git_and_committed_reports_are_not():
     if result.returncode == 128:
         pytest.skip("not a git checkout")
     assert result.stdout.splitlines() == written
+
+
+def test_committed_files_name_no_folder_of_the_machine_they_were_made_on():
+    """README, model cards, reports, benchmarks, code and the bundled model's `blurnet.json` name paths inside the
+    repository only: a user's checkout has no such folder (the tests, which build such paths, are left out)."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    import pytest
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, text=True)
+    except OSError:
+        pytest.skip("git is not installed")
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    machine_path = re.compile(r"(?<![\w.~])/(?:work|tmp|home|root|check|Users|mnt)/")
+    found, read = [], 0
+    for name in listed.stdout.split("\0"):
+        path = root / name
+        if not name or name.startswith("tests/") or not path.is_file() or path.stat().st_size > 2_000_000:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:  # images, the SavedModel
+            continue
+        read += 1
+        found += [f"{name}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}" for m in machine_path.finditer(text)]
+    assert read > 80 and "saved_models/blurnet-densenet121/blurnet.json" in listed.stdout
+    assert found == []
