@@ -33,7 +33,12 @@ argument) keeps only its name. The rules:
   columns `source, destination, label, action, status, message`
   (absolute paths; action `copy`, `move`, `keep` or `skip`; status `ok`,
   `failed`, `move-failed`, `unreadable` or `skipped`). It is written once at the
-  end, atomically (temporary file, fsync, no-replace rename).
+  end, atomically (temporary file, fsync, no-replace rename), in UTF-8; a file
+  name that is not valid UTF-8 is written with its own bytes (`surrogateescape`).
+- **A source is never its own copy.** A destination that is the source file
+  itself (a destination folder that links back into DIR) never counts as
+  already sorted, and a move never deletes a source whose destination is the
+  same file.
 - **Dry run.** `dry_run=True` computes the same destinations (numbered names
   included) but creates, copies, moves and deletes nothing and writes no log;
   the rows (status `dry-run`) say what would happen.
@@ -71,6 +76,14 @@ def _remove_source(path: str) -> None:
 
 
 # --------------------------------------------------------------------------- paths
+
+
+def _same_file(a, b) -> bool:
+    """`a` and `b` are one file (the same device and inode: a hard link, or a path through a symbolic link)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _abs(path) -> str:
@@ -271,16 +284,20 @@ class _Sorter:
     def __init__(self, out: Path, move: bool, dry_run: bool):
         self.out, self.move, self.dry_run = out, move, dry_run
         self.action = "move" if move else "copy"
-        self.reserved: set[str] = set()  # destinations planned in a dry run
+        self.reserved: dict[str, str] = {}  # destinations planned in a dry run -> the source planned there
 
     def _same(self, candidate: Path, source: str, source_id: list) -> bool:
-        """`candidate` is a file with the contents of `source` (size first, then SHA-256)."""
+        """`candidate` is another file with the contents of `source` (size first, then SHA-256); in a dry run, a
+        destination planned for a source with those contents counts as that file."""
+        contents = self.reserved.get(_abs(candidate), candidate) if not os.path.lexists(candidate) else candidate
         try:
-            if not candidate.is_file() or candidate.stat().st_size != os.stat(source).st_size:
+            if not os.path.isfile(contents) or _same_file(contents, source):
+                return False
+            if os.stat(contents).st_size != os.stat(source).st_size:
                 return False
             if not source_id:
                 source_id.append(sha256_file(source))
-            return sha256_file(candidate) == source_id[0]
+            return sha256_file(contents) == source_id[0]
         except OSError:
             return False
 
@@ -293,10 +310,10 @@ class _Sorter:
             if self._same(candidate, source, source_id):
                 return candidate
 
-    def _plan(self, target: Path) -> Path:
+    def _plan(self, target: Path, source: str) -> Path:
         for candidate in _candidates(target):
             if not os.path.lexists(candidate) and _abs(candidate) not in self.reserved:
-                self.reserved.add(_abs(candidate))
+                self.reserved[_abs(candidate)] = source
                 return candidate
 
     def transfer(self, source: str, label: str, relative: str) -> dict:
@@ -308,7 +325,7 @@ class _Sorter:
             if identical is not None:
                 note = "identical file already there" + ("; source would be deleted" if self.move else "")
                 return _row(source, identical, label, self.action, "dry-run", note)
-            return _row(source, self._plan(target), label, self.action, "dry-run")
+            return _row(source, self._plan(target, source), label, self.action, "dry-run")
         if identical is not None:
             return self._finish(source, identical, label, "identical file already there")
         try:
@@ -342,6 +359,8 @@ class _Sorter:
                 f"copy does not match the source (size {written[0]} vs {current}, SHA-256 checked); source kept",
             )
         _checkpoint("published", final)
+        if self.move and _same_file(final, source):
+            return _row(source, final, label, self.action, "move-failed", "the destination is the source file itself; kept")
         if self.move:
             try:
                 _remove_source(source)
@@ -383,7 +402,7 @@ def sort_records(records: Iterable[dict], out, *, roots: Iterable = (), move: bo
             progress(1)
     if not dry_run:
         stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-        result.log = _write_new_file(out / f"blurnet-sort-{stamp}.csv", format_log(result.rows).encode("utf-8"))
+        result.log = _write_new_file(out / f"blurnet-sort-{stamp}.csv", format_log(result.rows).encode("utf-8", "surrogateescape"))
     return result
 
 

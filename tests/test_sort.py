@@ -330,6 +330,53 @@ def test_dry_run_changes_nothing(tmp_path):
     ]
 
 
+def test_dry_run_plans_identical_photographs_as_the_real_run_sorts_them(tmp_path):
+    src = tmp_path / "in"
+    a, b = make(src / "a" / "x.jpg", 1), make(src / "b" / "x.jpg", 1)  # the same photograph twice
+    c = make(src / "c" / "x.jpg", 2)
+    records = [rec(a, "sharp"), rec(b, "sharp"), rec(c, "sharp")]
+    plan = sort_records(records, tmp_path / "out", move=True, dry_run=True, now=NOW)
+    done = sort_records(records, tmp_path / "out", move=True, now=NOW)
+    expected = [str(tmp_path / "out" / "sharp" / name) for name in ("x.jpg", "x.jpg", "x-1.jpg")]
+    assert [r["destination"] for r in plan.rows] == [r["destination"] for r in done.rows] == expected
+    assert [r["message"] for r in plan.rows][1] == "identical file already there; source would be deleted"
+    assert [r["status"] for r in done.rows] == ["ok"] * 3
+    assert tree(tmp_path / "out" / "sharp") == {"x.jpg": photo_bytes(1), "x-1.jpg": photo_bytes(2)}
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32", reason="needs symbolic links")
+def test_a_destination_that_links_back_to_the_source_never_costs_the_photograph(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    photo = make(src / "x.jpg", 1)
+    out.mkdir()
+    os.symlink(src, out / "sharp")  # OUT/sharp is DIR itself: OUT/sharp/x.jpg is the source
+    result = sort_records([rec(photo, "sharp")], out, move=True, now=NOW)
+    assert [r["status"] for r in result.rows] == ["ok"]
+    assert result.rows[0]["destination"] == str(out / "sharp" / "x-1.jpg")  # a real copy, not the source itself
+    assert tree(src) == {"x-1.jpg": photo_bytes(1)}  # moved to its numbered name, never deleted
+    # A hard link to the source under the destination name is the same file: the move keeps it.
+    linked = make(tmp_path / "in2" / "y.jpg", 2)
+    (tmp_path / "out2" / "sharp").mkdir(parents=True)
+    os.link(linked, tmp_path / "out2" / "sharp" / "y.jpg")
+    sorter = sort._Sorter(tmp_path / "out2", move=True, dry_run=False)
+    row = sorter._finish(str(linked), tmp_path / "out2" / "sharp" / "y.jpg", "sharp", "")
+    assert row["status"] == "move-failed" and linked.read_bytes() == photo_bytes(2)
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="file names are bytes on Linux only")
+def test_a_file_name_that_is_not_utf8_is_sorted_and_logged_with_its_own_bytes(tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    raw = os.fsencode(str(src)) + b"/caf\xe9.jpg"  # Latin-1, not UTF-8
+    with open(raw, "wb") as handle:
+        handle.write(photo_bytes(1))
+    result = sort_records([rec(os.fsdecode(raw), "sharp")], tmp_path / "out", roots=[src], move=True, now=NOW)
+    assert [r["status"] for r in result.rows] == ["ok"]
+    assert os.listdir(os.fsencode(str(tmp_path / "out" / "sharp"))) == [b"caf\xe9.jpg"] and os.listdir(src) == []
+    log = (tmp_path / "out" / LOG_NAME).read_bytes()
+    assert log.count(b"caf\xe9.jpg") == 2  # source and destination, the name's own bytes
+
+
 def test_files_already_under_out_are_skipped(tmp_path):
     src = tmp_path / "photos"
     out = src / "sorted"
