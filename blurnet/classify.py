@@ -119,15 +119,16 @@ def auto_scale(height: int, width: int, reference_side: int = REFERENCE_SIDE) ->
 
 
 def parse_scale(value) -> str | float:
-    """'auto' or a positive finite float; `ValueError` with a clear message otherwise."""
+    """'auto' or a finite downscale factor >= 1 (a photograph is never enlarged); `ValueError` echoing the value
+    otherwise."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
     try:
         factor = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"scale must be 'auto' or a number > 0, got {value!r}") from None
-    if not math.isfinite(factor) or factor <= 0:
-        raise ValueError(f"scale must be 'auto' or a number > 0, got {value!r}")
+        raise ValueError(f"scale must be 'auto' or a downscale factor >= 1, got {value!r}") from None
+    if not math.isfinite(factor) or factor < 1:
+        raise ValueError(f"scale must be 'auto' or a downscale factor >= 1 (blurnet never enlarges a photograph), got {value!r}")
     return factor
 
 

@@ -255,8 +255,8 @@ def _progress_bar(total, label, unit="photos", file=None):
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", help="Output format.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write the results to FILE instead of standard output.")
 @click.option("--scale", default="auto", callback=_scale_option, help="Downscale factor before tiling, or auto: longer side brought to 1024 px, never upscaled.")
-@click.option("--map", "map_path", type=click.Path(dir_okay=False), default=None, help="Write a blur map PNG: tiles overlapping by half, coloured by class (FILE-1.png, FILE-2.png, ... for several images).")
-@click.option("--mask", "mask_path", type=click.Path(dir_okay=False), default=None, help="Write a binary blur mask PNG at the photograph's size: white = blurred (per-pixel blur probability >= 0.5), black = sharp (FILE-1.png, ... for several images).")
+@click.option("--map", "map_path", type=click.Path(dir_okay=False), default=None, help="Write a blur map PNG: tiles overlapping by half, coloured by class (FILE-1.png, FILE-2.png, ... for several inputs, numbered in input order). Never an input photograph.")
+@click.option("--mask", "mask_path", type=click.Path(dir_okay=False), default=None, help="Write a binary blur mask PNG at the photograph's size: white = blurred (per-pixel blur probability >= 0.5), black = sharp (FILE-1.png, ... for several inputs, numbered in input order). Never an input photograph.")
 @click.option("--sort-into", "sort_into", type=click.Path(file_okay=False), default=None, help="Copy each photograph into SORT_INTO/<label>/, keeping its path below the folder argument (file arguments: the file name). Never overwrites (name-1.jpg, ...); unreadable files stay and are listed; files already under SORT_INTO are left out; a CSV log SORT_INTO/blurnet-sort-YYYYMMDD-HHMMSS.csv records what went where. [default: no sorting]")
 @click.option("--move", is_flag=True, default=False, help="With --sort-into: move instead of copy; a source is deleted only after its copy is complete and its size and SHA-256 match.")
 @click.option("--dry-run", is_flag=True, default=False, help="With --sort-into: print what would be copied or moved; writes nothing (no folders, no log).")
@@ -297,6 +297,12 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
         if inside:
             click.echo(f"left out {len(inside)} files already under {sort_into}", err=True)
     total = count_inputs(inputs)
+    from blurnet.prediction import check_outputs_spare_inputs
+
+    try:
+        check_outputs_spare_inputs([p for p, error in expand_paths(inputs) if error is None], total, output, map_path, mask_path)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
     try:
         with _progress_bar(total, "classifying") as update:
             records = run_predict(inputs, model, scale, map_path=map_path, mask_path=mask_path, progress=update, full=full)
@@ -310,7 +316,7 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
             raise click.ClickException(f"cannot write {output}: {error}") from None
     else:
         click.echo(text, nl=False)
-    failed = sum("error" in r for r in records)
+    failed = sum("error" in r or "map_error" in r for r in records)
     for r in records:
         if "map_error" in r:
             click.echo(f"blur map or mask for {r['path']} not written: {r['map_error']}", err=True)

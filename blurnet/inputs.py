@@ -70,17 +70,23 @@ def list_items(paths_or_arrays) -> list[tuple[str, object, str | None]]:
 
     `paths_or_arrays`: a path, an array, or a list of them. `source` is the path or
     the array; `error` is None, or the message for an argument that names nothing.
+    A file named again (by another argument, folder or pattern) is listed once.
     """
     if isinstance(paths_or_arrays, (str, os.PathLike, np.ndarray)):
         paths_or_arrays = [paths_or_arrays]
     items: list[tuple[str, object, str | None]] = []
+    seen: set[str] = set()
     array_index = 0
     for entry in paths_or_arrays:
         if isinstance(entry, np.ndarray):
             items.append((f"<array {array_index}>", entry, None))
             array_index += 1
-        else:
-            items.extend((p, p, err) for p, err in expand_paths([entry]))
+            continue
+        for path, error in expand_paths([entry]):
+            if error is None and os.path.abspath(path) in seen:
+                continue
+            seen.add(os.path.abspath(path))
+            items.append((path, path, error))
     return items
 
 

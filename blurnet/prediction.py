@@ -56,9 +56,37 @@ def load_model(model=None):
 
 
 def numbered_path(target: str | os.PathLike, n: int, count: int) -> Path:
-    """Where the `n`-th (0-based) of `count` output files goes: `target` for one, else `<stem>-<n+1><suffix>`."""
+    """Where the output file of the `n`-th (0-based) of `count` inputs goes: `target` for one input, else
+    `<stem>-<n+1><suffix>`."""
     target = Path(target)
     return target if count == 1 else target.with_name(f"{target.stem}-{n + 1}{target.suffix or '.png'}")
+
+
+def check_outputs_spare_inputs(inputs: list, count: int, output=None, map_path=None, mask_path=None) -> None:
+    """`ValueError` naming both when an output file (`output`, or a map or mask of one of `count` inputs,
+    `numbered_path`) is one of the input files `inputs` (the same file, links followed), or when the maps and the
+    masks would share files: writing it would destroy a photograph or a result of this run."""
+    def identity(path):
+        try:
+            status = os.stat(path)
+        except (OSError, ValueError):
+            return None
+        return status.st_dev, status.st_ino
+
+    photographs = {identity(p): p for p in inputs if isinstance(p, (str, os.PathLike)) and identity(p) is not None}
+    planned = [("--output", Path(output))] if output is not None else []
+    for option, target in (("--map", map_path), ("--mask", mask_path)):
+        if target is not None:
+            planned += [(option, numbered_path(target, n, count)) for n in range(count)]
+    if map_path is not None and mask_path is not None:
+        shared = {os.path.abspath(p) for o, p in planned if o == "--map"} & {os.path.abspath(p) for o, p in planned if o == "--mask"}
+        if shared:
+            raise ValueError(f"--map and --mask would both write {sorted(shared)[0]!r}; give them different names.")
+    for option, path in planned:
+        photograph = photographs.get(identity(path))
+        if photograph is not None:
+            raise ValueError(f"{option} {str(path)!r} would overwrite the input photograph {str(photograph)!r}; "
+                             "choose another name.")
 
 
 # --------------------------------------------------------------------------- records
@@ -124,21 +152,28 @@ def _prepared_in_order(items, tile: int, scale, workers: int):
             yield result
 
 
-def _write_maps(model, records: list[dict], maps: list[tuple[int, Prepared]], map_path, mask_path) -> None:
-    """Write the blur map and/or mask of each `(record index, working level)`; the paths go into the records."""
+def _write_map(model, record: dict, prepared: Prepared, n: int, count: int, map_path, mask_path) -> None:
+    """Write the blur map and/or mask of the `n`-th of `count` inputs from its working level (`numbered_path`);
+    the paths written go into its record, or what went wrong into its `map_error`."""
     from blurnet.blurmap import write_blur_map, write_blur_mask
 
-    for n, (index, prepared) in enumerate(maps):
+    try:
+        boxes, probs, textures = map_tile_probabilities(model, prepared)
+    except Exception as exc:  # noqa: BLE001
+        record["map_error"] = describe_error(exc)
+        return
+    for key, target in (("map", map_path), ("mask", mask_path)):
+        if target is None:
+            continue
+        where = numbered_path(target, n, count)
         try:
-            boxes, probs, textures = map_tile_probabilities(model, prepared)
-            if map_path is not None:
-                where = numbered_path(map_path, n, len(maps))
-                records[index]["map"] = str(write_blur_map(where, prepared.image, boxes, probs, textures, MIN_TEXTURE))
-            if mask_path is not None:
-                where = numbered_path(mask_path, n, len(maps))
-                records[index]["mask"] = str(write_blur_mask(where, mask_probability(prepared, boxes, probs)))
-        except Exception as exc:  # noqa: BLE001
-            records[index]["map_error"] = describe_error(exc)
+            if key == "map":
+                written = write_blur_map(where, prepared.image, boxes, probs, textures, MIN_TEXTURE)
+            else:
+                written = write_blur_mask(where, mask_probability(prepared, boxes, probs))
+            record[key] = str(written)
+        except Exception as exc:  # noqa: BLE001 - a file that cannot be written costs this file only
+            record["map_error"] = f"cannot write {where} ({type(exc).__name__}: {exc})"
 
 
 def predict(
@@ -162,7 +197,10 @@ def predict(
     maps (see `blurnet.blurmap`): to that file for one image, else to
     `<stem>-<n><suffix>` per classified image. `mask_path`: also write binary
     blur masks (white = blurred, the photograph's size), named the same way.
-    Records get "map" / "mask" (the path written). `progress(n)` is called after each
+    Records get "map" / "mask" (the path written), each written as soon as its
+    photograph is classified, or "map_error". `ValueError` before anything is
+    classified when such a file, numbered by input position, would be an input
+    photograph (`check_outputs_spare_inputs`). `progress(n)` is called after each
     image. Decoding and tiling of the next images overlap the model's work
     (`workers` threads). By default each pyramid level answers from at most
     `TILE_BUDGET` tiles sampled by texture, each seen in `FAST_VIEWS` view
@@ -178,24 +216,23 @@ def predict(
 
     items = list_items(paths_or_arrays)
     want_maps = map_path is not None or mask_path is not None
+    if want_maps:
+        check_outputs_spare_inputs([source for _, source, _ in items], len(items), None, map_path, mask_path)
 
     records: list[dict] = []
-    maps: list[tuple[int, Prepared]] = []
-    for name, levels, error in _prepared_in_order(items, tile, scale, workers):
+    for n, (name, levels, error) in enumerate(_prepared_in_order(items, tile, scale, workers)):
+        record = {"path": name, "error": error}
         if levels is not None:
             try:
-                fields = classify_levels(loaded, levels, *((None, None) if full else (FAST_VIEWS, TILE_BUDGET)))
-                records.append(_record(name, **fields))
-                if want_maps:
-                    maps.append((len(records) - 1, levels[0]))
+                record = _record(name, **classify_levels(loaded, levels, *((None, None) if full else (FAST_VIEWS, TILE_BUDGET))))
             except Exception as exc:  # noqa: BLE001
-                records.append({"path": name, "error": describe_error(exc)})
-        else:
-            records.append({"path": name, "error": error})
+                record = {"path": name, "error": describe_error(exc)}
+            else:
+                if want_maps:
+                    _write_map(loaded, record, levels[0], n, len(items), map_path, mask_path)
+        records.append(record)
         if progress is not None:
             progress(1)
-    if maps:
-        _write_maps(loaded, records, maps, map_path, mask_path)
     return records
 
 
@@ -250,9 +287,10 @@ def format_records(records: list[dict], fmt: str) -> str:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` via a temporary file and `os.replace`."""
+    """Write `text` to `path` in UTF-8 via a temporary file and `os.replace`; a file name that is not valid UTF-8
+    keeps its own bytes (`surrogateescape`), as on standard output."""
     from blurnet.atomic import atomic_file
 
     with atomic_file(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_bytes(text.encode("utf-8", "surrogateescape"))
     return Path(path)

@@ -126,3 +126,54 @@ def test_cli_mask_at_the_original_size_one_file_per_photo(tmp_path, monkeypatch)
     assert result.exit_code == 0, result.output
     assert cv2.imread(str(tmp_path / "one.png"), cv2.IMREAD_UNCHANGED).shape == (128, 192)
     assert cv2.imread(str(tmp_path / "map.png")) is not None
+
+
+def test_maps_are_written_as_each_photograph_is_answered_and_numbered_by_input(tmp_path):
+    photos = [str(tmp_path / "a.png"), str(tmp_path / "missing.png"), str(tmp_path / "c.png")]
+    for path in photos[::2]:
+        assert cv2.imwrite(path, half_bright(64, 96, 48))
+    out = tmp_path / "maps" / "m.png"
+    seen = []  # after each record: the maps on disk (one photograph's working images at a time, not all until the end)
+    records = predict(photos, model=BrightIsBlurred(), map_path=out, mask_path=tmp_path / "masks" / "k.png",
+                      progress=lambda n: seen.append(sorted(p.name for p in out.parent.glob("*.png"))))
+    assert seen == [["m-1.png"], ["m-1.png"], ["m-1.png", "m-3.png"]]  # the third input's map is m-3, as its row
+    assert [r.get("map") for r in records] == [str(out.with_name("m-1.png")), None, str(out.with_name("m-3.png"))]
+    assert [r.get("mask") for r in records] == [str(tmp_path / "masks" / "k-1.png"), None, str(tmp_path / "masks" / "k-3.png")]
+    assert "error" in records[1] and "map_error" not in records[0]
+
+
+def test_outputs_never_overwrite_an_input_photograph(tmp_path, monkeypatch):
+    model = BrightIsBlurred()
+    monkeypatch.setattr(predict_module, "load_model", lambda model_dir=None: model)
+    photo = tmp_path / "photo.png"
+    assert cv2.imwrite(str(photo), half_bright(64, 96, 48))
+    other = tmp_path / "m-2.png"
+    assert cv2.imwrite(str(other), half_bright(64, 96, 16))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    runner = CliRunner()
+    for flags, message in ((["--map", str(photo)], "--map"), (["--mask", str(photo)], "--mask"),
+                           (["--output", str(photo)], "--output"), (["--map", str(tmp_path / "m.png")], "--map")):
+        inputs = [str(photo)] + ([str(other)] if "m.png" in flags[-1] else [])  # two inputs: m-1.png, m-2.png
+        result = runner.invoke(main, ["predict", *inputs, *flags])
+        assert result.exit_code == 2, result.output
+        assert f"{message} " in result.output and "would overwrite the input photograph" in result.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing written, nothing lost
+    with pytest.raises(ValueError, match="would overwrite the input photograph"):
+        predict(str(tmp_path), model=model, map_path=tmp_path / "m.png")  # the folder holds m-2.png: the second map
+    with pytest.raises(ValueError, match="--map and --mask would both write"):
+        predict(str(photo), model=model, map_path=tmp_path / "x.png", mask_path=tmp_path / "x.png")
+
+
+def test_a_map_that_cannot_be_written_fails_the_run_and_says_where(tmp_path, monkeypatch):
+    model = BrightIsBlurred()
+    monkeypatch.setattr(predict_module, "load_model", lambda model_dir=None: model)
+    photo = tmp_path / "photo.png"
+    assert cv2.imwrite(str(photo), half_bright(64, 96, 48))
+    (tmp_path / "file").write_text("a file, not a folder")
+    result = CliRunner().invoke(main, ["predict", str(photo), "--map", str(tmp_path / "map.png"),
+                                       "--mask", str(tmp_path / "file" / "mask.png"), "--format", "json"])
+    assert result.exit_code == 1, result.output
+    [record] = json.loads(result.stdout)
+    assert record["label"] in ("sharp", "gaussian") and record["map"] == str(tmp_path / "map.png")
+    assert record["map_error"].startswith(f"cannot write {tmp_path / 'file' / 'mask.png'} (")
+    assert "1 of 1 inputs failed" in result.stderr

@@ -78,9 +78,9 @@ def test_auto_scale_rule():
     assert auto_scale(3000, 4000) == pytest.approx(4000 / 1024)
     assert auto_scale(1024, 4096) == pytest.approx(4.0)
     assert auto_scale(40, 8192) == pytest.approx(40 / 32)  # shorter side kept >= 32 px
-    assert parse_scale("auto") == "auto" and parse_scale("2.5") == 2.5
-    for bad in ("0", "-1", "nan", "big"):
-        with pytest.raises(ValueError):
+    assert parse_scale("auto") == "auto" and parse_scale("2.5") == 2.5 and parse_scale("1") == 1.0
+    for bad in ("0", "-1", "0.5", "nan", "big"):
+        with pytest.raises(ValueError, match=f"downscale factor >= 1.*{bad}"):
             parse_scale(bad)
 
 
@@ -105,6 +105,21 @@ def test_expand_paths_folders_globs_and_missing(tmp_path):
     errors = {os.path.basename(p): e for p, e in got if e is not None}
     assert errors == {"missing.png": "no such file or folder", "*.gif": "no file matches this pattern", "empty": errors["empty"]}
     assert "no image files" in errors["empty"]
+
+
+def test_a_file_named_by_several_arguments_is_classified_once(tmp_path):
+    from blurnet.inputs import count_inputs, list_items
+
+    (tmp_path / "a").mkdir()
+    for name in ("a/x.png", "a/y.png"):
+        (tmp_path / name).write_bytes(b"x")
+    array = np.zeros((40, 40, 3), np.uint8)
+    args = [str(tmp_path / "a" / "x.png"), str(tmp_path / "a"), str(tmp_path / "a" / "." / "x.png"), array,
+            str(tmp_path / "*" / "y.png"), str(tmp_path / "gone.png"), str(tmp_path / "gone.png"), array]
+    items = list_items(args)
+    assert [os.path.relpath(name, tmp_path) if name[0] != "<" else name for name, _, _ in items] == [
+        "a/x.png", "a/y.png", "<array 0>", "gone.png", "gone.png", "<array 1>"]  # missing paths: one error each
+    assert count_inputs(args) == 6
 
 
 # ---------------------------------------------------------------- bad input, every case
