@@ -13,23 +13,29 @@ from data_pipeline.sources import IMAGE_EXTENSIONS, ImageReadError, list_image_f
 logger = logging.getLogger(__name__)
 
 
+def _subfolders(folder: Path) -> list[Path]:
+    """The subfolders of `folder` that hold data: hidden ones (`.ipynb_checkpoints`, `.thumbnails`) left out."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def is_labelled_folder(folder: str | os.PathLike) -> bool:
-    """True when every subfolder of `folder` is named after a class and there is at least one."""
+    """True when a subfolder of `folder` (hidden ones left out) is named after a class. The folder is then read as
+    labelled, and `list_labelled_files` refuses any other subfolder by name: a stray or misspelt folder beside
+    `sharp/` and `motion/` is an error, never a reason to take labelled images for sharp photographs to blur."""
     folder = Path(folder)
-    subdirs = [p.name for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
-    return bool(subdirs) and all(name in CLASS_NAMES for name in subdirs)
+    return folder.is_dir() and any(p.name in CLASS_NAMES for p in _subfolders(folder))
 
 
 def list_labelled_files(folder: str | os.PathLike) -> tuple[list[tuple[Path, int]], list[str]]:
     """`[(path, label)]` of every image under `DIR/<class>/`, and the class names whose folder is empty.
 
     Raises `FileNotFoundError` for a missing folder and `ValueError` listing the
-    allowed names for a subfolder with an unknown name.
+    allowed names for a subfolder with an unknown name (hidden subfolders are left out).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"Labelled folder {str(folder)!r} does not exist or is not a folder.")
-    subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
+    subdirs = _subfolders(folder)
     unknown = [p.name for p in subdirs if p.name not in CLASS_NAMES]
     if unknown:
         raise ValueError(

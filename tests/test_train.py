@@ -238,6 +238,26 @@ def test_best_logged_value_survives_a_resume(tmp_path):
     assert best_logged(log) == 0.625
 
 
+def test_a_labelled_folder_with_a_stray_subfolder_is_refused_by_name_not_read_as_sharp_photographs(tmp_path):
+    import cv2
+
+    from conftest import textured_image
+    from data_pipeline.labelled import is_labelled_folder, list_labelled_files
+
+    for name in ("sharp", "motion", ".ipynb_checkpoints", "blurry"):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "d" / name / "0.png"), textured_image(0, 40, 40))
+    assert is_labelled_folder(tmp_path / "d")
+    with pytest.raises(ValueError, match=r"unknown class folder\(s\) 'blurry'; allowed names are sharp, gaussian"):
+        fit(FitConfig(data=str(tmp_path / "d"), weights=None, run_dir=str(tmp_path / "runs"), **TINY))
+    (tmp_path / "d" / "blurry").rename(tmp_path / "d" / "gaussian")
+    items, empty = list_labelled_files(tmp_path / "d")  # the hidden folder is no class and no error
+    assert [(p.parent.name, label) for p, label in items] == [("sharp", 0), ("gaussian", 1), ("motion", 2)] and empty == ["defocus"]
+    (tmp_path / "photos" / "holiday").mkdir(parents=True)
+    (tmp_path / "photos" / ".sharp").mkdir()
+    assert not is_labelled_folder(tmp_path / "photos") and not is_labelled_folder(tmp_path / "missing")
+
+
 def test_too_few_labelled_images(tmp_path):
     import cv2
 
