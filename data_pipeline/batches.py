@@ -81,7 +81,9 @@ class NoiseBank:
 
     Drawing fresh Gaussian noise for every image is the slowest step of the
     pipeline; a window at a random offset into a 4M-sample bank is iid
-    N(0, 1) within an image and costs a slice. Deterministic from the seed.
+    N(0, 1) within an image and costs a slice. An image larger than the bank
+    (crops over about 1,100 px square) gets fresh noise from `rng` instead.
+    Deterministic from the seed.
     """
 
     SIZE = 1 << 22
@@ -92,6 +94,8 @@ class NoiseBank:
     def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
         """A float32 array of `shape` of standard-normal noise."""
         n = int(np.prod(shape))
+        if n > self.SIZE:
+            return rng.standard_normal(shape, dtype=np.float32)
         start = int(rng.integers(0, self.SIZE - n + 1))
         return self.values[start : start + n].reshape(shape)
 

@@ -91,3 +91,16 @@ def test_already_blurred_photographs_are_left_out(photos, caplog):
     assert warning.levelname == "WARNING" and "look blurred already" in warning.message and warning.message.endswith(": soft")
     kept = BlurBatchMaker(photos[:2] + [soft], dataclasses.replace(config, min_sharpness=0.0), "train")
     assert kept.photo_names == ["p0", "p1", "soft"]
+
+
+def test_noise_for_an_image_larger_than_the_bank_is_drawn_fresh():
+    from data_pipeline.batches import NoiseBank
+
+    bank = NoiseBank(0)
+    small = bank.draw(np.random.default_rng(1), (64, 64, 3))
+    assert small.shape == (64, 64, 3) and np.shares_memory(small, bank.values)  # a window of the bank
+    side = int(np.sqrt(NoiseBank.SIZE / 3)) + 1  # 1,183 px: more samples than the bank holds
+    large = bank.draw(np.random.default_rng(1), (side, side, 3))
+    assert large.shape == (side, side, 3) and large.dtype == np.float32 and not np.shares_memory(large, bank.values)
+    assert abs(float(large.mean())) < 0.01 and abs(float(large.std()) - 1.0) < 0.01
+    np.testing.assert_array_equal(large, bank.draw(np.random.default_rng(1), (side, side, 3)))  # from the seed
