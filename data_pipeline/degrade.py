@@ -166,9 +166,12 @@ def sample_blur(rng: np.random.Generator, label: int | str, ranges: BlurRanges =
     circumradius from `ranges.defocus_radius` (its `extent`); its strength is
     the radius of the uniform disk with the same second moments
     (`psf.disk_equivalent_radius`), so a pentagonal iris or a brighter centre
-    reads as the smaller disk it looks like. A short extent rarely spreads
-    4 px, so after 10 draws such a sample falls back to a streak: about 40 %
-    of motion samples end as trajectories with `shake_fraction` 0.5.
+    reads as the smaller disk it looks like. A trajectory that spreads less
+    than 4 px is drawn again, up to 10 times, then the sample falls back to a
+    streak; that is rare: with `shake_fraction` 0.5, 52 % of 4,000 motion
+    samples were trajectories. A trajectory's strength is therefore not held to
+    `ranges.motion_length`: 4.0 to 26.8 px in those samples (1st to 99th
+    percentile 4.3 to 22.9), a lens's 1.6 to 7.8 px.
     """
     params = sample_params(rng, label, ranges)
     name = params.class_name
