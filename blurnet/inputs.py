@@ -13,8 +13,8 @@ from typing import Iterable
 import numpy as np
 
 from blurnet.classify import auto_scale
-from data_pipeline.sources import (IMAGE_EXTENSIONS, ImageReadError, decode_reduced, jpeg_size, list_image_files, read_image,
-                                   to_rgb8)
+from data_pipeline.sources import (IMAGE_EXTENSIONS, ImageReadError, decode_reduced, jpeg_orientation, jpeg_size, list_image_files,
+                                   read_image, to_rgb8)
 
 REDUCTIONS = (8, 4, 2)
 
@@ -129,7 +129,7 @@ def load_for_scale(source, scale: str | float) -> tuple[np.ndarray, int, tuple[i
     reduction = next((r for r in REDUCTIONS if r <= factor), 1)
     image = decode_reduced(data, reduction, str(source))
     h, w = size
-    if (image.shape[0] > image.shape[1]) != (h > w) and h != w:  # EXIF orientation turned it
+    if jpeg_orientation(data) >= 5:  # the decoder applied an EXIF quarter turn: the frame header's sides swap
         h, w = w, h
     return image, reduction, (h, w)
 

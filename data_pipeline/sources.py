@@ -153,6 +153,27 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def jpeg_orientation(data: bytes) -> int:
+    """The EXIF Orientation (1 to 8) of a JPEG's APP1 segment; 1 (as stored) when there is none or it is unreadable.
+    5 to 8 turn the picture a quarter: its height and width are swapped on display."""
+    if data[:2] != b"\xff\xd8":
+        return 1
+    i = 2
+    while i + 4 <= len(data) and data[i] == 0xFF and data[i + 1] not in (0xDA, 0xD9):  # up to the image data
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        segment = data[i + 4 : i + 2 + length]
+        if data[i + 1] == 0xE1 and segment[:6] == b"Exif\x00\x00" and segment[6:8] in (b"II", b"MM"):
+            tiff, order = segment[6:], "little" if segment[6:8] == b"II" else "big"
+            ifd = int.from_bytes(tiff[4:8], order)
+            for entry in range(ifd + 2, ifd + 2 + 12 * int.from_bytes(tiff[ifd : ifd + 2], order), 12):
+                if int.from_bytes(tiff[entry : entry + 2], order) == 0x0112:
+                    value = int.from_bytes(tiff[entry + 8 : entry + 10], order)
+                    return value if 1 <= value <= 8 else 1
+            return 1
+        i += 2 + length
+    return 1
+
+
 def decode_reduced(data: bytes, reduction: int, name: str = "<bytes>") -> np.ndarray:
     """A JPEG decoded `reduction` (1, 2, 4 or 8) times smaller by the decoder itself (its DCT scaling: far
     faster than decoding in full and resizing), as HxWx3 uint8 RGB, EXIF orientation applied; other data

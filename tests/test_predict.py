@@ -524,3 +524,8 @@ def test_load_for_scale_reports_the_photograph_size_after_exif_rotation(tmp_path
     assert (reduction, shape, image.shape) == (1, (2400, 1800), (2400, 1800, 3))
     with pytest.raises(ImageReadError, match="cannot read"):
         load_for_scale(str(tmp_path / "missing.jpg"), "auto")
+    # Nearly square: decoded 2 times smaller it is square, so only the EXIF tag tells the photograph's sides.
+    square = cv2.resize(textured_image(8, 90, 90), (2050, 2049), interpolation=cv2.INTER_CUBIC)
+    (tmp_path / "square.jpg").write_bytes(rotated_jpeg(square, IMWRITE_JPEG_QUALITY=90))  # stored 2049 x 2050 (h x w)
+    image, reduction, shape = load_for_scale(str(tmp_path / "square.jpg"), "auto")
+    assert (reduction, shape, image.shape) == (2, (2050, 2049), (1025, 1025, 3))

@@ -169,3 +169,17 @@ def test_a_malformed_colour_profile_is_read_without_libpng_warning(capfd):
     assert without_icc_profile(b"not a png") == b"not a png"
     plain = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
     assert without_icc_profile(plain) == plain
+
+
+def test_jpeg_orientation_reads_the_exif_tag_in_either_byte_order():
+    from data_pipeline.sources import jpeg_orientation
+
+    plain = bytes(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1])
+    assert jpeg_orientation(plain) == 1 and jpeg_orientation(b"not a jpeg") == 1
+    assert jpeg_orientation(rotated_jpeg(np.zeros((8, 8, 3), np.uint8))) == 6  # big-endian ("MM")
+    for value in (3, 8):
+        exif = b"Exif\x00\x00II\x2a\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\x01\x00\x00\x00" + bytes([value, 0, 0, 0]) + b"\x00" * 4
+        tagged = plain[:2] + b"\xff\xe1" + (len(exif) + 2).to_bytes(2, "big") + exif + plain[2:]
+        assert jpeg_orientation(tagged) == value  # little-endian ("II")
+        assert cv2.imdecode(np.frombuffer(tagged, np.uint8), cv2.IMREAD_COLOR) is not None
+    assert jpeg_orientation(plain[:2] + b"\xff\xe1\x00\x08Exif\x00\x00" + plain[2:]) == 1  # an empty EXIF segment
