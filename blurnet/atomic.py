@@ -32,10 +32,26 @@ def atomic_file(target: str | os.PathLike):
             tmp.unlink()
 
 
-@contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike):
-    """Yield an empty temporary folder to fill; it replaces `target` on success."""
+def check_replaceable(target: str | os.PathLike, marker: str) -> None:
+    """`ValueError` naming `target` unless it is missing, an empty folder, or a folder holding `marker` (the file
+    every folder of its kind holds: `blurnet.json` for an export, `metrics.json` for a report): a folder of
+    anything else (several exports, a user's files) is never replaced."""
     target = Path(target)
+    if not os.path.lexists(target):
+        return
+    if not target.is_dir():
+        raise ValueError(f"{str(target)!r} exists and is not a folder; choose another output folder.")
+    if any(target.iterdir()) and not (target / marker).is_file():
+        raise ValueError(f"{str(target)!r} exists and holds files but no {marker}: it is not an earlier output of this "
+                         f"kind, and replacing it would delete them; choose another output folder.")
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str | os.PathLike, marker: str):
+    """Yield an empty temporary folder to fill; it replaces `target` on success. `target` must be missing, empty or
+    an earlier folder of the same kind, one holding `marker` (`check_replaceable`, checked before anything is made)."""
+    target = Path(target)
+    check_replaceable(target, marker)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp, old = _sibling(target, "tmp"), _sibling(target, "old")
     tmp.mkdir()

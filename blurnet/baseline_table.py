@@ -104,7 +104,7 @@ def render_baselines(metrics: dict) -> str:
 def write_baseline_comparison(report_dir, out_dir) -> Path:
     """Copy a report's baseline comparison to `out_dir`: `README.md` (the table) and `baselines.json`."""
     metrics = json.loads((Path(report_dir) / "metrics.json").read_text())
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, "baselines.json") as tmp:
         (tmp / "README.md").write_text(f"# Baselines beside {metrics['model']['name']}\n\n" + render_baselines(metrics)
                                        + f"\nFrom `blurnet report`; full report: `{Path(report_dir).as_posix()}/index.md`.\n")
         (tmp / "baselines.json").write_text(json.dumps({"data": metrics["data"], "baselines": metrics["baselines"]}, indent=2) + "\n")

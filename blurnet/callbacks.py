@@ -24,6 +24,15 @@ class CrashSafeBackup(keras.callbacks.BackupAndRestore):
     (microseconds) resumes from the newer weights and repeats one epoch, never from a broken file.
     """
 
+    def on_train_begin(self, logs=None):
+        """Keras's restore, with a damaged backup (a run folder copied or synced half-way) named in a `ValueError`
+        instead of a bare HDF5 or JSON error."""
+        try:
+            super().on_train_begin(logs)
+        except (OSError, ValueError) as error:  # json.JSONDecodeError is a ValueError
+            raise ValueError(f"cannot resume from the backup in {str(self.backup_dir)!r}, it is damaged ({error}); "
+                             "start afresh without --resume, or restore the run folder.") from None
+
     def _save_model(self):
         with atomic_file(self._weights_path) as tmp:
             self.model.save_weights(str(tmp), overwrite=True)

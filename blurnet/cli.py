@@ -160,7 +160,7 @@ def fit(**options):
     keras.utils.set_random_seed(options["seed"])
     try:
         run_fit(FitConfig(**options))
-    except (WeightsUnavailableError, FileNotFoundError, ValueError) as error:
+    except (WeightsUnavailableError, OSError, ValueError) as error:  # OSError: a folder that cannot be made or written
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         raise click.ClickException("interrupted; nothing was exported. Run the same command with --resume to continue.") from None
@@ -193,7 +193,10 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines, baseli
     except KeyboardInterrupt:
         raise click.ClickException("interrupted; no report was written.") from None
     if baselines_dir:
-        click.echo(f"baseline comparison: {write_baseline_comparison(folder, baselines_dir) / 'README.md'}")
+        try:
+            click.echo(f"baseline comparison: {write_baseline_comparison(folder, baselines_dir) / 'README.md'}")
+        except (OSError, ValueError) as error:
+            raise click.ClickException(f"report written to {folder}, but not the baseline comparison: {error}") from None
     click.echo(summary_line(folder))
 
 

@@ -6,6 +6,7 @@ Importing this module does not import TensorFlow: the command line takes its
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from blurnet.backbones import DEFAULT_BACKBONE, UNFREEZE_CHOICES, get_backbone_spec
 from data_pipeline.classes import MIN_IMAGE_SIDE
@@ -139,6 +140,14 @@ class FitConfig:
         from blurnet.views import check_views
 
         get_backbone_spec(self.backbone)  # ValueError echoing an unknown backbone
+        if self.name in ("", ".", "..") or "/" in self.name or "\\" in self.name:
+            raise ValueError(f"name must be a folder name (no '/', '\\', '.' or '..'), got {self.name!r}.")
+        for key in ("lr_head", "lr_finetune"):
+            value = getattr(self, key)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{key} must be > 0, got {value!r}.")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience!r}.")
         if self.unfreeze_from not in UNFREEZE_CHOICES:
             raise ValueError(f"unfreeze_from must be one of {UNFREEZE_CHOICES}, got {self.unfreeze_from!r}.")
         for key in ("image_size", "batch_size", "steps_per_epoch", "val_images", "test_images"):

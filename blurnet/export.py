@@ -136,7 +136,7 @@ def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict, 
     metadata = {**metadata, "test_time_views": check_views(views), "tile_size": tile, "parameter_head": has_parameter_head(model)}
     metadata.setdefault("versions", versions())
     metadata.setdefault("git_commit", git_commit())
-    with atomic_directory(target) as tmp:
+    with atomic_directory(target, METADATA_FILE) as tmp:
         _write_export(model, tmp, metadata, extra_files)
     return target
 

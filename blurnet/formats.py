@@ -165,7 +165,7 @@ def export_format(model_dir: str | os.PathLike, fmt: str, out: str | os.PathLike
         raise ValueError(f"--out {str(out)!r} is the export itself; choose another folder.")
     metadata = read_metadata(model_dir, weights_only=True)
     model = model_from_export(model_dir)
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out, METADATA_FILE) as tmp:
         shutil.copy(Path(model_dir) / METADATA_FILE, tmp / METADATA_FILE)
         WRITERS[fmt](model, tmp / FORMAT_FILES[fmt], metadata)
         if fmt in RUNTIME_FILES:

@@ -209,7 +209,7 @@ def _write_folder(out_dir: Path, model_dir: Path, metrics: dict, result: Evaluat
                   notes: list[str]) -> None:
     """Plots, `metrics.json` and `index.md`, written in a temporary folder renamed into place."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, "metrics.json") as tmp:
         log = read_training_log(model_dir / "training_log.csv")
         scatter = ({"labels": result.y_true, "true": result.params, "methods": result.parameter_estimates}
                    if result.params is not None and result.parameter_estimates else None)

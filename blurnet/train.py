@@ -27,12 +27,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from blurnet.atomic import atomic_file
+from blurnet.atomic import atomic_file, check_replaceable
 from blurnet.callbacks import training_callbacks
 from blurnet.config import FitConfig
 from blurnet.distribute import (configure_cpu_devices, create_strategy, is_chief, prepare_for_multiworker,
                                 scaled_learning_rate, set_precision, shard_off, worker_index)
 from blurnet.export import export_model, load_export_weights, read_metadata
+from blurnet.loaded_model import METADATA_FILE
 from blurnet.metrics import classification_metrics, parameter_metrics
 from blurnet.model import (create_model, create_training_variables, freeze_all_but_parameter_head, freeze_backbone,
                            set_trainable_from, synchronize_batchnorm)
@@ -280,13 +281,18 @@ def evaluate_held_out(model, maker, config: FitConfig) -> dict:
     return metrics
 
 
+#: The first file `fit` writes into a run folder (`run_start_time`): what marks a folder a new run may replace.
+RUN_MARKER = "started_at"
+
+
 def run_start_time(run: Path, now: float) -> float:
-    """When the run in folder `run` first started: read from `run/started_at`, written there with `now` if absent.
+    """When the run in folder `run` first started: read from `run/started_at` (`RUN_MARKER`), written there with
+    `now` if absent.
 
     A resumed run keeps the first start, so its metadata can give the time since then (interruptions included)
     beside the time of the resuming process.
     """
-    path = run / "started_at"
+    path = run / RUN_MARKER
     if path.is_file():
         return float(path.read_text())
     with atomic_file(path) as tmp:
@@ -300,6 +306,12 @@ def weight_shapes_signature(model: keras.Model) -> str:
     return hashlib.sha256("\n".join(shapes).encode()).hexdigest()[:16]
 
 
+#: Settings a resumed run must share with its first epochs, beside the architecture: the data (another `seed`
+#: splits the photographs anew, so a training photograph could land in the held-out test), the crops, the steps
+#: and the learning rates its schedule and best checkpoint rest on, where its weights came from.
+RESUME_KEEPS = ("data", "seed", "image_size", "batch_size", "steps_per_epoch", "lr_head", "lr_finetune", "unfreeze_from",
+                "min_sharpness", "weights", "init_from")
+
 # What a run folder recorded before these keys existed trained with: generated scenes came later and were none.
 _RECORDED_BEFORE_KEY_EXISTED = {"generated_scenes": 0}
 
@@ -311,8 +323,9 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
     `ValueError` naming both settings when a resume would load backups of another shape (say the parameter head
     switched on or off, or its layers changed since the run started: `weight_shapes`, `weight_shapes_signature`):
     Keras would fail later with a bare shape error. Other `psf_families` or `generated_scenes` are refused too: the
-    run would go on on other data than its first epochs and its record would name one of the two; and another
-    `freeze_batchnorm`, which would train statistics the first epochs kept (or the reverse). Under
+    run would go on on other data than its first epochs and its record would name one of the two; another
+    `freeze_batchnorm`, which would train statistics the first epochs kept (or the reverse); and another value of
+    any of `RESUME_KEEPS` (the data, seed, crops, steps, learning rates and starting weights). Under
     `freeze_classifier` every statistic is kept whatever that flag says, so such a run records it as `True` and
     resumes with or without `--freeze-batchnorm`. A run folder
     recorded without some of these keys is checked on the others (a missing `generated_scenes` counts as 0),
@@ -321,7 +334,8 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
     wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
               "parameter_head": bool(config.parameter_head), "weight_shapes": weight_shapes_signature(model),
               "psf_families": config.psf_families, "generated_scenes": config.generated_scenes,
-              "freeze_batchnorm": bool(config.freeze_batchnorm or config.freeze_classifier)}
+              "freeze_batchnorm": bool(config.freeze_batchnorm or config.freeze_classifier),
+              **{key: getattr(config, key) for key in RESUME_KEEPS}}
     path = run / "architecture.json"
     if path.is_file():
         written = json.loads(path.read_text())
@@ -399,8 +413,16 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
           f"worker {worker}; precision policy {policy}; XLA {'on' if config.jit else 'auto'}")
     # Each worker of a multi-worker run keeps its own folder; only the chief's carries the run's name.
     run = Path(config.run_dir) / (config.name if chief else f"{config.name}.worker-{worker}")
+    if chief:  # an --out that cannot take the export fails now, not after the training
+        check_replaceable(Path(config.out) / config.name, METADATA_FILE)
+        Path(config.out).mkdir(parents=True, exist_ok=True)
     if run.exists() and not config.resume:
+        if any(run.iterdir()) and not (run / RUN_MARKER).is_file():
+            raise ValueError(f"{str(run)!r} holds files but is not a run folder (no {RUN_MARKER}); a new run would "
+                             "delete them: choose another --name or --run-dir.")
         shutil.rmtree(run)
+    elif config.resume and not run.exists():
+        logger.warning(f"--resume: no run folder {str(run)!r}; starting a new run")
     run.mkdir(parents=True, exist_ok=True)
     return config, _Run(device, gpus, started_from, policy, strategy, worker, chief, run, run_start_time(run, started))
 
@@ -487,8 +509,9 @@ def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data
     if run.started_from is not None:  # the history behind the starting weights
         metadata["started_from"] = {"folder": str(config.init_from), **run.started_from}
         if not config.epochs_finetune:  # a re-export (stage 1 never runs from an export): the weights learnt what the source saw
-            for key in ("psf_families", "camera", "generated_scenes"):
+            for key in ("psf_families", "camera", "generated_scenes", "training_data"):
                 metadata[key] = run.started_from.get(key, 0 if key == "generated_scenes" else None)
+            metadata["held_out_data"] = data.description  # what the held-out figures here were measured on
     return metadata
 
 

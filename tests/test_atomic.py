@@ -19,15 +19,35 @@ def test_atomic_file_replaces_only_on_success(tmp_path):
 
 def test_atomic_directory_keeps_the_old_folder_until_the_new_one_is_complete(tmp_path):
     target = tmp_path / "model"
-    with atomic_directory(target) as tmp:
+    with atomic_directory(target, "f") as tmp:
         (tmp / "f").write_text("v1")
     with pytest.raises(KeyboardInterrupt):
-        with atomic_directory(target) as tmp:
+        with atomic_directory(target, "f") as tmp:
             (tmp / "f").write_text("v2")
             assert (target / "f").read_text() == "v1"
             raise KeyboardInterrupt
     assert (target / "f").read_text() == "v1"
-    with atomic_directory(target) as tmp:
+    with atomic_directory(target, "f") as tmp:
+        (tmp / "f").write_text("v3")
         (tmp / "g").write_text("v3")
-    assert sorted(p.name for p in target.iterdir()) == ["g"]
+    assert sorted(p.name for p in target.iterdir()) == ["f", "g"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_atomic_directory_replaces_only_an_earlier_folder_of_its_kind(tmp_path):
+    shared = tmp_path / "saved_models"
+    (shared / "base").mkdir(parents=True)
+    (shared / "base" / "blurnet.json").write_text("{}")
+    (shared / "notes.txt").write_text("mine")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    for target in (shared, tmp_path / "saved_models" / "notes.txt"):  # a folder of several exports; a file
+        with pytest.raises(ValueError, match=f"{target.name}.*(no blurnet.json|not a folder)"):
+            with atomic_directory(target, "blurnet.json") as tmp:
+                (tmp / "blurnet.json").write_text("{}")
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before  # nothing made or lost
+    (tmp_path / "empty").mkdir()
+    with atomic_directory(tmp_path / "empty", "blurnet.json") as tmp:  # an empty folder is replaced
+        (tmp / "blurnet.json").write_text("{}")
+    with atomic_directory(shared / "base", "blurnet.json") as tmp:  # an earlier export is replaced
+        (tmp / "blurnet.json").write_text("new")
+    assert (shared / "base" / "blurnet.json").read_text() == "new" and (shared / "notes.txt").read_text() == "mine"

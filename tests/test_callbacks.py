@@ -46,6 +46,17 @@ def test_backup_survives_a_kill_during_its_write(tmp_path):
     assert not np.allclose(restored.get_weights()[0], saved[0])  # epoch 3 was saved over it
 
 
+@pytest.mark.parametrize("damaged", ["latest.weights.h5", "training_metadata.json"])
+def test_a_damaged_backup_is_named_in_a_value_error(tmp_path, damaged):
+    model = tiny_model()
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[CrashSafeBackup(str(tmp_path / "backup"), delete_checkpoint=False)])
+    path = tmp_path / "backup" / damaged
+    path.write_bytes(path.read_bytes()[:20])  # cut short, as a half-finished copy of the run folder leaves it
+    with pytest.raises(ValueError, match=r"cannot resume from the backup in '.*backup', it is damaged .*without --resume"):
+        tiny_model().fit(x, y, epochs=2, verbose=0, callbacks=[CrashSafeBackup(str(tmp_path / "backup"), delete_checkpoint=False)])
+
+
 def test_resume_restores_the_optimizer_into_variables_made_before_fit(tmp_path):
     """`fit` makes the training variables before `model.fit` (`create_training_variables`); a resumed run's backup
     still restores the optimizer's state into them: its step counter counts the steps before the interruption."""

@@ -148,6 +148,30 @@ def test_recipes_and_validation():
     assert FitConfig(weights=None, init_from="x", freeze_batchnorm=True).resolve("cpu").freeze_batchnorm is True
     with pytest.raises(ValueError, match="train-batchnorm needs --weights none, got weights='imagenet'"):
         FitConfig(freeze_batchnorm=False).resolve("cpu")
+    for name in ("", ".", "..", "../x", "a/b", "a\\b"):  # the run and export folders are <dir>/<name>
+        with pytest.raises(ValueError, match=re.escape(f"got {name!r}")):
+            FitConfig(name=name).resolve("cpu")
+    for key, value in (("lr_head", 0.0), ("lr_finetune", -1.0), ("lr_finetune", float("nan")), ("patience", -5)):
+        with pytest.raises(ValueError, match=f"{key} must be .*got {value!r}"):
+            FitConfig(**{key: value}).resolve("cpu")
+
+
+def test_fit_refuses_folders_it_would_destroy_before_it_trains(tmp_path, photo_folder, caplog):
+    common = dict(data=str(photo_folder), weights=None, backbone="mobilenetv2", **TINY)
+    models, runs = tmp_path / "models", tmp_path / "runs"
+    (models / "mine").mkdir(parents=True)
+    (models / "mine" / "notes.txt").write_text("not an export")
+    (runs / "mine").mkdir(parents=True)
+    (runs / "mine" / "keep.txt").write_text("not a run")
+    with pytest.raises(ValueError, match=r"models/mine' exists and holds files but no blurnet.json"):
+        fit(FitConfig(name="mine", out=str(models), run_dir=str(runs), **common))
+    with pytest.raises(ValueError, match=r"runs/mine' holds files but is not a run folder \(no started_at\)"):
+        fit(FitConfig(name="mine", out=str(tmp_path / "elsewhere"), run_dir=str(runs), **common))
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(OSError):  # an --out below a file: before any training
+        fit(FitConfig(name="other", out=str(tmp_path / "a_file" / "sub"), run_dir=str(runs), **common))
+    assert (models / "mine" / "notes.txt").read_text() == "not an export" and (runs / "mine" / "keep.txt").is_file()
+    assert not (runs / "other" / "training_log.csv").exists()
 
 
 def test_psf_families_reach_every_split_and_validation_draws_what_training_draws(photo_folder):
@@ -289,12 +313,15 @@ def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_hist
     assert meta["started_from"]["fit_config"]["epochs_finetune"] == 2  # the run that trained the weights
     # What the weights were trained on is the source's data description, not this command's defaults.
     assert meta["generated_scenes"] == source_meta["generated_scenes"] == 0
-    edited = {**source_meta, "camera": {"palette_probability": 0.0}, "psf_families": None, "generated_scenes": 7}
+    edited = {**source_meta, "camera": {"palette_probability": 0.0}, "psf_families": None, "generated_scenes": 7,
+              "training_data": "the photographs the source was trained on"}
     (source / "blurnet.json").write_text(json.dumps(edited))
     third = fit(FitConfig(name="third", init_from=str(source), **{**common, "epochs_finetune": 0, "image_size": None}))
     third_meta = json.loads((third / "blurnet.json").read_text())
     assert third_meta["camera"] == {"palette_probability": 0.0} and third_meta["psf_families"] is None
     assert third_meta["generated_scenes"] == 7
+    assert third_meta["training_data"] == "the photographs the source was trained on"
+    assert third_meta["held_out_data"].startswith(f"photographs in {photo_folder}")  # where its held-out figures come from
     assert meta["held_out"]["n_images"] == 16 and np.array(meta["held_out"]["confusion_matrix"]).sum() == 16
     assert (again / "training_log.csv").read_text() == (source / "training_log.csv").read_text()
     a, b = (model_from_export(f) for f in (source, again))
@@ -386,7 +413,7 @@ def test_run_start_time_is_kept_across_resumes(tmp_path):
 
 def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
     from blurnet.model import create_model
-    from blurnet.train import check_run_architecture, weight_shapes_signature
+    from blurnet.train import RESUME_KEEPS, check_run_architecture, weight_shapes_signature
 
     config = FitConfig(backbone="mobilenetv2", weights=None, parameter_head=True)
     model = create_model("mobilenetv2", weights=None, spectrum=True, parameter_head=True)
@@ -394,7 +421,9 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
     signature = weight_shapes_signature(model)
     assert json.loads((tmp_path / "architecture.json").read_text()) == {
         "backbone": "mobilenetv2", "spectrum": True, "highpass": False, "parameter_head": True, "weight_shapes": signature,
-        "psf_families": "realistic", "generated_scenes": 0, "freeze_batchnorm": False}
+        "psf_families": "realistic", "generated_scenes": 0, "freeze_batchnorm": False,
+        **{key: getattr(config, key) for key in RESUME_KEEPS}}
+    assert set(RESUME_KEEPS) >= {"data", "seed", "image_size", "batch_size", "lr_finetune", "init_from"}
     assert len(signature) == 16 and signature == weight_shapes_signature(create_model("mobilenetv2", weights=None, spectrum=True,
                                                                                       parameter_head=True))
     check_run_architecture(tmp_path, config, model)  # the same settings resume
@@ -408,6 +437,9 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
         check_run_architecture(tmp_path, dataclasses.replace(config, generated_scenes=20), model)
     with pytest.raises(ValueError, match=r"freeze_batchnorm: run False, now True"):
         check_run_architecture(tmp_path, dataclasses.replace(config, freeze_batchnorm=True), model)
+    with pytest.raises(ValueError, match=r"seed: run 0, now 7, lr_finetune: run None, now 0.05"):
+        check_run_architecture(tmp_path, dataclasses.replace(config, seed=7, lr_finetune=0.05), model)
+    check_run_architecture(tmp_path, dataclasses.replace(config, epochs_finetune=50, patience=3), model)  # longer: fine
     # The parameter head alone keeps every statistic: its runs resume with or without --freeze-batchnorm.
     head_alone = tmp_path / "head_alone"
     head_alone.mkdir()
