@@ -278,7 +278,8 @@ def test_non_export_model_folder_is_clean_cli_error(tmp_path):
 def test_interrupted_report_keeps_old_one(export, labelled, tmp_path, monkeypatch):
     out = tmp_path / "r"
     out.mkdir()
-    (out / "old.txt").write_text("old report")
+    (out / "metrics.json").write_text("{}")  # an earlier report
+    (out / "index.md").write_text("old report")
 
     def boom(*args):
         raise KeyboardInterrupt
@@ -286,8 +287,16 @@ def test_interrupted_report_keeps_old_one(export, labelled, tmp_path, monkeypatc
     monkeypatch.setattr("blurnet.plots.plot_psf_gallery", boom)
     with pytest.raises(KeyboardInterrupt):
         write_report(export, labelled, out, baselines=False, progress=False)
-    assert [p.name for p in out.iterdir()] == ["old.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["index.md", "metrics.json"]
+    assert (out / "index.md").read_text() == "old report"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    # A folder that is no report is never replaced, not even by a complete one.
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="mine' exists and holds files but no metrics.json"):
+        write_report(export, labelled, tmp_path / "mine", baselines=False, progress=False)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
 def test_expected_calibration_error_known_case():
