@@ -70,7 +70,9 @@ def evaluate(model, image_size: int, ranges: BlurRanges, seed: int, file_formats
     `blurnet predict --full` answers) and `parameters_one_view` (`blurnet.metrics.parameter_metrics`); with
     `endpoint`, both the probabilities and the parameters come from the SavedModel's `estimate` instead (images
     larger than a tile answered tile by tile, the parameters by the texture-weighted median of the tiles')."""
-    source = generated_test_source(image_size, ranges, num_images, seed, BATCH, families)
+    # The photographs are split as the model's fit split them (its crop size and seed), whatever size is cropped here.
+    source = generated_test_source(image_size, ranges, num_images, seed, BATCH, families, split_size=model.image_size,
+                                   split_seed=seed)
     ys, ps, truths, raws, one_view = [], [[] for _ in file_formats], [], [], []
     head = parameters and model.has_parameters
     palette_rng = np.random.default_rng(seed)  # one stream for all chunks: each image its own palette pixels

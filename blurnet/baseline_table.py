@@ -38,7 +38,7 @@ def laplacian_row(source: EvalSource, result: Evaluation, baseline_images: int, 
     row = {
         "name": LaplacianThreshold.name, "accuracy": None, "macro_f1": None,
         "binary_accuracy": float(binary_right.mean()),
-        "recall": {CLASS_NAMES[c]: float(binary_right[y_true == c].mean()) for c in source.present},
+        "recall": {CLASS_NAMES[c]: float(binary_right[y_true == c].mean()) for c in result.present},
         "parameters": 1, "images_per_s": len(scores) / result.laplacian_seconds if result.laplacian_seconds > 0 else None,
         "threshold": lap.threshold,
         "note": how.format(t=lap.threshold) + "; sharp vs blurred only, 'recall' = share called right",
@@ -62,7 +62,7 @@ def handcrafted_row(source: EvalSource, result: Evaluation, baseline_images: int
     hp = clf.predict_proba_features(np.stack(result.features))
     seconds = result.feature_seconds + time.perf_counter() - t0
     return method_row(
-        HandcraftedClassifier.name, result.y_true, hp, source.present, seconds, clf.num_parameters,
+        HandcraftedClassifier.name, result.y_true, hp, result.present, seconds, clf.num_parameters,
         note=f"trained on {len(ty)} crops of the training stream of the bundled photographs; parameters = tree nodes",
     )
 
@@ -83,8 +83,9 @@ def render_baselines(metrics: dict) -> str:
         "",
         f"All on the same {metrics['n_images']} test images ({metrics['data']['source']}"
         + (f", then JPEG-compressed at quality {metrics['data']['jpeg_quality']}" if metrics["data"].get("jpeg_quality") else "")
-        + "). Accuracy and macro-F1 "
-        "over the four classes; binary accuracy counts sharp called sharp and any blur called blurred.",
+        + "). Accuracy over all of them, macro-F1 over the classes in their labels ("
+        + ", ".join(metrics["data"].get("classes_present") or classes)
+        + "); binary accuracy counts sharp called sharp and any blur called blurred.",
         "",
         "| method | accuracy | macro-F1 | binary accuracy | " + " | ".join(f"recall {c}" for c in classes) + " | parameters | images/s |",
         "| --- | ---: | ---: | ---: | " + " | ".join("---:" for _ in classes) + " | ---: | ---: |",

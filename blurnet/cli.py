@@ -171,7 +171,7 @@ def fit(**options):
 @click.option("--data", type=click.Path(), default=None, help="Labelled folder DIR/<class>/<file>, each photograph answered as `blurnet predict --full` answers it [default: the generated held-out test split of the bundled photographs].")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder [default: reports/<model folder name>/].")
 @click.option("--images", "num_images", type=click.IntRange(min=1), default=2048, help="Generated test images (without --data), rounded up to whole batches.")
-@click.option("--seed", type=int, default=None, help="Seed of the generated test data [default: the seed of the fit, else 0].")
+@click.option("--seed", type=int, default=None, help="Seed that draws the generated test images [default: the seed of the fit, else 0]; the photographs are split by the fit's seed whatever it is, so the test stays held out.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Images per model call.")
 @click.option("--baselines/--no-baselines", default=True, help="Evaluate the Laplacian and handcrafted-feature baselines too.")
 @click.option("--baselines-dir", type=click.Path(file_okay=False), default=None, help="Also write the baseline comparison table there (e.g. reports/my-comparison).")

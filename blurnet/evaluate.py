@@ -38,7 +38,6 @@ class EvalSource:
 
     chunks: object
     total: int
-    present: list[int]
     description: dict
     has_params: bool
     val_maker: object = None
@@ -47,25 +46,32 @@ class EvalSource:
 
 
 def bundled_split_makers(image_size: int, ranges: BlurRanges, seed: int, batch_size: int, splits=("train", "val", "test"),
-                         families: PsfFamilies = PsfFamilies.classic()):
-    """Batch makers over the bundled photographs' splits (by photograph, from `seed`), and the split itself.
+                         families: PsfFamilies = PsfFamilies.classic(), split_size: int | None = None,
+                         split_seed: int | None = None):
+    """Batch makers of `image_size` crops drawn with `seed` over the bundled photographs' splits, and the split itself.
 
+    The photographs are split as a `blurnet fit` at crops of `split_size` with seed `split_seed` split them (default:
+    `image_size` and `seed`). To test a model on photographs it never saw, pass the model's own crop size and seed:
+    another seed, or another crop size (which leaves out other small photographs before the split), splits them
+    differently and can put the model's training photographs in the test split.
     `families`: the PSF families drawn (default: the classic straight streaks and uniform disks, so that held-out
     figures stay comparable between models; `PsfFamilies()` is the training mix).
     """
     from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
     from data_pipeline.sources import bundled_splits
 
-    photos = bundled_splits(image_size, seed)
+    photos = bundled_splits(split_size or image_size, seed if split_seed is None else split_seed)
     config = PipelineConfig(image_size=image_size, batch_size=batch_size, seed=seed, ranges=ranges, families=families)
     return {s: BlurBatchMaker(photos[s], config, s) for s in splits}, photos
 
 
 def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, seed: int, batch_size: int,
-                          families: PsfFamilies = PsfFamilies.classic()) -> EvalSource:
-    """The default evaluation data: the held-out test split of the bundled photographs, blurred by the pipeline
-    with the PSF `families` (default: the classic shapes)."""
-    makers, splits = bundled_split_makers(image_size, ranges, seed, batch_size, families=families)
+                          families: PsfFamilies = PsfFamilies.classic(), split_size: int | None = None,
+                          split_seed: int | None = None) -> EvalSource:
+    """The default evaluation data: the held-out test split of the bundled photographs (split as
+    `bundled_split_makers` says), blurred by the pipeline with the PSF `families` (default: the classic shapes)."""
+    makers, splits = bundled_split_makers(image_size, ranges, seed, batch_size, families=families, split_size=split_size,
+                                          split_seed=split_seed)
     num_batches = -(-num_images // batch_size)
 
     def chunks():
@@ -78,12 +84,13 @@ def generated_test_source(image_size: int, ranges: BlurRanges, num_images: int, 
         "left_out": makers["test"].left_out,
         "image_size": image_size,
         "seed": seed,
+        "split": {"crop_size": split_size or image_size, "seed": seed if split_seed is None else split_seed},
         "batch_size": batch_size,
         "n_images": num_batches * batch_size,
         "blur_ranges": ranges.to_dict(),
         "psf_families": families.to_dict(),
     }
-    return EvalSource(chunks(), num_batches * batch_size, list(range(len(CLASS_NAMES))), description, True, makers["val"], makers["train"])
+    return EvalSource(chunks(), num_batches * batch_size, description, True, makers["val"], makers["train"])
 
 
 #: Pixels of photographs `labelled_source` hands on at once (uint8 RGB: about 190 MB), so that a folder of
@@ -119,7 +126,7 @@ def labelled_source(folder, batch_size: int) -> EvalSource:
         "classes_missing": missing,
         "answered_as": "blurnet predict --full",
     }
-    return EvalSource(chunks(), len(images), present, description, False, photographs=True)
+    return EvalSource(chunks(), len(images), description, False, photographs=True)
 
 
 def answer_photographs(model, images) -> np.ndarray:
@@ -193,6 +200,12 @@ class Evaluation:
     feature_seconds: float
     params: np.ndarray | None = None  # true (strength, angle, noise) per image, when the source knows them
     parameter_estimates: dict = dataclasses.field(default_factory=dict)  # method -> raw (n, 5) estimates
+
+    @property
+    def present(self) -> list[int]:
+        """The class indices that occur in the labels: what macro-F1 and per-class figures are taken over (a small
+        generated test can miss a class)."""
+        return sorted(set(np.asarray(self.y_true).tolist()))
 
     @property
     def y_pred(self) -> np.ndarray:

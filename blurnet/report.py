@@ -20,7 +20,7 @@ from blurnet.baseline_table import handcrafted_row, laplacian_row, render_baseli
 from blurnet.evaluate import EvalSource, Evaluation, evaluate, generated_test_source, labelled_source
 from blurnet.metrics import accuracy_by_strength, classification_metrics, expected_calibration_error, method_row, parameter_metrics
 from blurnet.plots import PLOT_TITLES, PlotInputs, read_training_log, write_plots
-from data_pipeline.classes import BlurRanges
+from data_pipeline.classes import CLASS_NAMES, BlurRanges
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def default_out_dir(model_dir) -> Path:
 def _model_metrics(result: Evaluation, source: EvalSource, model_dir: Path, meta: dict, ranges: BlurRanges,
                    jpeg_quality: int | None) -> dict:
     """Classification metrics, calibration, accuracy per strength, and the model and data descriptions."""
-    metrics = classification_metrics(result.y_true, result.probabilities, present=source.present)
+    metrics = classification_metrics(result.y_true, result.probabilities, present=result.present)
     metrics["expected_calibration_error"] = expected_calibration_error(result.y_true, result.probabilities)
     metrics["accuracy_by_strength"] = (
         accuracy_by_strength(result.y_true, result.y_pred, result.strengths, ranges) if source.has_params else None
@@ -146,7 +146,8 @@ def _model_metrics(result: Evaluation, source: EvalSource, model_dir: Path, meta
         "blur_ranges": ranges.to_dict(),
         "held_out_at_fit": (meta.get("held_out") or {}).get("accuracy"),
     }
-    metrics["data"] = {**source.description, "jpeg_quality": jpeg_quality}
+    metrics["data"] = {**source.description, "classes_present": [CLASS_NAMES[c] for c in result.present],
+                       "jpeg_quality": jpeg_quality}
     if result.params is not None:
         metrics["parameters"] = {method: parameter_metrics(result.y_true, result.params, raw)
                                  for method, raw in result.parameter_estimates.items()}
@@ -159,13 +160,13 @@ def _model_rows(model, others, result: Evaluation, source: EvalSource) -> list[d
     if "blurnet" in result.parameter_estimates:  # `evaluate` answered with the head (`answer_tiles`) and timed that
         note = "images/s with the parameter head's answers, from the same passes (`answer_tiles`)" + (
             "; the other exports are timed through `serve`, probabilities only" if others else "")
-    rows = [method_row(f"blurnet ({_describe(model.metadata)})", result.y_true, result.probabilities, source.present,
+    rows = [method_row(f"blurnet ({_describe(model.metadata)})", result.y_true, result.probabilities, result.present,
                        result.seconds, _num_parameters(model), note=note)]
     for other, probabilities, seconds in zip(others, result.other_probabilities, result.other_seconds):
         fit = other.metadata.get("fit_config") or {}
         started = other.metadata.get("started_from")
         rows.append(method_row(
-            f"{other.name} ({_describe(other.metadata)})", result.y_true, probabilities, source.present,
+            f"{other.name} ({_describe(other.metadata)})", result.y_true, probabilities, result.present,
             seconds, _num_parameters(other),
             note=f"another export on the same images; trained with: {other.metadata.get('command') or fit or 'unknown'}"
                  + (f"; starting from an export trained with: {started.get('command', 'unknown')}"
@@ -248,7 +249,9 @@ def write_report(
 
     `data_dir=None` evaluates `num_images` (rounded up to whole batches) of the
     generated held-out test stream at the model's training crop size; otherwise a
-    labelled folder `DIR/<class>/<file>`. `seed` defaults to the seed of the fit.
+    labelled folder `DIR/<class>/<file>`. `seed` draws the generated images (default:
+    the seed of the fit); the photographs are split by the fit's own seed whatever
+    `seed` is, so that the test split holds no photograph the model trained on.
     `baseline_images` is the number of validation / training crops the baselines
     are tuned / trained on. `model` may be a loaded `ExportedModel` to reuse.
     `compare`: other exports (folders or loaded `ExportedModel`s, e.g. another
@@ -265,11 +268,12 @@ def write_report(
     meta = model.metadata
     image_size = int(meta.get("image_size", 128))
     ranges = BlurRanges.from_dict(meta["blur_ranges"]) if meta.get("blur_ranges") else BlurRanges()
+    split_seed = int((meta.get("fit_config") or {}).get("seed") or 0)  # the model's own split keeps the test held out
     if seed is None:
-        seed = int((meta.get("fit_config") or {}).get("seed") or 0)
+        seed = split_seed
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(model_dir)
     others = [m if isinstance(m, ExportedModel) else ExportedModel(m) for m in compare]
-    source = (generated_test_source(image_size, ranges, num_images, seed, batch_size) if data_dir is None
+    source = (generated_test_source(image_size, ranges, num_images, seed, batch_size, split_seed=split_seed) if data_dir is None
               else labelled_source(data_dir, batch_size))
 
     result = evaluate(model, source, others, baselines=baselines, jpeg_quality=jpeg_quality, progress=progress)

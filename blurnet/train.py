@@ -368,6 +368,15 @@ def make_deterministic(seed: int) -> None:
 _Run = collections.namedtuple("_Run", "device gpus started_from policy strategy worker chief folder first_started")
 
 
+def _check_split_seed(config: FitConfig, started_from: dict | None) -> None:
+    """`ValueError` when `--init-from` an export trained on the same photographs with another seed: this run would
+    split them anew, and its held-out test could hold photographs the starting weights trained on."""
+    source = (started_from or {}).get("fit_config") or {}
+    if "seed" in source and source.get("data") == config.data and int(source["seed"]) != config.seed:
+        raise ValueError(f"{config.init_from!r} was trained on the same photographs with seed {source['seed']}; seed "
+                         f"{config.seed} would split them anew and test on photographs it trained on: use --seed {source['seed']}.")
+
+
 def resolve_parameter_head(config: FitConfig, started_from: dict | None) -> bool:
     """Whether `fit` trains the parameter head: `config.parameter_head` when set, else on unless nothing would
     train it (a labelled folder has no blur parameters; a re-export, `epochs_finetune=0`, keeps the `--init-from`
@@ -406,6 +415,7 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     if started_from and config.image_size is None and "image_size" in started_from:
         config = dataclasses.replace(config, image_size=int(started_from["image_size"]))  # continue at its crop size
     config = dataclasses.replace(config.resolve(device), parameter_head=_checked_parameter_head(config, started_from))
+    _check_split_seed(config, started_from)
     policy = set_precision(config.mixed_precision, device)
     strategy = create_strategy(config.strategy)
     worker, chief = worker_index(), is_chief()

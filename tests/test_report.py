@@ -12,7 +12,7 @@ from blurnet.cli import main
 from blurnet.baselines import laplacian_variance
 from blurnet.export import ExportedModel, export_model, read_metadata
 from blurnet.baseline_table import write_baseline_comparison
-from blurnet.evaluate import evaluate, generated_test_source, labelled_source
+from blurnet.evaluate import bundled_split_makers, evaluate, generated_test_source, labelled_source
 from blurnet.metrics import accuracy_by_strength, expected_calibration_error
 from blurnet.plots import PLOTS
 from blurnet.prediction import predict
@@ -241,6 +241,29 @@ def test_report_on_generated_test_stream(export, tmp_path):
     # Identical every run.
     again = write_report(export, None, tmp_path / "gen2", num_images=8, batch_size=8, baselines=False, progress=False)
     assert json.loads((again / "metrics.json").read_text())["confusion_matrix"] == metrics["confusion_matrix"]
+    # Another --seed draws other images from the same held-out photographs (seed 3 alone would split off ihc, text).
+    other = write_report(export, None, tmp_path / "gen3", num_images=8, batch_size=8, seed=3, baselines=False, progress=False)
+    other_data = json.loads((other / "metrics.json").read_text())["data"]
+    assert other_data["photographs"] == ["camera", "gravel"] and other_data["seed"] == 3
+    assert other_data["split"] == {"crop_size": 32, "seed": 0}
+
+
+def test_the_test_split_is_the_models_whatever_the_seed_or_crop_size(caplog):
+    from data_pipeline.sources import bundled_splits
+
+    def photographs(**kwargs):
+        return generated_test_source(ranges=BlurRanges(), num_images=8, batch_size=8, **kwargs).description["photographs"]
+
+    assert photographs(image_size=96, seed=3) == ["ihc", "text"]  # split by seed 3: not the bundled model's test
+    assert photographs(image_size=96, seed=3, split_seed=0) == ["camera", "gravel"]
+    # A model trained at 160 px tested on 320 px crops: split at 320 px, moon (a training photograph at 160) would be
+    # in the test split; split at the model's 160 px, the test split is the model's.
+    def test_split(**kwargs):
+        return [p.name for p in bundled_split_makers(320, BlurRanges(), 0, 8, ("test",), **kwargs)[1]["test"]]
+
+    trained = {p.name for s in ("train", "val") for p in bundled_splits(160, 0)[s]}
+    assert "moon" in trained and "moon" in test_split()
+    assert test_split(split_size=160) == [p.name for p in bundled_splits(160, 0)["test"]] == ["camera", "cell", "gravel"]
 
 
 def test_empty_class_folder_left_out(export, labelled, tmp_path, caplog):
@@ -326,3 +349,12 @@ def test_cli_shows_each_warning_once_on_stderr(export, labelled, tmp_path):
     assert result.stderr.count("warning: skipped 1 of 14 files") == 1, result.stderr
     quiet = CliRunner().invoke(main, ["-q"] + args[:-3] + ["--out", str(tmp_path / "q"), "--no-baselines"])
     assert quiet.exit_code == 0 and quiet.stderr.count("warning: skipped") == 1, quiet.stderr
+
+
+def test_a_generated_test_that_misses_classes_is_measured_over_the_classes_it_has(export, tmp_path):
+    out = write_report(export, None, tmp_path / "small", num_images=2, batch_size=2, baselines=False, progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())  # valid JSON: no NaN for an absent class
+    present = metrics["data"]["classes_present"]
+    assert len(present) == 2 and sorted(metrics["per_class"]) == sorted(present)
+    assert np.array(metrics["confusion_matrix"]).sum() == 2 and np.array(metrics["confusion_matrix"]).shape == (4, 4)
+    assert f"macro-F1 over the classes in their labels ({', '.join(present)})" in (out / "index.md").read_text()

@@ -156,6 +156,17 @@ def test_recipes_and_validation():
             FitConfig(**{key: value}).resolve("cpu")
 
 
+def test_init_from_an_export_of_the_same_photographs_keeps_its_seed():
+    from blurnet.train import _check_split_seed
+
+    bundled = {"fit_config": {"seed": 0, "data": None}}
+    _check_split_seed(FitConfig(init_from="bundled", seed=0), bundled)
+    _check_split_seed(FitConfig(init_from="bundled", seed=3, data="mine/"), bundled)  # other photographs: any seed
+    _check_split_seed(FitConfig(init_from="keras-weights", seed=3), {"image_size": 96})  # no record of a split
+    with pytest.raises(ValueError, match="'bundled' was trained on the same photographs with seed 0; seed 3 .* use --seed 0"):
+        _check_split_seed(FitConfig(init_from="bundled", seed=3), bundled)
+
+
 def test_fit_refuses_folders_it_would_destroy_before_it_trains(tmp_path, photo_folder, caplog):
     common = dict(data=str(photo_folder), weights=None, backbone="mobilenetv2", **TINY)
     models, runs = tmp_path / "models", tmp_path / "runs"
