@@ -33,7 +33,8 @@ def load_model(model=None):
     for a .onnx or .tflite file, or a folder holding one and no SavedModel, an `OnnxModel` or
     `LiteRTModel` (`blurnet.runtimes`: TensorFlow is not imported).
 
-    Loaded folders are cached per process (keyed by path and modification time).
+    Loaded folders are cached per process, keyed by path and by the identity (inode, size, time) of the model file
+    and `blurnet.json`.
     """
     from blurnet.runtimes import load_runtime, runtime_file
 
@@ -43,8 +44,8 @@ def load_model(model=None):
     if runtime is None:
         from blurnet.export import ExportedModel, default_model_dir
     folder = Path(model) if model is not None else default_model_dir()
-    try:
-        key = (str(folder.resolve()), (runtime or folder / "saved_model.pb").stat().st_mtime_ns)
+    try:  # a replaced or edited file (even one copied with its old times kept) gives another key
+        key = (str(folder.resolve()), *(_file_identity(f) for f in (runtime or folder / "saved_model.pb", folder / "blurnet.json")))
     except OSError:
         key = None
     if key is not None and key in _MODEL_CACHE:
@@ -53,6 +54,12 @@ def load_model(model=None):
     if key is not None:
         _MODEL_CACHE[key] = loaded
     return loaded
+
+
+def _file_identity(path: Path) -> tuple[int, int, int, int]:
+    """What changes when a file is replaced or rewritten: its inode, device, size and modification time."""
+    status = path.stat()
+    return status.st_ino, status.st_dev, status.st_size, status.st_mtime_ns
 
 
 def numbered_path(target: str | os.PathLike, n: int, count: int) -> Path:

@@ -3,6 +3,7 @@ import dataclasses
 import json
 import math
 import os
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -529,3 +530,23 @@ def test_load_for_scale_reports_the_photograph_size_after_exif_rotation(tmp_path
     (tmp_path / "square.jpg").write_bytes(rotated_jpeg(square, IMWRITE_JPEG_QUALITY=90))  # stored 2049 x 2050 (h x w)
     image, reduction, shape = load_for_scale(str(tmp_path / "square.jpg"), "auto")
     assert (reduction, shape, image.shape) == (2, (2050, 2049), (1025, 1025, 3))
+
+
+@pytest.mark.slow
+def test_a_replaced_export_is_loaded_again_even_with_its_old_file_times(export, tmp_path):
+    import shutil
+
+    from blurnet.prediction import load_model
+
+    folder = Path(shutil.copytree(export, tmp_path / "m"))
+    first = load_model(folder)
+    assert load_model(folder) is first and first.views == 1  # cached
+    replacement = Path(shutil.copytree(folder, tmp_path / "new", copy_function=shutil.copy2))  # times kept, as cp -p
+    meta = json.loads((replacement / "blurnet.json").read_text())
+    (replacement / "blurnet.json").write_text(json.dumps({**meta, "test_time_views": 4}))
+    old = (folder / "blurnet.json").stat()
+    os.utime(replacement / "blurnet.json", ns=(old.st_atime_ns, old.st_mtime_ns))
+    shutil.rmtree(folder)
+    replacement.rename(folder)
+    second = load_model(folder)
+    assert second is not first and second.views == 4
