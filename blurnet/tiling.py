@@ -85,16 +85,21 @@ def texture_weighted_median(values, textures, min_texture: float = DEFAULT_MIN_T
 def _predict_in_chunks(predict, tiles, num_classes: int):
     """`predict` over `tiles` CHUNK_TILES at a time (a tf.while_loop, so it works inside tf.function)."""
     total = tf.shape(tiles)[0]
-    chunks = tf.maximum(1, -(-total // CHUNK_TILES))  # an empty batch is one empty chunk: a (0, classes) answer
-    out = tf.TensorArray(tf.float32, size=chunks, infer_shape=False)
 
     def body(i, out):
         start = i * CHUNK_TILES
         part = tiles[start:tf.minimum(start + CHUNK_TILES, total)]
         return i + 1, out.write(i, tf.cast(predict(part), tf.float32))
 
-    _, out = tf.while_loop(lambda i, _: i < chunks, body, [tf.constant(0), out])
-    return tf.reshape(out.concat(), [total, num_classes])
+    def answers():
+        chunks = -(-total // CHUNK_TILES)
+        out = tf.TensorArray(tf.float32, size=chunks, infer_shape=False)
+        _, out = tf.while_loop(lambda i, _: i < chunks, body, [tf.constant(0), out])
+        return tf.reshape(out.concat(), [total, num_classes])
+
+    # An empty batch never reaches the network (a convolution of an empty batch loses its channel count, and the
+    # next one fails): its answer is (0, classes).
+    return tf.cond(total > 0, answers, lambda: tf.zeros([0, num_classes], tf.float32))
 
 
 def answer_by_tiles(predict, images, tile: int, num_classes: int = 4, combine=texture_weighted_mean):

@@ -240,3 +240,17 @@ def test_probabilities_and_parameters_come_from_one_pass(head_export):
     full = classify_levels(loaded, levels)
     assert "blur" in full
     assert sum(passes) == sum(8 * len(select_tiles(level.textures, None)[0]) for level in levels)
+
+
+@pytest.mark.slow
+def test_an_empty_batch_gets_empty_answers_from_every_endpoint(head_export):
+    import tensorflow as tf
+
+    _, target = head_export
+    served = tf.saved_model.load(str(target))  # the spectral branch: a convolution of an empty batch broke it
+    for shape in ((0, 32, 32, 3), (0, 64, 96, 3)):  # one tile; several tiles
+        empty = tf.zeros(shape, tf.float32)
+        assert tuple(served.serve(empty).shape) == (0, 4)
+        answer = served.estimate(empty)
+        assert {k: tuple(v.shape) for k, v in answer.items()} == {"probabilities": (0, 4), "sigma": (0,), "length": (0,),
+                                                                 "angle": (0,), "radius": (0,)}
