@@ -6,7 +6,10 @@ them in a 2 x 2 mosaic at their own scale (1,024 x 768 px, the working scale `--
 12 megapixels to), blurred there with the SPEC's shapes (Gaussian, straight streak, disk; strengths
 drawn over the whole training ranges) or left sharp, given sensor noise, and enlarged 3.9 times, so
 the blur sits in the training ranges at the working scale, as it does for a camera's photograph of
-that scene. Photographs from the held-out and validation groups fill every mosaic's first cell.
+that scene. Photographs from the held-out and validation groups fill every mosaic's first cell; the
+other three cells may be training photographs, so the `accuracy` and `full_accuracy` printed here
+are no held-out figures (`benchmarks/accuracy.py` gives those): this benchmark measures speed and
+agreement.
 
 In one run, on the same files:
 - `blurnet.predict(folder)` as `blurnet predict FOLDER` runs it (JPEGs decoded reduced,
