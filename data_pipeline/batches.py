@@ -41,9 +41,10 @@ CAMERA_REACH = 7
 class PipelineConfig:
     """What the pipeline makes: crop size, batch size, seed, blur ranges, PSF families, augmentation, camera.
 
-    `families` and `camera` apply to every stream (`PsfFamilies.classic()` and
-    `CameraConfig.none()` give the plain blur model); `augment` and the
-    camera steps are on for training only unless a batch maker says otherwise.
+    `families` apply to every stream (`PsfFamilies.classic()`: the plain blur
+    model's shapes); `augment` and `camera` (`CameraConfig.none()`: none of its
+    steps) apply where a batch maker augments: the training stream, unless the
+    maker is told otherwise (`BlurBatchMaker(augment=...)`).
 
     `min_texture` and `min_sharpness` decide which photographs may serve as sharp
     sources (`crops.TexturedCropper`, `quality.high_frequency_ratio`); 0 accepts all.
