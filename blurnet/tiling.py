@@ -55,13 +55,20 @@ def tile_texture(tiles):
     return tf.reduce_mean(tf.sqrt(gx * gx + gy * gy), axis=[1, 2])
 
 
+def _tile_weights(textures, min_texture: float):
+    """(batch, n) weights of tiles with (batch, n) `textures`: the texture of a tile at or over `min_texture`, else 0;
+    1 for every tile of an image with no such tile. A tile whose texture is not a number (a NaN pixel) weighs 0."""
+    used = textures >= min_texture  # False for NaN
+    any_used = tf.reduce_any(used, axis=1, keepdims=True)
+    return tf.where(any_used, tf.where(used, textures, tf.zeros_like(textures)), tf.ones_like(textures))
+
+
 def texture_weighted_mean(probabilities, textures, min_texture: float = DEFAULT_MIN_TEXTURE):
     """Mean over axis 1 of (batch, n, classes) `probabilities`, weighted by (batch, n) `textures`;
     tiles under `min_texture` count only when every tile of that image is under it."""
-    used = tf.cast(textures >= min_texture, tf.float32)
-    any_used = tf.reduce_max(used, axis=1, keepdims=True)
-    weights = tf.where(any_used > 0, textures * used, tf.ones_like(textures))
-    mean = tf.reduce_sum(probabilities * weights[..., None], axis=1) / tf.reduce_sum(weights, axis=1)[:, None]
+    weights = _tile_weights(textures, min_texture)
+    counted = tf.where(weights[..., None] > 0, probabilities, tf.zeros_like(probabilities))  # 0 x NaN would be NaN
+    mean = tf.reduce_sum(counted * weights[..., None], axis=1) / tf.reduce_sum(weights, axis=1)[:, None]
     return mean / tf.reduce_sum(mean, axis=1, keepdims=True)
 
 
@@ -69,9 +76,7 @@ def texture_weighted_median(values, textures, min_texture: float = DEFAULT_MIN_T
     """Per-column weighted median over axis 1 of (batch, n, k) `values`, weights the (batch, n) `textures`;
     tiles under `min_texture` count only when every tile of that image is under it (as `texture_weighted_mean`).
     Robust where a few tiles (a flat patch, a highlight) answer far off."""
-    used = tf.cast(textures >= min_texture, tf.float32)
-    any_used = tf.reduce_max(used, axis=1, keepdims=True)
-    weights = tf.where(any_used > 0, textures * used, tf.ones_like(textures))  # (b, n)
+    weights = _tile_weights(textures, min_texture)  # (b, n)
     columns = tf.transpose(values, [0, 2, 1])  # (b, k, n)
     order = tf.argsort(columns, axis=-1)
     sorted_values = tf.gather(columns, order, batch_dims=2)

@@ -107,3 +107,23 @@ def test_numpy_weighted_median_is_the_exports():
     np.testing.assert_array_equal(weighted_median(values, weights),
                                   texture_weighted_median(tf.constant(values[None]), tf.constant(weights[None])).numpy()[0])
     assert weighted_median(np.array([[1.0], [2.0], [3.0], [100.0]]), np.array([1.0, 1.0, 1.0, 0.5]))[0] == 2.0
+
+
+def test_a_tile_with_a_nan_pixel_weighs_nothing_in_either_combination():
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0, 255, (1, 64, 96, 3)).astype(np.float32)  # 6 textured tiles of 32 px
+    spoilt = image.copy()
+    spoilt[0, 40, 70, 1] = np.nan  # in the tile at row 1, column 2: the last one
+    clean = answer_by_tiles(fake_model, image[:, :, :], 32).numpy()
+    answer = answer_by_tiles(fake_model, spoilt, 32).numpy()
+    assert np.isfinite(answer).all() and abs(answer.sum() - 1) < 1e-5 and not np.allclose(answer, clean)
+    tiles, _ = cut_tiles(image, 32)
+    textures = tile_texture(tiles).numpy()
+    probabilities = fake_model(tiles).numpy()
+    expected = (probabilities[:5] * textures[:5, None]).sum(axis=0) / textures[:5].sum()  # the other five tiles
+    np.testing.assert_allclose(answer[0], expected / expected.sum(), atol=1e-5)
+    values = tf.constant(probabilities[None], tf.float32)
+    spoilt_values = tf.tensor_scatter_nd_update(values, [[0, 5, 0]], [np.nan])
+    spoilt_textures = tf.constant(np.r_[textures[:5], np.nan][None], tf.float32)
+    median = texture_weighted_median(spoilt_values, spoilt_textures).numpy()
+    np.testing.assert_allclose(median, texture_weighted_median(values[:, :5], textures[None, :5]).numpy(), atol=1e-6)
