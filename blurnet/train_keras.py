@@ -42,7 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
+from blurnet.atomic import atomic_file
 from data_pipeline.batches import BlurBatchMaker, PipelineConfig
+from data_pipeline.classes import MIN_IMAGE_SIDE
 from data_pipeline.degrade import PSF_FAMILY_PRESETS, PsfFamilies
 from data_pipeline.parameters import parameter_targets
 from data_pipeline.scenes import generated_scenes
@@ -181,7 +183,29 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.generated_scenes < 0:
         p.error(f"--generated-scenes must be >= 0, got {args.generated_scenes!r}")
+    for name in ("batch_size", "val_every", "val_images", "workers"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)!r}")
+    for name in ("lr", "minutes"):
+        if not getattr(args, name) > 0:
+            p.error(f"--{name} must be > 0, got {getattr(args, name)!r}")
+    if args.image_size < MIN_IMAGE_SIDE:
+        p.error(f"--image-size must be >= {MIN_IMAGE_SIDE}, got {args.image_size!r}")
     return args
+
+
+def folder_problem(args) -> str | None:
+    """Why `args.init_from` or `args.out` cannot serve, or None: the starting folder must hold a `blurnet.json`; the
+    output folder must be new, empty or one this command wrote (`train_keras.json`), and not the starting folder,
+    since its weight files and JSON files are replaced."""
+    out, start = Path(args.out), Path(args.init_from)
+    if not (start / "blurnet.json").is_file():
+        return f"--init-from {args.init_from!r} holds no blurnet.json: not a blurnet export or a folder this command wrote"
+    if out.exists() and (not out.is_dir() or out.resolve() == start.resolve()
+                         or (any(out.iterdir()) and not (out / "train_keras.json").is_file())):
+        return (f"--out {args.out!r} must be a new or empty folder, or one this command wrote (train_keras.json), "
+                "and not --init-from: its files would be replaced")
+    return None
 
 
 def validation_maker(args, photos) -> BlurBatchMaker:
@@ -307,19 +331,24 @@ def _write_metadata(args, out: Path, summary: dict, pipeline: PipelineConfig) ->
     """`train_keras.json`, and the `blurnet.json` that `fit --init-from OUT` checks and chains under `started_from`;
     it records the PSF families and camera steps of `pipeline` as `blurnet fit` does, so that a re-export
     (`fit --init-from OUT --epochs-finetune 0`) records what the weights learnt from."""
-    (out / "train_keras.json").write_text(json.dumps(summary, indent=1))
+    with atomic_file(out / "train_keras.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
     source = json.loads((Path(args.init_from) / "blurnet.json").read_text())
     keep = ("classes", "blur_ranges", "backbone", "highpass", "spectrum", "tile_size", "test_time_views")
-    (out / "blurnet.json").write_text(json.dumps({
-        **{k: source[k] for k in keep if k in source}, "image_size": args.image_size, "parameter_head": args.parameter_head,
-        "psf_families": pipeline.families.to_dict(), "camera": pipeline.camera_record(), "generated_scenes": args.generated_scenes,
-        "weights": f"export:{args.init_from}", "command": summary["command"], "hardware": hardware(),
-        "wall_time_s": summary["wall_time_s"], "training": summary, "started_from": source}, indent=1))
+    with atomic_file(out / "blurnet.json") as tmp:
+        tmp.write_text(json.dumps({
+            **{k: source[k] for k in keep if k in source}, "image_size": args.image_size, "parameter_head": args.parameter_head,
+            "psf_families": pipeline.families.to_dict(), "camera": pipeline.camera_record(), "generated_scenes": args.generated_scenes,
+            "weights": f"export:{args.init_from}", "command": summary["command"], "hardware": hardware(),
+            "wall_time_s": summary["wall_time_s"], "training": summary, "started_from": source}, indent=1))
 
 
 def main(argv=None) -> dict:
     """Fine-tune and write the weights; returns the summary written to `train_keras.json`."""
     args = parse_args(argv)
+    problem = folder_problem(args)  # before anything is deleted or built
+    if problem:
+        raise SystemExit(f"python -m blurnet.train_keras: error: {problem}")
     out, started = Path(args.out), time.time()
     for stale in out.glob("weights-*.npz"):  # parts of an earlier run must not mix with this one's
         stale.unlink()

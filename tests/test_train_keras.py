@@ -140,3 +140,27 @@ def test_generated_scenes_join_the_training_maker(monkeypatch):
     assert maker.photo_names == plain.photo_names + ["dead-leaves-0", "dead-leaves-1"]
     with pytest.raises(SystemExit):
         train_keras.parse_args(["--init-from", "a", "--out", "b", "--generated-scenes", "-1"])
+
+
+def test_bad_arguments_and_folders_stop_before_anything_is_deleted(tmp_path, capsys):
+    for flag, value in (("--minutes", "0"), ("--val-every", "0"), ("--val-images", "0"), ("--workers", "0"),
+                        ("--batch-size", "-2"), ("--lr", "0"), ("--image-size", "16")):
+        with pytest.raises(SystemExit):
+            train_keras.parse_args(["--init-from", "a", "--out", "b", flag, value])
+        error = capsys.readouterr().err
+        assert f"{flag} must be" in error and f"got {value}" in error
+    start = tmp_path / "start"
+    start.mkdir()
+    (start / "blurnet.json").write_text("{}")
+    (start / "weights-0.npz").write_bytes(b"the starting weights")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("a user's file")
+    cases = ((tmp_path / "nowhere", tmp_path / "new", "holds no blurnet.json"), (start, start, "not --init-from"),
+             (start, mine, "must be a new or empty folder"))
+    for init_from, out, message in cases:
+        with pytest.raises(SystemExit, match=message):
+            train_keras.main(["--init-from", str(init_from), "--out", str(out)])
+    assert (start / "weights-0.npz").read_bytes() == b"the starting weights" and (mine / "notes.txt").is_file()
+    assert not (tmp_path / "new").exists()
+    assert train_keras.folder_problem(train_keras.parse_args(["--init-from", str(start), "--out", str(tmp_path / "new")])) is None
