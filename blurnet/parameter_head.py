@@ -21,9 +21,11 @@ so that errors at the accuracy aimed for (sigma 0.12 px, length 0.8 px, angle 2.
 circle, radius 0.2 px) weigh alike (0.034, 0.038, 0.044, 0.029). A smaller angle scale lets the angle
 take the shared layers' gradient: with 0.25 the streak length was not learned at all (R² about 0).
 The Huber loss (delta 1) of the scaled error is averaged over the columns the sample's class trains
-(`parameters.parameter_targets`' mask) and over the batch. `fit` adds it to the classification loss with
-weight `FitConfig.parameter_loss_weight` (1 by default: a 10 % error costs 0.005, a twentieth of a
-cross-entropy of 0.1, so the class head keeps the larger share of the gradient).
+(`parameters.parameter_targets`' mask), then Keras averages it over the whole batch: sharp samples and
+samples of unknown parameters (an empty mask) add 0 but count, so with a quarter of sharp samples the
+head's loss is three quarters of its mean over the blurred ones. `fit` adds it to the classification loss
+with weight `FitConfig.parameter_loss_weight` (1 by default: a 10 % error of a blurred sample costs 0.005,
+a twentieth of a cross-entropy of 0.1, so the class head keeps the larger share of the gradient).
 """
 from __future__ import annotations
 
