@@ -132,14 +132,13 @@ _SOF_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD
 _REDUCED_COLOR = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
-def jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(height, width) stored in a JPEG's frame header (before EXIF orientation), or None if `data` is no JPEG."""
+def _jpeg_segments(data: bytes):
+    """`(marker, payload)` of each segment of a JPEG's header, in order, up to its image data (start of scan);
+    nothing for data that is no JPEG, and no more after bytes that are no marker."""
     if data[:2] != b"\xff\xd8":
-        return None
+        return
     i = 2
-    while i + 9 <= len(data):
-        if data[i] != 0xFF:
-            return None
+    while i + 4 <= len(data) and data[i] == 0xFF:
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -147,22 +146,26 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
             i += 2
             continue
+        if marker in (0xDA, 0xD9):  # start of scan, end of image
+            return
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        yield marker, data[i + 4 : i + 2 + length]
+        i += 2 + length
+
+
+def jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) stored in a JPEG's frame header (before EXIF orientation), or None if `data` is no JPEG."""
+    for marker, payload in _jpeg_segments(data):
         if marker in _SOF_MARKERS:
-            return int.from_bytes(data[i + 5 : i + 7], "big"), int.from_bytes(data[i + 7 : i + 9], "big")
-        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+            return (int.from_bytes(payload[1:3], "big"), int.from_bytes(payload[3:5], "big")) if len(payload) >= 5 else None
     return None
 
 
 def jpeg_orientation(data: bytes) -> int:
     """The EXIF Orientation (1 to 8) of a JPEG's APP1 segment; 1 (as stored) when there is none or it is unreadable.
     5 to 8 turn the picture a quarter: its height and width are swapped on display."""
-    if data[:2] != b"\xff\xd8":
-        return 1
-    i = 2
-    while i + 4 <= len(data) and data[i] == 0xFF and data[i + 1] not in (0xDA, 0xD9):  # up to the image data
-        length = int.from_bytes(data[i + 2 : i + 4], "big")
-        segment = data[i + 4 : i + 2 + length]
-        if data[i + 1] == 0xE1 and segment[:6] == b"Exif\x00\x00" and segment[6:8] in (b"II", b"MM"):
+    for marker, segment in _jpeg_segments(data):
+        if marker == 0xE1 and segment[:6] == b"Exif\x00\x00" and segment[6:8] in (b"II", b"MM"):
             tiff, order = segment[6:], "little" if segment[6:8] == b"II" else "big"
             ifd = int.from_bytes(tiff[4:8], order)
             for entry in range(ifd + 2, ifd + 2 + 12 * int.from_bytes(tiff[ifd : ifd + 2], order), 12):
@@ -170,7 +173,6 @@ def jpeg_orientation(data: bytes) -> int:
                     value = int.from_bytes(tiff[entry + 8 : entry + 10], order)
                     return value if 1 <= value <= 8 else 1
             return 1
-        i += 2 + length
     return 1
 
 
