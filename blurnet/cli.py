@@ -266,7 +266,7 @@ def _progress_bar(total, label, unit="photos", file=None):
 @click.option("--full", is_flag=True, default=False, help="Answer from every textured tile with the export's own views (8 for the bundled model), about 10 times slower; by default at most 24 tiles a pyramid level, sampled by texture, one view each (the same label on 32 of 32 12-megapixel benchmark photographs, benchmarks/predict.py, and on 30 of 34 real ones, benchmarks/realdev.py).")
 def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into, move, dry_run, full):
     """Classify the blur of images: files, folders (recursive) or glob patterns, any size."""
-    from blurnet.inputs import count_inputs, expand_paths
+    from blurnet.inputs import expand_paths, list_items
     from blurnet.prediction import format_records, load_model, predict as run_predict, write_text_atomic
 
     if (move or dry_run) and not sort_into:
@@ -299,11 +299,12 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
         inputs, inside = split_inside(expand_paths(inputs), sort_into)
         if inside:
             click.echo(f"left out {len(inside)} files already under {sort_into}", err=True)
-    total = count_inputs(inputs)
+    items = list_items(inputs)  # what predict will answer, in its order
+    total = len(items)
     from blurnet.prediction import check_outputs_spare_inputs
 
     try:
-        check_outputs_spare_inputs([p for p, error in expand_paths(inputs) if error is None], total, output, map_path, mask_path)
+        check_outputs_spare_inputs([source for _, source, error in items if error is None], total, output, map_path, mask_path)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     try:

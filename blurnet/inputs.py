@@ -90,11 +90,6 @@ def list_items(paths_or_arrays) -> list[tuple[str, object, str | None]]:
     return items
 
 
-def count_inputs(paths_or_arrays) -> int:
-    """How many records `predict` will return for these inputs (for progress bars)."""
-    return len(list_items(paths_or_arrays))
-
-
 def array_to_rgb8(array) -> np.ndarray:
     """An in-memory image (HxW gray, HxWx3 RGB or HxWx4 RGBA; uint8, uint16 or float 0..1) as RGB uint8."""
     array = np.asarray(array)
