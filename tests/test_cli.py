@@ -128,3 +128,13 @@ def test_committed_files_name_no_folder_of_the_machine_they_were_made_on():
         found += [f"{name}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}" for m in machine_path.finditer(text)]
     assert read > 80 and "saved_models/blurnet-densenet121/blurnet.json" in listed.stdout
     assert found == []
+
+
+def test_fit_that_cannot_make_its_output_folder_is_a_clean_error_before_training(tmp_path, photo_folder):
+    (tmp_path / "a_file").write_text("x")
+    result = CliRunner().invoke(main, ["fit", "--weights", "none", "--backbone", "mobilenetv2", "--data", str(photo_folder),
+                                       "--out", str(tmp_path / "a_file" / "sub"), "--run-dir", str(tmp_path / "runs"),
+                                       "--image-size", "32", "--steps-per-epoch", "1"])
+    assert result.exit_code == 1 and "\nError: [Errno 20] Not a directory: " in result.output, result.output
+    assert not isinstance(result.exception, OSError)  # a ClickException's exit, not a traceback
+    assert (tmp_path / "a_file").read_text() == "x" and not (tmp_path / "runs").exists()

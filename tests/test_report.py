@@ -189,9 +189,12 @@ def check_report_numbers(out, labels, probabilities):
 
 def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_path):
     out = tmp_path / "cmp"
+    table = tmp_path / "comparison"
     result = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(out),
-                                       "--no-baselines", "--compare", str(export)])
+                                       "--no-baselines", "--compare", str(export), "--baselines-dir", str(table)])
     assert result.exit_code == 0, result.output
+    assert json.loads((table / "baselines.json").read_text())["baselines"] == json.loads((out / "metrics.json").read_text())["baselines"]
+    assert "| tiny-model (tiny) |" in (table / "README.md").read_text()
     rows = json.loads((out / "metrics.json").read_text())["baselines"]
     assert [r["name"] for r in rows] == ["blurnet (tiny)", "tiny-model (tiny)"]
     # The same model on the same images: the same numbers.
@@ -199,8 +202,10 @@ def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_pa
     assert rows[1]["parameters"] == rows[0]["parameters"] > 0
     assert "| tiny-model (tiny) |" in (out / "index.md").read_text()
     jpeg = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "j"),
-                                     "--no-baselines", "--jpeg", "30"])
-    assert jpeg.exit_code == 0, jpeg.output
+                                     "--no-baselines", "--jpeg", "30", "--baselines-dir", str(tmp_path)])
+    # The report is written; the comparison would replace a folder of other files, so it is refused by name.
+    assert jpeg.exit_code == 1 and "but not the baseline comparison" in jpeg.output, jpeg.output
+    assert "holds files but no baselines.json" in jpeg.output and (out / "metrics.json").is_file()
     assert json.loads((tmp_path / "j" / "metrics.json").read_text())["data"]["jpeg_quality"] == 30
     assert "JPEG-compressed at quality 30" in (tmp_path / "j" / "index.md").read_text()
     bad = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "x"),

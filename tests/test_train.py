@@ -247,7 +247,7 @@ def test_fit_logs_one_line_per_epoch_when_output_is_not_a_terminal():
 
 
 @pytest.mark.slow
-def test_fit_on_a_labelled_folder(tmp_path):
+def test_fit_on_a_labelled_folder(tmp_path, caplog):
     import cv2
 
     from data_pipeline.classes import CLASS_NAMES
@@ -258,8 +258,11 @@ def test_fit_on_a_labelled_folder(tmp_path):
         for i in range(5):
             cv2.imwrite(str(tmp_path / "data" / name / f"{i}.png"), textured_image(10 * c + i, 48, 56))
     config = FitConfig(data=str(tmp_path / "data"), out=str(tmp_path / "models"), name="lab", weights=None,
-                       backbone="mobilenetv2", run_dir=str(tmp_path / "runs"), **{**TINY, "epochs_finetune": 1})
-    meta = json.loads((fit(config) / "blurnet.json").read_text())
+                       backbone="mobilenetv2", run_dir=str(tmp_path / "runs"), resume=True, **{**TINY, "epochs_finetune": 1})
+    with caplog.at_level(logging.WARNING, logger="blurnet"):
+        meta = json.loads((fit(config) / "blurnet.json").read_text())
+    # --resume with no run folder to resume says so, then trains a new run.
+    assert f"--resume: no run folder {str(tmp_path / 'runs' / 'lab')!r}; starting a new run" in caplog.text
     assert meta["training_data"].startswith("labelled folder") and "20 images" in meta["training_data"]
     assert meta["held_out"]["n_images"] == 16
 
