@@ -153,18 +153,20 @@ def read_metadata(folder: str | os.PathLike, weights_only: bool = False) -> dict
     """`blurnet.json` of an export; `NotAnExportError` saying what was expected otherwise.
 
     `weights_only=True` also accepts the weights folder of `blurnet.train_keras`
-    (`weights-*.npz` beside its `blurnet.json`), a starting point for `fit --init-from`.
+    (`weights.json` and its `.npz` parts beside its `blurnet.json`), a starting point for `fit --init-from`.
     """
+    from blurnet.train_keras import WEIGHTS_MANIFEST
+
     folder = Path(folder)
     meta = folder / METADATA_FILE
     if not folder.is_dir():
         raise NotAnExportError(f"Model folder {str(folder)!r} does not exist.")
-    has_weights = (folder / "saved_model.pb").is_file() or (weights_only and any(folder.glob("weights-*.npz")))
+    has_weights = (folder / "saved_model.pb").is_file() or (weights_only and (folder / WEIGHTS_MANIFEST).is_file())
     if not meta.is_file() or not has_weights:
         raise NotAnExportError(
             f"{str(folder)!r} is not a blurnet export: expected a TensorFlow SavedModel "
             f"(saved_model.pb) with {METADATA_FILE} beside it, as written by 'blurnet fit'"
-            + (", or weights-*.npz from 'python -m blurnet.train_keras'." if weights_only else ".")
+            + (f", or the {WEIGHTS_MANIFEST} and weights of 'python -m blurnet.train_keras'." if weights_only else ".")
         )
     try:
         return json.loads(meta.read_text())
@@ -247,7 +249,7 @@ def _read_savedmodel_weights(model, folder: Path) -> None:
 def load_export_weights(model, folder: str | os.PathLike) -> dict:
     """Copy every weight of the export in `folder` (its SavedModel's variables) into `model`; returns its metadata.
 
-    `folder` may also be the output of `blurnet.train_keras` (`weights-*.npz`).
+    `folder` may also be the output of `blurnet.train_keras` (`weights.json` and its `.npz` parts).
 
     The export must have the same architecture: backbone, spectral branch and
     high-pass channels are checked against `model`'s first, with a `ValueError`

@@ -5,7 +5,7 @@ export). This module is for a GPU machine that has JAX or PyTorch but no
 TensorFlow: it imports neither TensorFlow nor `blurnet.train`, makes batches
 with `data_pipeline.batches.BlurBatchMaker` in worker processes, and trains
 the same `create_model` network. It writes the weights as `.npz` parts of at
-most 15 MB each (`weights-0.npz`, ...), `train_keras.json` (settings,
+most 15 MB each (`weights-G-K.npz`, named by `weights.json`), `train_keras.json` (settings,
 curves, validation accuracy) and a `blurnet.json` that names the starting
 export; `blurnet fit --init-from OUT --epochs-finetune 0` then evaluates and
 exports them with TensorFlow (`load_npz_weights` puts them into a model).
@@ -51,6 +51,7 @@ from data_pipeline.scenes import generated_scenes
 from data_pipeline.sources import bundled_splits
 
 PART_BYTES = 15_000_000
+WEIGHTS_MANIFEST = "weights.json"  # names the parts of the last complete save
 _MAKER: BlurBatchMaker | None = None  # each worker process builds its own
 
 
@@ -82,8 +83,13 @@ def _make_uint8_batch(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def save_npz_weights(weights: list[np.ndarray], folder: Path) -> list[Path]:
-    """Write `model.get_weights()` as `weights-K.npz` parts of at most `PART_BYTES` each; returns the paths."""
+    """Write `model.get_weights()` as `.npz` parts of at most `PART_BYTES` each, then `weights.json` naming them;
+    returns the parts. Each save writes new part files (`weights-G-K.npz`, G counting the saves) and replaces
+    `weights.json` last, in one rename, before the previous save's parts are deleted: a run killed at any moment
+    leaves one whole set of weights, the old or the new, never a mix of the two."""
     folder.mkdir(parents=True, exist_ok=True)
+    manifest = folder / WEIGHTS_MANIFEST
+    generation = json.loads(manifest.read_text())["generation"] + 1 if manifest.is_file() else 0
     parts, current, size = [], {}, 0
     for i, w in enumerate(weights):
         if current and size + w.nbytes > PART_BYTES:
@@ -94,22 +100,37 @@ def save_npz_weights(weights: list[np.ndarray], folder: Path) -> list[Path]:
     parts.append(current)
     paths = []
     for k, part in enumerate(parts):
-        path = folder / f"weights-{k}.npz"
-        tmp = folder / f".weights-{k}.tmp.npz"
-        np.savez(tmp, **part)
-        os.replace(tmp, path)
-        paths.append(path)
+        with atomic_file(folder / f"weights-{generation}-{k}.npz") as tmp:
+            np.savez(tmp, **part)
+        paths.append(folder / f"weights-{generation}-{k}.npz")
+    with atomic_file(manifest) as tmp:
+        tmp.write_text(json.dumps({"generation": generation, "parts": [p.name for p in paths], "arrays": len(weights)}))
+    for stale in set(folder.glob("weights-*.npz")) - set(paths):  # the previous save's, or a killed save's, parts
+        stale.unlink()
+    return paths
+
+
+def weight_parts(folder: str | os.PathLike) -> list[Path]:
+    """The `.npz` parts of the last complete save in `folder`, as its `weights.json` names them; [] if it has none."""
+    manifest = Path(folder) / WEIGHTS_MANIFEST
+    if not manifest.is_file():
+        return []
+    paths = [Path(folder) / name for name in json.loads(manifest.read_text())["parts"]]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise ValueError(f"{str(manifest)!r} names weight files that are missing: {', '.join(missing)}.")
     return paths
 
 
 def load_npz_weights(model, folder: str | os.PathLike) -> None:
-    """Set `model`'s weights from the `weights-K.npz` parts in `folder`; `ValueError` if they do not fit."""
+    """Set `model`'s weights from the `.npz` parts that `folder`'s `weights.json` names; `ValueError` if there are
+    none or they do not fit."""
     merged = {}
-    for path in sorted(Path(folder).glob("weights-*.npz")):
+    for path in weight_parts(folder):
         with np.load(path) as part:
             merged.update({k: part[k] for k in part.files})
     if not merged:
-        raise ValueError(f"no weights-*.npz files in {str(folder)!r}.")
+        raise ValueError(f"no weights in {str(folder)!r}: it has no {WEIGHTS_MANIFEST} naming weight files.")
     weights = [merged[k] for k in sorted(merged)]
     expected = model.get_weights()
     if len(weights) != len(expected) or any(a.shape != b.shape for a, b in zip(weights, expected)):
@@ -160,8 +181,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m blurnet.train_keras", description=__doc__.split("\n\n")[0])
     p.add_argument("--init-from", required=True,
                    help="starting weights: a blurnet export (saved_models/blurnet-densenet121), a folder written by this "
-                        "command (weights-*.npz) or by 'blurnet export EXPORT --format keras' (model.keras)")
-    p.add_argument("--out", required=True, help="folder for weights-*.npz and train_keras.json")
+                        "command (weights.json and its .npz parts) or by 'blurnet export EXPORT --format keras' (model.keras)")
+    p.add_argument("--out", required=True, help="folder for the weights (weights.json and its .npz parts) and train_keras.json")
     p.add_argument("--image-size", type=int, default=96)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (AdamW, cosine decay)")
@@ -223,9 +244,9 @@ def _validation_batches(args) -> tuple[list, list[str]]:
 
 
 def load_starting_weights(model, folder: Path) -> None:
-    """Weights from `folder`: its `weights-*.npz` parts, its `model.keras`, or a blurnet export's SavedModel
+    """Weights from `folder`: its `weights.json` and `.npz` parts, its `model.keras`, or a blurnet export's SavedModel
     variables (read without TensorFlow, `blurnet.checkpoint`); a `ValueError` naming what it looked for otherwise."""
-    if any(folder.glob("weights-*.npz")):
+    if (folder / WEIGHTS_MANIFEST).is_file():
         load_npz_weights(model, folder)
     elif (folder / "model.keras").is_file():
         model.load_weights(folder / "model.keras")
@@ -234,7 +255,7 @@ def load_starting_weights(model, folder: Path) -> None:
 
         load_export_variables(model, folder)
     else:
-        raise ValueError(f"{str(folder)!r} holds none of weights-*.npz, model.keras or a SavedModel's "
+        raise ValueError(f"{str(folder)!r} holds none of weights.json, model.keras or a SavedModel's "
                          "variables/variables.index: pass a blurnet export or a folder this command wrote.")
 
 
@@ -321,7 +342,7 @@ def _train(model, batches, val_batches, args, out: Path, started: float) -> dict
                 save_npz_weights(best_weights, out)
             if done:
                 break
-    if not list(out.glob("weights-*.npz")):
+    if not (out / WEIGHTS_MANIFEST).is_file():
         save_npz_weights(best_weights, out)
     return {"steps": step, "images": step * args.batch_size, "images_per_s": seen / (time.time() - train_start) if train_start else None,
             "best_val_accuracy": best_val, "history": history}
@@ -350,8 +371,8 @@ def main(argv=None) -> dict:
     if problem:
         raise SystemExit(f"python -m blurnet.train_keras: error: {problem}")
     out, started = Path(args.out), time.time()
-    for stale in out.glob("weights-*.npz"):  # parts of an earlier run must not mix with this one's
-        stale.unlink()
+    for stale in [*out.glob("weights-*.npz"), out / WEIGHTS_MANIFEST]:  # an earlier run's weights are not this one's
+        stale.unlink(missing_ok=True)
     # Step 1, data: the bundled photographs split as `blurnet fit` splits them (by photograph, from the seed).
     maker_args = (args.image_size, args.batch_size, args.seed, args.data_seed, args.psf_families, args.generated_scenes)
     train_config = pipeline_config(args.image_size, args.batch_size, args.data_seed, args.psf_families)

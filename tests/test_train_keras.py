@@ -1,5 +1,6 @@
 """`blurnet.train_keras`: its weight files and how `fit --init-from` takes them."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,9 +28,49 @@ def test_npz_parts_round_trip(tmp_path, models, monkeypatch):
     assert len(paths) >= 2  # parts of at most 2 MB (an array larger than that is a part of its own)
     assert all(s <= 2_000_000 or len(np.load(p).files) == 1 for s, p in zip(sizes, paths))
     assert not list(tmp_path.glob(".*tmp*"))  # written atomically, no leftovers
+    assert json.loads((tmp_path / "weights.json").read_text()) == {"generation": 0, "parts": [p.name for p in paths],
+                                                                    "arrays": len(source.get_weights())}
     assert not all(np.array_equal(x, y) for x, y in zip(source.get_weights(), target.get_weights()))
     train_keras.load_npz_weights(target, tmp_path)
     assert all(np.array_equal(x, y) for x, y in zip(source.get_weights(), target.get_weights()))
+
+
+@pytest.mark.parametrize("killed_at", ["a new part", "weights.json", "deleting the old parts"])
+def test_a_save_killed_at_any_step_leaves_one_whole_set_of_weights(tmp_path, models, monkeypatch, killed_at):
+    """A time-boxed run is killed while it saves: the folder loads the old weights, or the new, never a mix."""
+    old, new = models
+    monkeypatch.setattr(train_keras, "PART_BYTES", 2_000_000)
+    first = train_keras.save_npz_weights(old.get_weights(), tmp_path)
+    real_savez, real_unlink, saved = np.savez, Path.unlink, []
+
+    def savez(path, **arrays):  # the kill comes after the first new part is written
+        if saved:
+            raise KeyboardInterrupt
+        saved.append(path)
+        real_savez(path, **arrays)
+
+    def unlink(path, missing_ok=False):
+        raise KeyboardInterrupt
+
+    if killed_at == "a new part":
+        monkeypatch.setattr(np, "savez", savez)
+    elif killed_at == "weights.json":
+        real_write = Path.write_text
+        monkeypatch.setattr(Path, "write_text", lambda path, text: (_ for _ in ()).throw(KeyboardInterrupt)
+                            if ".weights.json" in path.name else real_write(path, text))
+    else:
+        monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.raises(KeyboardInterrupt):
+        train_keras.save_npz_weights(new.get_weights(), tmp_path)
+    monkeypatch.undo()
+    expected = new if killed_at == "deleting the old parts" else old
+    target = create_model("mobilenetv2", weights=None, spectrum=True)
+    train_keras.load_npz_weights(target, tmp_path)
+    assert all(np.array_equal(x, y) for x, y in zip(target.get_weights(), expected.get_weights()))
+    # The next save starts clean: one set of parts on disk, the ones weights.json names.
+    train_keras.save_npz_weights(new.get_weights(), tmp_path)
+    assert sorted(tmp_path.glob("weights-*.npz")) == sorted(train_keras.weight_parts(tmp_path))
+    assert not set(train_keras.weight_parts(tmp_path)) & set(first) and len(first) >= 2
 
 
 def test_fit_init_from_takes_a_weights_folder(tmp_path, models):
@@ -52,6 +93,9 @@ def test_weights_that_do_not_fit_are_refused(tmp_path, models):
         train_keras.load_npz_weights(source, tmp_path)
     with pytest.raises(ValueError, match="no weights"):
         train_keras.load_npz_weights(source, tmp_path / "empty")
+    (tmp_path / train_keras.weight_parts(tmp_path)[-1]).unlink()
+    with pytest.raises(ValueError, match="names weight files that are missing: weights-0-"):
+        train_keras.load_npz_weights(source, tmp_path)
 
 
 @pytest.mark.slow
@@ -85,7 +129,7 @@ def test_training_steps_with_the_parameter_head_from_a_start_without_it(tmp_path
     assert len(step_traces) == 1  # the training variables were made before the first step
     assert summary["steps"] == 4 and [h["step"] for h in summary["history"]] == [2, 4]
     assert {"val_accuracy", "val_sigma_mae", "val_length_mae", "val_angle_mae_deg", "val_radius_mae"} <= summary["history"][-1].keys()
-    assert list((tmp_path / "out").glob("weights-*.npz"))  # the best weights, kept on disk
+    assert train_keras.weight_parts(tmp_path / "out")  # the best weights, kept on disk
 
 
 @pytest.mark.parametrize("families", ["classic", "realistic"])
