@@ -90,9 +90,11 @@ def _start_tensorflow(device_line: bool = True) -> None:
 @click.option("--seed", type=int, default=0, help="Random seed.")
 @click.option("--generated-scenes", type=click.IntRange(min=0), default=0, show_default=True, help="Add this many generated dead-leaves scenes to the photographs (as fit --generated-scenes).")
 def preview(out, data, image_size, seed, generated_scenes):
-    """Draw the four PSFs and sample training crops of each class."""
+    """Draw the PSF families, one crop through the camera steps, and training samples of each class."""
     _start_tensorflow(device_line=False)
-    from blurnet.preview import write_preview
+    import numpy as np
+
+    from blurnet.preview import pick_camera_crop, write_preview
     from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
     from data_pipeline.scenes import generated_scenes as dead_leaves_scenes
     from data_pipeline.sources import load_photographs
@@ -100,8 +102,10 @@ def preview(out, data, image_size, seed, generated_scenes):
     try:
         config = PipelineConfig(image_size=image_size, batch_size=32, seed=seed)
         photos = load_photographs(data, min_size=image_size) + dead_leaves_scenes(generated_scenes, seed)
-        images, labels, params = BlurBatchMaker(photos, config, "preview", augment=False).make_batch(0)
-        click.echo(f"wrote {write_preview(out, images, labels, params)}")
+        maker = BlurBatchMaker(photos, config, "preview", augment=True)  # as the training stream makes them
+        images, labels, params = maker.make_batch(0)
+        sharp_crop = pick_camera_crop(maker.croppers, np.random.default_rng(seed), maker.source_crop_size)
+        click.echo(f"wrote {write_preview(out, images, labels, params, sharp_crop)}")
     except (ValueError, OSError) as error:
         raise click.ClickException(str(error)) from None
 
