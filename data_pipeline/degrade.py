@@ -248,6 +248,38 @@ def convolve(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
     return out.reshape(image.shape)
 
 
+def depth_defocus(image: np.ndarray, start: float, end: float, angle: float) -> np.ndarray:
+    """Defocus that changes across `image` as a slanted scene's depth does (a ground plane, a wall seen at an angle).
+
+    The uniform-disk radius runs linearly from `start` px at one edge to `end` px at the opposite one, along the
+    direction `angle` (degrees, counter-clockwise on screen, 0 = left to right), so the image's middle has their
+    mean. `image` is blurred by `psf.defocus_psf` at radii 0.25 px apart and each pixel blends the two nearest,
+    a layered approximation of a depth-varying PSF; `start == end` is `convolve` with one disk. Radii >= 0.5 px.
+    """
+    for name, value in (("start", start), ("end", end)):
+        if not (math.isfinite(value) and value >= 0.5):
+            raise ValueError(f"{name} radius must be a finite number >= 0.5 px, got {value!r}.")
+    image = np.asarray(image, np.float32)
+    h, w = image.shape[:2]
+    a = math.radians(angle)
+    along = np.abs(math.cos(a)) * (w - 1) + np.abs(math.sin(a)) * (h - 1)  # the image's length along the ramp
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    t = ((xx - (w - 1) / 2) * math.cos(a) - (yy - (h - 1) / 2) * math.sin(a)) / max(along, 1.0) + 0.5
+    radius = start + np.clip(t, 0.0, 1.0) * (end - start)
+    low, step = min(start, end), 0.25
+    layers = [convolve(image, defocus_psf(low + k * step)) for k in range(int(math.ceil((max(start, end) - low) / step)) + 1)]
+    if len(layers) == 1:
+        return layers[0]
+    position = np.clip((radius - low) / step, 0.0, len(layers) - 1.0)
+    below = np.minimum(position.astype(np.int64), len(layers) - 2)
+    frac = position - below
+    out = np.zeros_like(image)
+    for k, layer in enumerate(layers):  # each pixel blends its two nearest layers
+        weight = np.where(below == k, 1.0 - frac, 0.0) + np.where(below == k - 1, frac, 0.0)
+        out += (weight[..., None] if image.ndim == 3 else weight).astype(np.float32) * layer
+    return out
+
+
 def add_noise(image: np.ndarray, sigma: float, rng: np.random.Generator, clip: bool = True) -> np.ndarray:
     """Add zero-mean Gaussian noise of standard deviation `sigma` (0..255 scale)."""
     if not math.isfinite(sigma) or sigma < 0:

@@ -2,8 +2,9 @@ import numpy as np
 import pytest
 
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
-from data_pipeline.degrade import BlurParams, add_noise, convolve, degrade, make_psf, psf_half_size, sample_params
-from data_pipeline.psf import gaussian_psf, motion_psf
+from data_pipeline.degrade import (BlurParams, add_noise, convolve, degrade, depth_defocus, make_psf, psf_half_size,
+                                   sample_params)
+from data_pipeline.psf import defocus_psf, gaussian_psf, motion_psf
 
 
 def test_convolve_is_a_true_convolution_with_reflect_borders():
@@ -109,3 +110,26 @@ def test_convolve_takes_rank_one_kernels_of_any_odd_shape(shape):
     kernel /= kernel.sum()
     expected = cv2.filter2D(image, cv2.CV_32F, kernel[::-1, ::-1].copy(), borderType=cv2.BORDER_REFLECT)
     np.testing.assert_allclose(convolve(image, kernel), expected, atol=1e-3)
+
+
+def test_depth_defocus_runs_its_radius_along_a_ramp():
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0, 255, (41, 61, 3)).astype(np.float32)
+    # Equal ends: one disk.
+    np.testing.assert_allclose(depth_defocus(image, 3.0, 3.0, 20.0), convolve(image, defocus_psf(3.0)), atol=1e-4)
+    # Left to right, 2 -> 4 px: the middle column is the 3 px disk's, the edge columns their own disks'.
+    ramp = depth_defocus(image, 2.0, 4.0, 0.0)
+    np.testing.assert_allclose(ramp[:, 30], convolve(image, defocus_psf(3.0))[:, 30], atol=1e-3)
+    np.testing.assert_allclose(ramp[:, 0], convolve(image, defocus_psf(2.0))[:, 0], atol=1e-3)
+    np.testing.assert_allclose(ramp[:, -1], convolve(image, defocus_psf(4.0))[:, -1], atol=1e-3)
+    # 90 degrees runs bottom to top (counter-clockwise on screen): the top row has the end radius.
+    up = depth_defocus(image, 2.0, 4.0, 90.0)
+    np.testing.assert_allclose(up[0], convolve(image, defocus_psf(4.0))[0], atol=1e-3)
+    np.testing.assert_allclose(up[-1], convolve(image, defocus_psf(2.0))[-1], atol=1e-3)
+    # Blur grows along the ramp: less detail (pixel-to-pixel change) where the radius is larger.
+    detail = np.abs(np.diff(ramp, axis=0)).mean(axis=(0, 2))
+    assert detail[:10].mean() > 1.5 * detail[-10:].mean()
+    flat = np.full((21, 21), 77.0, np.float32)
+    np.testing.assert_allclose(depth_defocus(flat, 1.0, 6.5, 45.0), flat, atol=1e-3)  # every layer sums to 1
+    with pytest.raises(ValueError, match=r"start radius must be a finite number >= 0.5 px, got 0.2"):
+        depth_defocus(image, 0.2, 3.0, 0.0)
