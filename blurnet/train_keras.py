@@ -255,8 +255,10 @@ def load_starting_weights(model, folder: Path) -> None:
 
         load_export_variables(model, folder)
     else:
+        old_parts = " (it has weights-*.npz but no weights.json naming them: parts of an interrupted save or of an older format)" \
+            if any(folder.glob("weights-*.npz")) else ""
         raise ValueError(f"{str(folder)!r} holds none of weights.json, model.keras or a SavedModel's "
-                         "variables/variables.index: pass a blurnet export or a folder this command wrote.")
+                         f"variables/variables.index{old_parts}: pass a blurnet export or a folder this command wrote.")
 
 
 def _build_model(args):
@@ -371,7 +373,7 @@ def main(argv=None) -> dict:
     if problem:
         raise SystemExit(f"python -m blurnet.train_keras: error: {problem}")
     out, started = Path(args.out), time.time()
-    for stale in [*out.glob("weights-*.npz"), out / WEIGHTS_MANIFEST]:  # an earlier run's weights are not this one's
+    for stale in [out / WEIGHTS_MANIFEST, *out.glob("weights-*.npz")]:  # an earlier run's weights are not this one's
         stale.unlink(missing_ok=True)
     # Step 1, data: the bundled photographs split as `blurnet fit` splits them (by photograph, from the seed).
     maker_args = (args.image_size, args.batch_size, args.seed, args.data_seed, args.psf_families, args.generated_scenes)
@@ -384,21 +386,24 @@ def main(argv=None) -> dict:
     import keras
 
     print(f"backend {keras.backend.backend()}, {model.count_params():,} parameters; validation: {', '.join(val_names)}", flush=True)
-    # Step 3, train for the time budget.
+    # Step 3, the metadata first: best weights are saved as soon as they are found, so a run killed at its time
+    # limit leaves them beside a blurnet.json of this run (`"finished": false`), never of an earlier one.
+    run = {
+        "command": "python -m blurnet.train_keras " + " ".join(sys.argv[1:] if argv is None else argv),
+        "backend": keras.backend.backend(), "batch_size": args.batch_size,
+        "pipeline": {"image_size": args.image_size, "psf_families": args.psf_families, "families": train_config.families.to_dict(),
+                     "camera": train_config.camera_record(), "generated_scenes": args.generated_scenes},
+    }
+    _write_metadata(args, out, {**run, "finished": False, "wall_time_s": None}, train_config)
+    # Step 4, train for the time budget.
     batches = _batches(pool, 0, ahead=4 * args.workers)
     try:
         trained = _train(model, batches, val_batches, args, out, started)
     finally:
         batches.close()
         pool.terminate()
-    summary = {
-        "command": "python -m blurnet.train_keras " + " ".join(sys.argv[1:] if argv is None else argv),
-        "backend": keras.backend.backend(), "batch_size": args.batch_size, **trained,
-        "pipeline": {"image_size": args.image_size, "psf_families": args.psf_families, "families": train_config.families.to_dict(),
-                     "camera": train_config.camera_record(), "generated_scenes": args.generated_scenes},
-        "wall_time_s": time.time() - started,
-    }
-    # Step 4, metadata beside the weights.
+    summary = {**run, **trained, "finished": True, "wall_time_s": time.time() - started}
+    # Step 5, the metadata again, with the training's figures.
     _write_metadata(args, out, summary, train_config)
     print(f"best val accuracy {summary['best_val_accuracy']:.4f}; wrote {out}", flush=True)
     return summary

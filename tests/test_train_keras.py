@@ -208,3 +208,39 @@ def test_bad_arguments_and_folders_stop_before_anything_is_deleted(tmp_path, cap
     assert (start / "weights-0.npz").read_bytes() == b"the starting weights" and (mine / "notes.txt").is_file()
     assert not (tmp_path / "new").exists()
     assert train_keras.folder_problem(train_keras.parse_args(["--init-from", str(start), "--out", str(tmp_path / "new")])) is None
+
+
+def test_a_run_killed_while_it_trains_leaves_its_weights_beside_its_own_metadata(tmp_path, monkeypatch):
+    """The best weights are saved as they are found: a run killed then (its time limit) must not leave them beside an
+    earlier run's blurnet.json, which `fit --init-from` would read as theirs."""
+    start, out = tmp_path / "start", tmp_path / "out"
+    start.mkdir()
+    (start / "blurnet.json").write_text(json.dumps({"backbone": "mobilenetv2", "spectrum": True, "image_size": 64}))
+    out.mkdir()  # an earlier run's folder: its metadata and weights
+    (out / "train_keras.json").write_text("{}")
+    (out / "blurnet.json").write_text(json.dumps({"image_size": 64, "psf_families": {"earlier": True}}))
+    train_keras.save_npz_weights([np.zeros(3, np.float32)], out)
+
+    class Stub:  # what main() touches of the pool, the batches and the model
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: self
+
+        def count_params(self):
+            return 3
+
+    def killed(model, batches, val_batches, args, out, started):
+        train_keras.save_npz_weights([np.full(3, 7.0, np.float32)], out)  # a best found, then the time limit
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_keras, "_validation_batches", lambda args: ([], ["astronaut"]))
+    monkeypatch.setattr(train_keras.multiprocessing, "get_context", lambda method: Stub())
+    monkeypatch.setattr(train_keras, "_build_model", lambda args: Stub())
+    monkeypatch.setattr(train_keras, "_batches", lambda pool, start, ahead: Stub())
+    monkeypatch.setattr(train_keras, "_train", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train_keras.main(["--init-from", str(start), "--out", str(out), "--image-size", "96", "--psf-families", "classic"])
+    meta = read_metadata(out, weights_only=True)
+    assert meta["image_size"] == 96 and meta["training"]["finished"] is False and meta["psf_families"]["shake_fraction"] == 0.0
+    assert meta["training"]["command"].endswith("--psf-families classic") and meta["started_from"]["image_size"] == 64
+    parts = train_keras.weight_parts(out)
+    assert sorted(out.glob("weights-*.npz")) == parts and np.load(parts[0])["w0000"].tolist() == [7.0, 7.0, 7.0]
