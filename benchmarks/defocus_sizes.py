@@ -5,7 +5,7 @@
 Real lens blur is often smaller than the training's smallest defocus radius (2 px), and in a
 slanted scene its radius changes across the image. This measures how the model reads both:
 uniform disks (`psf.defocus_psf`) of radius 1 to 7 px, Gaussians of sigma 0.6 to 2 px beside
-them, disks whose radius runs from one edge of the crop to the other
+them, disks whose radius runs from one edge of the kept crop to the other
 (`degrade.depth_defocus`, a random direction per crop), and a 5 px disk and a 2 px Gaussian
 dithered to 200 and to 64 colours, as a GIF holds a photograph. N crops of PX pixels (default 128 of
 96) per case from the held-out test photographs (the bundled photographs split as the bundled
@@ -51,7 +51,7 @@ CASES = {
     **{f"disk_r{r:g}": ((lambda r: lambda image, angle: convolve(image, defocus_psf(r)))(r), None)
        for r in (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)},
     **{f"gaussian_s{s:g}": ((lambda s: lambda image, angle: convolve(image, gaussian_psf(s)))(s), None) for s in (0.6, 1.0, 2.0)},
-    **{f"depth_r{a:g}_to_{b:g}": ((lambda a, b: lambda image, angle: depth_defocus(image, a, b, angle))(a, b), None)
+    **{f"depth_r{a:g}_to_{b:g}": ((lambda a, b: lambda image, angle: depth_defocus(image, a, b, angle, MARGIN))(a, b), None)
        for a, b in ((1.0, 3.0), (2.0, 4.0), (1.0, 6.0), (3.0, 7.0))},
     **{f"{name}_palette{colours}": (blur, colours) for colours in (200, 64)
        for name, blur in (("disk_r5", lambda image, angle: convolve(image, defocus_psf(5.0))),

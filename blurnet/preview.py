@@ -44,9 +44,10 @@ def describe_params(label: int, params: np.ndarray) -> str:
     return f"{name}{detail} n={noise:.1f}"
 
 
-def _shake_seed(label: int, extent: float, accept) -> int:
-    """The first PSF seed whose camera shake of `extent` passes `accept(spread)`, as `sample_blur` would keep it."""
-    for seed in range(100):
+def _shake_seed(label: int, extent: float, accept, start: int = 0) -> int:
+    """The first PSF seed from `start` whose camera shake of `extent` passes `accept(spread)`, as `sample_blur`
+    would keep it."""
+    for seed in range(start, start + 100):
         if accept(motion_spread(make_psf(BlurParams(label, extent, family="shake", psf_seed=seed, extent=extent)))[0]):
             return seed
     raise RuntimeError(f"no camera shake of extent {extent} in 100 seeds passed")  # not met: most draws pass
@@ -64,7 +65,7 @@ def family_examples() -> list[tuple[str, np.ndarray]]:
     sharp, motion = CLASS_NAMES.index("sharp"), CLASS_NAMES.index("motion")
     shaken = _shake_seed(sharp, 0.0, lambda spread: spread <= SHAKE_SHARP_MAX_SPREAD)
     first = _shake_seed(motion, 15.0, lambda spread: spread >= SHAKE_MOTION_MIN_SPREAD)
-    second = _shake_seed(motion, 15.0, lambda spread: spread >= SHAKE_MOTION_MIN_SPREAD and spread < 9.0)
+    second = _shake_seed(motion, 15.0, lambda spread: SHAKE_MOTION_MIN_SPREAD <= spread < 9.0, start=first + 1)
 
     def spread(kernel):  # what a trajectory is labelled with
         return f" L={motion_spread(kernel)[0]:.1f}"

@@ -248,21 +248,28 @@ def convolve(image: np.ndarray, psf: np.ndarray) -> np.ndarray:
     return out.reshape(image.shape)
 
 
-def depth_defocus(image: np.ndarray, start: float, end: float, angle: float) -> np.ndarray:
+def depth_defocus(image: np.ndarray, start: float, end: float, angle: float, margin: int = 0) -> np.ndarray:
     """Defocus that changes across `image` as a slanted scene's depth does (a ground plane, a wall seen at an angle).
 
     The uniform-disk radius runs linearly from `start` px at one edge to `end` px at the opposite one, along the
     direction `angle` (degrees, counter-clockwise on screen, 0 = left to right), so the image's middle has their
-    mean. `image` is blurred by `psf.defocus_psf` at radii 0.25 px apart and each pixel blends the two nearest,
-    a layered approximation of a depth-varying PSF; `start == end` is `convolve` with one disk. Radii >= 0.5 px.
+    mean; with a `margin`, the edges are those of the image less `margin` px on each side (the part to be kept
+    once the margin is cropped), and the radius holds its end values beyond them. `image` is blurred by
+    `psf.defocus_psf` at radii 0.25 px apart and each pixel blends the two nearest, a layered approximation of a
+    depth-varying PSF; `start == end` is `convolve` with one disk. Radii >= 0.5 px.
     """
     for name, value in (("start", start), ("end", end)):
         if not (math.isfinite(value) and value >= 0.5):
             raise ValueError(f"{name} radius must be a finite number >= 0.5 px, got {value!r}.")
+    if not math.isfinite(angle):
+        raise ValueError(f"angle must be a finite number of degrees, got {angle!r}.")
     image = np.asarray(image, np.float32)
     h, w = image.shape[:2]
+    if not (0 <= margin and 2 * margin < min(h, w)):
+        raise ValueError(f"margin must be >= 0 and leave part of the {h}x{w} image, got {margin!r}.")
     a = math.radians(angle)
-    along = np.abs(math.cos(a)) * (w - 1) + np.abs(math.sin(a)) * (h - 1)  # the image's length along the ramp
+    # The kept part's length along the ramp, so that its corners (or edges) reach `start` and `end`.
+    along = np.abs(math.cos(a)) * (w - 1 - 2 * margin) + np.abs(math.sin(a)) * (h - 1 - 2 * margin)
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     t = ((xx - (w - 1) / 2) * math.cos(a) - (yy - (h - 1) / 2) * math.sin(a)) / max(along, 1.0) + 0.5
     radius = start + np.clip(t, 0.0, 1.0) * (end - start)

@@ -131,5 +131,14 @@ def test_depth_defocus_runs_its_radius_along_a_ramp():
     assert detail[:10].mean() > 1.5 * detail[-10:].mean()
     flat = np.full((21, 21), 77.0, np.float32)
     np.testing.assert_allclose(depth_defocus(flat, 1.0, 6.5, 45.0), flat, atol=1e-3)  # every layer sums to 1
+    # With a margin, the kept part runs from start to end: its first and last columns have the end radii.
+    kept = depth_defocus(image, 2.0, 4.0, 0.0, margin=10)
+    np.testing.assert_allclose(kept[:, 10], convolve(image, defocus_psf(2.0))[:, 10], atol=1e-3)
+    np.testing.assert_allclose(kept[:, 50], convolve(image, defocus_psf(4.0))[:, 50], atol=1e-3)
+    np.testing.assert_allclose(kept[:, :10], convolve(image, defocus_psf(2.0))[:, :10], atol=1e-3)  # held beyond
     with pytest.raises(ValueError, match=r"start radius must be a finite number >= 0.5 px, got 0.2"):
         depth_defocus(image, 0.2, 3.0, 0.0)
+    with pytest.raises(ValueError, match=r"angle must be a finite number of degrees, got nan"):
+        depth_defocus(image, 2.0, 3.0, float("nan"))
+    with pytest.raises(ValueError, match=r"leave part of the 41x61 image, got 21"):
+        depth_defocus(image, 2.0, 3.0, 0.0, margin=21)

@@ -205,7 +205,7 @@ def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_pa
                                      "--no-baselines", "--jpeg", "30", "--baselines-dir", str(tmp_path)])
     # The report is written; the comparison would replace a folder of other files, so it is refused by name.
     assert jpeg.exit_code == 1 and "but not the baseline comparison" in jpeg.output, jpeg.output
-    assert "holds files but no baselines.json" in jpeg.output and (out / "metrics.json").is_file()
+    assert "holds files but no baselines.json" in jpeg.output and (tmp_path / "j" / "metrics.json").is_file()
     assert json.loads((tmp_path / "j" / "metrics.json").read_text())["data"]["jpeg_quality"] == 30
     assert "JPEG-compressed at quality 30" in (tmp_path / "j" / "index.md").read_text()
     bad = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "x"),
