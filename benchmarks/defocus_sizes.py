@@ -20,9 +20,12 @@ open; skipped when neither is given). For each textured 64 px tile of a pair, th
 squares with a gain and an offset, both frames first smoothed by a 0.6 px Gaussian against their
 dithering) gives the tile's blur radius; a tile is "blurred" where that disk explains it 1.5 times
 better than no blur. Per radius bin: the tiles, how often the best Gaussian (sigma 0.5 to 5 px)
-fits better than the best disk, and the share of the model's answers on the 96 px crop of the
-defocused frame centred on the tile. Last line: JSON with the cases (`{case: {class: share}}`),
-`real` (`{bin: {"tiles", "gaussian_fits_better", class: share}}`, or null), `images`, `size`.
+fits better than the best disk, and the share of the model's answers on three versions of the 96
+px crop centred on each tile: the defocused frame as it is (`real`), the same place synthesised
+from the sharp frame and the tile's disk (`synthesised`), and that dithered to as many colours as
+the real crop holds (`synthesised_dithered`; the check set's DPDD frames are 256-colour GIFs).
+Last line: JSON with the cases (`{case: {class: share}}`), `real` (`{bin: {"tiles",
+"gaussian_fits_better", version: {class: share}}}`, or null), `images`, `size`.
 """
 from __future__ import annotations
 
@@ -95,38 +98,52 @@ def sized_tiles(sharp: np.ndarray, defocused: np.ndarray) -> list[tuple[int, int
     return tiles
 
 
+#: What the model answers for each blurred real tile: the defocused frame as it is; the same place synthesised (the
+#: sharp frame blurred by the tile's fitted disk); and that dithered to as many colours as the real crop holds.
+VERSIONS = ("real", "synthesised", "synthesised_dithered")
+
+
 def real_defocus(model, folder: Path, size: int) -> dict:
     """Per radius bin, the blurred tiles of the pairs in `folder`, how often a Gaussian fits them better than a disk,
-    and the share of the model's answers on the crops of the defocused frames centred on them."""
-    bins = {f"r{lo:g}_to_{hi:g}": {"tiles": 0, "gaussian_fits_better": 0, "answers": []} for lo, hi in RADIUS_BINS}
+    and the share of the model's answers on each of `VERSIONS` of the crops centred on them."""
+    bins = {f"r{lo:g}_to_{hi:g}": {"tiles": 0, "gaussian_fits_better": 0, **{v: [] for v in VERSIONS}} for lo, hi in RADIUS_BINS}
     names = sorted(p.name for p in (folder / "defocus").iterdir() if (folder / "sharp" / p.name).is_file())
     if not names:
         raise SystemExit(f"no pairs in {str(folder)!r}: expected sharp/<name> beside defocus/<name>")
+    rng = np.random.default_rng(0)  # the palettes' pixels
     for name in names:
         sharp, defocused = read_image(folder / "sharp" / name), read_image(folder / "defocus" / name)
         h, w = defocused.shape[:2]
-        crops, keys = [], []
+        crops, keys, blurred_frames = {v: [] for v in VERSIONS}, [], {}
         for y, x, radius, blurred, gaussian_better in sized_tiles(sharp, defocused):
             key = next((f"r{lo:g}_to_{hi:g}" for lo, hi in RADIUS_BINS if lo <= radius < hi or radius == hi == 10.0), None)
             if not blurred or key is None:
                 continue
             top = min(max(y + TILE // 2 - size // 2, 0), h - size)
             left = min(max(x + TILE // 2 - size // 2, 0), w - size)
-            crops.append(defocused[top : top + size, left : left + size])
+            real = defocused[top : top + size, left : left + size].astype(np.float32)
+            if radius not in blurred_frames:
+                blurred_frames[radius] = convolve(sharp.astype(np.float32), defocus_psf(radius))
+            synthesised = blurred_frames[radius][top : top + size, left : left + size]
+            colours = len(np.unique(real.reshape(-1, 3), axis=0))
+            crops["real"].append(real)
+            crops["synthesised"].append(synthesised)
+            crops["synthesised_dithered"].append(palette_dither(synthesised, sample_palette(synthesised, colours, rng)))
             keys.append(key)
             bins[key]["tiles"] += 1
             bins[key]["gaussian_fits_better"] += int(gaussian_better)
-        if crops:
-            for key, answer in zip(keys, np.asarray(model(np.stack(crops).astype(np.float32))).argmax(axis=1)):
-                bins[key]["answers"].append(int(answer))
+        for version, images in crops.items():
+            if images:
+                for key, answer in zip(keys, np.asarray(model(np.stack(images))).argmax(axis=1)):
+                    bins[key][version].append(int(answer))
     summary = {}
     for key, b in bins.items():
-        shares = np.bincount(b["answers"], minlength=len(CLASS_NAMES)) / max(len(b["answers"]), 1)
-        summary[key] = {"tiles": b["tiles"], "gaussian_fits_better": round(b["gaussian_fits_better"] / max(b["tiles"], 1), 3),
-                        **{c: round(float(v), 3) for c, v in zip(CLASS_NAMES, shares)}}
-        print(f"real lens blur {key:10} {b['tiles']:4} tiles, a Gaussian fits better in "
-              f"{summary[key]['gaussian_fits_better']:.2f}; model: "
-              + " ".join(f"{c} {summary[key][c]:.2f}" for c in CLASS_NAMES), flush=True)
+        summary[key] = {"tiles": b["tiles"], "gaussian_fits_better": round(b["gaussian_fits_better"] / max(b["tiles"], 1), 3)}
+        print(f"real lens blur {key:10} {b['tiles']:4} tiles, a Gaussian fits better in {summary[key]['gaussian_fits_better']:.2f}")
+        for version in VERSIONS:
+            shares = np.bincount(b[version], minlength=len(CLASS_NAMES)) / max(len(b[version]), 1)
+            summary[key][version] = {c: round(float(v), 3) for c, v in zip(CLASS_NAMES, shares)}
+            print(f"    {version:22} " + " ".join(f"{c} {v:.2f}" for c, v in summary[key][version].items()), flush=True)
     return summary
 
 
