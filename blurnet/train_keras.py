@@ -100,9 +100,9 @@ def save_npz_weights(weights: list[np.ndarray], folder: Path) -> list[Path]:
     parts.append(current)
     paths = []
     for k, part in enumerate(parts):
-        with atomic_file(folder / f"weights-{generation}-{k}.npz") as tmp:
-            np.savez(tmp, **part)
         paths.append(folder / f"weights-{generation}-{k}.npz")
+        with atomic_file(paths[-1]) as tmp:
+            np.savez(tmp, **part)
     with atomic_file(manifest) as tmp:
         tmp.write_text(json.dumps({"generation": generation, "parts": [p.name for p in paths], "arrays": len(weights)}))
     for stale in set(folder.glob("weights-*.npz")) - set(paths):  # the previous save's, or a killed save's, parts

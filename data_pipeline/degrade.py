@@ -269,7 +269,7 @@ def depth_defocus(image: np.ndarray, start: float, end: float, angle: float, mar
         raise ValueError(f"margin must be >= 0 and leave part of the {h}x{w} image, got {margin!r}.")
     a = math.radians(angle)
     # The kept part's length along the ramp, so that its corners (or edges) reach `start` and `end`.
-    along = np.abs(math.cos(a)) * (w - 1 - 2 * margin) + np.abs(math.sin(a)) * (h - 1 - 2 * margin)
+    along = abs(math.cos(a)) * (w - 1 - 2 * margin) + abs(math.sin(a)) * (h - 1 - 2 * margin)
     yy, xx = np.mgrid[:h, :w].astype(np.float32)
     t = ((xx - (w - 1) / 2) * math.cos(a) - (yy - (h - 1) / 2) * math.sin(a)) / max(along, 1.0) + 0.5
     radius = start + np.clip(t, 0.0, 1.0) * (end - start)
