@@ -13,6 +13,7 @@ import click
 from blurnet import quiet
 from blurnet.backbones import UNFREEZE_CHOICES, backbone_names
 from blurnet.config import FitConfig
+from data_pipeline.augment import AugmentConfig
 from data_pipeline.degrade import PSF_FAMILY_PRESETS
 
 #: `FitConfig`'s field defaults: the single source of `blurnet fit`'s defaults.
@@ -142,6 +143,7 @@ def _weights_option(value):
 @click.option("--test-time-views", type=click.Choice(["1", "4", "8"]), default=str(FIT_DEFAULTS["test_time_views"]), show_default=True, callback=lambda ctx, param, value: int(value), help="The export and its held-out figures average the model over this many flipped/rotated views of each image (1 = single pass, 8x cheaper). With --init-from and --epochs-finetune 0, re-exports that model with this setting.")
 @click.option("--min-sharpness", type=float, default=FIT_DEFAULTS["min_sharpness"], show_default=True, help="Photographs whose high-frequency ratio (data_pipeline.quality) is lower are left out as already blurred; 0 keeps all (e.g. microscope images).")
 @click.option("--psf-families", type=click.Choice(sorted(PSF_FAMILY_PRESETS)), default=FIT_DEFAULTS["psf_families"], show_default=True, help="Blur shapes of the generated samples: realistic adds camera-shake trajectories, real-lens apertures and barely shaken sharp samples to the classic streaks, disks and Gaussians; classic draws the classic shapes alone. The camera steps apply either way.")
+@click.option("--palette-share", type=click.FloatRange(0.0, 1.0 - AugmentConfig.jpeg_probability), default=FIT_DEFAULTS["palette_share"], show_default=True, help=f"Share of the generated samples saved as dithered palette images (GIF-like, 24 to 128 colours), at most {1 - AugmentConfig.jpeg_probability:g}: another {AugmentConfig.jpeg_probability:g} of them are saved as JPEG.")
 @click.option("--generated-scenes", type=click.IntRange(min=0), default=FIT_DEFAULTS["generated_scenes"], show_default=True, help="Add this many generated dead-leaves scenes (data_pipeline.scenes) to the training photographs; validation and the held-out test stay photographs. Crops are drawn from every training scene alike, so N scenes beside P photographs give N/(N+P) of the samples.")
 @click.option("--patience", type=int, default=FIT_DEFAULTS["patience"], help="Early stopping: epochs without a better val_accuracy.")
 @click.option("--seed", type=int, default=FIT_DEFAULTS["seed"], help="Random seed (data, split, initialisation).")

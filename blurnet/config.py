@@ -9,6 +9,7 @@ import dataclasses
 import math
 
 from blurnet.backbones import DEFAULT_BACKBONE, UNFREEZE_CHOICES, get_backbone_spec
+from data_pipeline.augment import AugmentConfig
 from data_pipeline.classes import MIN_IMAGE_SIDE
 from data_pipeline.degrade import PsfFamilies
 from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO
@@ -49,7 +50,10 @@ class FitConfig:
     `psf_families` names the blur shapes generated samples draw
     (`data_pipeline.degrade.PSF_FAMILY_PRESETS`): "realistic" (default) or
     "classic" (straight streaks, uniform disks, Gaussians, perfectly sharp);
-    the camera steps are the same for both. `generated_scenes` adds that many
+    the camera steps are the same for both. `palette_share` is the share of
+    samples saved as dithered palette images (GIF-like, 24 to 128 colours;
+    `data_pipeline.augment.AugmentConfig.palette_probability`), the rest being
+    JPEG or left as they are. `generated_scenes` adds that many
     dead-leaves scenes (`data_pipeline.scenes`) to the training photographs;
     validation and the held-out test stay photographs.
 
@@ -97,6 +101,7 @@ class FitConfig:
     test_time_views: int = 8
     min_sharpness: float = MIN_HIGH_FREQUENCY_RATIO
     psf_families: str = "realistic"
+    palette_share: float = AugmentConfig.palette_probability
     generated_scenes: int = 0
     seed: int = 0
     resume: bool = False
@@ -134,6 +139,10 @@ class FitConfig:
         resolved.validate()
         return resolved
 
+    def augment(self) -> AugmentConfig:
+        """The augmentation of the generated training samples: the defaults, with `palette_share` palette images."""
+        return AugmentConfig.with_palette_share(self.palette_share)
+
     def validate(self) -> None:
         """`ValueError` echoing the first bad setting."""
         from blurnet.distribute import STRATEGIES  # these two import TensorFlow: only when validating
@@ -164,6 +173,7 @@ class FitConfig:
         if self.min_sharpness < 0:
             raise ValueError(f"min_sharpness must be >= 0, got {self.min_sharpness!r}.")
         PsfFamilies.named(self.psf_families)  # ValueError echoing an unknown preset
+        self.augment()  # ValueError echoing a palette share the JPEG share leaves no room for
         if self.generated_scenes < 0:
             raise ValueError(f"generated_scenes must be >= 0, got {self.generated_scenes!r}.")
         if self.strategy not in STRATEGIES:

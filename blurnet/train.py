@@ -88,6 +88,9 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
         if config.generated_scenes:
             raise ValueError(f"generated scenes are sharp sources blurred on the fly; a labelled folder ({config.data}) "
                              f"trains on its own images: use generated_scenes=0, got {config.generated_scenes!r}.")
+        if config.palette_share != FitConfig.palette_share:
+            raise ValueError(f"the palette share is of generated samples; a labelled folder ({config.data}) trains on its "
+                             f"images as they are: leave palette_share at {FitConfig.palette_share!r}, got {config.palette_share!r}.")
         images, labels, paths = load_labelled_images(config.data, min_size=pipeline.image_size)
         order = np.random.default_rng(config.seed).permutation(len(images))
         if len(order) < 3:
@@ -313,7 +316,7 @@ RESUME_KEEPS = ("data", "seed", "image_size", "batch_size", "steps_per_epoch", "
                 "min_sharpness", "weights", "init_from")
 
 # What a run folder recorded before these keys existed trained with: generated scenes came later and were none.
-_RECORDED_BEFORE_KEY_EXISTED = {"generated_scenes": 0}
+_RECORDED_BEFORE_KEY_EXISTED = {"generated_scenes": 0, "palette_share": FitConfig.palette_share}
 
 
 def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> None:
@@ -322,19 +325,20 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
 
     `ValueError` naming both settings when a resume would load backups of another shape (say the parameter head
     switched on or off, or its layers changed since the run started: `weight_shapes`, `weight_shapes_signature`):
-    Keras would fail later with a bare shape error. Other `psf_families` or `generated_scenes` are refused too: the
+    Keras would fail later with a bare shape error. Other `psf_families`, `palette_share` or `generated_scenes` are refused too: the
     run would go on on other data than its first epochs and its record would name one of the two; another
     `freeze_batchnorm`, which would train statistics the first epochs kept (or the reverse); and another value of
     any of `RESUME_KEEPS` (the data, seed, crops, steps, learning rates and starting weights). Under
     `freeze_classifier` every statistic is kept whatever that flag says, so such a run records it as `True` and
     resumes with or without `--freeze-batchnorm`. A run folder
-    recorded without some of these keys is checked on the others (a missing `generated_scenes` counts as 0),
+    recorded without some of these keys is checked on the others (a missing `generated_scenes` counts as 0, a
+    missing `palette_share` as the default),
     then gets them.
     """
     wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
               "parameter_head": bool(config.parameter_head), "weight_shapes": weight_shapes_signature(model),
               "psf_families": config.psf_families, "generated_scenes": config.generated_scenes,
-              "freeze_batchnorm": bool(config.freeze_batchnorm or config.freeze_classifier),
+              "palette_share": config.palette_share, "freeze_batchnorm": bool(config.freeze_batchnorm or config.freeze_classifier),
               **{key: getattr(config, key) for key in RESUME_KEEPS}}
     path = run / "architecture.json"
     if path.is_file():
@@ -438,9 +442,11 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
 
 
 def pipeline_config(config: FitConfig) -> PipelineConfig:
-    """What the generated samples are made of: crop and batch size, seed, sharpness filter and PSF families."""
+    """What the generated samples are made of: crop and batch size, seed, sharpness filter, PSF families and
+    augmentation (the palette share)."""
     return PipelineConfig(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
-                          min_sharpness=config.min_sharpness, families=PsfFamilies.named(config.psf_families))
+                          min_sharpness=config.min_sharpness, families=PsfFamilies.named(config.psf_families),
+                          augment=config.augment())
 
 
 def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Model, tuple]:

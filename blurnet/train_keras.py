@@ -21,7 +21,8 @@ The parameter head (`blurnet.parameter_head`) trains with the classifier unless
 `--no-parameter-head`; from a starting point without it, every other layer is
 taken over and the head starts from random weights.
 
-`--psf-families` picks the blur shapes as `blurnet fit --psf-families` does;
+`--psf-families` picks the blur shapes as `blurnet fit --psf-families` does, and
+`--palette-share` the share of dithered palette images as `--palette-share`;
 validation draws them with the augmentation and camera steps of training, as
 `blurnet fit` validates.
 
@@ -43,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from blurnet.atomic import atomic_file
+from data_pipeline.augment import AugmentConfig
 from data_pipeline.batches import BlurBatchMaker, PipelineConfig
 from data_pipeline.classes import MIN_IMAGE_SIDE
 from data_pipeline.degrade import PSF_FAMILY_PRESETS, PsfFamilies
@@ -55,14 +57,17 @@ WEIGHTS_MANIFEST = "weights.json"  # names the parts of the last complete save
 _MAKER: BlurBatchMaker | None = None  # each worker process builds its own
 
 
-def pipeline_config(image_size: int, batch_size: int, seed: int, psf_families: str) -> PipelineConfig:
-    """What the samples are made of, as `blurnet fit` makes them: crop and batch size, seed and the named PSF families."""
-    return PipelineConfig(image_size=image_size, batch_size=batch_size, seed=seed, families=PsfFamilies.named(psf_families))
+def pipeline_config(image_size: int, batch_size: int, seed: int, psf_families: str,
+                    palette_share: float = AugmentConfig.palette_probability) -> PipelineConfig:
+    """What the samples are made of, as `blurnet fit` makes them: crop and batch size, seed, the named PSF families
+    and the share of dithered palette images."""
+    return PipelineConfig(image_size=image_size, batch_size=batch_size, seed=seed, families=PsfFamilies.named(psf_families),
+                          augment=AugmentConfig.with_palette_share(palette_share))
 
 
 def _training_maker(image_size: int, batch_size: int, seed: int, data_seed: int, psf_families: str,
-                    scenes: int = 0) -> BlurBatchMaker:
-    config = pipeline_config(image_size, batch_size, data_seed, psf_families)
+                    scenes: int = 0, palette_share: float = AugmentConfig.palette_probability) -> BlurBatchMaker:
+    config = pipeline_config(image_size, batch_size, data_seed, psf_families, palette_share)
     return BlurBatchMaker(bundled_splits(image_size, seed)["train"] + generated_scenes(scenes, seed=seed), config, "train")
 
 
@@ -192,6 +197,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     p.add_argument("--psf-families", choices=sorted(PSF_FAMILY_PRESETS), default="realistic",
                    help="blur shapes of the samples, as 'blurnet fit --psf-families' (training and validation)")
+    p.add_argument("--palette-share", type=float, default=AugmentConfig.palette_probability,
+                   help="share of the samples saved as dithered palette images, as 'blurnet fit --palette-share'")
     p.add_argument("--generated-scenes", type=int, default=0,
                    help="dead-leaves scenes added to the training photographs, as 'blurnet fit --generated-scenes' "
                         "(every worker makes its own copy: about 0.5 s and 1.7 MB a scene)")
@@ -212,6 +219,10 @@ def parse_args(argv=None) -> argparse.Namespace:
             p.error(f"--{name} must be > 0, got {getattr(args, name)!r}")
     if args.image_size < MIN_IMAGE_SIDE:
         p.error(f"--image-size must be >= {MIN_IMAGE_SIDE}, got {args.image_size!r}")
+    try:
+        AugmentConfig.with_palette_share(args.palette_share)
+    except ValueError as error:
+        p.error(f"--{error}")
     return args
 
 
@@ -232,7 +243,7 @@ def folder_problem(args) -> str | None:
 def validation_maker(args, photos) -> BlurBatchMaker:
     """The validation batch maker over `photos`: `args`' PSF families, with the augmentation and camera steps of
     training (as `blurnet fit` validates), so that the best weights are the best on what the model will meet."""
-    config = pipeline_config(args.image_size, 64, args.seed, args.psf_families)
+    config = pipeline_config(args.image_size, 64, args.seed, args.psf_families, args.palette_share)
     return BlurBatchMaker(photos, config, "val", augment=True)
 
 
@@ -376,8 +387,9 @@ def main(argv=None) -> dict:
     for stale in [out / WEIGHTS_MANIFEST, *out.glob("weights-*.npz")]:  # an earlier run's weights are not this one's
         stale.unlink(missing_ok=True)
     # Step 1, data: the bundled photographs split as `blurnet fit` splits them (by photograph, from the seed).
-    maker_args = (args.image_size, args.batch_size, args.seed, args.data_seed, args.psf_families, args.generated_scenes)
-    train_config = pipeline_config(args.image_size, args.batch_size, args.data_seed, args.psf_families)
+    maker_args = (args.image_size, args.batch_size, args.seed, args.data_seed, args.psf_families, args.generated_scenes,
+                  args.palette_share)
+    train_config = pipeline_config(args.image_size, args.batch_size, args.data_seed, args.psf_families, args.palette_share)
     val_batches, val_names = _validation_batches(args)
     # Worker processes are spawned (not forked: a fork inherits locked thread pools) before the backend starts.
     pool = multiprocessing.get_context("spawn").Pool(args.workers, initializer=_start_worker, initargs=maker_args)

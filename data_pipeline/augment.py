@@ -47,6 +47,16 @@ class AugmentConfig:
         return cls(flips=False, contrast=(1.0, 1.0), brightness=(0.0, 0.0), gamma=(1.0, 1.0), colour=0.0, jpeg_probability=0.0,
                    palette_probability=0.0)
 
+    @classmethod
+    def with_palette_share(cls, share: float) -> "AugmentConfig":
+        """The default augmentation with `share` of the samples saved as dithered palette images (`blurnet fit
+        --palette-share`); `ValueError` echoing a share that the JPEG share leaves no room for."""
+        room = 1.0 - cls.jpeg_probability  # a sample is saved as JPEG or as a palette image, not both
+        if not 0.0 <= share <= room:
+            raise ValueError(f"palette share must be in [0, {room:g}] ({cls.jpeg_probability:g} of the samples are "
+                             f"saved as JPEG), got {share!r}.")
+        return cls(palette_probability=share)
+
     def jitter(self) -> dict:
         """The photometric jitter ranges, JSON-friendly, as recorded in `blurnet.json` beside the camera."""
         return {"contrast": list(self.contrast), "brightness": list(self.brightness), "gamma": list(self.gamma), "colour": self.colour}

@@ -76,6 +76,10 @@ def test_fit_passes_test_time_views_as_an_int(monkeypatch):
     assert [config.test_time_views for config in seen] == [4, 8]  # ints; 8 by default
     bad = CliRunner().invoke(main, ["fit", "--weights", "none", "--test-time-views", "3"])
     assert bad.exit_code == 2 and "'3' is not one of '1', '4', '8'" in bad.output and len(seen) == 2
+    share = CliRunner().invoke(main, ["fit", "--weights", "none", "--palette-share", "0.3"])
+    assert share.exit_code == 0 and seen[-1].palette_share == 0.3 and seen[0].palette_share == 0.05
+    too_many = CliRunner().invoke(main, ["fit", "--weights", "none", "--palette-share", "0.5"])
+    assert too_many.exit_code == 2 and "0.5 is not in the range 0.0<=x<=0.4" in too_many.output and len(seen) == 3
 
 
 def test_default_outputs_are_ignored_by_git_and_committed_reports_are_not():

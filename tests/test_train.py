@@ -13,7 +13,7 @@ import pytest
 from blurnet.config import FitConfig
 from blurnet.model import create_backbone, create_training_variables
 from blurnet.train import compile_model, estimate_minutes, estimate_parts, fit, fit_stage, fit_verbosity, load_data, pipeline_config
-from data_pipeline.augment import AugmentConfig
+from data_pipeline.augment import AugmentConfig, choose_format
 from data_pipeline.camera import CameraConfig
 from data_pipeline.degrade import PsfFamilies
 
@@ -215,6 +215,29 @@ def test_generated_scenes_join_the_training_split_only(photo_folder, tmp_path):
     (tmp_path / "labelled" / "sharp").mkdir(parents=True)
     labelled = dataclasses.replace(config, data=str(tmp_path / "labelled"))
     with pytest.raises(ValueError, match="labelled folder .* got 2"):
+        load_data(labelled, pipeline_config(labelled))
+
+
+def test_palette_share_sets_the_training_and_validation_palette_images(photo_folder, tmp_path):
+    plain = FitConfig(data=str(photo_folder), weights=None, **TINY).resolve("cpu")
+    config = dataclasses.replace(plain, palette_share=0.4)
+    assert plain.palette_share == AugmentConfig().palette_probability == 0.05
+    data = load_data(config, pipeline_config(config))
+    assert data.train.augment == data.val.augment == AugmentConfig(palette_probability=0.4)
+    assert data.test.augment == AugmentConfig.none()
+    assert pipeline_config(config).camera_record()["palette_probability"] == 0.4  # what blurnet.json records
+    # The share of training samples drawn as palette images: 0.4 of 2,000 draws, within 4 standard deviations.
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (16, 16, 3)).astype(np.float32)
+    drawn = [choose_format(image, rng, data.train.augment)[0] for _ in range(2000)]
+    assert abs(drawn.count("palette") / 2000 - 0.4) < 4 * (0.4 * 0.6 / 2000) ** 0.5
+    assert drawn.count("jpeg") / 2000 == pytest.approx(0.6, abs=0.05)
+    for bad in (0.5, -0.1):  # 0.6 of the samples are JPEG: at most 0.4 are left for palettes
+        with pytest.raises(ValueError, match=rf"palette share must be in \[0, 0.4\] .*got {bad}"):
+            dataclasses.replace(plain, palette_share=bad).resolve("cpu")
+    (tmp_path / "labelled" / "sharp").mkdir(parents=True)
+    labelled = dataclasses.replace(config, data=str(tmp_path / "labelled"))
+    with pytest.raises(ValueError, match="labelled folder .* leave palette_share at 0.05, got 0.4"):
         load_data(labelled, pipeline_config(labelled))
 
 
@@ -435,7 +458,7 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
     signature = weight_shapes_signature(model)
     assert json.loads((tmp_path / "architecture.json").read_text()) == {
         "backbone": "mobilenetv2", "spectrum": True, "highpass": False, "parameter_head": True, "weight_shapes": signature,
-        "psf_families": "realistic", "generated_scenes": 0, "freeze_batchnorm": False,
+        "psf_families": "realistic", "generated_scenes": 0, "palette_share": 0.05, "freeze_batchnorm": False,
         **{key: getattr(config, key) for key in RESUME_KEEPS}}
     assert set(RESUME_KEEPS) >= {"data", "seed", "image_size", "batch_size", "lr_finetune", "init_from"}
     assert len(signature) == 16 and signature == weight_shapes_signature(create_model("mobilenetv2", weights=None, spectrum=True,
@@ -449,6 +472,8 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
         check_run_architecture(tmp_path, dataclasses.replace(config, psf_families="classic"), model)
     with pytest.raises(ValueError, match=r"generated_scenes: run 0, now 20"):
         check_run_architecture(tmp_path, dataclasses.replace(config, generated_scenes=20), model)
+    with pytest.raises(ValueError, match=r"palette_share: run 0.05, now 0.3"):
+        check_run_architecture(tmp_path, dataclasses.replace(config, palette_share=0.3), model)
     with pytest.raises(ValueError, match=r"freeze_batchnorm: run False, now True"):
         check_run_architecture(tmp_path, dataclasses.replace(config, freeze_batchnorm=True), model)
     with pytest.raises(ValueError, match=r"seed: run 0, now 7, lr_finetune: run None, now 0.05"):
@@ -475,9 +500,11 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
         check_run_architecture(tmp_path, dataclasses.replace(config, spectrum=False), model)
     with pytest.raises(ValueError, match=r"generated_scenes: run 0, now 5"):  # recorded before the option: none
         check_run_architecture(tmp_path, dataclasses.replace(config, generated_scenes=5), model)
+    with pytest.raises(ValueError, match=r"palette_share: run 0.05, now 0.2"):  # recorded before the option: the default
+        check_run_architecture(tmp_path, dataclasses.replace(config, palette_share=0.2), model)
     check_run_architecture(tmp_path, config, model)
     completed = json.loads((tmp_path / "architecture.json").read_text())
-    assert completed["weight_shapes"] == signature and completed["generated_scenes"] == 0
+    assert completed["weight_shapes"] == signature and completed["generated_scenes"] == 0 and completed["palette_share"] == 0.05
     with pytest.raises(ValueError, match=r"weight_shapes"):
         check_run_architecture(tmp_path, config, changed)
 

@@ -156,6 +156,20 @@ def test_psf_families_default_and_unknown_name():
         train_keras.parse_args(["--init-from", "a", "--out", "b", "--psf-families", "straight"])
 
 
+def test_palette_share_reaches_training_and_validation(photos, capsys):
+    """`--palette-share` sets the palette images of the training and validation makers, as `fit --palette-share`."""
+    from data_pipeline.augment import AugmentConfig
+
+    assert train_keras.parse_args(["--init-from", "a", "--out", "b"]).palette_share == 0.05
+    args = train_keras.parse_args(["--init-from", "a", "--out", "b", "--image-size", "32", "--palette-share", "0.3"])
+    assert train_keras.pipeline_config(32, 8, 1, args.psf_families, args.palette_share).augment == AugmentConfig(palette_probability=0.3)
+    assert train_keras.validation_maker(args, photos).augment.palette_probability == 0.3
+    assert train_keras._training_maker(32, 8, 0, 1, "classic", 0, 0.3).augment.palette_probability == 0.3
+    with pytest.raises(SystemExit):
+        train_keras.parse_args(["--init-from", "a", "--out", "b", "--palette-share", "0.45"])
+    assert "palette share must be in [0, 0.4]" in capsys.readouterr().err
+
+
 def test_blurnet_json_records_the_families_and_camera_for_a_re_export(tmp_path):
     """`blurnet.json` beside the weights names the PSF families and camera steps trained on (fit's keys), which
     `fit --init-from OUT --epochs-finetune 0` copies into the export it writes."""
