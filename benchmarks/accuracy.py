@@ -14,8 +14,9 @@ pixels); and the 2,048 images at the training size twice more, every image
 JPEG-compressed at quality 75, then every image a 64-colour dithered palette
 image (as a GIF holds it). These use the SPEC's classic shapes (straight streaks, uniform
 disks). Then 1,024 images of the realistic families only: every motion sample a camera-shake
-trajectory, every defocus sample a real-lens aperture (polygonal iris, brighter rim or centre,
-soft edge), 30 % of sharp samples a shake too small to see. Last line: JSON with `accuracy`,
+trajectory (not softened: `benchmarks/recorded_shake.py` measures softened trails), every defocus
+sample a real-lens aperture (polygonal iris, brighter rim or centre, soft edge), 30 % of sharp samples a
+shake too small to see. Last line: JSON with `accuracy`,
 `macro_f1`, `recall` (a map by class name), `accuracy_2x_crops`, `accuracy_jpeg75`, `accuracy_palette64`,
 `realistic_accuracy`, `shake_motion_recall` and `lens_defocus_recall`; for a model with the parameter
 head, its errors on the 2,048 held-out images (the classic shapes, each parameter over the images of its
@@ -50,7 +51,7 @@ from data_pipeline.parameters import raw_from_estimates
 
 NUM_IMAGES, NUM_IMAGES_2X, NUM_IMAGES_REALISTIC, BATCH = 2048, 512, 1024, 32
 PALETTE_COLOURS = 64
-REALISTIC = PsfFamilies(shake_fraction=1.0, lens_fraction=1.0)
+REALISTIC = PsfFamilies(shake_fraction=1.0, lens_fraction=1.0, motion_softness=0.0)  # pin-sharp trails: recorded_shake.py softens
 
 
 def saved_as(images: np.ndarray, kind: str, value: int, rng: np.random.Generator) -> np.ndarray:

@@ -19,7 +19,11 @@ from data_pipeline.psf import (
     motion_psf,
     motion_spread,
     shake_psf,
+    soften,
 )
+
+#: Sigma range (px) of the Gaussian a softened motion PSF is convolved with (`PsfFamilies.motion_softness`).
+MOTION_SOFTNESS_SIGMA = (0.5, 1.0)
 
 @dataclasses.dataclass(frozen=True)
 class PsfFamilies:
@@ -33,13 +37,19 @@ class PsfFamilies:
     (`psf.lens_psf`: polygonal iris, brighter rim or centre, soft edge) instead
     of the uniform disk. `sharp_shake_fraction`: sharp samples given a
     camera shake too small to see (energy spread <= 1.5 px), since a
-    hand-held sharp photograph is never perfectly still. `PsfFamilies.classic()`
-    draws only the classic shapes.
+    hand-held sharp photograph is never perfectly still. `motion_softness`:
+    motion samples (streak or trajectory alike) whose PSF is convolved with a
+    Gaussian of sigma `MOTION_SOFTNESS_SIGMA` (0.5 to 1.0 px), the blur the
+    optics add to the path (`psf.soften`): a real shake's trail is never one
+    pixel wide, and a model that has only seen pin-sharp trails calls a streak
+    softened by 0.7 px `gaussian` (`benchmarks/recorded_shake.py`). Half of
+    them by default. `PsfFamilies.classic()` draws only the classic shapes.
     """
 
     shake_fraction: float = 0.5
     lens_fraction: float = 0.5
     sharp_shake_fraction: float = 0.3
+    motion_softness: float = 0.5
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -50,7 +60,7 @@ class PsfFamilies:
     @classmethod
     def classic(cls) -> "PsfFamilies":
         """Only the classic shapes: straight streaks, uniform disks, perfectly sharp."""
-        return cls(0.0, 0.0, 0.0)
+        return cls(0.0, 0.0, 0.0, 0.0)
 
     @classmethod
     def named(cls, name: str) -> "PsfFamilies":
@@ -87,7 +97,10 @@ class BlurParams:
     class's classic one (identity, Gaussian, straight streak, uniform disk),
     "shake" (motion, or sharp with a shake too small to see) or "lens"
     (defocus); `psf_seed` seeds the random shape of a "shake" or "lens" PSF,
-    so `make_psf` rebuilds the same kernel.
+    so `make_psf` rebuilds the same kernel. `softness`: sigma in px of the
+    Gaussian the PSF is then convolved with (`psf.soften`; 0: none), so far
+    drawn for motion only (`PsfFamilies.motion_softness`); the strength and
+    angle stay those of the path.
     """
 
     label: int
@@ -97,6 +110,7 @@ class BlurParams:
     family: str = ""
     psf_seed: int = 0
     extent: float = 0.0
+    softness: float = 0.0
 
     @property
     def class_name(self) -> str:
@@ -124,6 +138,11 @@ def lens_shape(rng: np.random.Generator) -> dict:
 
 def make_psf(params: BlurParams) -> np.ndarray:
     """The PSF described by `params`."""
+    psf = _unsoftened_psf(params)
+    return soften(psf, params.softness) if params.softness > 0 else psf
+
+
+def _unsoftened_psf(params: BlurParams) -> np.ndarray:
     name = params.class_name
     if params.family == "shake":
         return _shake_psf(name, params.extent, params.psf_seed)
@@ -149,7 +168,19 @@ def _shake_psf(class_name: str, extent: float, seed: int) -> np.ndarray:
 
 def sample_blur(rng: np.random.Generator, label: int | str, ranges: BlurRanges = BlurRanges(),
                 families: PsfFamilies = PsfFamilies()) -> tuple[BlurParams, np.ndarray]:
-    """Draw a class-`label` degradation and its PSF: `(params, psf)`.
+    """Draw a class-`label` degradation and its PSF: `(params, psf)`, as `_sample_path` draws them, then for a
+    motion sample, with probability `families.motion_softness`, softened by a Gaussian of sigma drawn from
+    `MOTION_SOFTNESS_SIGMA` (`BlurParams.softness`). With `motion_softness` 0 nothing more is drawn: the stream of
+    samples is that of the families without it."""
+    params, psf = _sample_path(rng, label, ranges, families)
+    if params.class_name == "motion" and families.motion_softness > 0 and rng.random() < families.motion_softness:
+        params = dataclasses.replace(params, softness=float(rng.uniform(*MOTION_SOFTNESS_SIGMA)))
+        psf = soften(psf, params.softness)
+    return params, psf
+
+
+def _sample_path(rng: np.random.Generator, label: int | str, ranges: BlurRanges, families: PsfFamilies) -> tuple[BlurParams, np.ndarray]:
+    """A class-`label` degradation and its PSF before any softening: `(params, psf)`.
 
     Classic shapes as `sample_params`; with the probabilities of `families`,
     a camera-shake trajectory or a real-lens aperture instead. Where `motion`
@@ -307,13 +338,15 @@ def psf_half_size(ranges: BlurRanges, families: PsfFamilies = PsfFamilies()) -> 
 
     A camera-shake PSF is centred on its centroid, which may sit near one end
     of its path, so it can reach its whole extent (plus a pixel) from the middle.
+    A softened motion PSF (`PsfFamilies.motion_softness`) is wider by `psf.soften`'s padding.
     """
     shake = families.shake_fraction > 0 or families.sharp_shake_fraction > 0
+    soft = 2 * math.ceil(3.0 * MOTION_SOFTNESS_SIGMA[1]) if families.motion_softness > 0 else 0  # `psf.soften`'s padding
     sizes = [
-        2 * (math.ceil(ranges.motion_length[1]) + 1) + 1 if shake else 1,
+        2 * (math.ceil(ranges.motion_length[1]) + 1) + 1 + soft if shake else 1,
+        motion_psf(ranges.motion_length[1], 45.0).shape[0] + soft,
         lens_psf(ranges.defocus_radius[1], softness=0.7).shape[0] if families.lens_fraction > 0 else 1,
         gaussian_psf(ranges.gaussian_sigma[1]).shape[0],
-        motion_psf(ranges.motion_length[1], 45.0).shape[0],
         defocus_psf(ranges.defocus_radius[1]).shape[0],
     ]
     return max(sizes) // 2

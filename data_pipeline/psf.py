@@ -260,6 +260,29 @@ def psf_isotropy(kernel: np.ndarray) -> float:
 _LENS_SUPERSAMPLING = 8
 
 
+def _check_softness(sigma: float) -> float:
+    sigma = float(sigma)
+    if not 0.0 <= sigma <= 3.0:
+        raise ValueError(f"softness must be in [0, 3] px, got {sigma!r}.")
+    return sigma
+
+
+def soften(kernel: np.ndarray, sigma: float, pad: int | None = None) -> np.ndarray:
+    """`kernel` convolved with a Gaussian of `sigma` px (0 to 3; 0 leaves it as it is), normalised to sum 1.
+
+    It is first padded with `pad` zeros on each side (default `ceil(3 sigma)`, so that nothing is cut off; the sides
+    stay odd and the centroid stays where it was). This is the blur every real optical system adds to the
+    path of a shake or the edge of an aperture: the light of one scene point never lands on a single pixel.
+    """
+    sigma = _check_softness(sigma)
+    kernel = np.asarray(kernel, np.float64)
+    if sigma == 0:
+        return _normalise(kernel)
+    pad = math.ceil(3.0 * sigma) if pad is None else int(pad)
+    kernel = np.pad(kernel, pad)
+    return _normalise(cv2.GaussianBlur(kernel, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT))
+
+
 def lens_psf(radius: float, blades: int = 0, rotation: float = 0.0, rim: float = 0.0, softness: float = 0.0) -> np.ndarray:
     """Defocus through a real lens: a disk or a regular polygonal iris, with a radial brightness profile.
 
@@ -277,11 +300,7 @@ def lens_psf(radius: float, blades: int = 0, rotation: float = 0.0, rim: float =
         raise ValueError(f"blades must be 0 (round) or 3..16, got {blades!r}.")
     if not -0.9 <= float(rim) <= 0.9:
         raise ValueError(f"rim must be in [-0.9, 0.9], got {rim!r}.")
-    softness = float(softness)
-    if not 0.0 <= softness <= 3.0:
-        raise ValueError(f"softness must be in [0, 3] px, got {softness!r}.")
-    pad = math.ceil(3.0 * softness)
-    half = math.ceil(radius + 0.5) + pad
+    half = math.ceil(radius + 0.5) + math.ceil(3.0 * _check_softness(softness))  # room for the softened edge
     x, y = _subpixel_grid(half, _LENS_SUPERSAMPLING)
     r2 = x**2 + y**2
     if blades:
@@ -293,7 +312,4 @@ def lens_psf(radius: float, blades: int = 0, rotation: float = 0.0, rim: float =
         inside = r2 <= radius**2
     weight = inside * (1.0 + rim * (2.0 * r2 / radius**2 - 1.0))
     size = 2 * half + 1
-    kernel = weight.reshape(size, _LENS_SUPERSAMPLING, size, _LENS_SUPERSAMPLING).mean(axis=(1, 3))
-    if softness > 0:
-        kernel = cv2.GaussianBlur(kernel, (0, 0), softness, borderType=cv2.BORDER_CONSTANT)
-    return _normalise(kernel)
+    return soften(weight.reshape(size, _LENS_SUPERSAMPLING, size, _LENS_SUPERSAMPLING).mean(axis=(1, 3)), softness, pad=0)

@@ -70,15 +70,20 @@ def test_make_psf_matches_the_class():
 
 
 def test_margin_covers_the_largest_psf():
-    # A shake PSF of extent 21 is centred on its centroid, which may sit near one end: it reaches 21 + 1 px.
+    # A shake PSF of extent 21 is centred on its centroid, which may sit near one end: it reaches 21 + 1 px; softened
+    # (sigma up to 1 px), 3 px more.
     from data_pipeline.degrade import PsfFamilies, sample_blur
 
-    assert psf_half_size(BlurRanges()) == 22
+    assert psf_half_size(BlurRanges()) == 25
+    assert psf_half_size(BlurRanges(), PsfFamilies(motion_softness=0.0)) == 22
     assert psf_half_size(BlurRanges(), PsfFamilies.classic()) == 13  # Gaussian sigma 3.5, truncated at 3.5 sigma: 27 x 27
+    assert psf_half_size(BlurRanges(), PsfFamilies(0.0, 0.0, 0.0, 1.0)) == 15  # a 21 px streak (25 x 25), softened
 
     rng = np.random.default_rng(0)
-    sizes = [sample_blur(rng, label % 4, families=PsfFamilies(1.0, 1.0, 1.0))[1].shape[0] for label in range(400)]
-    assert max(sizes) // 2 <= 22
+    sizes = [sample_blur(rng, label % 4, families=PsfFamilies(1.0, 1.0, 1.0, 1.0))[1].shape[0] for label in range(400)]
+    assert max(sizes) // 2 <= 25
+    streaks = [sample_blur(rng, "motion", families=PsfFamilies(0.0, 0.0, 0.0, 1.0))[1].shape for _ in range(100)]
+    assert max(max(shape) for shape in streaks) // 2 <= 15
 
 
 def test_bad_labels_and_ranges():

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -10,6 +11,7 @@ from data_pipeline.psf import (
     identity_psf,
     motion_psf,
     psf_moments,
+    soften,
 )
 
 ALL = [gaussian_psf(1.0), gaussian_psf(3.5), motion_psf(5, 0), motion_psf(13.7, 33), motion_psf(21, 171),
@@ -157,7 +159,8 @@ def test_sampled_shakes_respect_the_motion_and_sharp_boundaries():
     assert all(5.0 <= p.strength <= 21.0 for p, _ in motion if p.family != "shake")
     # a trajectory's length is its energy spread (what the photograph shows), drawn at an extent in the range
     shakes = [(p, k) for p, k in motion if p.family == "shake"]
-    assert all(p.strength == pytest.approx(motion_spread(k)[0]) and 5.0 <= p.extent <= 21.0 for p, k in shakes)
+    assert all(p.strength == pytest.approx(motion_spread(make_psf(dataclasses.replace(p, softness=0.0)))[0])
+               and 5.0 <= p.extent <= 21.0 for p, k in shakes)
     assert np.mean([p.strength < p.extent for p, _ in shakes]) > 0.5  # a trajectory spreads less than its extent
     assert sum(p.family == "shake" for p, _ in sharp) >= 50
     assert all(motion_spread(k)[0] <= 1.5 for p, k in sharp)
@@ -165,7 +168,38 @@ def test_sampled_shakes_respect_the_motion_and_sharp_boundaries():
     for p, k in motion[:10] + sharp[:10]:
         np.testing.assert_array_equal(make_psf(p), k)
         if p.label == 2:
-            assert p.angle == pytest.approx(motion_spread(k)[1])
+            assert p.angle == pytest.approx(motion_spread(k)[1], abs=0.5 if p.softness else 1e-6)
+
+
+def test_motion_softness_softens_half_the_motion_samples_by_its_sigma():
+    from data_pipeline.classes import BlurRanges
+    from data_pipeline.degrade import MOTION_SOFTNESS_SIGMA, PsfFamilies, _sample_path, make_psf, sample_blur
+
+    rng = np.random.default_rng(3)
+    motion = [sample_blur(rng, "motion") for _ in range(400)]  # the default (realistic) families
+    softened = [(p, k) for p, k in motion if p.softness > 0]
+    assert abs(len(softened) / 400 - 0.5) < 4 * (0.25 / 400) ** 0.5
+    sigmas = np.array([p.softness for p, _ in softened])
+    assert MOTION_SOFTNESS_SIGMA[0] <= sigmas.min() and sigmas.max() <= MOTION_SOFTNESS_SIGMA[1]
+    assert sigmas.mean() == pytest.approx(np.mean(MOTION_SOFTNESS_SIGMA), abs=0.05)  # uniform
+    assert {p.family for p, _ in softened} == {"", "shake"}  # streaks and trajectories alike
+    for p, k in softened[:20]:
+        path = make_psf(dataclasses.replace(p, softness=0.0))
+        blur = psf_moments(soften(np.pad(identity_psf(), 4), p.softness))["var_x"]  # the sampled Gaussian's variance
+        assert blur == pytest.approx(p.softness**2, rel=0.15)
+        # Variances add: along the path by the Gaussian's, so the spread is sqrt(spread^2 + 12 var) ...
+        assert motion_spread(k)[0] == pytest.approx(np.hypot(motion_spread(path)[0], np.sqrt(12 * blur)), rel=1e-4)
+        # ... and across it too: a streak's width grows from about 0.3 px to about sigma.
+        assert psf_moments(k)["mean_r2"] == pytest.approx(psf_moments(path)["mean_r2"] + 2 * blur, rel=1e-4)
+        assert k.sum() == pytest.approx(1.0, abs=1e-5) and k.shape[0] % 2 == 1 and k.shape[1] % 2 == 1
+        assert abs(psf_moments(k)["mean_x"]) < 0.05 and abs(psf_moments(k)["mean_y"]) < 0.05  # still centred
+        np.testing.assert_array_equal(make_psf(p), k)
+    # Without it nothing more is drawn: the classic stream is the one it always was.
+    assert all(p.softness == 0 for p, _ in (sample_blur(rng, "motion", families=PsfFamilies.classic()) for _ in range(50)))
+    classic, plain = np.random.default_rng(5), np.random.default_rng(5)
+    for _ in range(5):  # a classic streak draws what it drew before softening existed, and nothing more
+        assert sample_blur(classic, "motion", families=PsfFamilies.classic())[0] == _sample_path(plain, "motion", BlurRanges(), PsfFamilies.classic())[0]
+    assert classic.random() == plain.random()
 
 
 # ---- real lenses ------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder, c
     target = fit(config)
     meta = json.loads((target / "blurnet.json").read_text())
     assert meta["weights"] == f"file:{weights}"
-    assert meta["psf_families"] == {"shake_fraction": 0.0, "lens_fraction": 0.0, "sharp_shake_fraction": 0.0}
+    assert meta["psf_families"] == {"shake_fraction": 0.0, "lens_fraction": 0.0, "sharp_shake_fraction": 0.0, "motion_softness": 0.0}
     assert meta["image_size"] == 32 and meta["fit_config"]["unfreeze_from"] == "pool4"
     held = meta["held_out"]
     assert held["n_images"] == 16 and np.array(held["confusion_matrix"]).sum() == 16

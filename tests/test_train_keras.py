@@ -181,7 +181,7 @@ def test_blurnet_json_records_the_families_and_camera_for_a_re_export(tmp_path):
     pipeline = train_keras.pipeline_config(48, 128, 1, "classic")
     train_keras._write_metadata(args, out, {"command": "x", "wall_time_s": 1.0}, pipeline)
     written = json.loads((out / "blurnet.json").read_text())
-    assert written["psf_families"] == {"shake_fraction": 0.0, "lens_fraction": 0.0, "sharp_shake_fraction": 0.0}
+    assert written["psf_families"] == {"shake_fraction": 0.0, "lens_fraction": 0.0, "sharp_shake_fraction": 0.0, "motion_softness": 0.0}
     assert written["camera"]["jpeg_probability"] == pipeline.augment.jpeg_probability > 0
     assert written["camera"]["linear_probability"] == pipeline.camera.linear_probability > 0
     assert written["camera"]["palette_probability"] == pipeline.augment.palette_probability > 0
