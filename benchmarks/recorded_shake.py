@@ -11,16 +11,18 @@ kernel blurs N crops of PX pixels (default 128 of 96) from the held-out test pho
 bundled photographs split as the bundled model's fit split them, seed 0), each with Gaussian noise
 of sigma 0 to 2.5 as in the blur model; beside it, a straight streak (`psf.motion_psf`) of the
 same spread (`psf.motion_spread`: the length of the streak with the same second moments) and
-angle, on the same crops with the same noise. So a recorded kernel that reads `sharp` where its
-streak reads `motion` is missed for its shape (dwell points, thin trails), not its size. The
+angle, on the same crops with the same noise, and that streak softened by a Gaussian of 1 px
+(`psf.soften`, as `PsfFamilies.motion_softness` softens training trails). So a recorded kernel that
+reads `sharp` or `gaussian` where its streak reads `motion` is missed for its shape (dwell points,
+trails a few pixels wide), not its size. The
 export's `serve` (its views) answers. Then each held-out photograph, blurred whole by each
 kernel, through `blurnet predict` as a user runs it (`whole_photos`).
 
 Prints one line per case: the kernel's spread and isotropy (`psf.psf_isotropy`: 0 for a line, 1
 for a disk) and the share of crops called each class. Last line: JSON with `kernels` (`{name:
-{"spread_px", "isotropy", "recorded": {class: share}, "streak": {class: share}, "whole_photos":
-[label, ...]}}`, names like `Kernel1_1_x0.5`), `sharp` (the unblurred crops' shares),
-`motion_recall` (recorded kernels and streaks, over every case), `images`, `size`.
+{"spread_px", "isotropy", "recorded": {class: share}, "streak": {...}, "softened_streak": {...},
+"whole_photos": [label, ...]}}`, names like `Kernel1_1_x0.5`), `sharp` (the unblurred crops' shares),
+`motion_recall` (by version, over every case), `images`, `size`.
 """
 from __future__ import annotations
 
@@ -40,13 +42,15 @@ from blurnet.prediction import predict
 from data_pipeline.classes import CLASS_NAMES
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
 from data_pipeline.degrade import add_noise, convolve
-from data_pipeline.psf import motion_psf, motion_spread, psf_isotropy
+from data_pipeline.psf import motion_psf, motion_spread, psf_isotropy, soften
 from data_pipeline.sources import bundled_splits, list_image_files, read_image
 
 # The check set of real photographs lives outside the repository; this variable names its folder.
 DEFAULT_KERNELS = str(Path(os.environ["BLURNET_REALDEV"]) / "kernels") if os.environ.get("BLURNET_REALDEV") else None
 NOISE_FLOOR = 0.05  # of the peak: the recorded PSFs are JPEG-derived images, grey where no light fell
 SHRINK = (1, 2, 4)
+SOFTENED_STREAK_SIGMA = 1.0  # px: the top of the training's softness range (`degrade.MOTION_SOFTNESS_SIGMA`)
+VERSIONS = ("recorded", "streak", "softened_streak")
 
 
 def centred(kernel: np.ndarray) -> np.ndarray:
@@ -121,22 +125,24 @@ def main(argv=None) -> dict:
 
     sharp = shares(answers(np.ones((1, 1), np.float32)))
     print(f"{'unblurred':18} " + " ".join(f"{c} {v:.2f}" for c, v in sharp.items()), flush=True)
-    summary, motion = {}, {"recorded": [], "streak": []}
+    summary, motion = {}, {version: [] for version in VERSIONS}
     for name, kernel in kernels.items():
         spread, angle = motion_spread(kernel)
-        recorded, streak = answers(kernel), answers(motion_psf(max(spread, 1.0), angle))
-        motion["recorded"].append(recorded == CLASS_NAMES.index("motion"))
-        motion["streak"].append(streak == CLASS_NAMES.index("motion"))
+        streak = motion_psf(max(spread, 1.0), angle)
+        answered = dict(zip(VERSIONS, map(answers, (kernel, streak, soften(streak, SOFTENED_STREAK_SIGMA)))))
+        for version, found in answered.items():
+            motion[version].append(found == CLASS_NAMES.index("motion"))
         labels = [r.get("label", "error") for r in predict([convolve(p, kernel).clip(0, 255).astype(np.uint8) for p in photos],
                                                            model=model)]
         summary[name] = {"spread_px": round(spread, 2), "isotropy": round(psf_isotropy(kernel), 3),
-                         "recorded": shares(recorded), "streak": shares(streak), "whole_photos": labels}
+                         **{version: shares(found) for version, found in answered.items()}, "whole_photos": labels}
         print(f"{name:18} spread {spread:5.1f} px, isotropy {summary[name]['isotropy']:.2f}", flush=True)
-        for version in ("recorded", "streak"):
-            print(f"    {version:9} " + " ".join(f"{c} {v:.2f}" for c, v in summary[name][version].items()), flush=True)
+        for version in VERSIONS:
+            print(f"    {version:15} " + " ".join(f"{c} {v:.2f}" for c, v in summary[name][version].items()), flush=True)
         print(f"    whole photographs ({', '.join(test.photo_names)}): {', '.join(labels)}", flush=True)
     recall = {version: round(float(np.mean(np.concatenate(hits))), 3) for version, hits in motion.items()}
-    print(f"motion recall over every case: recorded kernels {recall['recorded']:.3f}, streaks of the same spread {recall['streak']:.3f}")
+    print(f"motion recall over every case: recorded kernels {recall['recorded']:.3f}, streaks of the same spread "
+          f"{recall['streak']:.3f}, those softened by {SOFTENED_STREAK_SIGMA:g} px {recall['softened_streak']:.3f}")
     result = {"kernels": summary, "sharp": sharp, "motion_recall": recall, "images": args.images, "size": args.size}
     print(json.dumps(result))
     return result

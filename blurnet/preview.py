@@ -58,7 +58,9 @@ def family_examples() -> list[tuple[str, np.ndarray]]:
 
     Classic: identity, Gaussian, straight streak, uniform disk. Camera shake: a
     sharp photograph's shake too small to see and two motion trajectories
-    (labelled by their energy spread, `psf.motion_spread`). Real lenses
+    (labelled by their energy spread, `psf.motion_spread`), the second softened
+    by the optics (`BlurParams.softness`, 0.7 px; labelled by its path's spread,
+    as training labels it). Real lenses
     (`psf.lens_psf`, labelled by the equivalent disk's radius): 5- and 8-blade
     irises, brighter rim, brighter centre, softened edge.
     """
@@ -79,7 +81,8 @@ def family_examples() -> list[tuple[str, np.ndarray]]:
         ("gaussian s=2.5", make_psf(BlurParams(1, 2.5)), None),
         ("streak L=15 30°", make_psf(BlurParams(motion, 15.0, 30.0)), None),
         ("shake", make_psf(BlurParams(motion, 15.0, family="shake", psf_seed=first, extent=15.0)), spread),
-        ("shake", make_psf(BlurParams(motion, 15.0, family="shake", psf_seed=second, extent=15.0)), spread),
+        ("shake, softened 0.7", make_psf(BlurParams(motion, 15.0, family="shake", psf_seed=second, extent=15.0, softness=0.7)),
+         lambda _: spread(make_psf(BlurParams(motion, 15.0, family="shake", psf_seed=second, extent=15.0)))),
         ("disk", make_psf(BlurParams(3, 5.0)), radius),
         ("5 blades", lens_psf(5.0, blades=5, rotation=10.0), radius),
         ("8 blades", lens_psf(5.0, blades=8), radius),

@@ -16,8 +16,12 @@ def test_family_examples_show_every_family_labelled_as_training_labels_it():
         assert kernel.min() >= 0 and kernel.sum() == pytest.approx(1.0, abs=1e-6)
     titles = [title for title, _ in family_examples()]
     shaken, first, second = (motion_spread(k)[0] for k in (kernels[1], kernels[4], kernels[5]))
-    assert shaken <= 1.5 and first >= 4.0 and 4.0 <= second < 9.0  # a sharp shake, two motion trajectories
+    assert shaken <= 1.5 and first >= 4.0 and 4.0 <= second < 10.0  # a sharp shake, two motion trajectories
     assert titles[4] == f"shake L={first:.1f}" and titles[1] == f"sharp, shaken L={shaken:.1f}"
+    # The second trajectory softened by 0.7 px: labelled by its path's spread, its energy spread wider by the softening.
+    path = float(titles[5].split(" L=")[1])
+    assert titles[5].startswith("shake, softened 0.7 L=") and 4.0 <= path < 9.0
+    assert second == pytest.approx(np.hypot(path, np.sqrt(12) * 0.7), abs=0.3)
     # A trajectory is not a line: its energy spreads across its axis too; a straight streak's barely does.
     assert psf_isotropy(kernels[3]) < 0.02 and psf_isotropy(kernels[4]) > 0.05 and psf_isotropy(kernels[5]) > 0.05
     disk, five, eight, rim, centre, soft = (disk_equivalent_radius(k) for k in kernels[6:])
