@@ -21,16 +21,18 @@ REDUCTIONS = (8, 4, 2)
 _GLOB_CHARS = set("*?[")
 
 
-def expand_paths(paths: Iterable[str | os.PathLike]) -> list[tuple[str, str | None]]:
+def expand_paths(paths: Iterable[str | os.PathLike], seen: set[str] | None = None) -> list[tuple[str, str | None]]:
     """Files named by `paths` (files, folders recursively, glob patterns), in order.
 
     Returns `(path, error)` pairs: `error` is None for a file to classify, or a
     message for an argument that names nothing (missing path, empty pattern or
     folder). A file named explicitly is kept whatever its extension; folders
-    contribute their files with an image extension. Duplicates are dropped.
+    contribute their files with an image extension. Duplicates are dropped:
+    those already in `seen` too, which then gains what is returned (so that
+    several calls sharing one set list each file once).
     """
     out: list[tuple[str, str | None]] = []
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
 
     def add(path: str, error: str | None = None):
         key = os.path.abspath(path) if error is None else f"{path}\0{error}"
@@ -75,18 +77,14 @@ def list_items(paths_or_arrays) -> list[tuple[str, object, str | None]]:
     if isinstance(paths_or_arrays, (str, os.PathLike, np.ndarray)):
         paths_or_arrays = [paths_or_arrays]
     items: list[tuple[str, object, str | None]] = []
-    seen: set[str] = set()
+    seen: set[str] = set()  # shared by every path argument: a file is listed once
     array_index = 0
     for entry in paths_or_arrays:
         if isinstance(entry, np.ndarray):
             items.append((f"<array {array_index}>", entry, None))
             array_index += 1
             continue
-        for path, error in expand_paths([entry]):
-            if error is None and os.path.abspath(path) in seen:
-                continue
-            seen.add(os.path.abspath(path))
-            items.append((path, path, error))
+        items.extend((path, path, error) for path, error in expand_paths([entry], seen))
     return items
 
 

@@ -119,8 +119,9 @@ def test_a_file_named_by_several_arguments_is_classified_once(tmp_path):
             str(tmp_path / "*" / "y.png"), str(tmp_path / "gone.png"), str(tmp_path / "gone.png"), array]
     items = list_items(args)
     assert [os.path.relpath(name, tmp_path) if name[0] != "<" else name for name, _, _ in items] == [
-        "a/x.png", "a/y.png", "<array 0>", "gone.png", "gone.png", "<array 1>"]  # missing paths: one error each
-    assert len(items) == 6
+        "a/x.png", "a/y.png", "<array 0>", "gone.png", "<array 1>"]  # a missing path named twice: one error, as expand_paths
+    assert [error for _, _, error in items] == [None, None, None, "no such file or folder", None]
+    assert [name for name, _ in expand_paths(args[:3] + args[4:7])] == [name for name, _, _ in items if name[0] != "<"]
 
 
 # ---------------------------------------------------------------- bad input, every case
