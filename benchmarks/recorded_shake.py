@@ -86,6 +86,14 @@ def shrunk(kernel: np.ndarray, factor: int) -> np.ndarray:
     return centred(cv2.resize(kernel, (width, height), interpolation=cv2.INTER_AREA))
 
 
+def streaks(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The straight streak of `kernel`'s spread and angle (`psf.motion_spread`), and that streak softened by
+    `SOFTENED_STREAK_SIGMA`."""
+    spread, angle = motion_spread(kernel)
+    streak = motion_psf(max(spread, 1.0), angle)
+    return streak, soften(streak, SOFTENED_STREAK_SIGMA)
+
+
 def shares(answers: np.ndarray) -> dict:
     """`{class: share}` of a vector of class indices."""
     counts = np.bincount(answers, minlength=len(CLASS_NAMES)) / max(len(answers), 1)
@@ -111,7 +119,8 @@ def main(argv=None) -> dict:
     test = BlurBatchMaker(bundled_splits(model.image_size, seed=0)["test"], PipelineConfig(image_size=args.size), "test")
     photos = [p.image for p in bundled_splits(model.image_size, seed=0)["test"] if p.name in test.photo_names]
     kernels = {f"{path.stem}_x{1 / f:g}": shrunk(recorded_kernel(path), f) for path in paths for f in SHRINK}
-    margin = max(max(k.shape) for k in kernels.values()) // 2 + 1
+    versions = {name: dict(zip(VERSIONS, (kernel, *streaks(kernel)))) for name, kernel in kernels.items()}
+    margin = max(max(k.shape) for three in versions.values() for k in three.values()) // 2 + 1  # no border reaches a crop
     rng = np.random.default_rng(11)  # the same crops and noise for every case
     crops = [test.croppers[int(rng.integers(len(test.croppers)))].crop(rng, args.size + 2 * margin).astype(np.float32)
              for _ in range(args.images)]
@@ -127,9 +136,8 @@ def main(argv=None) -> dict:
     print(f"{'unblurred':18} " + " ".join(f"{c} {v:.2f}" for c, v in sharp.items()), flush=True)
     summary, motion = {}, {version: [] for version in VERSIONS}
     for name, kernel in kernels.items():
-        spread, angle = motion_spread(kernel)
-        streak = motion_psf(max(spread, 1.0), angle)
-        answered = dict(zip(VERSIONS, map(answers, (kernel, streak, soften(streak, SOFTENED_STREAK_SIGMA)))))
+        spread = motion_spread(kernel)[0]
+        answered = {version: answers(k) for version, k in versions[name].items()}
         for version, found in answered.items():
             motion[version].append(found == CLASS_NAMES.index("motion"))
         labels = [r.get("label", "error") for r in predict([convolve(p, kernel).clip(0, 255).astype(np.uint8) for p in photos],

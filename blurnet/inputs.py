@@ -72,7 +72,8 @@ def list_items(paths_or_arrays) -> list[tuple[str, object, str | None]]:
 
     `paths_or_arrays`: a path, an array, or a list of them. `source` is the path or
     the array; `error` is None, or the message for an argument that names nothing.
-    A file named again (by another argument, folder or pattern) is listed once.
+    A file named again (by another argument, folder or pattern) is listed once; so is a missing path named twice
+    (one error).
     """
     if isinstance(paths_or_arrays, (str, os.PathLike, np.ndarray)):
         paths_or_arrays = [paths_or_arrays]

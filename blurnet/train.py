@@ -316,7 +316,7 @@ RESUME_KEEPS = ("data", "seed", "image_size", "batch_size", "steps_per_epoch", "
                 "min_sharpness", "weights", "init_from")
 
 # What a run folder recorded before these keys existed trained with: generated scenes came later and were none.
-_RECORDED_BEFORE_KEY_EXISTED = {"generated_scenes": 0, "palette_share": FitConfig.palette_share}
+_RECORDED_BEFORE_KEY_EXISTED = {"generated_scenes": 0, "palette_share": FitConfig.palette_share, "motion_softness": 0.0}
 
 
 def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> None:
@@ -325,20 +325,23 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
 
     `ValueError` naming both settings when a resume would load backups of another shape (say the parameter head
     switched on or off, or its layers changed since the run started: `weight_shapes`, `weight_shapes_signature`):
-    Keras would fail later with a bare shape error. Other `psf_families`, `palette_share` or `generated_scenes` are refused too: the
+    Keras would fail later with a bare shape error. Other `psf_families` (or another `motion_softness` under the same
+    preset name), `palette_share` or `generated_scenes` are refused too: the
     run would go on on other data than its first epochs and its record would name one of the two; another
     `freeze_batchnorm`, which would train statistics the first epochs kept (or the reverse); and another value of
     any of `RESUME_KEEPS` (the data, seed, crops, steps, learning rates and starting weights). Under
     `freeze_classifier` every statistic is kept whatever that flag says, so such a run records it as `True` and
     resumes with or without `--freeze-batchnorm`. A run folder
-    recorded without some of these keys is checked on the others (a missing `generated_scenes` counts as 0, a
-    missing `palette_share` as the default),
+    recorded without some of these keys is checked on the others (a missing `generated_scenes` or `motion_softness`
+    counts as 0, a missing `palette_share` as the default),
     then gets them.
     """
     wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
               "parameter_head": bool(config.parameter_head), "weight_shapes": weight_shapes_signature(model),
               "psf_families": config.psf_families, "generated_scenes": config.generated_scenes,
-              "palette_share": config.palette_share, "freeze_batchnorm": bool(config.freeze_batchnorm or config.freeze_classifier),
+              "palette_share": config.palette_share,
+              "motion_softness": PsfFamilies.named(config.psf_families).motion_softness,  # the preset's mix, as of now
+              "freeze_batchnorm": bool(config.freeze_batchnorm or config.freeze_classifier),
               **{key: getattr(config, key) for key in RESUME_KEEPS}}
     path = run / "architecture.json"
     if path.is_file():

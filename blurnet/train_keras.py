@@ -222,7 +222,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     try:
         AugmentConfig.with_palette_share(args.palette_share)
     except ValueError as error:
-        p.error(f"--{error}")
+        p.error(f"--palette-share: {error}")
     return args
 
 

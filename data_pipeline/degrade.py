@@ -42,8 +42,8 @@ class PsfFamilies:
     Gaussian of sigma `MOTION_SOFTNESS_SIGMA` (0.5 to 1.0 px), the blur the
     optics add to the path (`psf.soften`): a real shake's trail is never one
     pixel wide, and a model that has only seen pin-sharp trails calls a streak
-    softened by 0.7 px `gaussian` (`benchmarks/recorded_shake.py`). Half of
-    them by default. `PsfFamilies.classic()` draws only the classic shapes.
+    softened by 1 px `gaussian` (`benchmarks/recorded_shake.py`; at 0.7 px it
+    still reads motion). Half of them by default. `PsfFamilies.classic()` draws only the classic shapes.
     """
 
     shake_fraction: float = 0.5
@@ -98,8 +98,8 @@ class BlurParams:
     "shake" (motion, or sharp with a shake too small to see) or "lens"
     (defocus); `psf_seed` seeds the random shape of a "shake" or "lens" PSF,
     so `make_psf` rebuilds the same kernel. `softness`: sigma in px of the
-    Gaussian the PSF is then convolved with (`psf.soften`; 0: none), so far
-    drawn for motion only (`PsfFamilies.motion_softness`); the strength and
+    Gaussian the PSF is then convolved with (`psf.soften`; 0: none), drawn
+    for motion samples only (`PsfFamilies.motion_softness`); the strength and
     angle stay those of the path.
     """
 
@@ -343,7 +343,7 @@ def psf_half_size(ranges: BlurRanges, families: PsfFamilies = PsfFamilies()) -> 
     shake = families.shake_fraction > 0 or families.sharp_shake_fraction > 0
     soft = 2 * math.ceil(3.0 * MOTION_SOFTNESS_SIGMA[1]) if families.motion_softness > 0 else 0  # `psf.soften`'s padding
     sizes = [
-        2 * (math.ceil(ranges.motion_length[1]) + 1) + 1 + soft if shake else 1,
+        2 * (math.ceil(ranges.motion_length[1]) + 1) + 1 + (soft if families.shake_fraction > 0 else 0) if shake else 1,
         motion_psf(ranges.motion_length[1], 45.0).shape[0] + soft,
         lens_psf(ranges.defocus_radius[1], softness=0.7).shape[0] if families.lens_fraction > 0 else 1,
         gaussian_psf(ranges.gaussian_sigma[1]).shape[0],

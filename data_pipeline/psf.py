@@ -270,8 +270,8 @@ def _check_softness(sigma: float) -> float:
 def soften(kernel: np.ndarray, sigma: float, pad: int | None = None) -> np.ndarray:
     """`kernel` convolved with a Gaussian of `sigma` px (0 to 3; 0 leaves it as it is), normalised to sum 1.
 
-    It is first padded with `pad` zeros on each side (default `ceil(3 sigma)`, so that nothing is cut off; the sides
-    stay odd and the centroid stays where it was). This is the blur every real optical system adds to the
+    It is first padded with `pad` zeros on each side (default `ceil(3 sigma)`: what spreads further, a fraction of a
+    percent, is cut off; the sides stay odd and the centroid stays where it was). This is the blur every real optical system adds to the
     path of a shake or the edge of an aperture: the light of one scene point never lands on a single pixel.
     """
     sigma = _check_softness(sigma)

@@ -171,6 +171,20 @@ def test_sampled_shakes_respect_the_motion_and_sharp_boundaries():
             assert p.angle == pytest.approx(motion_spread(k)[1], abs=0.5 if p.softness else 1e-6)
 
 
+def test_soften_spreads_a_kernel_by_its_gaussian_and_keeps_it_centred():
+    streak = motion_psf(9.0, 20.0)
+    assert soften(streak, 0.0).shape == streak.shape and np.allclose(soften(streak, 0.0), streak)
+    soft = soften(streak, 1.0)
+    assert soft.shape == (streak.shape[0] + 6, streak.shape[1] + 6) and soft.sum() == pytest.approx(1.0, abs=1e-6)
+    before, after = psf_moments(streak), psf_moments(soft)
+    assert after["var_x"] == pytest.approx(before["var_x"] + 1.0, abs=0.01)  # sigma 1 adds 1 px^2 along each axis
+    assert after["var_y"] == pytest.approx(before["var_y"] + 1.0, abs=0.01)
+    assert abs(after["mean_x"]) < 1e-6 and abs(after["mean_y"]) < 1e-6
+    assert soften(streak, 1.0, pad=1).shape == (streak.shape[0] + 2, streak.shape[1] + 2)
+    with pytest.raises(ValueError, match=r"softness must be in \[0, 3\] px, got 3.5"):
+        soften(streak, 3.5)
+
+
 def test_motion_softness_softens_half_the_motion_samples_by_its_sigma():
     from data_pipeline.classes import BlurRanges
     from data_pipeline.degrade import MOTION_SOFTNESS_SIGMA, PsfFamilies, _sample_path, make_psf, sample_blur

@@ -458,7 +458,7 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
     signature = weight_shapes_signature(model)
     assert json.loads((tmp_path / "architecture.json").read_text()) == {
         "backbone": "mobilenetv2", "spectrum": True, "highpass": False, "parameter_head": True, "weight_shapes": signature,
-        "psf_families": "realistic", "generated_scenes": 0, "palette_share": 0.05, "freeze_batchnorm": False,
+        "psf_families": "realistic", "generated_scenes": 0, "palette_share": 0.05, "motion_softness": 0.5, "freeze_batchnorm": False,
         **{key: getattr(config, key) for key in RESUME_KEEPS}}
     assert set(RESUME_KEEPS) >= {"data", "seed", "image_size", "batch_size", "lr_finetune", "init_from"}
     assert len(signature) == 16 and signature == weight_shapes_signature(create_model("mobilenetv2", weights=None, spectrum=True,
@@ -502,9 +502,13 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
         check_run_architecture(tmp_path, dataclasses.replace(config, generated_scenes=5), model)
     with pytest.raises(ValueError, match=r"palette_share: run 0.05, now 0.2"):  # recorded before the option: the default
         check_run_architecture(tmp_path, dataclasses.replace(config, palette_share=0.2), model)
-    check_run_architecture(tmp_path, config, model)
+    # A realistic run from before softened trails trained on pin-sharp ones: resuming it now would change its data.
+    with pytest.raises(ValueError, match=r"motion_softness: run 0.0, now 0.5"):
+        check_run_architecture(tmp_path, config, model)
+    check_run_architecture(tmp_path, dataclasses.replace(config, psf_families="classic"), model)  # classic: never softened
     completed = json.loads((tmp_path / "architecture.json").read_text())
     assert completed["weight_shapes"] == signature and completed["generated_scenes"] == 0 and completed["palette_share"] == 0.05
+    assert completed["motion_softness"] == 0.0 and completed["psf_families"] == "classic"
     with pytest.raises(ValueError, match=r"weight_shapes"):
         check_run_architecture(tmp_path, config, changed)
 
