@@ -36,6 +36,18 @@ def write_photo_folder(root):
     return root
 
 
+def load_benchmark(name: str):
+    """The script `benchmarks/<name>.py` as a module (the benchmarks are scripts, not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def backup_optimizer_steps(run, stage: str = "finetune") -> int:
     """The optimizer's step counter in the last backup `fit` wrote for `stage` of the run folder `run`."""
     import h5py

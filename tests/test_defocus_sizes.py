@@ -1,9 +1,8 @@
 """`benchmarks/defocus_sizes.py`: the tile sizing its figures on real lens blur rest on."""
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from data_pipeline.degrade import convolve
 from data_pipeline.psf import defocus_psf, gaussian_psf
@@ -11,11 +10,7 @@ from data_pipeline.psf import defocus_psf, gaussian_psf
 
 @pytest.fixture(scope="module")
 def defocus_sizes():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "defocus_sizes.py"
-    spec = importlib.util.spec_from_file_location("defocus_sizes", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("defocus_sizes")
 
 
 def _texture(seed=0, size=192):

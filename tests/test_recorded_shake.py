@@ -1,21 +1,17 @@
 """`benchmarks/recorded_shake.py`: how it reads a recorded PSF image and shrinks it."""
-import importlib.util
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from data_pipeline.psf import motion_psf, motion_spread, psf_isotropy, psf_moments
 
 
 @pytest.fixture(scope="module")
 def recorded_shake():
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "recorded_shake.py"
-    spec = importlib.util.spec_from_file_location("recorded_shake", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("recorded_shake")
 
 
 def _streak_image(tmp_path, floor_noise: float) -> Path:
