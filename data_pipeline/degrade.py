@@ -43,7 +43,8 @@ class PsfFamilies:
     optics add to the path (`psf.soften`): a real shake's trail is never one
     pixel wide, and a model that has only seen pin-sharp trails calls a streak
     softened by 1 px `gaussian` (`benchmarks/recorded_shake.py`; at 0.7 px it
-    still reads motion). Half of them by default. `PsfFamilies.classic()` draws only the classic shapes.
+    still reads motion). Half of them by default. `PsfFamilies.classic()`
+    draws only the classic shapes.
     """
 
     shake_fraction: float = 0.5
