@@ -52,3 +52,14 @@ def test_shrunk_divides_the_spread(recorded_shake, tmp_path, factor):
     moments = psf_moments(small)
     assert max(abs(moments["mean_x"]), abs(moments["mean_y"])) <= 0.5 + 1e-9  # centred again
     assert recorded_shake.shrunk(kernel, 1) is kernel
+
+
+def test_streaks_match_the_kernel_spread_and_angle(recorded_shake, tmp_path):
+    kernel = recorded_shake.recorded_kernel(_streak_image(tmp_path, floor_noise=0.0))
+    streak, softened = recorded_shake.streaks(kernel)
+    assert motion_spread(streak)[0] == pytest.approx(motion_spread(kernel)[0], rel=0.03)
+    assert motion_spread(streak)[1] == pytest.approx(motion_spread(kernel)[1], abs=1.0)
+    # softened by SOFTENED_STREAK_SIGMA (1 px): about 1 px^2 more variance along every axis, still centred
+    assert recorded_shake.SOFTENED_STREAK_SIGMA == 1.0
+    assert psf_moments(softened)["mean_r2"] == pytest.approx(psf_moments(streak)["mean_r2"] + 2.0, abs=0.05)
+    assert max(abs(psf_moments(softened)["mean_x"]), abs(psf_moments(softened)["mean_y"])) < 1e-6
