@@ -116,8 +116,9 @@ def main(argv=None) -> dict:
     if not paths:
         raise SystemExit(f"no PSF images in {args.kernels!r}")
     model = ExportedModel(args.model or default_model_dir())
-    test = BlurBatchMaker(bundled_splits(model.image_size, seed=0)["test"], PipelineConfig(image_size=args.size), "test")
-    photos = [p.image for p in bundled_splits(model.image_size, seed=0)["test"] if p.name in test.photo_names]
+    held_out = bundled_splits(model.image_size, seed=0)["test"]
+    test = BlurBatchMaker(held_out, PipelineConfig(image_size=args.size), "test")
+    photos = [p.image for p in held_out if p.name in test.photo_names]
     kernels = {f"{path.stem}_x{1 / f:g}": shrunk(recorded_kernel(path), f) for path in paths for f in SHRINK}
     versions = {name: dict(zip(VERSIONS, (kernel, *streaks(kernel)))) for name, kernel in kernels.items()}
     margin = max(max(k.shape) for three in versions.values() for k in three.values()) // 2 + 1  # no border reaches a crop

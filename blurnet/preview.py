@@ -23,6 +23,7 @@ from data_pipeline.psf import (
     disk_equivalent_radius,
     lens_psf,
     motion_spread,
+    soften,
 )
 
 #: The lens of the camera-steps row: a 6-blade iris, so clipped highlights show its shape.
@@ -72,6 +73,8 @@ def family_examples() -> list[tuple[str, np.ndarray]]:
     def spread(kernel):  # what a trajectory is labelled with
         return f" L={motion_spread(kernel)[0]:.1f}"
 
+    path = make_psf(BlurParams(motion, 15.0, family="shake", psf_seed=second, extent=15.0))  # the second trajectory
+
     def radius(kernel):  # what an aperture is labelled with
         return f" r={disk_equivalent_radius(kernel):.1f}"
 
@@ -81,8 +84,7 @@ def family_examples() -> list[tuple[str, np.ndarray]]:
         ("gaussian s=2.5", make_psf(BlurParams(1, 2.5)), None),
         ("streak L=15 30°", make_psf(BlurParams(motion, 15.0, 30.0)), None),
         ("shake", make_psf(BlurParams(motion, 15.0, family="shake", psf_seed=first, extent=15.0)), spread),
-        ("shake, softened 0.7", make_psf(BlurParams(motion, 15.0, family="shake", psf_seed=second, extent=15.0, softness=0.7)),
-         lambda _: spread(make_psf(BlurParams(motion, 15.0, family="shake", psf_seed=second, extent=15.0)))),
+        ("shake, softened 0.7", soften(path, 0.7), lambda _: spread(path)),  # as make_psf softens it
         ("disk", make_psf(BlurParams(3, 5.0)), radius),
         ("5 blades", lens_psf(5.0, blades=5, rotation=10.0), radius),
         ("8 blades", lens_psf(5.0, blades=8), radius),
