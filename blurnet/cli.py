@@ -212,7 +212,7 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines, baseli
               help="keras: model.keras for Keras 3 on any backend (e.g. python -m blurnet.train_keras --init-from). "
                    "onnx: blurnet.onnx for ONNX Runtime (any batch and image size). litert: blurnet.tflite for phones "
                    "(tiles of the training size). onnx and litert need: pip install \"blurnet[export]\".")
-@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder to write (the model file and a copy of blurnet.json) [default: MODEL_DIR-FORMAT beside MODEL_DIR].")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="Folder to write (the model file and a copy of blurnet.json): missing, empty, or an earlier export in the same format, which it replaces [default: MODEL_DIR-FORMAT beside MODEL_DIR].")
 def export_command(model_dir, fmt, out):
     """Write an export in another format: the plain network (one view, one tile) beside a copy of its blurnet.json."""
     from blurnet.formats import check_extra, export_format
@@ -226,6 +226,8 @@ def export_command(model_dir, fmt, out):
         path = export_format(model_dir, fmt, out)
     except (ValueError, MissingExtraError) as error:  # NotAnExportError included
         raise click.ClickException(str(error)) from None
+    except OSError as error:  # a read-only or full disk: nothing was written (the folder is written atomically)
+        raise click.ClickException(f"cannot write the {fmt} export: {error}") from None
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -26,6 +26,9 @@ model on `PARITY_TILES` random tiles before it is kept.
 
 The folder is written atomically: an interrupted export leaves no half-written
 folder, and an older one at the same place stays until the new one is complete.
+`--out` must be missing, empty, or an earlier export in the same format (a folder
+holding that format's file): a SavedModel export or a folder of anything else is
+never replaced.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blurnet.atomic import atomic_directory
+from blurnet.atomic import atomic_directory, check_replaceable
 from blurnet.runtimes import RUNTIME_FILES, load_runtime, missing_extra_error, missing_packages
 
 FORMAT_FILES = {"keras": "model.keras", **RUNTIME_FILES}
@@ -159,10 +162,11 @@ def export_format(model_dir: str | os.PathLike, fmt: str, out: str | os.PathLike
 
     if fmt not in WRITERS:
         raise ValueError(f"format must be one of {sorted(WRITERS)}, got {fmt!r}.")
-    check_extra(fmt)
     out = Path(out) if out is not None else default_out(model_dir, fmt)
     if out.resolve() == Path(model_dir).resolve():
         raise ValueError(f"--out {str(out)!r} is the export itself; choose another folder.")
+    check_replaceable(out, FORMAT_FILES[fmt])  # an earlier file of this format only: never a SavedModel export
+    check_extra(fmt)
     metadata = read_metadata(model_dir, weights_only=True)
     model = model_from_export(model_dir)
     with atomic_directory(out, METADATA_FILE) as tmp:

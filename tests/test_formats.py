@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from blurnet.cli import main
 from blurnet.export import ExportedModel, NotAnExportError, default_model_dir, export_model, load_export_weights, model_from_export
+from blurnet.formats import FORMAT_FILES
 from blurnet.model import create_model
 from blurnet.parameter_head import class_probabilities
 from blurnet.views import average_over_views
@@ -34,6 +35,9 @@ def test_keras_format_holds_the_export_weights_and_starts_train_keras(tiny_expor
     done = CliRunner().invoke(main, ["export", str(folder), "--format", "keras", "--out", str(tmp_path / "k")])
     assert done.exit_code == 0, done.output
     assert sorted(p.name for p in (tmp_path / "k").iterdir()) == ["blurnet.json", "model.keras"]
+    again = CliRunner().invoke(main, ["export", str(folder), "--format", "keras", "--out", str(tmp_path / "k")])
+    assert again.exit_code == 0, again.output  # an earlier export in the same format is replaced
+    assert sorted(p.name for p in (tmp_path / "k").iterdir()) == ["blurnet.json", "model.keras"]
     assert json.loads((tmp_path / "k" / "blurnet.json").read_text()) == json.loads((folder / "blurnet.json").read_text())
     for a, b in zip(keras.saving.load_model(tmp_path / "k" / "model.keras").weights, model.weights, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -52,6 +56,40 @@ def test_export_command_refuses_a_folder_that_is_not_an_export(tmp_path):
     done = CliRunner().invoke(main, ["export", str(tmp_path), "--format", "keras"])
     assert done.exit_code == 1 and "has no saved_model.pb" in done.output
     assert not tmp_path.with_name(f"{tmp_path.name}-keras").exists()
+
+
+@pytest.mark.parametrize("fmt", ["keras", "onnx", "litert"])
+def test_export_never_replaces_a_savedmodel_or_another_format(tmp_path, fmt):
+    source, target = tmp_path / "source", tmp_path / "trained"
+    for folder in (source, target):
+        (folder / "variables").mkdir(parents=True)
+        (folder / "saved_model.pb").write_bytes(b"graph")
+        (folder / "variables" / "variables.index").write_bytes(b"weights")
+        (folder / "blurnet.json").write_text(json.dumps(META))
+    done = CliRunner().invoke(main, ["export", str(source), "--format", fmt, "--out", str(target)])
+    assert done.exit_code == 1 and "Traceback" not in done.output, done.output
+    assert repr(str(target)) in done.output and f"no {FORMAT_FILES[fmt]}" in done.output
+    assert sorted(p.name for p in target.rglob("*")) == ["blurnet.json", "saved_model.pb", "variables", "variables.index"]
+    assert (target / "variables" / "variables.index").read_bytes() == b"weights"
+    other = tmp_path / "other"  # an export in another format
+    other.mkdir()
+    fake_runtime_folder(other, "blurnet.tflite" if fmt != "litert" else "blurnet.onnx")
+    done = CliRunner().invoke(main, ["export", str(source), "--format", fmt, "--out", str(other)])
+    assert done.exit_code == 1 and f"no {FORMAT_FILES[fmt]}" in done.output, done.output
+
+
+def test_export_reports_a_disk_error_without_a_traceback(tmp_path, monkeypatch):
+    import blurnet.formats
+
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+
+    def read_only(model_dir, fmt, out):
+        raise PermissionError(13, "Permission denied", str(out))
+
+    monkeypatch.setattr(blurnet.formats, "export_format", read_only)
+    done = CliRunner().invoke(main, ["export", str(tmp_path), "--format", "keras", "--out", str(tmp_path / "k")])
+    assert done.exit_code == 1 and isinstance(done.exception, SystemExit), done.output
+    assert "cannot write the keras export" in done.output and "Permission denied" in done.output
 
 
 @pytest.mark.slow
