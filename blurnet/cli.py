@@ -333,11 +333,15 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
         if "map_error" in r:
             click.echo(f"blur map or mask for {r['path']} not written: {r['map_error']}", err=True)
     if sort_into:
-        from blurnet.sort import sort_records
+        from blurnet.sort import SortInterrupted, sort_records
 
         try:
             with _progress_bar(len(records), "sorting", unit="files") as update:
                 result = sort_records(records, sort_into, roots=[p for p in paths if os.path.isdir(p)], move=move, dry_run=dry_run, progress=update)
+        except SortInterrupted as stop:  # the log of what was sorted is written
+            for line in stop.result.lines():
+                click.echo(line, err=True)
+            raise click.ClickException("interrupted") from None
         except OSError as error:
             raise click.ClickException(f"cannot sort into {sort_into}: {error}") from None
         for line in result.lines():

@@ -35,6 +35,13 @@ argument) keeps only its name. The rules:
   `failed`, `move-failed`, `unreadable` or `skipped`). It is written once at the
   end, atomically (temporary file, fsync, no-replace rename), in UTF-8; a file
   name that is not valid UTF-8 is written with its own bytes (`surrogateescape`).
+- **An interrupted sort still logs.** When the run stops early (Ctrl-C, or an
+  error that is not about one photograph), the log is written with the rows
+  done so far and a last row with action `stop` and status `interrupted`;
+  the photographs of later records were not touched. A Ctrl-C then raises
+  `SortInterrupted`, which carries the `SortResult`. A photograph whose transfer
+  was cut short has no row: its copy is complete under its final name or
+  absent, and its source is kept unless the move had been verified.
 - **A source is never its own copy.** A destination that is the source file
   itself (a destination folder that links back into DIR) never counts as
   already sorted, and a move never deletes a source whose destination is the
@@ -219,11 +226,11 @@ def _copy_to_temporary(source: str, folder: Path, name: str) -> tuple[Path, int,
             os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         except OSError:
             pass
-    except BaseException:
+        _checkpoint("copied", tmp)
+    except BaseException:  # a Ctrl-C too: no hidden temporary file stays behind
         if tmp.exists():
             tmp.unlink()
         raise
-    _checkpoint("copied", tmp)
     return tmp, size, digest.hexdigest()
 
 
@@ -265,6 +272,8 @@ class SortResult:
             out.append(f"left in place (unreadable): {r['source']}: {r['message']}")
         for r in self.failed:
             out.append(f"{r['status']}: {r['source']}: {r['message']}")
+        for r in self.with_status("interrupted"):
+            out.append(f"interrupted: {r['message']}")
         done = len(self.with_status("ok"))
         summary = (f"dry run: {len(self.with_status('dry-run'))} would be sorted, nothing written" if self.dry_run
                    else f"sorted {done}")
@@ -273,6 +282,14 @@ class SortResult:
             summary += f"; log: {self.log}"
         out.append(summary)
         return out
+
+
+class SortInterrupted(KeyboardInterrupt):
+    """A Ctrl-C during `sort_records`, raised after the log of the rows done so far was written: `.result`."""
+
+    def __init__(self, result: SortResult):
+        super().__init__(f"sorting interrupted after {len(result.rows) - 1} records")
+        self.result = result
 
 
 def _row(source, destination, label, action, status, message="") -> dict:
@@ -386,24 +403,41 @@ def sort_records(records: Iterable[dict], out, *, roots: Iterable = (), move: bo
         out.mkdir(parents=True, exist_ok=True)
     sorter = _Sorter(out, move, dry_run)
     result = SortResult(dry_run=dry_run)
-    for record in records:
-        path = os.fspath(record["path"])
-        label = record.get("label")
-        if "error" in record or not label:
-            row = _row(path, "", "", "keep", "unreadable", record.get("error") or "no label")
-        elif os.sep in label or (os.altsep and os.altsep in label) or label in (".", ".."):
-            row = _row(path, "", label, "keep", "failed", f"label {label!r} is not a folder name")
-        elif is_inside(path, out):
-            row = _row(path, "", label, "skip", "skipped", "already under the sort folder")
-        else:
-            row = sorter.transfer(path, label, relative_destination(path, roots))
-        result.rows.append(row)
-        if progress is not None:
-            progress(1)
+    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    try:
+        for record in records:
+            path = os.fspath(record["path"])
+            label = record.get("label")
+            if "error" in record or not label:
+                row = _row(path, "", "", "keep", "unreadable", record.get("error") or "no label")
+            elif os.sep in label or (os.altsep and os.altsep in label) or label in (".", ".."):
+                row = _row(path, "", label, "keep", "failed", f"label {label!r} is not a folder name")
+            elif is_inside(path, out):
+                row = _row(path, "", label, "skip", "skipped", "already under the sort folder")
+            else:
+                row = sorter.transfer(path, label, relative_destination(path, roots))
+            result.rows.append(row)
+            if progress is not None:
+                progress(1)
+    except BaseException as error:
+        if dry_run:
+            raise
+        result.rows.append({**dict.fromkeys(LOG_FIELDS, ""), "action": "stop", "status": "interrupted",
+                            "message": f"sorting stopped here ({_describe(error)}); later records were not sorted"})
+        try:
+            result.log = _write_log(out, stamp, result.rows)
+        except OSError:
+            pass  # the interruption is what the caller hears about
+        if isinstance(error, KeyboardInterrupt) and not isinstance(error, SortInterrupted):
+            raise SortInterrupted(result) from error
+        raise
     if not dry_run:
-        stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
-        result.log = _write_new_file(out / f"blurnet-sort-{stamp}.csv", format_log(result.rows).encode("utf-8", "surrogateescape"))
+        result.log = _write_log(out, stamp, result.rows)
     return result
+
+
+def _write_log(out: Path, stamp: str, rows: list[dict]) -> Path:
+    return _write_new_file(out / f"blurnet-sort-{stamp}.csv", format_log(rows).encode("utf-8", "surrogateescape"))
 
 
 def format_log(rows: list[dict]) -> str:

@@ -456,6 +456,54 @@ def test_cli_sort_into_a_folder_inside_the_input(tmp_path, monkeypatch):
     assert bad.exit_code == 2 and "--move and --dry-run need --sort-into" in bad.output
 
 
+def _interrupt_at(monkeypatch, stage, nth):
+    """Make the `nth` `stage` checkpoint of the run raise KeyboardInterrupt, as a Ctrl-C there would."""
+    seen = []
+
+    def checkpoint(at, path):
+        if at == stage:
+            seen.append(path)
+            if len(seen) == nth:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(sort, "_checkpoint", checkpoint)
+
+
+def test_an_interrupted_move_writes_the_log_of_what_was_done(tmp_path, monkeypatch):
+    src, out = tmp_path / "card", tmp_path / "sorted"
+    photos = [make(src / f"IMG_{i}.jpg", i) for i in range(3)]
+    _interrupt_at(monkeypatch, "published", 2)  # the second copy is verified, its source not yet deleted
+    with pytest.raises(sort.SortInterrupted) as stopped:
+        sort_records([rec(p, "motion") for p in photos], out, roots=[src], move=True, now=NOW)
+    result = stopped.value.result
+    assert result.log == out / LOG_NAME
+    assert [(Path(r["source"]).name if r["source"] else "", r["action"], r["status"]) for r in read_log(result.log)] == [
+        ("IMG_0.jpg", "move", "ok"), ("", "stop", "interrupted")]
+    assert "KeyboardInterrupt" in read_log(result.log)[1]["message"]
+    assert not photos[0].exists() and (out / "motion" / "IMG_0.jpg").read_bytes() == photo_bytes(0)
+    assert photos[1].read_bytes() == photo_bytes(1) and (out / "motion" / "IMG_1.jpg").read_bytes() == photo_bytes(1)
+    assert photos[2].read_bytes() == photo_bytes(2) and not (out / "motion" / "IMG_2.jpg").exists()
+    assert result.lines()[-2:] == [f"interrupted: {result.rows[-1]['message']}",
+                                   f"sorted 1, 0 unreadable, 0 failed, 0 skipped; log: {out / LOG_NAME}"]
+
+
+def test_cli_reports_an_interrupted_sort_and_where_its_log_is(tmp_path, monkeypatch):
+    from blurnet.cli import main
+
+    fake_predict(monkeypatch)
+    src, out = tmp_path / "card", tmp_path / "sorted"
+    for i in range(3):
+        make(src / f"sharp_{i}.jpg", i)
+    _interrupt_at(monkeypatch, "copied", 2)
+    done = CliRunner().invoke(main, ["predict", str(src), "--sort-into", str(out), "--format", "csv"])
+    assert done.exit_code == 1 and isinstance(done.exception, SystemExit), done.output
+    [log] = out.glob("blurnet-sort-*.csv")
+    assert [r["status"] for r in read_log(log)] == ["ok", "interrupted"]
+    assert f"sorted 1, 0 unreadable, 0 failed, 0 skipped; log: {log}" in done.stderr and "Error: interrupted" in done.stderr
+    assert sorted(p.name for p in src.iterdir()) == ["sharp_0.jpg", "sharp_1.jpg", "sharp_2.jpg"]  # a copy: all kept
+    assert [p.name for p in (out / "sharp").iterdir()] == ["sharp_0.jpg"]  # the second's temporary copy removed
+
+
 def test_progress_bar_only_on_a_terminal():
     from blurnet.cli import _progress_bar
 
