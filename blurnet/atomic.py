@@ -32,6 +32,23 @@ def atomic_file(target: str | os.PathLike):
             tmp.unlink()
 
 
+def check_writable(target: str | os.PathLike, folder: bool = False) -> None:
+    """`ValueError` naming `target` when it cannot be written as a file (or, with `folder`, filled as a folder):
+    it exists as the other kind, or the nearest folder that exists on its way is not a folder or not writable.
+    Checked before a long run, so that its results are not lost at the end."""
+    target = Path(target)
+    kind = "folder" if folder else "file"
+    if os.path.lexists(target) and target.is_dir() != folder:
+        raise ValueError(f"cannot write the {kind} {str(target)!r}: it exists and is {'a file' if folder else 'a folder'}.")
+    nearest = target if folder and target.is_dir() else target.parent
+    while not os.path.lexists(nearest) and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise ValueError(f"cannot write the {kind} {str(target)!r}: {str(nearest)!r} is not a folder.")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write the {kind} {str(target)!r}: the folder {str(nearest)!r} is not writable.")
+
+
 def check_replaceable(target: str | os.PathLike, marker: str) -> None:
     """`ValueError` naming `target` unless it is missing, an empty folder, or a folder holding `marker` (the file
     every folder of its kind holds: `blurnet.json` for an export, `metrics.json` for a report): a folder of

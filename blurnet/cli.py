@@ -309,10 +309,14 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
             click.echo(f"left out {len(inside)} files already under {sort_into}", err=True)
     items = list_items(inputs)  # what predict will answer, in its order
     total = len(items)
+    from blurnet.atomic import check_writable
     from blurnet.prediction import check_outputs_spare_inputs
 
     try:
         check_outputs_spare_inputs([source for _, source, error in items if error is None], total, output, map_path, mask_path)
+        for target, folder in ((output, False), (None if dry_run else sort_into, True)):  # before hours of work
+            if target:
+                check_writable(target, folder)
     except ValueError as error:
         raise click.UsageError(str(error)) from None
     try:

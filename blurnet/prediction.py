@@ -71,8 +71,8 @@ def numbered_path(target: str | os.PathLike, n: int, count: int) -> Path:
 
 def check_outputs_spare_inputs(inputs: list, count: int, output=None, map_path=None, mask_path=None) -> None:
     """`ValueError` naming both when an output file (`output`, or a map or mask of one of `count` inputs,
-    `numbered_path`) is one of the input files `inputs` (the same file, links followed), or when the maps and the
-    masks would share files: writing it would destroy a photograph or a result of this run."""
+    `numbered_path`) is one of the input files `inputs` (the same file, links followed), or when two of those
+    outputs would be the same file: writing it would destroy a photograph or a result of this run."""
     def identity(path):
         try:
             status = os.stat(path)
@@ -85,10 +85,11 @@ def check_outputs_spare_inputs(inputs: list, count: int, output=None, map_path=N
     for option, target in (("--map", map_path), ("--mask", mask_path)):
         if target is not None:
             planned += [(option, numbered_path(target, n, count)) for n in range(count)]
-    if map_path is not None and mask_path is not None:
-        shared = {os.path.abspath(p) for o, p in planned if o == "--map"} & {os.path.abspath(p) for o, p in planned if o == "--mask"}
-        if shared:
-            raise ValueError(f"--map and --mask would both write {sorted(shared)[0]!r}; give them different names.")
+    writers = {}
+    for option, path in planned:  # each option's own names differ (`numbered_path`)
+        first = writers.setdefault(os.path.abspath(path), option)
+        if first != option:
+            raise ValueError(f"{first} and {option} would both write {os.path.abspath(path)!r}; give them different names.")
     for option, path in planned:
         photograph = photographs.get(identity(path))
         if photograph is not None:

@@ -162,6 +162,13 @@ def test_outputs_never_overwrite_an_input_photograph(tmp_path, monkeypatch):
         predict(str(tmp_path), model=model, map_path=tmp_path / "m.png")  # the folder holds m-2.png: the second map
     with pytest.raises(ValueError, match="--map and --mask would both write"):
         predict(str(photo), model=model, map_path=tmp_path / "x.png", mask_path=tmp_path / "x.png")
+    for inputs, flags, shared in (([photo], ["--output", "r.png", "--map", "r.png"], "r.png"),
+                                  ([photo, other], ["--output", "q-2.png", "--mask", "q.png"], "q-2.png")):  # masks q-1, q-2
+        flags = [str(tmp_path / f) if f.endswith(".png") else f for f in flags]
+        result = runner.invoke(main, ["predict", *map(str, inputs), *flags])
+        assert result.exit_code == 2, result.output
+        assert f"--output and {flags[2]} would both write {str(tmp_path / shared)!r}" in result.output, result.output
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def test_a_map_that_cannot_be_written_fails_the_run_and_says_where(tmp_path, monkeypatch):

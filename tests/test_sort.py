@@ -504,6 +504,25 @@ def test_cli_reports_an_interrupted_sort_and_where_its_log_is(tmp_path, monkeypa
     assert [p.name for p in (out / "sharp").iterdir()] == ["sharp_0.jpg"]  # the second's temporary copy removed
 
 
+def test_cli_refuses_outputs_it_could_not_write_before_classifying(tmp_path, monkeypatch):
+    from blurnet.cli import main
+
+    calls = fake_predict(monkeypatch)
+    src = tmp_path / "card"
+    make(src / "sharp_1.jpg", 1)
+    blocker = make(tmp_path / "notes.txt", 2)  # a file where a folder is needed
+    runner = CliRunner()
+    for flags, message in (
+            (["--output", str(blocker / "results.csv")], f"cannot write the file {str(blocker / 'results.csv')!r}: {str(blocker)!r} is not a folder"),
+            (["--sort-into", str(blocker / "sorted"), "--move"], f"cannot write the folder {str(blocker / 'sorted')!r}: {str(blocker)!r} is not a folder")):
+        done = runner.invoke(main, ["predict", str(src), *flags])
+        assert done.exit_code == 2 and message in done.output, (flags, done.output)
+    assert calls == []  # refused before any photograph was classified
+    assert (src / "sharp_1.jpg").read_bytes() == photo_bytes(1) and blocker.read_bytes() == photo_bytes(2)
+    dry = runner.invoke(main, ["predict", str(src), "--sort-into", str(blocker / "sorted"), "--dry-run", "--format", "csv"])
+    assert dry.exit_code == 0 and len(calls) == 1, dry.output  # a dry run writes nothing, so it is not refused
+
+
 def test_progress_bar_only_on_a_terminal():
     from blurnet.cli import _progress_bar
 
