@@ -292,6 +292,31 @@ def test_runtime_files_are_found_and_bad_ones_refused(tmp_path):
         load_runtime(tmp_path)
 
 
+def _onnx_mean_colour(path, channels_out=3):
+    """A valid ONNX network that is not blurnet's: the mean colour of each tile, `(batch, channels_out)`."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    tiles = helper.make_tensor_value_info("tiles", TensorProto.FLOAT, ["batch", "height", "width", 3])
+    mean = helper.make_tensor_value_info("mean", TensorProto.FLOAT, ["batch", channels_out])
+    graph = helper.make_graph([helper.make_node("ReduceMean", ["tiles"], ["mean"], axes=[1, 2], keepdims=0)],
+                              "mean_colour", [tiles], [mean])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+
+
+def test_a_runtime_file_of_another_network_is_refused_at_loading(tmp_path):
+    from blurnet.prediction import predict
+    from blurnet.runtimes import load_runtime
+
+    path = fake_runtime_folder(tmp_path)
+    _onnx_mean_colour(path)
+    with pytest.raises(NotAnExportError, match=r"is not a blurnet network: it takes \[\['batch', 'height', 'width', 3\]\] "
+                                               r"and answers \[\['batch', 3\]\]"):
+        load_runtime(path)
+    with pytest.raises(NotAnExportError, match="is not a blurnet network"):  # not one error record per photograph
+        predict([np.zeros((64, 64, 3), np.uint8)], model=str(path))
+
+
 @pytest.mark.slow
 def test_runtime_refuses_tiles_it_cannot_answer(runtime_files):
     from blurnet.runtimes import OnnxModel
