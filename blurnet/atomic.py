@@ -2,7 +2,9 @@
 
 Both context managers hand out a hidden temporary path beside the target; the
 target is replaced by a rename only when the block finishes without an error.
-An older file or folder at the target stays intact until then.
+An older file or folder at the target stays intact until then. A file is synced
+to disk before the rename and its folder after it, so that a power cut leaves
+either the old file or the new one, never an empty one.
 """
 from __future__ import annotations
 
@@ -18,15 +20,32 @@ def _sibling(target: Path, kind: str) -> Path:
     return target.with_name(f".{target.name}.{kind}-{uuid.uuid4().hex[:8]}{''.join(target.suffixes)}")
 
 
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a written file, or a folder's entries (a rename in it), to disk; where a folder cannot be opened
+    (Windows) or synced, nothing is done."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_file(target: str | os.PathLike):
-    """Yield a temporary path to write; it becomes `target` (same suffixes) on success."""
+    """Yield a temporary path to write; it becomes `target` (same suffixes) on success, synced to disk."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(target, "tmp")
     try:
         yield tmp
+        fsync_path(tmp)
         os.replace(tmp, target)
+        fsync_path(target.parent)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -50,7 +50,7 @@ argument) keeps only its name. The rules:
   included) but creates, copies, moves and deletes nothing and writes no log;
   the rows (status `dry-run`) say what would happen.
 
-Only the standard library is used here (no TensorFlow, no OpenCV).
+Only the standard library and `blurnet.atomic` are used here (no TensorFlow, no OpenCV).
 """
 from __future__ import annotations
 
@@ -64,6 +64,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
+
+from blurnet.atomic import fsync_path
 
 LOG_FIELDS = ("source", "destination", "label", "action", "status", "message")
 CHUNK = 1 << 20
@@ -154,19 +156,6 @@ def sha256_file(path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # e.g. Windows: folders cannot be opened
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _link_no_replace(tmp: Path, final: Path) -> bool:
     """Give `tmp` the name `final` unless that name exists; True on success. `tmp` is gone on success."""
     try:
@@ -200,7 +189,7 @@ def _write_new_file(target: Path, data: bytes) -> Path:
             os.fsync(handle.fileno())
         for final in _candidates(target):
             if _link_no_replace(tmp, final):
-                _fsync_dir(target.parent)
+                fsync_path(target.parent)
                 return final
     finally:
         if tmp.exists():
@@ -352,7 +341,7 @@ class _Sorter:
             return _row(source, "", label, self.action, "failed", f"copy failed, source kept ({_describe(error)})")
         try:
             final = next(c for c in _candidates(target) if _link_no_replace(tmp, c))
-            _fsync_dir(target.parent)
+            fsync_path(target.parent)
         except OSError as error:
             return _row(source, "", label, self.action, "failed", f"copy failed, source kept ({_describe(error)})")
         finally:

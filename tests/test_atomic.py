@@ -1,5 +1,8 @@
+import os
+
 import pytest
 
+import blurnet.atomic
 from blurnet.atomic import atomic_directory, atomic_file
 
 
@@ -51,3 +54,24 @@ def test_atomic_directory_replaces_only_an_earlier_folder_of_its_kind(tmp_path):
     with atomic_directory(shared / "base", "blurnet.json") as tmp:  # an earlier export is replaced
         (tmp / "blurnet.json").write_text("new")
     assert (shared / "base" / "blurnet.json").read_text() == "new" and (shared / "notes.txt").read_text() == "mine"
+
+
+def test_atomic_file_syncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events = []
+    opened = {}
+    real_open, real_replace = os.open, os.replace
+
+    def open_(path, flags, *args):
+        fd = real_open(path, flags, *args)
+        opened[fd] = os.fspath(path)
+        return fd
+
+    monkeypatch.setattr(blurnet.atomic.os, "open", open_)
+    monkeypatch.setattr(blurnet.atomic.os, "fsync", lambda fd: events.append(("fsync", opened[fd])))
+    monkeypatch.setattr(blurnet.atomic.os, "replace", lambda a, b: events.append(("replace", os.fspath(b))) or real_replace(a, b))
+    target = tmp_path / "results.csv"
+    with atomic_file(target) as tmp:
+        tmp.write_text("a,b\n")
+    assert target.read_text() == "a,b\n"
+    assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"]
+    assert events[0][1] == os.fspath(tmp) and events[1][1] == os.fspath(target) and events[2][1] == os.fspath(tmp_path)
