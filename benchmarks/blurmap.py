@@ -3,7 +3,8 @@
     python benchmarks/blurmap.py [--data DIR] [--model MODEL_DIR]
 
 DIR (default: `$BLURNET_REALDEV/partial`, where the environment variable names the folder
-of the real-photograph check set) holds partly blurred
+of the real-photograph check set; without either, the run prints `{"skipped": ...}` and
+stops) holds partly blurred
 photographs in sub-folders (`defocus/*.jpg`, `motion/*.jpg`, any image extension) and
 their ground truth in `masks/`: the photograph `cuhk__out_of_focus0011.jpg` has the mask
 `masks/out_of_focus0011.png` (the name without the part up to `__`), white = blurred.
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -47,12 +47,11 @@ from blurnet import quiet
 from blurnet.blurmap import blur_mask
 from blurnet.classify import map_tile_probabilities, mask_probability, prepare
 from blurnet.prediction import load_model
-from data_pipeline.sources import list_image_files, read_image
+from data_pipeline.sources import CHECKSET_VARIABLE, checkset_folder, list_image_files, read_image
 
 BETA2 = 0.3
 BASELINE_WINDOW = 31
-# The check set of real photographs lives outside the repository; this variable names its folder.
-DEFAULT_DATA = str(Path(os.environ["BLURNET_REALDEV"]) / "partial") if os.environ.get("BLURNET_REALDEV") else None
+DEFAULT_DATA = checkset_folder("partial")
 
 
 def f_measure(predicted: np.ndarray, truth: np.ndarray, beta2: float = BETA2) -> tuple[float, float, float]:
@@ -89,7 +88,10 @@ def main(argv=None):
     parser.add_argument("--model", default=None, help="export folder (default: saved_models/blurnet-densenet121)")
     args = parser.parse_args(argv)
     if args.data is None:
-        parser.error("pass --data DIR, or set BLURNET_REALDEV to the folder that holds the check set's whole/ and partial/")
+        print(f"skipped: pass --data DIR, or set {CHECKSET_VARIABLE} to the folder of the check set (real photographs, "
+              "kept outside the repository)")
+        print(json.dumps({"skipped": f"no --data and no {CHECKSET_VARIABLE}"}))
+        return {"skipped": f"no --data and no {CHECKSET_VARIABLE}"}
 
     data = Path(args.data)
     masks = data / "masks"

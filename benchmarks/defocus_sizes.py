@@ -45,7 +45,7 @@ from data_pipeline.classes import CLASS_NAMES
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
 from data_pipeline.degrade import add_noise, convolve, depth_defocus
 from data_pipeline.psf import defocus_psf, gaussian_psf
-from data_pipeline.sources import bundled_splits, read_image
+from data_pipeline.sources import bundled_splits, checkset_folder, read_image
 
 MARGIN = 24  # beyond the largest disk (7 px) and its layers, so no border reaches the crop
 #: Each case: how it blurs a crop with margin, given a random direction in degrees (which only the ramps use), and
@@ -62,7 +62,7 @@ CASES = {
 }
 
 
-DEFAULT_PAIRS = str(Path(os.environ["BLURNET_REALDEV"]) / "whole") if os.environ.get("BLURNET_REALDEV") else None
+DEFAULT_PAIRS = checkset_folder("whole")
 TILE, FIT_SMOOTHING, BLURRED = 64, 0.6, 1.5
 DISK_RADII = np.arange(1.0, 10.01, 0.25)
 GAUSSIAN_SIGMAS = np.arange(0.5, 5.01, 0.125)

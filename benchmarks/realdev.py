@@ -3,7 +3,8 @@
     python benchmarks/realdev.py [--data DIR] [--model MODEL_DIR] [--full] [--smooth SIGMA]
 
 DIR (default: `$BLURNET_REALDEV/whole`, where the environment variable names the folder
-of the real-photograph check set) is a labelled folder,
+of the real-photograph check set; without either, the run prints `{"skipped": ...}` and
+stops) is a labelled folder,
 `DIR/<class>/<file>`, of real photographs: real camera shake, real lens defocus and
 the same scenes sharp. Every photograph goes through `blurnet.predict` exactly as
 `blurnet predict DIR` would (auto scale, scale pyramid, up to 24 tiles a level in one
@@ -33,10 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 
 from blurnet.prediction import load_model, predict
 from data_pipeline.classes import CLASS_NAMES
-from data_pipeline.sources import ImageReadError, list_image_files, read_image
+from data_pipeline.sources import CHECKSET_VARIABLE, ImageReadError, checkset_folder, list_image_files, read_image
 
-# The check set of real photographs lives outside the repository; this variable names its folder.
-DEFAULT_DATA = str(Path(os.environ["BLURNET_REALDEV"]) / "whole") if os.environ.get("BLURNET_REALDEV") else None
+DEFAULT_DATA = checkset_folder("whole")
 
 
 def smoothed(path: str, sigma: float):
@@ -58,7 +58,10 @@ def main(argv=None) -> dict:
                         help="Gaussian-blur every photograph by SIGMA pixels before it is classified [default: 0, as read]")
     args = parser.parse_args(argv)
     if args.data is None:
-        parser.error("pass --data DIR, or set BLURNET_REALDEV to the folder that holds the check set's whole/ and partial/")
+        print(f"skipped: pass --data DIR, or set {CHECKSET_VARIABLE} to the folder of the check set (real photographs, "
+              "kept outside the repository)")
+        print(json.dumps({"skipped": f"no --data and no {CHECKSET_VARIABLE}"}))
+        return {"skipped": f"no --data and no {CHECKSET_VARIABLE}"}
     items = [(c, str(p)) for c in CLASS_NAMES if (Path(args.data) / c).is_dir() for p in list_image_files(Path(args.data) / c)]
     if not items:
         raise SystemExit(f"no labelled photographs in {args.data!r} (expected DIR/<class>/<file>)")

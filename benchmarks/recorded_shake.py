@@ -3,7 +3,8 @@
     python benchmarks/recorded_shake.py [--model MODEL_DIR] [--kernels DIR] [--images N] [--size PX]
 
 DIR (default: `$BLURNET_REALDEV/kernels`, the check set's recorded camera-shake PSFs of Köhler et al.
-2012, the ones behind four of its shaken photographs) holds PSF images: bright where the camera's
+2012, the ones behind four of its shaken photographs; without either, the run prints `{"skipped": ...}`
+and stops) holds PSF images: bright where the camera's
 light fell. Each is read as a PSF (`recorded_kernel`: gray, its JPEG noise floor of 5 % of the
 peak taken off, odd sides, sum 1), then used at its recorded size and shrunk by 2 and by 4
 (`shrunk`), since a shake's size in pixels depends on the photograph's resolution. Every such
@@ -43,10 +44,9 @@ from data_pipeline.classes import CLASS_NAMES
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
 from data_pipeline.degrade import add_noise, convolve
 from data_pipeline.psf import motion_psf, motion_spread, psf_isotropy, soften
-from data_pipeline.sources import bundled_splits, list_image_files, read_image
+from data_pipeline.sources import CHECKSET_VARIABLE, bundled_splits, checkset_folder, list_image_files, read_image
 
-# The check set of real photographs lives outside the repository; this variable names its folder.
-DEFAULT_KERNELS = str(Path(os.environ["BLURNET_REALDEV"]) / "kernels") if os.environ.get("BLURNET_REALDEV") else None
+DEFAULT_KERNELS = checkset_folder("kernels")
 NOISE_FLOOR = 0.05  # of the peak: the recorded PSFs are JPEG-derived images, grey where no light fell
 SHRINK = (1, 2, 4)
 SOFTENED_STREAK_SIGMA = 1.0  # px: the top of the training's softness range (`degrade.MOTION_SOFTNESS_SIGMA`)
@@ -109,7 +109,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", type=int, default=96, help="crop side in pixels")
     args = parser.parse_args(argv)
     if args.kernels is None:
-        parser.error("pass --kernels DIR, or set BLURNET_REALDEV to the folder that holds the check set's kernels/")
+        print(f"skipped: pass --kernels DIR, or set {CHECKSET_VARIABLE} to the folder of the check set (real photographs, "
+              "kept outside the repository)")
+        print(json.dumps({"skipped": f"no --kernels and no {CHECKSET_VARIABLE}"}))
+        return {"skipped": f"no --kernels and no {CHECKSET_VARIABLE}"}
     if args.images < 1:
         parser.error(f"--images must be >= 1, got {args.images}")
     paths = list_image_files(args.kernels) if Path(args.kernels).is_dir() else []

@@ -220,6 +220,16 @@ def _package_dir(package: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+CHECKSET_VARIABLE = "BLURNET_REALDEV"
+
+
+def checkset_folder(part: str) -> str | None:
+    """`$BLURNET_REALDEV/<part>` (`whole`, `partial`, `kernels`): the real photographs kept outside the
+    repository for checking, never for training; None when the variable is not set."""
+    root = os.environ.get(CHECKSET_VARIABLE)
+    return str(Path(root) / part) if root else None
+
+
 def bundled_photo_paths() -> list[tuple[str, Path]]:
     """(group, path) of the bundled sharp photographs shipped by scikit-image and scikit-learn."""
     return [(group, _package_dir(pkg) / rel) for group, pkg, rel in _BUNDLED]
