@@ -144,6 +144,10 @@ def _weights_option(value):
 @click.option("--min-sharpness", type=float, default=FIT_DEFAULTS["min_sharpness"], show_default=True, help="Photographs whose high-frequency ratio (data_pipeline.quality) is lower are left out as already blurred; 0 keeps all (e.g. microscope images).")
 @click.option("--psf-families", type=click.Choice(sorted(PSF_FAMILY_PRESETS)), default=FIT_DEFAULTS["psf_families"], show_default=True, help="Blur shapes of the generated samples: realistic adds camera-shake trajectories, real-lens apertures, barely shaken sharp samples and motion trails softened by the optics (half of the motion samples) to the classic streaks, disks and Gaussians; classic draws the classic shapes alone. The camera steps apply either way.")
 @click.option("--palette-share", type=click.FloatRange(0.0, 1.0 - AugmentConfig.jpeg_probability), default=FIT_DEFAULTS["palette_share"], show_default=True, help=f"Share of the generated samples saved as dithered palette images (GIF-like, 24 to 128 colours), at most {1 - AugmentConfig.jpeg_probability:g}: another {AugmentConfig.jpeg_probability:g} of them are saved as JPEG.")
+@click.option("--gaussian-sigma", type=float, nargs=2, default=None, metavar="LOW HIGH", help="Widen (or narrow) the Gaussian sigma range of the generated samples, in px [default: 1.0 3.5]. Recorded in blurnet.json (blur_ranges).")
+@click.option("--motion-length", type=float, nargs=2, default=None, metavar="LOW HIGH", help="The same for the motion length (a trajectory: the streak of equal spread) [default: 5 21].")
+@click.option("--defocus-radius", type=float, nargs=2, default=None, metavar="LOW HIGH", help="The same for the defocus radius [default: 2 7].")
+@click.option("--noise-sigma", type=float, nargs=2, default=None, metavar="LOW HIGH", help="The same for the sigma of the added noise, on the 0..255 scale [default: 0 2.5].")
 @click.option("--generated-scenes", type=click.IntRange(min=0), default=FIT_DEFAULTS["generated_scenes"], show_default=True, help="Add this many generated dead-leaves scenes (data_pipeline.scenes) to the training photographs; validation and the held-out test stay photographs. Crops are drawn from every training scene alike, so N scenes beside P photographs give N/(N+P) of the samples.")
 @click.option("--patience", type=int, default=FIT_DEFAULTS["patience"], help="Early stopping: epochs without a better val_accuracy.")
 @click.option("--seed", type=int, default=FIT_DEFAULTS["seed"], help="Random seed (data, split, initialisation).")
@@ -163,6 +167,8 @@ def fit(**options):
     from blurnet.train import fit as run_fit
 
     options["weights"] = _weights_option(options["weights"])
+    ranges = {key: options.pop(key) for key in ("gaussian_sigma", "motion_length", "defocus_radius", "noise_sigma")}
+    options["blur_ranges"] = {key: value for key, value in ranges.items() if value is not None} or None
     keras.utils.set_random_seed(options["seed"])
     try:
         run_fit(FitConfig(**options))

@@ -10,7 +10,7 @@ import math
 
 from blurnet.backbones import DEFAULT_BACKBONE, UNFREEZE_CHOICES, get_backbone_spec
 from data_pipeline.augment import AugmentConfig
-from data_pipeline.classes import MIN_IMAGE_SIDE
+from data_pipeline.classes import MIN_IMAGE_SIDE, BlurRanges
 from data_pipeline.degrade import PsfFamilies
 from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO
 
@@ -53,7 +53,12 @@ class FitConfig:
     the camera steps are the same for both. `palette_share` is the share of
     samples saved as dithered palette images (GIF-like, 24 to 128 colours;
     `data_pipeline.augment.AugmentConfig.palette_probability`), the rest being
-    JPEG or left as they are. `generated_scenes` adds that many
+    JPEG or left as they are. `blur_ranges` widens (or narrows) the blur
+    parameters the generated samples draw: a mapping of some of
+    `data_pipeline.classes.BlurRanges`' fields to `(low, high)` in pixels,
+    e.g. `{"motion_length": (5, 40)}`; None (default) keeps the SPEC's ranges.
+    The export's `blurnet.json` records the ranges it trained with under
+    `blur_ranges`, and `blurnet report` tests on them. `generated_scenes` adds that many
     dead-leaves scenes (`data_pipeline.scenes`) to the training photographs;
     validation and the held-out test stay photographs.
 
@@ -102,6 +107,7 @@ class FitConfig:
     min_sharpness: float = MIN_HIGH_FREQUENCY_RATIO
     psf_families: str = "realistic"
     palette_share: float = AugmentConfig.palette_probability
+    blur_ranges: dict | None = None
     generated_scenes: int = 0
     seed: int = 0
     resume: bool = False
@@ -143,6 +149,13 @@ class FitConfig:
         """The augmentation of the generated training samples: the defaults, with `palette_share` palette images."""
         return AugmentConfig.with_palette_share(self.palette_share)
 
+    def ranges(self) -> BlurRanges:
+        """The blur ranges of the generated samples: the defaults, with the fields `blur_ranges` names replaced."""
+        for key, value in (self.blur_ranges or {}).items():
+            if not (isinstance(value, (list, tuple)) and len(value) == 2):
+                raise ValueError(f"blur_ranges[{key!r}] must be (low, high) in pixels, got {value!r}.")
+        return BlurRanges.from_dict(self.blur_ranges or {})
+
     def validate(self) -> None:
         """`ValueError` echoing the first bad setting."""
         from blurnet.distribute import STRATEGIES  # these two import TensorFlow: only when validating
@@ -174,6 +187,7 @@ class FitConfig:
             raise ValueError(f"min_sharpness must be >= 0, got {self.min_sharpness!r}.")
         PsfFamilies.named(self.psf_families)  # ValueError echoing an unknown preset
         self.augment()  # ValueError echoing a palette share the JPEG share leaves no room for
+        self.ranges()  # ValueError echoing an unknown field or an empty or out-of-domain range
         if self.generated_scenes < 0:
             raise ValueError(f"generated_scenes must be >= 0, got {self.generated_scenes!r}.")
         if self.strategy not in STRATEGIES:

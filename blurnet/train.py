@@ -41,7 +41,7 @@ from blurnet.parameter_head import (PARAMETERS, PROBABILITIES, accuracy_key, com
                                     with_parameter_targets)
 from blurnet.quiet import device_line, stderr_silenced
 from blurnet.views import ANSWER_VIEW_SIGNS, average_over_views
-from data_pipeline.classes import CLASS_NAMES, NUM_CLASSES
+from data_pipeline.classes import CLASS_NAMES, NUM_CLASSES, BlurRanges
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
 from data_pipeline.degrade import PsfFamilies
 from data_pipeline.labelled import LabelledBatchMaker, is_labelled_folder, load_labelled_images
@@ -91,6 +91,9 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
         if config.palette_share != FitConfig.palette_share:
             raise ValueError(f"the palette share is of generated samples; a labelled folder ({config.data}) trains on its "
                              f"images as they are: leave palette_share at {FitConfig.palette_share!r}, got {config.palette_share!r}.")
+        if config.blur_ranges:
+            raise ValueError(f"blur ranges are of generated samples; a labelled folder ({config.data}) trains on its "
+                             f"images as they are: leave blur_ranges unset, got {config.blur_ranges!r}.")
         images, labels, paths = load_labelled_images(config.data, min_size=pipeline.image_size)
         order = np.random.default_rng(config.seed).permutation(len(images))
         if len(order) < 3:
@@ -316,7 +319,8 @@ RESUME_KEEPS = ("data", "seed", "image_size", "batch_size", "steps_per_epoch", "
                 "min_sharpness", "weights", "init_from")
 
 # What a run folder recorded before these keys existed trained with: generated scenes came later and were none.
-_RECORDED_BEFORE_KEY_EXISTED = {"generated_scenes": 0, "palette_share": FitConfig.palette_share, "motion_softness": 0.0}
+_RECORDED_BEFORE_KEY_EXISTED = {"generated_scenes": 0, "palette_share": FitConfig.palette_share, "motion_softness": 0.0,
+                                "blur_ranges": BlurRanges().to_dict()}
 
 
 def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> None:
@@ -326,20 +330,20 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
     `ValueError` naming both settings when a resume would load backups of another shape (say the parameter head
     switched on or off, or its layers changed since the run started: `weight_shapes`, `weight_shapes_signature`):
     Keras would fail later with a bare shape error. Other `psf_families` (or another `motion_softness` under the same
-    preset name), `palette_share` or `generated_scenes` are refused too: the
+    preset name), `palette_share`, `blur_ranges` or `generated_scenes` are refused too: the
     run would go on on other data than its first epochs and its record would name one of the two; another
     `freeze_batchnorm`, which would train statistics the first epochs kept (or the reverse); and another value of
     any of `RESUME_KEEPS` (the data, seed, crops, steps, learning rates and starting weights). Under
     `freeze_classifier` every statistic is kept whatever that flag says, so such a run records it as `True` and
     resumes with or without `--freeze-batchnorm`. A run folder
     recorded without some of these keys is checked on the others (a missing `generated_scenes` or `motion_softness`
-    counts as 0, a missing `palette_share` as the default),
+    counts as 0, a missing `palette_share` or `blur_ranges` as the default),
     then gets them.
     """
     wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
               "parameter_head": bool(config.parameter_head), "weight_shapes": weight_shapes_signature(model),
               "psf_families": config.psf_families, "generated_scenes": config.generated_scenes,
-              "palette_share": config.palette_share,
+              "palette_share": config.palette_share, "blur_ranges": config.ranges().to_dict(),
               "motion_softness": PsfFamilies.named(config.psf_families).motion_softness,  # the preset's mix, as of now
               "freeze_batchnorm": bool(config.freeze_batchnorm or config.freeze_classifier),
               **{key: getattr(config, key) for key in RESUME_KEEPS}}
@@ -445,11 +449,11 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
 
 
 def pipeline_config(config: FitConfig) -> PipelineConfig:
-    """What the generated samples are made of: crop and batch size, seed, sharpness filter, PSF families and
-    augmentation (the palette share)."""
+    """What the generated samples are made of: crop and batch size, seed, sharpness filter, PSF families, blur
+    ranges and augmentation (the palette share)."""
     return PipelineConfig(image_size=config.image_size, batch_size=config.batch_size, seed=config.seed,
                           min_sharpness=config.min_sharpness, families=PsfFamilies.named(config.psf_families),
-                          augment=config.augment())
+                          ranges=config.ranges(), augment=config.augment())
 
 
 def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Model, tuple]:
@@ -530,6 +534,7 @@ def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data
         if not config.epochs_finetune:  # a re-export (stage 1 never runs from an export): the weights learnt what the source saw
             for key in ("psf_families", "camera", "generated_scenes", "training_data"):
                 metadata[key] = run.started_from.get(key, 0 if key == "generated_scenes" else None)
+            metadata["blur_ranges"] = run.started_from.get("blur_ranges") or BlurRanges().to_dict()
             metadata["held_out_data"] = data.description  # what the held-out figures here were measured on
     return metadata
 

@@ -52,9 +52,14 @@ def test_fit_options_are_fitconfigs_fields_with_its_defaults():
 
     from blurnet.config import FitConfig
 
+    from data_pipeline.classes import BlurRanges
+
     params = {p.name: p for p in main.commands["fit"].params if p.name != "help"}
     fields = {f.name: f.default for f in dataclasses.fields(FitConfig)}
-    assert set(params) == set(fields)
+    ranges = {"gaussian_sigma", "motion_length", "defocus_radius", "noise_sigma"}  # one option each, FitConfig.blur_ranges
+    assert ranges <= {f.name for f in dataclasses.fields(BlurRanges)} and all(params[name].default is None for name in ranges)
+    assert set(params) - ranges == set(fields) - {"blur_ranges"} and fields["blur_ranges"] is None
+    params = {name: param for name, param in params.items() if name not in ranges}
     for name, param in params.items():
         default = param.type_cast_value(None, param.default) if param.default is not None else None
         if name == "test_time_views":
@@ -80,6 +85,9 @@ def test_fit_passes_test_time_views_as_an_int(monkeypatch):
     assert share.exit_code == 0 and seen[-1].palette_share == 0.3 and seen[0].palette_share == 0.05
     too_many = CliRunner().invoke(main, ["fit", "--weights", "none", "--palette-share", "0.5"])
     assert too_many.exit_code == 2 and "0.5 is not in the range 0.0<=x<=0.4" in too_many.output and len(seen) == 3
+    wide = CliRunner().invoke(main, ["fit", "--weights", "none", "--motion-length", "5", "40", "--noise-sigma", "0", "5"])
+    assert wide.exit_code == 0 and seen[-1].blur_ranges == {"motion_length": (5.0, 40.0), "noise_sigma": (0.0, 5.0)}
+    assert seen[0].blur_ranges is None  # the SPEC's ranges by default
 
 
 def test_default_outputs_are_ignored_by_git_and_committed_reports_are_not():

@@ -15,6 +15,7 @@ from blurnet.model import create_backbone, create_training_variables
 from blurnet.train import compile_model, estimate_minutes, estimate_parts, fit, fit_stage, fit_verbosity, load_data, pipeline_config
 from data_pipeline.augment import AugmentConfig, choose_format
 from data_pipeline.camera import CameraConfig
+from data_pipeline.classes import BlurRanges
 from data_pipeline.degrade import PsfFamilies
 
 TINY = dict(image_size=32, batch_size=8, epochs_head=1, epochs_finetune=1, steps_per_epoch=2, val_images=8, test_images=16)
@@ -47,9 +48,11 @@ def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder, c
     weights = tmp_path / "backbone.weights.h5"
     create_backbone(weights=None).save_weights(weights)
     config = FitConfig(data=str(photo_folder), out=str(tmp_path / "models"), name="tiny", weights=str(weights),
-                       run_dir=str(tmp_path / "runs"), unfreeze_from="pool4", psf_families="classic", **TINY)
+                       run_dir=str(tmp_path / "runs"), unfreeze_from="pool4", psf_families="classic",
+                       blur_ranges={"defocus_radius": (2, 10)}, **TINY)
     target = fit(config)
     meta = json.loads((target / "blurnet.json").read_text())
+    assert meta["blur_ranges"] == {**BlurRanges().to_dict(), "defocus_radius": [2.0, 10.0]}  # what it trained with
     assert meta["weights"] == f"file:{weights}"
     assert meta["psf_families"] == {"shake_fraction": 0.0, "lens_fraction": 0.0, "sharp_shake_fraction": 0.0, "motion_softness": 0.0}
     assert meta["image_size"] == 32 and meta["fit_config"]["unfreeze_from"] == "pool4"
@@ -241,6 +244,28 @@ def test_palette_share_sets_the_training_and_validation_palette_images(photo_fol
         load_data(labelled, pipeline_config(labelled))
 
 
+def test_blur_ranges_widen_what_the_generated_samples_draw(photo_folder, tmp_path):
+    plain = FitConfig(data=str(photo_folder), weights=None, **TINY).resolve("cpu")
+    assert plain.blur_ranges is None and plain.ranges() == BlurRanges() == pipeline_config(plain).ranges
+    config = dataclasses.replace(plain, psf_families="classic", blur_ranges={"motion_length": (5, 40), "noise_sigma": [0, 5]})
+    wide = pipeline_config(config).ranges
+    assert (wide.motion_length, wide.noise_sigma, wide.gaussian_sigma) == ((5.0, 40.0), (0.0, 5.0), BlurRanges().gaussian_sigma)
+    data = load_data(config, pipeline_config(config))
+    assert data.train.config.ranges == data.val.config.ranges == data.test.config.ranges == wide
+    # The training samples reach into the widened part (straight streaks: the label is the drawn length).
+    lengths = np.concatenate([params[labels == 2, 0] for _, labels, params in (data.train.make_batch(i) for i in range(60))])
+    assert lengths.min() >= 5.0 and lengths.max() <= 40.0 and np.quantile(lengths, 0.9) > 21.0, np.quantile(lengths, [0, 0.9, 1])
+    for bad, message in (({"motion_length": (30, 20)}, r"motion_length range \(30.0, 20.0\) is empty"),
+                         ({"blur": (1, 2)}, r"Unknown blur range keys \['blur'\]"),
+                         ({"defocus_radius": 7}, r"blur_ranges\['defocus_radius'\] must be \(low, high\) in pixels, got 7")):
+        with pytest.raises(ValueError, match=message):
+            dataclasses.replace(plain, blur_ranges=bad).resolve("cpu")
+    (tmp_path / "labelled" / "sharp").mkdir(parents=True)
+    labelled = dataclasses.replace(config, data=str(tmp_path / "labelled"))
+    with pytest.raises(ValueError, match="labelled folder .* leave blur_ranges unset, got"):
+        load_data(labelled, pipeline_config(labelled))
+
+
 def test_estimate_counts_held_out_views_and_export():
     quick_start = FitConfig(weights=None).resolve("cpu")  # the README's first command
     parts = estimate_parts(quick_start, "cpu")
@@ -351,12 +376,13 @@ def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_hist
     # What the weights were trained on is the source's data description, not this command's defaults.
     assert meta["generated_scenes"] == source_meta["generated_scenes"] == 0
     edited = {**source_meta, "camera": {"palette_probability": 0.0}, "psf_families": None, "generated_scenes": 7,
-              "training_data": "the photographs the source was trained on"}
+              "training_data": "the photographs the source was trained on",
+              "blur_ranges": {**BlurRanges().to_dict(), "motion_length": [5.0, 30.0]}}
     (source / "blurnet.json").write_text(json.dumps(edited))
     third = fit(FitConfig(name="third", init_from=str(source), **{**common, "epochs_finetune": 0, "image_size": None}))
     third_meta = json.loads((third / "blurnet.json").read_text())
     assert third_meta["camera"] == {"palette_probability": 0.0} and third_meta["psf_families"] is None
-    assert third_meta["generated_scenes"] == 7
+    assert third_meta["generated_scenes"] == 7 and third_meta["blur_ranges"]["motion_length"] == [5.0, 30.0]
     assert third_meta["training_data"] == "the photographs the source was trained on"
     assert third_meta["held_out_data"].startswith(f"photographs in {photo_folder}")  # where its held-out figures come from
     assert meta["held_out"]["n_images"] == 16 and np.array(meta["held_out"]["confusion_matrix"]).sum() == 16
@@ -459,6 +485,7 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
     assert json.loads((tmp_path / "architecture.json").read_text()) == {
         "backbone": "mobilenetv2", "spectrum": True, "highpass": False, "parameter_head": True, "weight_shapes": signature,
         "psf_families": "realistic", "generated_scenes": 0, "palette_share": 0.05, "motion_softness": 0.5, "freeze_batchnorm": False,
+        "blur_ranges": BlurRanges().to_dict(),
         **{key: getattr(config, key) for key in RESUME_KEEPS}}
     assert set(RESUME_KEEPS) >= {"data", "seed", "image_size", "batch_size", "lr_finetune", "init_from"}
     assert len(signature) == 16 and signature == weight_shapes_signature(create_model("mobilenetv2", weights=None, spectrum=True,
@@ -474,6 +501,8 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
         check_run_architecture(tmp_path, dataclasses.replace(config, generated_scenes=20), model)
     with pytest.raises(ValueError, match=r"palette_share: run 0.05, now 0.3"):
         check_run_architecture(tmp_path, dataclasses.replace(config, palette_share=0.3), model)
+    with pytest.raises(ValueError, match=r"blur_ranges: run \{.*'motion_length': \[5.0, 21.0\].*\}, now \{.*'motion_length': \[5.0, 40.0\]"):
+        check_run_architecture(tmp_path, dataclasses.replace(config, blur_ranges={"motion_length": (5, 40)}), model)
     with pytest.raises(ValueError, match=r"freeze_batchnorm: run False, now True"):
         check_run_architecture(tmp_path, dataclasses.replace(config, freeze_batchnorm=True), model)
     with pytest.raises(ValueError, match=r"seed: run 0, now 7, lr_finetune: run None, now 0.05"):
@@ -502,6 +531,8 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
         check_run_architecture(tmp_path, dataclasses.replace(config, generated_scenes=5), model)
     with pytest.raises(ValueError, match=r"palette_share: run 0.05, now 0.2"):  # recorded before the option: the default
         check_run_architecture(tmp_path, dataclasses.replace(config, palette_share=0.2), model)
+    with pytest.raises(ValueError, match=r"blur_ranges: run"):  # recorded before the option: the defaults
+        check_run_architecture(tmp_path, dataclasses.replace(config, blur_ranges={"noise_sigma": (0, 5)}), model)
     # A realistic run from before softened trails trained on pin-sharp ones: resuming it now would change its data.
     with pytest.raises(ValueError, match=r"motion_softness: run 0.0, now 0.5"):
         check_run_architecture(tmp_path, config, model)
