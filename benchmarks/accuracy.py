@@ -14,11 +14,14 @@ pixels); and the 2,048 images at the training size twice more, every image
 JPEG-compressed at quality 75, then every image a 64-colour dithered palette
 image (as a GIF holds it). These use the SPEC's classic shapes (straight streaks, uniform
 disks). Then 1,024 images of the realistic families only: every motion sample a camera-shake
-trajectory (not softened: `benchmarks/recorded_shake.py` measures softened trails), every defocus
+trajectory with a pin-sharp trail, every defocus
 sample a real-lens aperture (polygonal iris, brighter rim or centre, soft edge), 30 % of sharp samples a
-shake too small to see. Last line: JSON with `accuracy`,
+shake too small to see; then 1,024 more of those families with every motion trail softened by a
+Gaussian of 0.5 to 1 px, as the optics soften a real shake's trail and as `blurnet fit`'s realistic mix
+softens half of its trails (`PsfFamilies.motion_softness`). Last line: JSON with `accuracy`,
 `macro_f1`, `recall` (a map by class name), `accuracy_2x_crops`, `accuracy_jpeg75`, `accuracy_palette64`,
-`realistic_accuracy`, `shake_motion_recall` and `lens_defocus_recall`; for a model with the parameter
+`realistic_accuracy`, `shake_motion_recall`, `lens_defocus_recall`, `softened_accuracy` and
+`softened_shake_motion_recall`; for a model with the parameter
 head, its errors on the 2,048 held-out images (the classic shapes, each parameter over the images of its
 class), its answers averaged over the model's views as `blurnet predict --full` does (`LoadedModel.answer_tiles`),
 under `sigma_mae`, `length_mae`, `angle_mae_deg`, `radius_mae` and `parameters` (90th percentiles, biases, R²,
@@ -51,7 +54,8 @@ from data_pipeline.parameters import raw_from_estimates
 
 NUM_IMAGES, NUM_IMAGES_2X, NUM_IMAGES_REALISTIC, BATCH = 2048, 512, 1024, 32
 PALETTE_COLOURS = 64
-REALISTIC = PsfFamilies(shake_fraction=1.0, lens_fraction=1.0, motion_softness=0.0)  # pin-sharp trails: recorded_shake.py softens
+REALISTIC = PsfFamilies(shake_fraction=1.0, lens_fraction=1.0, motion_softness=0.0)  # pin-sharp trails
+SOFTENED = PsfFamilies(shake_fraction=1.0, lens_fraction=1.0, motion_softness=1.0)  # every trail softened
 
 
 def saved_as(images: np.ndarray, kind: str, value: int, rng: np.random.Generator) -> np.ndarray:
@@ -138,6 +142,9 @@ def main(model_dir: str | None = None):
     (real,), _ = evaluate(model, model.image_size, ranges, seed, num_images=NUM_IMAGES_REALISTIC, families=REALISTIC)
     print(f"realistic families (camera-shake trajectories, real-lens apertures), {real['n_images']} images: accuracy "
           f"{real['accuracy']:.4f}, recall " + ", ".join(f"{n} {real['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))
+    (soft,), _ = evaluate(model, model.image_size, ranges, seed, num_images=NUM_IMAGES_REALISTIC, families=SOFTENED)
+    print(f"the same with every motion trail softened by a Gaussian of 0.5 to 1 px: accuracy {soft['accuracy']:.4f}, recall "
+          + ", ".join(f"{n} {soft['per_class'][n]['recall']:.3f}" for n in CLASS_NAMES))
     print(json.dumps({"accuracy": round(m["accuracy"], 4), "macro_f1": round(m["macro_f1"], 4),
                       "recall": {n: round(m["per_class"][n]["recall"], 4) for n in CLASS_NAMES},
                       "accuracy_2x_crops": round(big["accuracy"], 4), "accuracy_jpeg75": round(jpeg["accuracy"], 4),
@@ -145,6 +152,8 @@ def main(model_dir: str | None = None):
                       "realistic_accuracy": round(real["accuracy"], 4),
                       "shake_motion_recall": round(real["per_class"]["motion"]["recall"], 4),
                       "lens_defocus_recall": round(real["per_class"]["defocus"]["recall"], 4),
+                      "softened_accuracy": round(soft["accuracy"], 4),
+                      "softened_shake_motion_recall": round(soft["per_class"]["motion"]["recall"], 4),
                       **{k: (round(errors[k], 4) if errors and k in errors else None)
                          for k in ("sigma_mae", "length_mae", "angle_mae_deg", "radius_mae")},
                       "parameters": errors, "parameters_one_view": one_view, "parameters_2x_crops": errors_2x}))
