@@ -82,3 +82,14 @@ class LoadedModel:
         if not self.has_parameters:
             raise ValueError(f"model {self.name!r} has no parameter head (fit it with --parameter-head).")
         return self.answer_tiles(tiles, views, batch)[1]
+
+
+def weights_origin(metadata: dict) -> str:
+    """Where the backbone's weights first came from (`imagenet`, `none` or `file:PATH`) for a model whose
+    `blurnet.json` is `metadata`, following the exports it was fine-tuned from (`started_from`); an older
+    export that recorded only `export:FOLDER` and not its source gives that string."""
+    weights = metadata.get("weights", "none")
+    while isinstance(weights, str) and weights.startswith("export:") and isinstance(metadata.get("started_from"), dict):
+        metadata = metadata["started_from"]
+        weights = metadata.get("weights", "none")
+    return weights

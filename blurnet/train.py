@@ -33,7 +33,7 @@ from blurnet.config import FitConfig
 from blurnet.distribute import (configure_cpu_devices, create_strategy, is_chief, prepare_for_multiworker,
                                 scaled_learning_rate, set_precision, shard_off, worker_index)
 from blurnet.export import export_model, load_export_weights, read_metadata
-from blurnet.loaded_model import METADATA_FILE
+from blurnet.loaded_model import METADATA_FILE, weights_origin
 from blurnet.metrics import classification_metrics, parameter_metrics
 from blurnet.model import (create_model, create_training_variables, freeze_all_but_parameter_head, freeze_backbone,
                            set_trainable_from, synchronize_batchnorm)
@@ -515,8 +515,10 @@ def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data
     metadata = {
         "classes": list(CLASS_NAMES), "blur_ranges": pipeline.ranges.to_dict(),
         "image_size": config.image_size, "backbone": config.backbone,
-        "weights": (f"export:{config.init_from}" if config.init_from else "imagenet" if config.weights == "imagenet"
-                    else "none" if config.weights is None else f"file:{config.weights}"),
+        "weights": (weights_origin(run.started_from) if run.started_from is not None
+                    else "imagenet" if config.weights == "imagenet" else "none" if config.weights is None
+                    else f"file:{config.weights}"),
+        "init_from": config.init_from,
         "highpass": config.highpass, "spectrum": config.spectrum, "parameter_head": config.parameter_head,
         "training_data": data.description, "psf_families": pipeline.families.to_dict(),
         "camera": pipeline.camera_record(), "generated_scenes": config.generated_scenes,

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from blurnet.atomic import atomic_file
+from blurnet.loaded_model import weights_origin
 from data_pipeline.augment import AugmentConfig
 from data_pipeline.batches import BlurBatchMaker, PipelineConfig
 from data_pipeline.classes import MIN_IMAGE_SIDE
@@ -373,7 +374,7 @@ def _write_metadata(args, out: Path, summary: dict, pipeline: PipelineConfig) ->
         tmp.write_text(json.dumps({
             **{k: source[k] for k in keep if k in source}, "image_size": args.image_size, "parameter_head": args.parameter_head,
             "psf_families": pipeline.families.to_dict(), "camera": pipeline.camera_record(), "generated_scenes": args.generated_scenes,
-            "weights": f"export:{args.init_from}", "command": summary["command"], "hardware": hardware(),
+            "weights": weights_origin(source), "init_from": str(args.init_from), "command": summary["command"], "hardware": hardware(),
             "wall_time_s": summary["wall_time_s"], "training": summary, "started_from": source}, indent=1))
 
 

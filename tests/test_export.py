@@ -201,3 +201,13 @@ def test_the_savedmodel_holds_the_network_graph_once_for_all_views_and_endpoints
     # (inlined, 8 views and 2 endpoints held the network 16 times).
     assert convolutions[8] == convolutions[1], convolutions
     assert sizes[8] < 1.2 * sizes[1], sizes
+
+
+def test_weights_origin_follows_the_exports_a_model_was_fine_tuned_from():
+    from blurnet.loaded_model import weights_origin
+
+    bundled = read_metadata(blurnet.export.default_model_dir())  # fine-tuned six times from a model trained from scratch
+    assert bundled["weights"].startswith("export:") and weights_origin(bundled) == "none"
+    chain = {"weights": "export:b", "started_from": {"weights": "export:a", "started_from": {"weights": "imagenet"}}}
+    assert weights_origin(chain) == "imagenet" and weights_origin({"weights": "file:w.h5"}) == "file:w.h5"
+    assert weights_origin({"weights": "export:old"}) == "export:old"  # its source was not recorded

@@ -370,7 +370,7 @@ def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_hist
     meta, source_meta = (json.loads((f / "blurnet.json").read_text()) for f in (again, source))
     assert (meta["test_time_views"], source_meta["test_time_views"]) == (4, 1)
     assert meta["tile_size"] == meta["image_size"] == 32  # large inputs answered in tiles of the training size
-    assert meta["weights"] == f"export:{source}"
+    assert meta["weights"] == "none" and meta["init_from"] == str(source)  # the source trained from scratch
     assert meta["started_from"]["folder"] == str(source)
     assert meta["started_from"]["fit_config"]["epochs_finetune"] == 2  # the run that trained the weights
     # What the weights were trained on is the source's data description, not this command's defaults.
