@@ -14,8 +14,10 @@ argument) keeps only its name. The rules:
 - **No partial file under a final name.** A photograph is copied to a hidden
   temporary file in the destination folder (`.NAME.blurnet-part-XXXXXXXX`),
   flushed to disk (fsync), and only then given its final name by a hard link
-  that fails instead of replacing an existing file (a no-replace rename where
-  hard links are not supported); the folder is then synced as well. The copy
+  that fails instead of replacing an existing file; where the file system has
+  no hard links (FAT, exFAT, some network shares) by a rename once the name is
+  seen to be free, which another program writing the same name at that instant
+  could lose its file to. The folder is then synced as well. The copy
   keeps the modification time of the source, not its permissions. A run killed
   during a copy can leave such a hidden temporary file behind; it can be deleted.
 - **Moves are verified.** `move=True` deletes a source only after its copy
