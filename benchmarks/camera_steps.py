@@ -3,8 +3,10 @@
     python benchmarks/camera_steps.py [--model MODEL_DIR] [--images N] [--size PX]
 
 Which step of the camera after the blur (`data_pipeline/camera.py`, the file formats of
-`data_pipeline/augment.py`) the model is weakest against; `low_contrast_0.3_0.4` is a dim or hazy
-scene (the sharp crop's contrast scaled by 0.3 to 0.4 about its mean before the blur). The same validation photographs
+`data_pipeline/augment.py`) the model is weakest against; `low_contrast_0.3_0.4` is a hazy
+scene (the sharp crop's contrast scaled by 0.3 to 0.4 about its mean before the blur), `dim_0.3_0.5` an
+underexposed one (the plain step's finished crops, every pixel times 0.3 to 0.5, saved as 8 bits again: a dim
+photograph keeps its blur but loses brightness and grey levels). The same validation photographs
 (`blurnet fit`'s split of the bundled photographs), the classic PSF shapes, N crops of PX pixels
 (default 128 of 96) per step, each step on every crop and the others off; the export's `serve`
 (its views) answers. Prints one line per step (accuracy, recall per class, confusion matrix),
@@ -46,6 +48,14 @@ STEPS = {
     "resampling": (dataclasses.replace(_NO_CAMERA, resample_probability=1.0), _NO_AUGMENT),
     "default": (CameraConfig(), AugmentConfig()),
 }
+#: Steps made from the plain step's crops after the camera: name -> the range of the factor every pixel is scaled by.
+EXPOSURE_STEPS = {"dim_0.3_0.5": (0.3, 0.5)}
+
+
+def underexposed(images: np.ndarray, factors: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
+    """`images` (n, h, w, 3), 0..255, each times a factor drawn from `factors`, rounded to 8-bit levels."""
+    scale = rng.uniform(*factors, size=(len(images), 1, 1, 1))
+    return np.clip(np.round(np.asarray(images, np.float32) * scale), 0.0, 255.0).astype(np.float32)
 
 
 def main(argv=None) -> dict:
@@ -59,14 +69,21 @@ def main(argv=None) -> dict:
         raise SystemExit(f"--images must be a positive multiple of {BATCH}, got {args.images}")
     model = ExportedModel(args.model or default_model_dir())
     photos = bundled_splits(args.size, seed=0)["val"]
-    summary = {}
-    for step, (camera, augment) in STEPS.items():
-        config = PipelineConfig(image_size=args.size, batch_size=BATCH, seed=5, families=PsfFamilies.classic(),
-                                camera=camera, augment=augment)
-        maker = BlurBatchMaker(photos, config, "val", augment=True)
-        images, labels = zip(*[maker.make_batch(i)[:2] for i in range(args.images // BATCH)])
-        labels = np.concatenate(labels)
-        predicted = np.asarray(model(np.concatenate(images))).argmax(axis=1)
+    summary, plain = {}, None
+    steps = [(step, configs) for step, configs in STEPS.items()] + [(step, None) for step in EXPOSURE_STEPS]
+    for step, configs in steps:
+        if configs is not None:
+            camera, augment = configs
+            config = PipelineConfig(image_size=args.size, batch_size=BATCH, seed=5, families=PsfFamilies.classic(),
+                                    camera=camera, augment=augment)
+            maker = BlurBatchMaker(photos, config, "val", augment=True)
+            images, labels = zip(*[maker.make_batch(i)[:2] for i in range(args.images // BATCH)])
+            images, labels = np.concatenate(images), np.concatenate(labels)
+            if step == "plain":
+                plain = images, labels
+        else:
+            images, labels = underexposed(plain[0], EXPOSURE_STEPS[step], np.random.default_rng(5)), plain[1]
+        predicted = np.asarray(model(images)).argmax(axis=1)
         confusion = np.zeros((len(CLASS_NAMES), len(CLASS_NAMES)), int)
         np.add.at(confusion, (labels, predicted), 1)
         recall = {c: round(float(confusion[i, i] / confusion[i].sum()), 3) for i, c in enumerate(CLASS_NAMES)}
