@@ -55,7 +55,7 @@ class FitConfig:
     `data_pipeline.augment.AugmentConfig.palette_probability`), the rest being
     JPEG or left as they are. `blur_ranges` widens (or narrows) the blur
     parameters the generated samples draw: a mapping of some of
-    `data_pipeline.classes.BlurRanges`' fields to `(low, high)` in pixels,
+    `data_pipeline.classes.BlurRanges`' fields to `(low, high)` (pixels; noise on the 0..255 scale),
     e.g. `{"motion_length": (5, 40)}`; None (default) keeps the SPEC's ranges.
     The export's `blurnet.json` records the ranges it trained with under
     `blur_ranges`, and `blurnet report` tests on them. `generated_scenes` adds that many
@@ -152,8 +152,10 @@ class FitConfig:
     def ranges(self) -> BlurRanges:
         """The blur ranges of the generated samples: the defaults, with the fields `blur_ranges` names replaced."""
         for key, value in (self.blur_ranges or {}).items():
-            if not (isinstance(value, (list, tuple)) and len(value) == 2):
-                raise ValueError(f"blur_ranges[{key!r}] must be (low, high) in pixels, got {value!r}.")
+            try:
+                low, high = (float(v) for v in value)
+            except (TypeError, ValueError):
+                raise ValueError(f"blur_ranges[{key!r}] must be two numbers (low, high), got {value!r}.") from None
         return BlurRanges.from_dict(self.blur_ranges or {})
 
     def validate(self) -> None:

@@ -33,6 +33,7 @@ from data_pipeline.classes import MIN_IMAGE_SIDE, NUM_CLASSES
 from data_pipeline.parameters import PARAMETER_TARGETS
 
 DEFAULT_MODEL = "saved_models/blurnet-densenet121"
+SAVED_MODEL_FILE = "saved_model.pb"  # what every SavedModel export holds
 logger = logging.getLogger(__name__)
 
 
@@ -136,7 +137,7 @@ def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict, 
     metadata = {**metadata, "test_time_views": check_views(views), "tile_size": tile, "parameter_head": has_parameter_head(model)}
     metadata.setdefault("versions", versions())
     metadata.setdefault("git_commit", git_commit())
-    with atomic_directory(target, METADATA_FILE) as tmp:
+    with atomic_directory(target, SAVED_MODEL_FILE) as tmp:  # replaces an earlier SavedModel export, nothing else
         _write_export(model, tmp, metadata, extra_files)
     return target
 
@@ -161,7 +162,7 @@ def read_metadata(folder: str | os.PathLike, weights_only: bool = False) -> dict
     meta = folder / METADATA_FILE
     if not folder.is_dir():
         raise NotAnExportError(f"Model folder {str(folder)!r} does not exist.")
-    has_weights = (folder / "saved_model.pb").is_file() or (weights_only and (folder / WEIGHTS_MANIFEST).is_file())
+    has_weights = (folder / SAVED_MODEL_FILE).is_file() or (weights_only and (folder / WEIGHTS_MANIFEST).is_file())
     if not meta.is_file() or not has_weights:
         raise NotAnExportError(
             f"{str(folder)!r} is not a blurnet export: expected a TensorFlow SavedModel "
@@ -270,7 +271,7 @@ def load_export_weights(model, folder: str | os.PathLike) -> dict:
         if left:
             logger.info(f"weights: {', '.join(left)} start from random weights ({str(folder)!r} has no parameter head)")
         return meta
-    if (folder / "saved_model.pb").is_file():
+    if (folder / SAVED_MODEL_FILE).is_file():
         _read_savedmodel_weights(model, folder)
         return meta
     from blurnet.train_keras import load_npz_weights

@@ -32,8 +32,8 @@ from blurnet.callbacks import training_callbacks
 from blurnet.config import FitConfig
 from blurnet.distribute import (configure_cpu_devices, create_strategy, is_chief, prepare_for_multiworker,
                                 scaled_learning_rate, set_precision, shard_off, worker_index)
-from blurnet.export import export_model, load_export_weights, read_metadata
-from blurnet.loaded_model import METADATA_FILE, weights_origin
+from blurnet.export import SAVED_MODEL_FILE, export_model, load_export_weights, read_metadata
+from blurnet.loaded_model import weights_origin
 from blurnet.metrics import classification_metrics, parameter_metrics
 from blurnet.model import (create_model, create_training_variables, freeze_all_but_parameter_head, freeze_backbone,
                            set_trainable_from, synchronize_batchnorm)
@@ -388,6 +388,16 @@ def _check_split_seed(config: FitConfig, started_from: dict | None) -> None:
                          f"{config.seed} would split them anew and test on photographs it trained on: use --seed {source['seed']}.")
 
 
+def _reexport_ranges(config: FitConfig, started_from: dict) -> FitConfig:
+    """`config` with the blur ranges the re-exported weights were trained with (the defaults where the source
+    recorded none); `ValueError` naming both when `blur_ranges` asks for others: nothing trains on them."""
+    source = BlurRanges.from_dict(started_from.get("blur_ranges") or {})
+    if config.blur_ranges and config.ranges() != source:
+        raise ValueError(f"a re-export (--epochs-finetune 0) keeps the blur ranges its weights were trained with, "
+                         f"{source.to_dict()}; got blur_ranges={config.blur_ranges!r}.")
+    return dataclasses.replace(config, blur_ranges=None if source == BlurRanges() else source.to_dict())
+
+
 def resolve_parameter_head(config: FitConfig, started_from: dict | None) -> bool:
     """Whether `fit` trains the parameter head: `config.parameter_head` when set, else on unless nothing would
     train it (a labelled folder has no blur parameters; a re-export, `epochs_finetune=0`, keeps the `--init-from`
@@ -425,6 +435,8 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     started_from = read_metadata(config.init_from, weights_only=True) if config.init_from else None
     if started_from and config.image_size is None and "image_size" in started_from:
         config = dataclasses.replace(config, image_size=int(started_from["image_size"]))  # continue at its crop size
+    if started_from and config.epochs_finetune == 0:  # a re-export: its held-out test draws what the weights learnt
+        config = _reexport_ranges(config, started_from)
     config = dataclasses.replace(config.resolve(device), parameter_head=_checked_parameter_head(config, started_from))
     _check_split_seed(config, started_from)
     policy = set_precision(config.mixed_precision, device)
@@ -435,7 +447,7 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     # Each worker of a multi-worker run keeps its own folder; only the chief's carries the run's name.
     run = Path(config.run_dir) / (config.name if chief else f"{config.name}.worker-{worker}")
     if chief:  # an --out that cannot take the export fails now, not after the training
-        check_replaceable(Path(config.out) / config.name, METADATA_FILE)
+        check_replaceable(Path(config.out) / config.name, SAVED_MODEL_FILE)  # an earlier SavedModel export only
         Path(config.out).mkdir(parents=True, exist_ok=True)
     if run.exists() and not config.resume:
         if any(run.iterdir()) and not (run / RUN_MARKER).is_file():
@@ -536,7 +548,6 @@ def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data
         if not config.epochs_finetune:  # a re-export (stage 1 never runs from an export): the weights learnt what the source saw
             for key in ("psf_families", "camera", "generated_scenes", "training_data"):
                 metadata[key] = run.started_from.get(key, 0 if key == "generated_scenes" else None)
-            metadata["blur_ranges"] = run.started_from.get("blur_ranges") or BlurRanges().to_dict()
             metadata["held_out_data"] = data.description  # what the held-out figures here were measured on
     return metadata
 

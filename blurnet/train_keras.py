@@ -369,11 +369,12 @@ def _write_metadata(args, out: Path, summary: dict, pipeline: PipelineConfig) ->
     with atomic_file(out / "train_keras.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=1))
     source = json.loads((Path(args.init_from) / "blurnet.json").read_text())
-    keep = ("classes", "blur_ranges", "backbone", "highpass", "spectrum", "tile_size", "test_time_views")
+    keep = ("classes", "backbone", "highpass", "spectrum", "tile_size", "test_time_views")
     with atomic_file(out / "blurnet.json") as tmp:
         tmp.write_text(json.dumps({
             **{k: source[k] for k in keep if k in source}, "image_size": args.image_size, "parameter_head": args.parameter_head,
-            "psf_families": pipeline.families.to_dict(), "camera": pipeline.camera_record(), "generated_scenes": args.generated_scenes,
+            "blur_ranges": pipeline.ranges.to_dict(), "psf_families": pipeline.families.to_dict(),
+            "camera": pipeline.camera_record(), "generated_scenes": args.generated_scenes,
             "weights": weights_origin(source), "init_from": str(args.init_from), "command": summary["command"], "hardware": hardware(),
             "wall_time_s": summary["wall_time_s"], "training": summary, "started_from": source}, indent=1))
 

@@ -177,8 +177,15 @@ def test_fit_refuses_folders_it_would_destroy_before_it_trains(tmp_path, photo_f
     (models / "mine" / "notes.txt").write_text("not an export")
     (runs / "mine").mkdir(parents=True)
     (runs / "mine" / "keep.txt").write_text("not a run")
-    with pytest.raises(ValueError, match=r"models/mine' exists and holds files but no blurnet.json"):
+    with pytest.raises(ValueError, match=r"models/mine' exists and holds files but no saved_model.pb"):
         fit(FitConfig(name="mine", out=str(models), run_dir=str(runs), **common))
+    onnx = models / "mine-onnx"  # what `blurnet export --format onnx` writes: blurnet.json, but no SavedModel
+    onnx.mkdir()
+    (onnx / "blurnet.json").write_text("{}")
+    (onnx / "blurnet.onnx").write_bytes(b"network")
+    with pytest.raises(ValueError, match=r"models/mine-onnx' exists and holds files but no saved_model.pb"):
+        fit(FitConfig(name="mine-onnx", out=str(models), run_dir=str(tmp_path / "runs2"), **common))
+    assert (onnx / "blurnet.onnx").read_bytes() == b"network"
     with pytest.raises(ValueError, match=r"runs/mine' holds files but is not a run folder \(no started_at\)"):
         fit(FitConfig(name="mine", out=str(tmp_path / "elsewhere"), run_dir=str(runs), **common))
     (tmp_path / "a_file").write_text("x")
@@ -257,13 +264,27 @@ def test_blur_ranges_widen_what_the_generated_samples_draw(photo_folder, tmp_pat
     assert lengths.min() >= 5.0 and lengths.max() <= 40.0 and np.quantile(lengths, 0.9) > 21.0, np.quantile(lengths, [0, 0.9, 1])
     for bad, message in (({"motion_length": (30, 20)}, r"motion_length range \(30.0, 20.0\) is empty"),
                          ({"blur": (1, 2)}, r"Unknown blur range keys \['blur'\]"),
-                         ({"defocus_radius": 7}, r"blur_ranges\['defocus_radius'\] must be \(low, high\) in pixels, got 7")):
+                         ({"defocus_radius": 7}, r"blur_ranges\['defocus_radius'\] must be two numbers \(low, high\), got 7"),
+                         ({"noise_sigma": ("a", 1)}, r"blur_ranges\['noise_sigma'\] must be two numbers \(low, high\), got \('a', 1\)")):
         with pytest.raises(ValueError, match=message):
             dataclasses.replace(plain, blur_ranges=bad).resolve("cpu")
     (tmp_path / "labelled" / "sharp").mkdir(parents=True)
     labelled = dataclasses.replace(config, data=str(tmp_path / "labelled"))
     with pytest.raises(ValueError, match="labelled folder .* leave blur_ranges unset, got"):
         load_data(labelled, pipeline_config(labelled))
+
+
+def test_a_re_export_keeps_the_blur_ranges_its_weights_trained_with():
+    from blurnet.train import _reexport_ranges
+
+    wide = {**BlurRanges().to_dict(), "motion_length": [5.0, 40.0]}
+    config = FitConfig(init_from="source", epochs_finetune=0)
+    assert _reexport_ranges(config, {"blur_ranges": wide}).ranges().motion_length == (5.0, 40.0)
+    assert _reexport_ranges(config, {}).blur_ranges is None  # recorded before ranges were recorded: the defaults
+    assert _reexport_ranges(dataclasses.replace(config, blur_ranges={"motion_length": (5, 40)}), {"blur_ranges": wide})
+    with pytest.raises(ValueError, match=r"keeps the blur ranges its weights were trained with, .*'motion_length': \[5.0, 40.0\].*"
+                                         r"got blur_ranges=\{'motion_length': \(5, 60\)\}"):
+        _reexport_ranges(dataclasses.replace(config, blur_ranges={"motion_length": (5, 60)}), {"blur_ranges": wide})
 
 
 def test_estimate_counts_held_out_views_and_export():
