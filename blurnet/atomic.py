@@ -57,12 +57,14 @@ def check_writable(target: str | os.PathLike, folder: bool = False) -> None:
     Checked before a long run, so that its results are not lost at the end."""
     target = Path(target)
     kind = "folder" if folder else "file"
-    if os.path.lexists(target) and target.is_dir() != folder:
+    if os.path.islink(target) and not os.path.exists(target):
+        raise ValueError(f"cannot write the {kind} {str(target)!r}: it is a link to nothing.")
+    if os.path.lexists(target) and os.path.isdir(target) != folder:
         raise ValueError(f"cannot write the {kind} {str(target)!r}: it exists and is {'a file' if folder else 'a folder'}.")
-    nearest = target if folder and target.is_dir() else target.parent
+    nearest = target if folder and os.path.isdir(target) else target.parent
     while not os.path.lexists(nearest) and nearest != nearest.parent:
         nearest = nearest.parent
-    if not nearest.is_dir():
+    if not os.path.isdir(nearest):
         raise ValueError(f"cannot write the {kind} {str(target)!r}: {str(nearest)!r} is not a folder.")
     if not os.access(nearest, os.W_OK | os.X_OK):
         raise ValueError(f"cannot write the {kind} {str(target)!r}: the folder {str(nearest)!r} is not writable.")

@@ -20,6 +20,13 @@ from data_pipeline.degrade import PSF_FAMILY_PRESETS
 FIT_DEFAULTS = {field.name: field.default for field in dataclasses.fields(FitConfig)}
 
 
+def _range_default(key: str) -> str:
+    """The default `(low, high)` of a blur range (`data_pipeline.classes.BlurRanges`) as the help shows it."""
+    from data_pipeline.classes import BlurRanges
+
+    return " ".join(f"{v:g}" for v in getattr(BlurRanges(), key))
+
+
 def _recipe_default(key: str) -> str:
     """The CPU and GPU recipe values of a `FitConfig` field, for a help text: "64 on CPU, 128 on GPU"."""
     return ", ".join(f"{FitConfig.RECIPES[recipe][key]} on {recipe.upper()}" for recipe in ("cpu", "gpu"))
@@ -144,10 +151,10 @@ def _weights_option(value):
 @click.option("--min-sharpness", type=float, default=FIT_DEFAULTS["min_sharpness"], show_default=True, help="Photographs whose high-frequency ratio (data_pipeline.quality) is lower are left out as already blurred; 0 keeps all (e.g. microscope images).")
 @click.option("--psf-families", type=click.Choice(sorted(PSF_FAMILY_PRESETS)), default=FIT_DEFAULTS["psf_families"], show_default=True, help="Blur shapes of the generated samples: realistic adds camera-shake trajectories, real-lens apertures, barely shaken sharp samples and motion trails softened by the optics (half of the motion samples) to the classic streaks, disks and Gaussians; classic draws the classic shapes alone. The camera steps apply either way.")
 @click.option("--palette-share", type=click.FloatRange(0.0, 1.0 - AugmentConfig.jpeg_probability), default=FIT_DEFAULTS["palette_share"], show_default=True, help=f"Share of the generated samples saved as dithered palette images (GIF-like, 24 to 128 colours), at most {1 - AugmentConfig.jpeg_probability:g}: another {AugmentConfig.jpeg_probability:g} of them are saved as JPEG.")
-@click.option("--gaussian-sigma", type=float, nargs=2, default=None, metavar="LOW HIGH", help="Widen (or narrow) the Gaussian sigma range of the generated samples, in px [default: 1.0 3.5]. Recorded in blurnet.json (blur_ranges).")
-@click.option("--motion-length", type=float, nargs=2, default=None, metavar="LOW HIGH", help="The same for the motion length (a trajectory: the streak of equal spread) [default: 5 21].")
-@click.option("--defocus-radius", type=float, nargs=2, default=None, metavar="LOW HIGH", help="The same for the defocus radius [default: 2 7].")
-@click.option("--noise-sigma", type=float, nargs=2, default=None, metavar="LOW HIGH", help="The same for the sigma of the added noise, on the 0..255 scale [default: 0 2.5].")
+@click.option("--gaussian-sigma", type=float, nargs=2, default=None, metavar="LOW HIGH", help=f"Widen (or narrow) the Gaussian sigma range of the generated samples, in px [default: {_range_default('gaussian_sigma')}]. Recorded in blurnet.json (blur_ranges).")
+@click.option("--motion-length", type=float, nargs=2, default=None, metavar="LOW HIGH", help=f"The same for the motion length (a trajectory: the streak of equal spread) [default: {_range_default('motion_length')}].")
+@click.option("--defocus-radius", type=float, nargs=2, default=None, metavar="LOW HIGH", help=f"The same for the defocus radius [default: {_range_default('defocus_radius')}].")
+@click.option("--noise-sigma", type=float, nargs=2, default=None, metavar="LOW HIGH", help=f"The same for the sigma of the added noise, on the 0..255 scale [default: {_range_default('noise_sigma')}].")
 @click.option("--generated-scenes", type=click.IntRange(min=0), default=FIT_DEFAULTS["generated_scenes"], show_default=True, help="Add this many generated dead-leaves scenes (data_pipeline.scenes) to the training photographs; validation and the held-out test stay photographs. Crops are drawn from every training scene alike, so N scenes beside P photographs give N/(N+P) of the samples.")
 @click.option("--patience", type=int, default=FIT_DEFAULTS["patience"], help="Early stopping: epochs without a better val_accuracy.")
 @click.option("--seed", type=int, default=FIT_DEFAULTS["seed"], help="Random seed (data, split, initialisation).")
@@ -353,6 +360,8 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
                 click.echo(line, err=True)
             raise click.ClickException("interrupted") from None
         except OSError as error:
+            for line in getattr(error, "sort_result", None).lines() if hasattr(error, "sort_result") else []:
+                click.echo(line, err=True)  # what was sorted before the error, and where its log is
             raise click.ClickException(f"cannot sort into {sort_into}: {error}") from None
         for line in result.lines():
             click.echo(line, err=True)

@@ -86,8 +86,8 @@ def check_outputs_spare_inputs(inputs: list, count: int, output=None, map_path=N
         if target is not None:
             planned += [(option, numbered_path(target, n, count)) for n in range(count)]
     writers = {}
-    for option, path in planned:  # each option's own names differ (`numbered_path`)
-        first = writers.setdefault(os.path.abspath(path), option)
+    for option, path in planned:  # each option's own names differ (`numbered_path`); links followed
+        first = writers.setdefault(os.path.normcase(os.path.realpath(path)), option)
         if first != option:
             raise ValueError(f"{first} and {option} would both write {os.path.abspath(path)!r}; give them different names.")
     for option, path in planned:

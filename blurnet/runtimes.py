@@ -186,7 +186,7 @@ class OnnxModel(_RuntimeModel):
             raise NotAnExportError(f"{str(self.path)!r}: ONNX Runtime cannot load it ({error}).") from None
         self._check_layout([i.shape for i in self._session.get_inputs()], [o.shape for o in self._session.get_outputs()])
         self._input = self._session.get_inputs()[0].name
-        self.has_parameters = "parameters" in [o.name for o in self._session.get_outputs()]
+        self.has_parameters = any(o.shape and o.shape[-1] == len(PARAMETER_TARGETS) for o in self._session.get_outputs())
         self.runtime = f"ONNX Runtime {ort.__version__} ({self._session.get_providers()[0]})"
 
     def _predict(self, tiles: np.ndarray) -> list[np.ndarray]:

@@ -386,7 +386,9 @@ def sort_records(records: Iterable[dict], out, *, roots: Iterable = (), move: bo
     `roots`: the folder arguments the paths were found under (relative paths are kept below
     them). `progress(1)` is called after each record. Returns a `SortResult`; the CSV log is
     written to `out` unless `dry_run`. Raises `OSError` only when `out` itself cannot be
-    created or the log cannot be written; every per-file problem is a row.
+    created, the log cannot be written or the file system fails outside a copy; every per-file
+    problem is a row. A run stopped early writes its log first (module docstring): a Ctrl-C
+    raises `SortInterrupted` (`.result`), another error carries the result as `.sort_result`.
     """
     out = Path(out)
     roots = [os.fspath(r) for r in roots]
@@ -421,6 +423,7 @@ def sort_records(records: Iterable[dict], out, *, roots: Iterable = (), move: bo
             pass  # the interruption is what the caller hears about
         if isinstance(error, KeyboardInterrupt) and not isinstance(error, SortInterrupted):
             raise SortInterrupted(result) from error
+        error.sort_result = result  # what was sorted before it, for the caller to report
         raise
     if not dry_run:
         result.log = _write_log(out, stamp, result.rows)

@@ -75,3 +75,18 @@ def test_atomic_file_syncs_the_file_before_the_rename_and_the_folder_after(tmp_p
     assert target.read_text() == "a,b\n"
     assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"]
     assert events[0][1] == os.fspath(tmp) and events[1][1] == os.fspath(target) and events[2][1] == os.fspath(tmp_path)
+
+
+def test_check_writable_names_what_stands_in_the_way(tmp_path):
+    from blurnet.atomic import check_writable
+
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    check_writable(tmp_path / "new" / "deeper" / "r.csv")  # folders on the way are made later
+    check_writable(tmp_path / "sorted", folder=True)
+    for target, folder, message in ((tmp_path / "file.txt" / "r.csv", False, "'.*file.txt' is not a folder"),
+                                    (tmp_path / "file.txt", True, "it exists and is a file"),
+                                    (tmp_path, False, "it exists and is a folder"),
+                                    (tmp_path / "dangling", True, "it is a link to nothing")):
+        with pytest.raises(ValueError, match=f"cannot write the {'folder' if folder else 'file'} .*: {message}"):
+            check_writable(target, folder)

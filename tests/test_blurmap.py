@@ -10,7 +10,7 @@ import blurnet.prediction as predict_module
 from blurnet.blurmap import blur_mask, blur_probability_map, resize_probability
 from blurnet.cli import main
 from blurnet.classify import map_boxes, tile_boxes
-from blurnet.prediction import predict
+from blurnet.prediction import check_outputs_spare_inputs, predict
 
 
 class BrightIsBlurred:
@@ -169,6 +169,9 @@ def test_outputs_never_overwrite_an_input_photograph(tmp_path, monkeypatch):
         assert result.exit_code == 2, result.output
         assert f"--output and {flags[2]} would both write {str(tmp_path / shared)!r}" in result.output, result.output
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    (tmp_path / "here").symlink_to(tmp_path)  # the same file by another path
+    with pytest.raises(ValueError, match="--output and --map would both write"):
+        check_outputs_spare_inputs([str(photo)], 1, output=tmp_path / "here" / "r.png", map_path=tmp_path / "r.png")
 
 
 def test_a_map_that_cannot_be_written_fails_the_run_and_says_where(tmp_path, monkeypatch):

@@ -487,6 +487,26 @@ def test_an_interrupted_move_writes_the_log_of_what_was_done(tmp_path, monkeypat
                                    f"sorted 1, 0 unreadable, 0 failed, 0 skipped; log: {out / LOG_NAME}"]
 
 
+def test_a_sort_stopped_by_a_disk_error_writes_its_log_and_hands_back_what_was_done(tmp_path, monkeypatch):
+    src, out = tmp_path / "card", tmp_path / "sorted"
+    photos = [make(src / f"IMG_{i}.jpg", i) for i in range(3)]
+    transfer, calls = sort._Sorter.transfer, []
+
+    def failing(self, source, label, relative):
+        calls.append(source)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")  # the disk, not one photograph
+        return transfer(self, source, label, relative)
+
+    monkeypatch.setattr(sort._Sorter, "transfer", failing)
+    with pytest.raises(OSError, match="Input/output error") as stopped:
+        sort_records([rec(p, "motion") for p in photos], out, roots=[src], move=True, now=NOW)
+    result = stopped.value.sort_result
+    assert [(r["action"], r["status"]) for r in read_log(out / LOG_NAME)] == [("move", "ok"), ("stop", "interrupted")]
+    assert result.log == out / LOG_NAME and "OSError: [Errno 5] Input/output error" in result.rows[-1]["message"]
+    assert not photos[0].exists() and photos[1].exists() and photos[2].exists()
+
+
 def test_cli_reports_an_interrupted_sort_and_where_its_log_is(tmp_path, monkeypatch):
     from blurnet.cli import main
 
