@@ -355,14 +355,12 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
         try:
             with _progress_bar(len(records), "sorting", unit="files") as update:
                 result = sort_records(records, sort_into, roots=[p for p in paths if os.path.isdir(p)], move=move, dry_run=dry_run, progress=update)
-        except SortInterrupted as stop:  # the log of what was sorted is written
-            for line in stop.result.lines():
+        except (SortInterrupted, OSError) as error:
+            done = getattr(error, "sort_result", None)  # what was sorted before it stopped, and where its log is
+            for line in done.lines() if done is not None else []:
                 click.echo(line, err=True)
-            raise click.ClickException("interrupted") from None
-        except OSError as error:
-            for line in getattr(error, "sort_result", None).lines() if hasattr(error, "sort_result") else []:
-                click.echo(line, err=True)  # what was sorted before the error, and where its log is
-            raise click.ClickException(f"cannot sort into {sort_into}: {error}") from None
+            raise click.ClickException("interrupted" if isinstance(error, SortInterrupted)
+                                       else f"cannot sort into {sort_into}: {error}") from None
         for line in result.lines():
             click.echo(line, err=True)
         failed += len(result.failed)

@@ -41,7 +41,8 @@ argument) keeps only its name. The rules:
   error that is not about one photograph), the log is written with the rows
   done so far and a last row with action `stop` and status `interrupted`;
   the photographs of later records were not touched. A Ctrl-C then raises
-  `SortInterrupted`, which carries the `SortResult`. A photograph whose transfer
+  `SortInterrupted`, another error is raised as it was; either carries the
+  `SortResult` as `.sort_result`. A photograph whose transfer
   was cut short has no row: its copy is complete under its final name or
   absent, and its source is kept unless the move had been verified.
 - **A source is never its own copy.** A destination that is the source file
@@ -276,11 +277,11 @@ class SortResult:
 
 
 class SortInterrupted(KeyboardInterrupt):
-    """A Ctrl-C during `sort_records`, raised after the log of the rows done so far was written: `.result`."""
+    """A Ctrl-C during `sort_records`, raised after the log of the rows done so far was written: `.sort_result`."""
 
     def __init__(self, result: SortResult):
         super().__init__(f"sorting interrupted after {len(result.rows) - 1} records")
-        self.result = result
+        self.sort_result = result
 
 
 def _row(source, destination, label, action, status, message="") -> dict:
@@ -388,7 +389,7 @@ def sort_records(records: Iterable[dict], out, *, roots: Iterable = (), move: bo
     written to `out` unless `dry_run`. Raises `OSError` only when `out` itself cannot be
     created, the log cannot be written or the file system fails outside a copy; every per-file
     problem is a row. A run stopped early writes its log first (module docstring): a Ctrl-C
-    raises `SortInterrupted` (`.result`), another error carries the result as `.sort_result`.
+    raises `SortInterrupted`; it and any other error carry the result as `.sort_result`.
     """
     out = Path(out)
     roots = [os.fspath(r) for r in roots]

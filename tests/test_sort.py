@@ -475,7 +475,7 @@ def test_an_interrupted_move_writes_the_log_of_what_was_done(tmp_path, monkeypat
     _interrupt_at(monkeypatch, "published", 2)  # the second copy is verified, its source not yet deleted
     with pytest.raises(sort.SortInterrupted) as stopped:
         sort_records([rec(p, "motion") for p in photos], out, roots=[src], move=True, now=NOW)
-    result = stopped.value.result
+    result = stopped.value.sort_result
     assert result.log == out / LOG_NAME
     assert [(Path(r["source"]).name if r["source"] else "", r["action"], r["status"]) for r in read_log(result.log)] == [
         ("IMG_0.jpg", "move", "ok"), ("", "stop", "interrupted")]
