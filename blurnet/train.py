@@ -78,6 +78,10 @@ def fit_verbosity(stream=None) -> int:
         return 2
 
 
+#: FitConfig fields that only shape generated samples: a labelled folder refuses any but their defaults.
+GENERATED_ONLY = ("generated_scenes", "palette_share", "blur_ranges")
+
+
 def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> Data:
     """Batch makers for the three splits, from sharp photographs or a labelled folder.
 
@@ -85,15 +89,11 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
     and test sets are the same on every worker.
     """
     if config.data is not None and is_labelled_folder(config.data):
-        if config.generated_scenes:
-            raise ValueError(f"generated scenes are sharp sources blurred on the fly; a labelled folder ({config.data}) "
-                             f"trains on its own images: use generated_scenes=0, got {config.generated_scenes!r}.")
-        if config.palette_share != FitConfig.palette_share:
-            raise ValueError(f"the palette share is of generated samples; a labelled folder ({config.data}) trains on its "
-                             f"images as they are: leave palette_share at {FitConfig.palette_share!r}, got {config.palette_share!r}.")
-        if config.blur_ranges:
-            raise ValueError(f"blur ranges are of generated samples; a labelled folder ({config.data}) trains on its "
-                             f"images as they are: leave blur_ranges unset, got {config.blur_ranges!r}.")
+        for key in GENERATED_ONLY:  # settings of the samples generated from sharp photographs
+            default, value = getattr(FitConfig, key), getattr(config, key)
+            if value != default:
+                raise ValueError(f"{key} is a setting of generated samples; a labelled folder ({config.data}) trains on "
+                                 f"its images as they are: leave {key} at {default!r}, got {value!r}.")
         images, labels, paths = load_labelled_images(config.data, min_size=pipeline.image_size)
         order = np.random.default_rng(config.seed).permutation(len(images))
         if len(order) < 3:

@@ -222,10 +222,6 @@ def test_generated_scenes_join_the_training_split_only(photo_folder, tmp_path):
     assert data.train.make_batch(0)[0].shape == (8, 32, 32, 3)
     with pytest.raises(ValueError, match="generated_scenes must be >= 0, got -2"):
         FitConfig(weights=None, generated_scenes=-2).resolve("cpu")
-    (tmp_path / "labelled" / "sharp").mkdir(parents=True)
-    labelled = dataclasses.replace(config, data=str(tmp_path / "labelled"))
-    with pytest.raises(ValueError, match="labelled folder .* got 2"):
-        load_data(labelled, pipeline_config(labelled))
 
 
 def test_palette_share_sets_the_training_and_validation_palette_images(photo_folder, tmp_path):
@@ -245,10 +241,6 @@ def test_palette_share_sets_the_training_and_validation_palette_images(photo_fol
     for bad in (0.5, -0.1):  # 0.6 of the samples are JPEG: at most 0.4 are left for palettes
         with pytest.raises(ValueError, match=rf"palette share must be in \[0, 0.4\] .*got {bad}"):
             dataclasses.replace(plain, palette_share=bad).resolve("cpu")
-    (tmp_path / "labelled" / "sharp").mkdir(parents=True)
-    labelled = dataclasses.replace(config, data=str(tmp_path / "labelled"))
-    with pytest.raises(ValueError, match="labelled folder .* leave palette_share at 0.05, got 0.4"):
-        load_data(labelled, pipeline_config(labelled))
 
 
 def test_blur_ranges_widen_what_the_generated_samples_draw(photo_folder, tmp_path):
@@ -268,10 +260,6 @@ def test_blur_ranges_widen_what_the_generated_samples_draw(photo_folder, tmp_pat
                          ({"noise_sigma": ("a", 1)}, r"blur_ranges\['noise_sigma'\] must be two numbers \(low, high\), got \('a', 1\)")):
         with pytest.raises(ValueError, match=message):
             dataclasses.replace(plain, blur_ranges=bad).resolve("cpu")
-    (tmp_path / "labelled" / "sharp").mkdir(parents=True)
-    labelled = dataclasses.replace(config, data=str(tmp_path / "labelled"))
-    with pytest.raises(ValueError, match="labelled folder .* leave blur_ranges unset, got"):
-        load_data(labelled, pipeline_config(labelled))
 
 
 def test_a_re_export_keeps_the_blur_ranges_its_weights_trained_with():
@@ -285,6 +273,20 @@ def test_a_re_export_keeps_the_blur_ranges_its_weights_trained_with():
     with pytest.raises(ValueError, match=r"keeps the blur ranges its weights were trained with, .*'motion_length': \[5.0, 40.0\].*"
                                          r"got blur_ranges=\{'motion_length': \(5, 60\)\}"):
         _reexport_ranges(dataclasses.replace(config, blur_ranges={"motion_length": (5, 60)}), {"blur_ranges": wide})
+
+
+@pytest.mark.parametrize("key, value", [("generated_scenes", 2), ("palette_share", 0.4), ("blur_ranges", {"motion_length": (5, 40)})])
+def test_a_labelled_folder_refuses_settings_of_generated_samples(tmp_path, key, value):
+    from blurnet.train import GENERATED_ONLY
+
+    assert key in GENERATED_ONLY
+    (tmp_path / "labelled" / "sharp").mkdir(parents=True)
+    config = dataclasses.replace(FitConfig(data=str(tmp_path / "labelled"), weights=None, **TINY).resolve("cpu"), **{key: value})
+    default = getattr(FitConfig, key)
+    with pytest.raises(ValueError, match=re.escape(f"{key} is a setting of generated samples; a labelled folder "
+                                                   f"({tmp_path / 'labelled'}) trains on its images as they are: "
+                                                   f"leave {key} at {default!r}, got {value!r}.")):
+        load_data(config, pipeline_config(config))
 
 
 def test_estimate_counts_held_out_views_and_export():
