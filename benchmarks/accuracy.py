@@ -20,8 +20,8 @@ shake too small to see; then 1,024 more of those families with every motion trai
 Gaussian of 0.5 to 1 px, as the optics soften a real shake's trail and as `blurnet fit`'s realistic mix
 softens half of its trails (`PsfFamilies.motion_softness`). Last line: JSON with `accuracy`,
 `macro_f1`, `recall` (a map by class name), `accuracy_2x_crops`, `accuracy_jpeg75`, `accuracy_palette64`,
-`realistic_accuracy`, `shake_motion_recall`, `lens_defocus_recall`, `softened_accuracy` and
-`softened_shake_motion_recall`; for a model with the parameter
+`realistic_accuracy`, `realistic_recall` (by class), `shake_motion_recall`, `lens_defocus_recall`,
+`softened_accuracy`, `softened_recall` and `softened_shake_motion_recall`; for a model with the parameter
 head, its errors on the 2,048 held-out images (the classic shapes, each parameter over the images of its
 class), its answers averaged over the model's views as `blurnet predict --full` does (`LoadedModel.answer_tiles`),
 under `sigma_mae`, `length_mae`, `angle_mae_deg`, `radius_mae` and `parameters` (90th percentiles, biases, R²,
@@ -150,9 +150,11 @@ def main(model_dir: str | None = None):
                       "accuracy_2x_crops": round(big["accuracy"], 4), "accuracy_jpeg75": round(jpeg["accuracy"], 4),
                       "accuracy_palette64": round(palette["accuracy"], 4),
                       "realistic_accuracy": round(real["accuracy"], 4),
+                      "realistic_recall": {n: round(real["per_class"][n]["recall"], 4) for n in CLASS_NAMES},
                       "shake_motion_recall": round(real["per_class"]["motion"]["recall"], 4),
                       "lens_defocus_recall": round(real["per_class"]["defocus"]["recall"], 4),
                       "softened_accuracy": round(soft["accuracy"], 4),
+                      "softened_recall": {n: round(soft["per_class"][n]["recall"], 4) for n in CLASS_NAMES},
                       "softened_shake_motion_recall": round(soft["per_class"]["motion"]["recall"], 4),
                       **{k: (round(errors[k], 4) if errors and k in errors else None)
                          for k in ("sigma_mae", "length_mae", "angle_mae_deg", "radius_mae")},
