@@ -151,11 +151,6 @@ class FitConfig:
 
     def ranges(self) -> BlurRanges:
         """The blur ranges of the generated samples: the defaults, with the fields `blur_ranges` names replaced."""
-        for key, value in (self.blur_ranges or {}).items():
-            try:
-                low, high = (float(v) for v in value)
-            except (TypeError, ValueError):
-                raise ValueError(f"blur_ranges[{key!r}] must be two numbers (low, high), got {value!r}.") from None
         return BlurRanges.from_dict(self.blur_ranges or {})
 
     def validate(self) -> None:

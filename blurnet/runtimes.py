@@ -121,10 +121,10 @@ class _RuntimeModel(LoadedModel):
         """The file's outputs for one batch of tiles, in any order."""
         raise NotImplementedError
 
-    def _check_layout(self, inputs: list, outputs: list) -> None:
-        """`NotAnExportError` naming the file unless it takes one `(batch, height, width, 3)` input and answers
-        `(batch, 4)` probabilities, with or without the head's `(batch, 5)`: checked once at loading, so that
-        another network is not blamed on every photograph."""
+    def _check_layout(self, inputs: list, outputs: list) -> bool:
+        """Whether the file has the parameter head; `NotAnExportError` naming the file unless it takes one
+        `(batch, height, width, 3)` input and answers `(batch, 4)` probabilities, with or without the head's
+        `(batch, 5)`: checked once at loading, so that another network is not blamed on every photograph."""
         inputs, outputs = [list(shape) for shape in inputs], [list(shape) for shape in outputs]
         widths = sorted((shape[-1] if shape else None for shape in outputs), key=str)
         if (len(inputs) != 1 or len(inputs[0]) != 4 or inputs[0][-1] != 3
@@ -133,6 +133,7 @@ class _RuntimeModel(LoadedModel):
                 f"{str(self.path)!r} is not a blurnet network: it takes {inputs} and answers {outputs}, where blurnet "
                 f"needs one (batch, height, width, 3) input and (batch, {NUM_CLASSES}) probabilities (with or "
                 f"without (batch, {len(PARAMETER_TARGETS)}) parameters); write one with 'blurnet export'.")
+        return len(widths) == 2
 
     def _outputs(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """Probabilities `(n, 4)` and, where the file has the head, its raw parameters `(n, 5)`, told by their widths."""
@@ -184,9 +185,9 @@ class OnnxModel(_RuntimeModel):
             self._session = ort.InferenceSession(str(self.path), options, providers=_onnx_providers(ort))
         except Exception as error:  # onnxruntime raises its own exception types for a broken file
             raise NotAnExportError(f"{str(self.path)!r}: ONNX Runtime cannot load it ({error}).") from None
-        self._check_layout([i.shape for i in self._session.get_inputs()], [o.shape for o in self._session.get_outputs()])
+        self.has_parameters = self._check_layout([i.shape for i in self._session.get_inputs()],
+                                                 [o.shape for o in self._session.get_outputs()])
         self._input = self._session.get_inputs()[0].name
-        self.has_parameters = any(o.shape and o.shape[-1] == len(PARAMETER_TARGETS) for o in self._session.get_outputs())
         self.runtime = f"ONNX Runtime {ort.__version__} ({self._session.get_providers()[0]})"
 
     def _predict(self, tiles: np.ndarray) -> list[np.ndarray]:
@@ -204,11 +205,10 @@ class LiteRTModel(_RuntimeModel):
         except (ValueError, RuntimeError) as error:
             raise NotAnExportError(f"{str(self.path)!r}: LiteRT cannot load it ({error}).") from None
         outputs = self._interpreter.get_output_details()
-        self._check_layout([i["shape_signature"] for i in self._interpreter.get_input_details()],
-                           [o["shape_signature"] for o in outputs])
+        self.has_parameters = self._check_layout([i["shape_signature"] for i in self._interpreter.get_input_details()],
+                                                 [o["shape_signature"] for o in outputs])
         self._input = self._interpreter.get_input_details()[0]["index"]
         self._outputs_at = [o["index"] for o in outputs]
-        self.has_parameters = any(o["shape"][-1] == len(PARAMETER_TARGETS) for o in outputs)
         self._shape = None
         self.runtime = f"LiteRT {getattr(importlib.import_module('ai_edge_litert'), '__version__', '')}".strip()
 

@@ -86,9 +86,17 @@ class BlurRanges:
 
     @classmethod
     def from_dict(cls, data: dict) -> "BlurRanges":
-        """Inverse of `to_dict`; unknown keys raise `ValueError`."""
+        """Inverse of `to_dict` (any subset of the fields; the others keep their defaults); `ValueError` for an
+        unknown key or a value that is not two numbers, echoing it."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - names
         if unknown:
             raise ValueError(f"Unknown blur range keys {sorted(unknown)!r}; expected {sorted(names)!r}.")
-        return cls(**{k: tuple(float(x) for x in v) for k, v in data.items()})
+        ranges = {}
+        for key, value in data.items():
+            try:
+                low, high = (float(v) for v in value)
+            except (TypeError, ValueError):
+                raise ValueError(f"blur_ranges[{key!r}] must be two numbers (low, high), got {value!r}.") from None
+            ranges[key] = (low, high)
+        return cls(**ranges)
