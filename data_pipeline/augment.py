@@ -6,6 +6,9 @@ stays uniform over 0..180 either way), and colour, contrast and gamma jitter.
 Contrast goes down to 0.6 times the photograph's. Dim and hazy scenes read as
 blurred more often (`python benchmarks/camera_steps.py`, step `low_contrast_0.3_0.4`),
 but a fine-tune with contrast down to 0.3 did not fix that: see the model card.
+A quarter of the crops are also underexposed, every grey level times 0.25 to 0.8
+(`underexposure_probability`, `underexposure_gain`), so that the size of an edge's step
+never tells sharp from blurred: a dim photograph's edges are as sharp as a bright one's.
 The file format applies to the final blurred, noisy image, as a camera or a
 web upload would (`choose_format`, `save_all_as`): JPEG (quality 50 to 95 on 60 % of training
 samples, OpenCV's default 4:2:0 chroma) or, on 5 %, a palette image as a GIF
@@ -40,12 +43,14 @@ class AugmentConfig:
     jpeg_quality: tuple[int, int] = (50, 95)
     palette_probability: float = 0.05
     palette_colours: tuple[int, int] = (24, 128)
+    underexposure_probability: float = 0.25
+    underexposure_gain: tuple[float, float] = (0.25, 0.8)
 
     @classmethod
     def none(cls) -> "AugmentConfig":
         """No augmentation at all."""
         return cls(flips=False, contrast=(1.0, 1.0), brightness=(0.0, 0.0), gamma=(1.0, 1.0), colour=0.0, jpeg_probability=0.0,
-                   palette_probability=0.0)
+                   palette_probability=0.0, underexposure_probability=0.0)
 
     @classmethod
     def with_palette_share(cls, share: float) -> "AugmentConfig":
@@ -59,7 +64,9 @@ class AugmentConfig:
 
     def jitter(self) -> dict:
         """The photometric jitter ranges, JSON-friendly, as recorded in `blurnet.json` beside the camera."""
-        return {"contrast": list(self.contrast), "brightness": list(self.brightness), "gamma": list(self.gamma), "colour": self.colour}
+        return {"contrast": list(self.contrast), "brightness": list(self.brightness), "gamma": list(self.gamma), "colour": self.colour,
+                "underexposure_probability": self.underexposure_probability,
+                "underexposure_gain": list(self.underexposure_gain)}
 
     def file_formats(self) -> dict:
         """The file-format share of the config, JSON-friendly, as recorded in `blurnet.json` beside the camera."""
@@ -76,6 +83,10 @@ class AugmentConfig:
             raise ValueError(f"palette_colours must be 2 <= low <= high, got {self.palette_colours!r}.")
         if not (1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100):
             raise ValueError(f"jpeg_quality must be 1 <= low <= high <= 100, got {self.jpeg_quality!r}.")
+        if not 0.0 <= self.underexposure_probability <= 1.0:
+            raise ValueError(f"underexposure_probability must be in [0, 1], got {self.underexposure_probability!r}.")
+        if not 0.0 < self.underexposure_gain[0] <= self.underexposure_gain[1] <= 1.0:
+            raise ValueError(f"underexposure_gain must be 0 < low <= high <= 1, got {self.underexposure_gain!r}.")
         if self.gamma[0] <= 0:
             raise ValueError(f"gamma range must be positive, got {self.gamma!r}.")
 
@@ -83,9 +94,10 @@ class AugmentConfig:
 def augment_sharp(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:
     """Flip, rotate and jitter a sharp uint8 crop; returns float32 0..255.
 
-    Gamma, contrast (about the crop's mean), brightness and per-channel colour
-    gains are folded into one 256-entry lookup table per channel, applied with
-    `cv2.LUT`, so jitter costs about as much as a copy.
+    Gamma, contrast (about the crop's mean), brightness, per-channel colour
+    gains and, on `underexposure_probability` of the crops, one gain drawn from
+    `underexposure_gain` for every level are folded into one 256-entry lookup
+    table per channel, applied with `cv2.LUT`, so jitter costs about as much as a copy.
     """
     if crop.dtype != np.uint8:
         raise ValueError(f"augment_sharp expects a uint8 crop, got {crop.dtype}.")
@@ -99,6 +111,8 @@ def augment_sharp(crop: np.ndarray, rng: np.random.Generator, config: AugmentCon
     contrast = float(rng.uniform(*config.contrast))
     brightness = float(rng.uniform(*config.brightness))
     gains = 1.0 + config.colour * rng.uniform(-1.0, 1.0, size=3) if config.colour else np.ones(3)
+    if config.underexposure_probability > 0 and rng.random() < config.underexposure_probability:
+        gains = gains * rng.uniform(*config.underexposure_gain)
     levels = 255.0 * (np.arange(256, dtype=np.float64) / 255.0) ** gamma
     mean = 255.0 * (float(np.mean(cv2.mean(out)[:3])) / 255.0) ** gamma
     curve = (levels - mean) * contrast + mean + brightness

@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -173,7 +175,9 @@ def test_jpeg_roundtrip_treats_the_array_as_rgb():
 
 def test_contrast_jitter_spans_its_range_about_the_mean():
     config = AugmentConfig(flips=False, contrast=(0.3, 1.3), brightness=(0, 0), gamma=(1, 1), colour=0.0)
-    assert config.jitter() == {"contrast": [0.3, 1.3], "brightness": [0, 0], "gamma": [1, 1], "colour": 0.0}
+    assert config.jitter() == {"contrast": [0.3, 1.3], "brightness": [0, 0], "gamma": [1, 1], "colour": 0.0,
+                               "underexposure_probability": 0.25, "underexposure_gain": [0.25, 0.8]}
+    config = dataclasses.replace(config, underexposure_probability=0.0)
     assert AugmentConfig().jitter()["contrast"] == [0.6, 1.3]
     crop = np.random.default_rng(0).integers(96, 160, (32, 32, 3)).astype(np.uint8)  # never clipped at x1.3
     rng = np.random.default_rng(1)
@@ -185,6 +189,34 @@ def test_contrast_jitter_spans_its_range_about_the_mean():
     assert 0.3 <= min(ratios) < 0.32 and 1.28 < max(ratios) <= 1.3 + 1e-6  # uniform over (0.3, 1.3)
     assert np.mean(ratios) == pytest.approx(0.8, abs=0.03)
     assert np.abs(means).max() < 0.6  # about the crop's mean (up to the LUT's channel-mean rounding)
+
+
+def test_underexposure_scales_every_level_of_its_share_of_the_crops():
+    config = AugmentConfig(flips=False, contrast=(1, 1), brightness=(0, 0), gamma=(1, 1), colour=0.0,
+                           underexposure_probability=0.25, underexposure_gain=(0.25, 0.8))
+    crop = np.random.default_rng(0).integers(40, 256, (32, 32, 3)).astype(np.uint8)
+    rng = np.random.default_rng(1)
+    gains = []
+    for _ in range(800):
+        out = augment_sharp(crop, rng, config)
+        gain = out.mean() / crop.mean()
+        # One gain for every pixel and channel: the crop scaled, not reshaped.
+        np.testing.assert_allclose(out, crop.astype(np.float32) * gain, atol=1e-3)
+        gains.append(gain)
+    gains = np.array(gains)
+    dimmed = gains[gains < 1.0 - 1e-5]
+    assert np.all(np.isclose(gains, 1.0, atol=1e-5) | (gains < 1.0 - 1e-5))  # a crop is dimmed or left alone
+    assert len(dimmed) / len(gains) == pytest.approx(0.25, abs=0.04)
+    assert 0.25 <= dimmed.min() < 0.27 and 0.78 < dimmed.max() <= 0.8 + 1e-6  # uniform over (0.25, 0.8)
+    assert dimmed.mean() == pytest.approx(0.525, abs=0.03)
+
+
+@pytest.mark.parametrize("field, value", [("underexposure_probability", 1.5), ("underexposure_gain", (0.0, 0.5)),
+                                          ("underexposure_gain", (0.6, 0.4)), ("underexposure_gain", (0.5, 1.2))])
+def test_underexposure_settings_out_of_range_are_refused_with_the_value(field, value):
+    with pytest.raises(ValueError, match=field) as error:
+        AugmentConfig(**{field: value})
+    assert repr(value) in str(error.value)
 
 
 def test_file_formats_record():
