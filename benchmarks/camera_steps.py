@@ -37,7 +37,8 @@ _NO_CAMERA, _NO_AUGMENT = CameraConfig.none(), AugmentConfig.none()
 #: Each step alone (`plain`: none of them; `default`: `blurnet fit`'s whole mix, every step at its own rate).
 STEPS = {
     "plain": (_NO_CAMERA, _NO_AUGMENT),
-    "colour_jitter": (_NO_CAMERA, dataclasses.replace(AugmentConfig(), jpeg_probability=0.0, palette_probability=0.0)),
+    "colour_jitter": (_NO_CAMERA, dataclasses.replace(AugmentConfig(), jpeg_probability=0.0, palette_probability=0.0,
+                                                      underexposure_probability=0.0)),
     "low_contrast_0.3_0.4": (_NO_CAMERA, dataclasses.replace(_NO_AUGMENT, contrast=(0.3, 0.4))),
     "jpeg_50_60": (_NO_CAMERA, dataclasses.replace(_NO_AUGMENT, jpeg_probability=1.0, jpeg_quality=(50, 60))),
     "jpeg_75": (_NO_CAMERA, dataclasses.replace(_NO_AUGMENT, jpeg_probability=1.0, jpeg_quality=(75, 75))),
