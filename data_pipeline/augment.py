@@ -89,8 +89,16 @@ class AugmentConfig:
             raise ValueError(f"underexposure_probability must be in [0, 1], got {self.underexposure_probability!r}.")
         if not 0.0 < self.underexposure_gain[0] <= self.underexposure_gain[1] <= 1.0:
             raise ValueError(f"underexposure_gain must be 0 < low <= high <= 1, got {self.underexposure_gain!r}.")
+        for name in ("contrast", "brightness", "gamma"):
+            low, high = getattr(self, name)
+            if not low <= high:
+                raise ValueError(f"{name} range must be low <= high, got {getattr(self, name)!r}.")
         if self.gamma[0] <= 0:
             raise ValueError(f"gamma range must be positive, got {self.gamma!r}.")
+        if self.contrast[0] <= 0:
+            raise ValueError(f"contrast range must be positive, got {self.contrast!r}.")
+        if not 0.0 <= self.colour < 1.0:
+            raise ValueError(f"colour must be in [0, 1) (a channel gain of 1 - colour to 1 + colour), got {self.colour!r}.")
 
 
 def augment_sharp(crop: np.ndarray, rng: np.random.Generator, config: AugmentConfig) -> np.ndarray:

@@ -86,7 +86,8 @@ def load_labelled_images(folder: str | os.PathLike, min_size: int = MIN_IMAGE_SI
 
 
 class LabelledBatchMaker:
-    """Batches of random `image_size` crops (with flips) from labelled images, one batch per index.
+    """Batches of random `image_size` crops (turned by a random multiple of 90 degrees when `flips`) from labelled
+    images, one batch per index.
 
     Classes are drawn in turn, so batches are balanced over the classes present.
     Images smaller than `image_size` must be filtered out before.

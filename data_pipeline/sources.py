@@ -284,7 +284,8 @@ def split_photographs(photos: list[Photo], seed: int = 0, val_fraction: float = 
 
     Every group lands in exactly one split, so no test crop ever comes from a
     training photograph. With three or more groups, val and test get at least one
-    group each; train always gets the rest.
+    group each; train always gets the rest, and at least one group (val, then test,
+    give one up when the fractions would take every group).
     """
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= value < 1.0:
@@ -299,6 +300,11 @@ def split_photographs(photos: list[Photo], seed: int = 0, val_fraction: float = 
     n_val = int(round(val_fraction * n))
     if n >= 3:
         n_test, n_val = max(1, n_test), max(1, n_val)
+    while n and n_test + n_val > n - 1:  # train keeps one group at least
+        if n_val >= n_test:
+            n_val -= 1
+        else:
+            n_test -= 1
     assignment = {}
     for i, g in enumerate(groups):
         assignment[g] = "test" if i < n_test else "val" if i < n_test + n_val else "train"

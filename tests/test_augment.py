@@ -219,6 +219,15 @@ def test_underexposure_settings_out_of_range_are_refused_with_the_value(field, v
     assert repr(value) in str(error.value)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("contrast", (1.3, 0.6), "low <= high"), ("gamma", (1.4, 0.7), "low <= high"), ("brightness", (25.0, -25.0), "low <= high"),
+    ("contrast", (0.0, 1.0), "positive"), ("colour", -3.0, r"\[0, 1\)"), ("colour", 1.0, r"\[0, 1\)")])
+def test_jitter_ranges_that_make_no_sense_are_refused_with_the_value(field, value, message):
+    with pytest.raises(ValueError, match=f"{field}.*{message}") as error:
+        AugmentConfig(**{field: value})
+    assert repr(value) in str(error.value)
+
+
 def test_file_formats_record():
     assert AugmentConfig().file_formats() == {"jpeg_probability": 0.6, "jpeg_quality": [50, 95],
                                               "palette_probability": 0.05, "palette_colours": [24, 128]}

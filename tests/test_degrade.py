@@ -97,6 +97,31 @@ def test_bad_labels_and_ranges():
         convolve(np.zeros((4, 4, 3, 2)), gaussian_psf(1.0))
 
 
+@pytest.mark.parametrize("name, floor", [("gaussian_sigma", 0.5), ("motion_length", 2.0), ("defocus_radius", 1.0)])
+def test_range_floors_are_the_smallest_sizes_that_blur(name, floor):
+    from data_pipeline.classes import RANGE_FLOORS
+
+    assert RANGE_FLOORS[name] == floor
+    at_floor = {"gaussian_sigma": lambda: [gaussian_psf(floor)], "defocus_radius": lambda: [defocus_psf(floor)],
+                "motion_length": lambda: [motion_psf(floor, a) for a in range(0, 180, 5)]}[name]()
+    assert max(float(k.max()) for k in at_floor) <= 0.62  # at least 38 % of the energy leaves the centre pixel
+    below = {"gaussian_sigma": gaussian_psf(0.3), "defocus_radius": defocus_psf(0.5), "motion_length": motion_psf(1.0, 0.0)}[name]
+    assert float(below.max()) > 0.98  # what the old floors let through: a sharp image labelled blurred
+    BlurRanges(**{name: (floor, 2 * floor + 5)})  # accepted
+    with pytest.raises(ValueError, match=rf"{name} range \({floor - 0.1:g}, .*minimum {floor:g}.*nearly sharp"):
+        BlurRanges(**{name: (floor - 0.1, 2 * floor + 5)})
+
+
+def test_ranges_must_be_finite_and_read_from_pairs_of_numbers():
+    with pytest.raises(ValueError, match=r"gaussian_sigma range \(1.0, inf\) must be finite"):
+        BlurRanges(gaussian_sigma=(1.0, float("inf")))
+    with pytest.raises(ValueError, match=r"noise_sigma range \(nan, 2.0\) must be finite"):
+        BlurRanges(noise_sigma=(float("nan"), 2.0))
+    with pytest.raises(ValueError, match=r"blur_ranges\['gaussian_sigma'\] must be two numbers .* got '13'"):
+        BlurRanges.from_dict({"gaussian_sigma": "13"})
+    assert BlurRanges.from_dict({"gaussian_sigma": [1, 3]}).gaussian_sigma == (1.0, 3.0)
+
+
 def test_ranges_round_trip_and_scale():
     r = BlurRanges()
     assert BlurRanges.from_dict(r.to_dict()) == r

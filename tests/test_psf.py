@@ -285,3 +285,5 @@ def test_lens_psf_rejects_bad_settings():
         lens_psf(4.0, rim=1.5)
     with pytest.raises(ValueError, match="radius"):
         lens_psf(0.1)
+    with pytest.raises(ValueError, match="rotation .* got nan"):
+        lens_psf(3.0, blades=5, rotation=float("nan"))

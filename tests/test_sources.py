@@ -147,6 +147,13 @@ def test_split_is_by_group_and_deterministic(photos):
     assert [p.name for p in split_photographs(photos, seed=8)["test"]] == ["p0", "twin"]  # a group stays together
 
 
+@pytest.mark.parametrize("groups, expected", [(2, (1, 0, 1)), (3, (1, 1, 1)), (4, (1, 1, 2)), (10, (2, 4, 4))])
+def test_large_fractions_leave_train_a_group(photos, groups, expected):
+    many = [Photo(f"p{i}", f"g{i}", photos[0].image) for i in range(groups)]
+    splits = split_photographs(many, seed=0, val_fraction=0.45, test_fraction=0.45)
+    assert tuple(len(splits[s]) for s in ("train", "val", "test")) == expected
+
+
 def test_split_rejects_bad_fractions(photos):
     with pytest.raises(ValueError, match="1.1"):
         split_photographs(photos, val_fraction=0.7, test_fraction=0.4)
