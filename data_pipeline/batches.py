@@ -184,9 +184,11 @@ class BlurBatchMaker:
             cropper = self.croppers[int(rng.integers(len(self.croppers)))]
             p, psf = sample_blur(rng, int(label), cfg.ranges, cfg.families)
             # The crop's margin is this PSF's reach plus the camera's: small kernels blur small crops,
-            # and no border effect reaches the output.
+            # and no border effect reaches the output. The kept square is placed as for the widest margin
+            # whatever the class, so where in a photograph a sample comes from never hints at its label.
             margin = min(m, max(psf.shape) // 2 + self.camera_reach)
-            sharp = augment_sharp(cropper.crop(rng, s + 2 * margin), rng, self.augment)
+            placed = cropper.crop(rng, s + 2 * m)
+            sharp = augment_sharp(placed[m - margin : m + margin + s, m - margin : m + margin + s], rng, self.augment)
             noisy = expose(sharp, psf, p.noise_sigma, rng, self.camera, self.noise.draw)
             exposed.append(noisy[margin : margin + s, margin : margin + s])
             formats.append(choose_format(exposed[-1], rng, self.augment))

@@ -58,6 +58,21 @@ def test_blur_in_a_batch_matches_its_params(photos):
     assert energy[y == 0].mean() > 2 * max(energy[y == 1].mean(), energy[y == 2].mean(), energy[y == 3].mean())
 
 
+def test_where_a_sample_is_cut_from_does_not_depend_on_its_class(photos):
+    """Every class's kept square is placed as for the widest margin: a class-dependent margin would keep photograph
+    edges for the classes with small PSFs (sharp) and cut them from the others."""
+    maker = BlurBatchMaker(photos, PipelineConfig(image_size=48, batch_size=64, seed=0), "train")
+    asked = []
+    for cropper in maker.croppers:
+        def crop(rng, size, cropper=cropper, original=cropper.crop):
+            asked.append(size)
+            return original(rng, size)
+        cropper.crop = crop
+    x, y, _ = maker.make_batch(0)
+    assert len(asked) == 64 and set(asked) == {48 + 2 * maker.margin}
+    assert x.shape == (64, 48, 48, 3) and np.isfinite(x).all() and np.bincount(y).tolist() == [16] * 4
+
+
 def test_workers_get_distinct_streams(photos):
     a = BlurBatchMaker(photos, CFG, "train", worker=0).make_batch(0)[0]
     b = BlurBatchMaker(photos, CFG, "train", worker=1).make_batch(0)[0]
