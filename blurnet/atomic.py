@@ -15,9 +15,20 @@ import uuid
 from pathlib import Path
 
 
+#: Bytes of a file name that a temporary name beside it keeps: most file systems allow 255, and the temporary
+#: name adds a dot, a tag, 8 hex digits and the suffixes.
+NAME_BYTES_KEPT = 180
+
+
+def shortened(name: str, limit: int = NAME_BYTES_KEPT) -> str:
+    """`name` cut to at most `limit` bytes of UTF-8 (whole characters), for temporary names built from it."""
+    encoded = name.encode("utf-8", "surrogateescape")
+    return name if len(encoded) <= limit else encoded[:limit].decode("utf-8", "ignore")
+
+
 def _sibling(target: Path, kind: str) -> Path:
     # Keep every suffix (".weights.h5"): some writers check the whole ending.
-    return target.with_name(f".{target.name}.{kind}-{uuid.uuid4().hex[:8]}{''.join(target.suffixes)}")
+    return target.with_name(f".{shortened(target.name)}.{kind}-{uuid.uuid4().hex[:8]}{''.join(target.suffixes)}")
 
 
 def fsync_path(path: str | os.PathLike) -> None:
@@ -37,8 +48,9 @@ def fsync_path(path: str | os.PathLike) -> None:
 
 @contextlib.contextmanager
 def atomic_file(target: str | os.PathLike):
-    """Yield a temporary path to write; it becomes `target` (same suffixes) on success, synced to disk."""
-    target = Path(target)
+    """Yield a temporary path to write; it becomes `target` (same suffixes) on success, synced to disk. A `target`
+    that is a symbolic link is written through: the file it points to is replaced, the link stays."""
+    target = Path(os.path.realpath(target)) if os.path.islink(target) else Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _sibling(target, "tmp")
     try:

@@ -202,12 +202,16 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines, baseli
     _start_tensorflow()
     from blurnet.export import NotAnExportError, default_model_dir
     from blurnet.baseline_table import write_baseline_comparison
+    from blurnet.atomic import check_replaceable, check_writable
     from blurnet.report import summary_line, write_report
 
     try:
+        if baselines_dir:  # checked before the evaluation, as the report's own folder is
+            check_writable(baselines_dir, folder=True)
+            check_replaceable(baselines_dir, "baselines.json")
         folder = write_report(model_dir or default_model_dir(), data, out, num_images=num_images, seed=seed, batch_size=batch_size, baselines=baselines,
                               baseline_images=baseline_images, compare=compare, jpeg_quality=jpeg_quality)
-    except (NotAnExportError, FileNotFoundError, ValueError) as error:
+    except (NotAnExportError, OSError, ValueError) as error:
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         raise click.ClickException("interrupted; no report was written.") from None
@@ -273,6 +277,37 @@ def _progress_bar(total, label, unit="photos", file=None):
         yield bar.update
 
 
+def _check_outputs(inputs=(), count=1, output=None, map_path=None, mask_path=None, sort_into=None) -> None:
+    """A usage error, before any work, when `predict` could not write what it was asked to: `--output`, the first
+    map and mask (`numbered_path`), the `--sort-into` folder, or an output that is one of the `inputs`."""
+    from blurnet.atomic import check_writable
+    from blurnet.prediction import check_outputs_spare_inputs, numbered_path
+
+    try:
+        check_outputs_spare_inputs(list(inputs), count, output, map_path, mask_path)
+        maps = [numbered_path(path, 0, count) for path in (map_path, mask_path) if path]
+        for target, folder in ((output, False), *((m, False) for m in maps), (sort_into, True)):
+            if target:
+                check_writable(target, folder)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+
+
+def _write_results(text: str, output) -> None:
+    """`text` to `--output` (atomically) or standard output; when `--output` cannot be written (a full disk), the
+    text goes to standard output instead and the command fails, so no result is lost."""
+    from blurnet.prediction import write_text_atomic
+
+    if not output:
+        click.echo(text, nl=False)
+        return
+    try:
+        write_text_atomic(output, text)
+    except OSError as error:
+        click.echo(text, nl=False)
+        raise click.ClickException(f"cannot write {output}: {error}; the results are printed above instead") from None
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--model", "model_dir", type=click.Path(), default=None, help="Export folder [default: saved_models/blurnet-densenet121, in the current folder or beside the blurnet package].")
@@ -288,15 +323,16 @@ def _progress_bar(total, label, unit="photos", file=None):
 def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into, move, dry_run, full):
     """Classify the blur of images: files, folders (recursive) or glob patterns, any size."""
     from blurnet.inputs import expand_paths, list_items
-    from blurnet.prediction import format_records, load_model, predict as run_predict, write_text_atomic
+    from blurnet.prediction import format_records, load_model, predict as run_predict
 
     if (move or dry_run) and not sort_into:
         raise click.UsageError("--move and --dry-run need --sort-into")
 
     checked = expand_paths(list(paths))
     if all(error for _, error in checked):  # nothing to classify: said before TensorFlow and the model load
-        for path, error in checked:
-            click.echo(f"{path}: {error}", err=True)
+        if output:
+            _check_outputs(output=output)
+        _write_results(format_records([{"path": str(path), "error": error} for path, error in checked], fmt), output)
         click.echo(f"{len(checked)} of {len(checked)} inputs failed", err=True)
         sys.exit(1)
     from blurnet.errors import NotAnExportError
@@ -307,6 +343,8 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
         _start_tensorflow()
     try:
         model = load_model(model_dir)
+        if not full and hasattr(model, "load_single_view"):
+            model.load_single_view()  # the network the tiles go through: a broken export is said here, once
     except (NotAnExportError, MissingExtraError) as error:
         hint = "" if model_dir else " Train one with 'blurnet fit' or pass --model DIR."
         raise click.ClickException(f"{error}{hint}") from None
@@ -322,29 +360,14 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
             click.echo(f"left out {len(inside)} files already under {sort_into}", err=True)
     items = list_items(inputs)  # what predict will answer, in its order
     total = len(items)
-    from blurnet.atomic import check_writable
-    from blurnet.prediction import check_outputs_spare_inputs
-
-    try:
-        check_outputs_spare_inputs([source for _, source, error in items if error is None], total, output, map_path, mask_path)
-        for target, folder in ((output, False), (None if dry_run else sort_into, True)):  # before hours of work
-            if target:
-                check_writable(target, folder)
-    except ValueError as error:
-        raise click.UsageError(str(error)) from None
+    _check_outputs([source for _, source, error in items if error is None], total, output, map_path, mask_path,
+                   None if dry_run else sort_into)
     try:
         with _progress_bar(total, "classifying") as update:
             records = run_predict(inputs, model, scale, map_path=map_path, mask_path=mask_path, progress=update, full=full)
     except KeyboardInterrupt:
         raise click.ClickException("interrupted") from None
-    text = format_records(records, fmt)
-    if output:
-        try:
-            write_text_atomic(output, text)
-        except OSError as error:
-            raise click.ClickException(f"cannot write {output}: {error}") from None
-    else:
-        click.echo(text, nl=False)
+    _write_results(format_records(records, fmt), output)
     failed = sum("error" in r or "map_error" in r for r in records)
     for r in records:
         if "map_error" in r:

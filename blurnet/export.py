@@ -244,7 +244,8 @@ def _read_savedmodel_weights(model, folder: Path) -> None:
         status.assert_existing_objects_matched()
     except Exception as error:  # a mismatch raises AssertionError, ValueError or NotFoundError
         first_line = str(error).split("\n")[0][:300]
-        raise NotAnExportError(f"{str(folder)!r}: its SavedModel's weights do not fit the model to train ({first_line}).") from None
+        raise NotAnExportError(f"{str(folder)!r}: its SavedModel's weights do not fit the network its blurnet.json "
+                               f"describes ({first_line}).") from None
 
 
 def load_export_weights(model, folder: str | os.PathLike) -> dict:

@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from blurnet.atomic import fsync_path
+from blurnet.atomic import fsync_path, shortened
 
 LOG_FIELDS = ("source", "destination", "label", "action", "status", "message")
 CHUNK = 1 << 20
@@ -178,7 +178,7 @@ def _link_no_replace(tmp: Path, final: Path) -> bool:
 
 
 def _temporary(folder: Path, name: str) -> Path:
-    return folder / f".{name}{_PART}{uuid.uuid4().hex[:8]}"
+    return folder / f".{shortened(name)}{_PART}{uuid.uuid4().hex[:8]}"
 
 
 def _write_new_file(target: Path, data: bytes) -> Path:

@@ -77,6 +77,22 @@ def test_atomic_file_syncs_the_file_before_the_rename_and_the_folder_after(tmp_p
     assert events[0][1] == os.fspath(tmp) and events[1][1] == os.fspath(target) and events[2][1] == os.fspath(tmp_path)
 
 
+def test_a_link_is_written_through_and_a_long_name_gets_a_short_temporary_name(tmp_path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "results.csv").write_text("old")
+    (tmp_path / "results.csv").symlink_to(tmp_path / "shared" / "results.csv")
+    with atomic_file(tmp_path / "results.csv") as tmp:
+        assert tmp.parent == tmp_path / "shared"
+        tmp.write_text("new")
+    assert (tmp_path / "results.csv").is_symlink() and (tmp_path / "shared" / "results.csv").read_text() == "new"
+
+    long = tmp_path / ("é" * 120 + ".csv")  # 244 bytes: legal, but not with a temporary name's 20 more
+    with atomic_file(long) as tmp:
+        assert len(tmp.name.encode()) <= 255
+        tmp.write_text("x")
+    assert long.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == sorted([long.name, "results.csv", "shared"])
+
+
 def test_check_writable_names_what_stands_in_the_way(tmp_path):
     from blurnet.atomic import check_writable
 

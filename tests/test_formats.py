@@ -103,6 +103,28 @@ def test_weights_that_do_not_fit_the_declared_architecture_are_refused(tiny_expo
         load_export_weights(create_model("densenet121", weights=None, spectrum=True), lying)
 
 
+def test_predict_on_an_export_whose_weights_do_not_fit_is_one_clear_error(tiny_export, tmp_path):
+    import cv2
+
+    _, folder = tiny_export
+    lying = tmp_path / "lying"
+    shutil.copytree(folder, lying)
+    meta = json.loads((lying / "blurnet.json").read_text())
+    (lying / "blurnet.json").write_text(json.dumps({**meta, "spectrum": False}))  # the weights have the branch
+    cv2.imwrite(str(tmp_path / "a.png"), np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8))
+    done = CliRunner().invoke(main, ["predict", str(tmp_path / "a.png"), "--model", str(lying)])
+    assert done.exit_code == 1 and isinstance(done.exception, SystemExit), done.output
+    assert "weights do not fit the network its blurnet.json describes" in done.stderr and "Traceback" not in done.output
+
+
+def test_default_export_folder_of_the_current_folder_is_named_after_it(tmp_path, monkeypatch):
+    from blurnet.formats import default_out
+
+    monkeypatch.chdir(tmp_path)
+    assert default_out(".", "onnx") == tmp_path.parent / f"{tmp_path.name}-onnx"
+    assert default_out("models/m", "keras").as_posix() == "models/m-keras"  # a named folder stays as given
+
+
 @pytest.mark.slow
 def test_bundled_model_has_one_copy_of_its_weights_and_fine_tunes_from_it():
     folder = default_model_dir()

@@ -322,6 +322,7 @@ def test_interrupted_report_keeps_old_one(export, labelled, tmp_path, monkeypatc
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     monkeypatch.undo()
+    monkeypatch.setattr("blurnet.report.evaluate", lambda *args, **kwargs: pytest.fail("evaluated before the folder was checked"))
     with pytest.raises(ValueError, match="mine' exists and holds files but no metrics.json"):
         write_report(export, labelled, tmp_path / "mine", baselines=False, progress=False)
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]

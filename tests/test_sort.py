@@ -3,6 +3,7 @@ import csv
 import datetime
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -534,13 +535,55 @@ def test_cli_refuses_outputs_it_could_not_write_before_classifying(tmp_path, mon
     runner = CliRunner()
     for flags, message in (
             (["--output", str(blocker / "results.csv")], f"cannot write the file {str(blocker / 'results.csv')!r}: {str(blocker)!r} is not a folder"),
-            (["--sort-into", str(blocker / "sorted"), "--move"], f"cannot write the folder {str(blocker / 'sorted')!r}: {str(blocker)!r} is not a folder")):
+            (["--sort-into", str(blocker / "sorted"), "--move"], f"cannot write the folder {str(blocker / 'sorted')!r}: {str(blocker)!r} is not a folder"),
+            (["--map", str(blocker / "map.png")], f"cannot write the file {str(blocker / 'map.png')!r}: {str(blocker)!r} is not a folder"),
+            (["--mask", str(blocker / "m" / "mask.png")], f"cannot write the file {str(blocker / 'm' / 'mask.png')!r}: {str(blocker)!r} is not a folder")):
         done = runner.invoke(main, ["predict", str(src), *flags])
         assert done.exit_code == 2 and message in done.output, (flags, done.output)
     assert calls == []  # refused before any photograph was classified
     assert (src / "sharp_1.jpg").read_bytes() == photo_bytes(1) and blocker.read_bytes() == photo_bytes(2)
     dry = runner.invoke(main, ["predict", str(src), "--sort-into", str(blocker / "sorted"), "--dry-run", "--format", "csv"])
     assert dry.exit_code == 0 and len(calls) == 1, dry.output  # a dry run writes nothing, so it is not refused
+
+
+def test_a_file_name_of_250_bytes_is_moved_through_a_short_temporary_name(tmp_path):
+    src, out = tmp_path / "card", tmp_path / "sorted"
+    photo = make(src / ("p" * 246 + ".jpg"), 3)  # legal (255 bytes at most); its name plus a temporary tag is not
+    result = sort_records([rec(photo, "motion")], out, roots=[src], move=True, now=NOW)
+    assert [r["status"] for r in result.rows] == ["ok"] and not photo.exists()
+    assert (out / "motion" / photo.name).read_bytes() == photo_bytes(3)
+    assert [p.name for p in (out / "motion").iterdir()] == [photo.name]
+
+
+def test_cli_results_that_cannot_be_written_go_to_standard_output(tmp_path, monkeypatch):
+    import blurnet.prediction
+    from blurnet.cli import main
+
+    fake_predict(monkeypatch)
+    src = tmp_path / "card"
+    make(src / "motion_1.jpg", 1)
+
+    def disk_full(path, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(blurnet.prediction, "write_text_atomic", disk_full)
+    done = CliRunner().invoke(main, ["predict", str(src), "--format", "csv", "--output", str(tmp_path / "r.csv")])
+    assert done.exit_code == 1 and "No space left on device" in done.stderr and "printed above" in done.stderr
+    assert done.stdout.splitlines()[1].startswith(f"{src / 'motion_1.jpg'},motion,")  # the result is not lost
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_cli_with_every_input_missing_still_writes_a_record_each(tmp_path):
+    from blurnet.cli import main
+
+    out = tmp_path / "r.json"
+    done = CliRunner().invoke(main, ["predict", str(tmp_path / "a.jpg"), str(tmp_path / "b.png"), "--format", "json",
+                                     "--output", str(out)])
+    assert done.exit_code == 1 and "2 of 2 inputs failed" in done.stderr, done.output
+    records = json.loads(out.read_text())
+    assert [(r["path"], "error" in r) for r in records] == [(str(tmp_path / "a.jpg"), True), (str(tmp_path / "b.png"), True)]
+    done = CliRunner().invoke(main, ["predict", str(tmp_path / "a.jpg"), "--format", "csv"])
+    assert done.exit_code == 1 and done.stdout.splitlines()[1].startswith(f"{tmp_path / 'a.jpg'},,")
 
 
 def test_progress_bar_only_on_a_terminal():
