@@ -316,13 +316,13 @@ def _write_results(text: str, output) -> None:
 @click.option("--scale", default="auto", callback=_scale_option, help="Downscale factor before tiling, or auto: longer side brought to 1024 px, never upscaled.")
 @click.option("--map", "map_path", type=click.Path(dir_okay=False), default=None, help="Write a blur map PNG: tiles overlapping by half, coloured by class (FILE-1.png, FILE-2.png, ... for several inputs, numbered in input order). Never an input photograph.")
 @click.option("--mask", "mask_path", type=click.Path(dir_okay=False), default=None, help="Write a binary blur mask PNG at the photograph's size: white = blurred (per-pixel blur probability >= 0.5), black = sharp (FILE-1.png, ... for several inputs, numbered in input order). Never an input photograph.")
-@click.option("--sort-into", "sort_into", type=click.Path(file_okay=False), default=None, help="Copy each photograph into SORT_INTO/<label>/, keeping its path below the folder argument (file arguments: the file name). Never overwrites (name-1.jpg, ...); unreadable files stay and are listed; files already under SORT_INTO are left out; a CSV log SORT_INTO/blurnet-sort-YYYYMMDD-HHMMSS.csv records what went where. [default: no sorting]")
+@click.option("--sort-into", "sort_into", type=click.Path(file_okay=False), default=None, help="Copy each photograph into SORT_INTO/<label>/, keeping its path below the folder argument (a pattern: below the folder before its first wildcard; file arguments: the file name). Never overwrites (name-1.jpg, ...); unreadable files stay and are listed; files already under SORT_INTO are left out; a CSV log SORT_INTO/blurnet-sort-YYYYMMDD-HHMMSS.csv records what went where. [default: no sorting]")
 @click.option("--move", is_flag=True, default=False, help="With --sort-into: move instead of copy; a source is deleted only after its copy is complete and its size and SHA-256 match.")
 @click.option("--dry-run", is_flag=True, default=False, help="With --sort-into: print what would be copied or moved; writes nothing (no folders, no log).")
 @click.option("--full", is_flag=True, default=False, help="Answer from every textured tile with the export's own views (8 for the bundled model), about 9 times slower (benchmarks/predict.py); by default at most 24 tiles a pyramid level, sampled by texture, one view each (the same label on 32 of 32 12-megapixel benchmark photographs, benchmarks/predict.py, and on 30 of 34 real ones, benchmarks/realdev.py).")
 def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into, move, dry_run, full):
     """Classify the blur of images: files, folders (recursive) or glob patterns, any size."""
-    from blurnet.inputs import expand_paths, list_items
+    from blurnet.inputs import expand_paths, folder_arguments, list_items
     from blurnet.prediction import format_records, load_model, predict as run_predict
 
     if (move or dry_run) and not sort_into:
@@ -377,7 +377,7 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
 
         try:
             with _progress_bar(len(records), "sorting", unit="files") as update:
-                result = sort_records(records, sort_into, roots=[p for p in paths if os.path.isdir(p)], move=move, dry_run=dry_run, progress=update)
+                result = sort_records(records, sort_into, roots=folder_arguments(paths), move=move, dry_run=dry_run, progress=update)
         except (SortInterrupted, OSError) as error:
             done = getattr(error, "sort_result", None)  # what was sorted before it stopped, and where its log is
             for line in done.lines() if done is not None else []:

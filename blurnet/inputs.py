@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import os
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
@@ -65,6 +66,24 @@ def expand_paths(paths: Iterable[str | os.PathLike], seen: set[str] | None = Non
         else:
             add(path, "no such file or folder")
     return out
+
+
+def folder_arguments(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """The folders `paths` name: a folder itself, or for a glob pattern (as `expand_paths` reads it) the folder
+    before its first wildcard (`shoots` for `shoots/day*/*.jpg`). The roots below which `predict --sort-into` keeps
+    each photograph's path, so that `shoots/day1/a.jpg` and `shoots/day2/a.jpg` stay apart."""
+    folders = []
+    for raw in paths:
+        path = os.fspath(raw)
+        if os.path.isdir(path):
+            folders.append(path)
+        elif not os.path.exists(path) and _GLOB_CHARS & set(path):
+            parts = Path(path).parts
+            fixed = next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))
+            prefix = str(Path(*parts[:fixed])) if fixed else "."
+            if os.path.isdir(prefix):
+                folders.append(prefix)
+    return folders
 
 
 def list_items(paths_or_arrays) -> list[tuple[str, object, str | None]]:

@@ -555,6 +555,19 @@ def test_a_file_name_of_250_bytes_is_moved_through_a_short_temporary_name(tmp_pa
     assert [p.name for p in (out / "motion").iterdir()] == [photo.name]
 
 
+def test_cli_keeps_the_path_below_folders_a_pattern_names(tmp_path, monkeypatch):
+    from blurnet.cli import main
+
+    fake_predict(monkeypatch)
+    shoots, out = tmp_path / "shoots", tmp_path / "sorted"
+    make(shoots / "day1" / "sharp_1.jpg", 1)
+    make(shoots / "day2" / "sharp_1.jpg", 2)
+    done = CliRunner().invoke(main, ["predict", str(shoots / "day*"), "--sort-into", str(out), "--format", "csv"])
+    assert done.exit_code == 0, done.output
+    assert (out / "sharp" / "day1" / "sharp_1.jpg").read_bytes() == photo_bytes(1)
+    assert (out / "sharp" / "day2" / "sharp_1.jpg").read_bytes() == photo_bytes(2)
+
+
 def test_cli_results_that_cannot_be_written_go_to_standard_output(tmp_path, monkeypatch):
     import blurnet.prediction
     from blurnet.cli import main
