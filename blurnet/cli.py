@@ -84,11 +84,17 @@ def setup_logging(level: int = logging.INFO) -> None:
         logger.propagate = False
 
 
+def _say(message: str) -> None:
+    """A progress message on stderr, left out under `-q` (which shows warnings and errors only)."""
+    if logging.getLogger("blurnet").isEnabledFor(logging.INFO):
+        click.echo(message, err=True)
+
+
 def _start_tensorflow(device_line: bool = True) -> None:
     """Import TensorFlow with its start-up output kept off the screen (see blurnet.quiet); state the device on stderr."""
     quiet.import_tensorflow()
     if device_line:
-        click.echo(quiet.device_line(), err=True)
+        _say(quiet.device_line())
 
 
 @main.command()
@@ -350,14 +356,14 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
         raise click.ClickException(f"{error}{hint}") from None
     if on_runtime:
         cores = quiet.cpu_cores()
-        click.echo(f"device: {model.runtime}, CPU ({cores} core{'' if cores == 1 else 's'})", err=True)
+        _say(f"device: {model.runtime}, CPU ({cores} core{'' if cores == 1 else 's'})")
     inputs = list(paths)
     if sort_into:
         from blurnet.sort import split_inside
 
         inputs, inside = split_inside(expand_paths(inputs), sort_into)
         if inside:
-            click.echo(f"left out {len(inside)} files already under {sort_into}", err=True)
+            _say(f"left out {len(inside)} files already under {sort_into}")
     items = list_items(inputs)  # what predict will answer, in its order
     total = len(items)
     _check_outputs([source for _, source, error in items if error is None], total, output, map_path, mask_path,
@@ -385,7 +391,10 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
             raise click.ClickException("interrupted" if isinstance(error, SortInterrupted)
                                        else f"cannot sort into {sort_into}: {error}") from None
         for line in result.lines():
-            click.echo(line, err=True)
+            if dry_run or result.failed:  # a dry run's plan, and failures, even under -q
+                click.echo(line, err=True)
+            else:
+                _say(line)
         failed += len(result.failed)
     if failed:
         click.echo(f"{failed} of {len(records)} inputs failed", err=True)

@@ -568,6 +568,20 @@ def test_cli_keeps_the_path_below_folders_a_pattern_names(tmp_path, monkeypatch)
     assert (out / "sharp" / "day2" / "sharp_1.jpg").read_bytes() == photo_bytes(2)
 
 
+def test_cli_quiet_shows_no_progress_but_a_dry_runs_plan(tmp_path, monkeypatch):
+    from blurnet.cli import main
+
+    fake_predict(monkeypatch)
+    src, out = tmp_path / "card", tmp_path / "sorted"
+    make(src / "sharp_1.jpg", 1)
+    loud = CliRunner().invoke(main, ["predict", str(src), "--sort-into", str(out), "--format", "csv"])
+    assert "device: " in loud.stderr and "sorted 1, 0 unreadable" in loud.stderr, loud.output
+    done = CliRunner().invoke(main, ["-q", "predict", str(src), "--sort-into", str(out), "--format", "csv"])
+    assert done.exit_code == 0 and done.stderr == "" and done.stdout.startswith("path,label"), done.output
+    plan = CliRunner().invoke(main, ["-q", "predict", str(src), "--sort-into", str(tmp_path / "again"), "--dry-run", "--format", "csv"])
+    assert plan.exit_code == 0 and "sharp_1.jpg" in plan.stderr and not (tmp_path / "again").exists(), plan.output
+
+
 def test_cli_results_that_cannot_be_written_go_to_standard_output(tmp_path, monkeypatch):
     import blurnet.prediction
     from blurnet.cli import main
