@@ -180,10 +180,20 @@ def test_a_map_that_cannot_be_written_fails_the_run_and_says_where(tmp_path, mon
     photo = tmp_path / "photo.png"
     assert cv2.imwrite(str(photo), half_bright(64, 96, 48))
     (tmp_path / "file").write_text("a file, not a folder")
+    refused = CliRunner().invoke(main, ["predict", str(photo), "--map", str(tmp_path / "map.png"),
+                                        "--mask", str(tmp_path / "file" / "mask.png"), "--format", "json"])
+    assert refused.exit_code == 2 and "'file' is not a folder" in refused.output.replace(str(tmp_path) + "/", "")
+    assert not (tmp_path / "map.png").exists()  # refused before any work
+    import blurnet.blurmap
+
+    def disk_full(*args):  # what no check beforehand can see
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(blurnet.blurmap, "write_blur_mask", disk_full)
     result = CliRunner().invoke(main, ["predict", str(photo), "--map", str(tmp_path / "map.png"),
-                                       "--mask", str(tmp_path / "file" / "mask.png"), "--format", "json"])
+                                       "--mask", str(tmp_path / "mask.png"), "--format", "json"])
     assert result.exit_code == 1, result.output
     [record] = json.loads(result.stdout)
     assert record["label"] in ("sharp", "gaussian") and record["map"] == str(tmp_path / "map.png")
-    assert record["map_error"].startswith(f"cannot write {tmp_path / 'file' / 'mask.png'} (")
+    assert record["map_error"].startswith(f"cannot write {tmp_path / 'mask.png'} (OSError")
     assert "1 of 1 inputs failed" in result.stderr
