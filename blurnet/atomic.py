@@ -85,15 +85,16 @@ def check_writable(target: str | os.PathLike, folder: bool = False) -> None:
 def check_replaceable(target: str | os.PathLike, marker: str) -> None:
     """`ValueError` naming `target` unless it is missing, an empty folder, or a folder holding `marker` (the file
     every folder of its kind holds: `blurnet.json` for an export, `metrics.json` for a report): a folder of
-    anything else (several exports, a user's files) is never replaced."""
+    anything else (several exports, a user's files) is never replaced. Also `check_writable`: a folder on its way
+    that is a file, or one that cannot be written, is named before any work."""
     target = Path(target)
-    if not os.path.lexists(target):
-        return
-    if not target.is_dir():
-        raise ValueError(f"{str(target)!r} exists and is not a folder; choose another output folder.")
-    if any(target.iterdir()) and not (target / marker).is_file():
-        raise ValueError(f"{str(target)!r} exists and holds files but no {marker}: it is not an earlier output of this "
-                         f"kind, and replacing it would delete them; choose another output folder.")
+    if os.path.lexists(target):
+        if not target.is_dir():
+            raise ValueError(f"{str(target)!r} exists and is not a folder; choose another output folder.")
+        if any(target.iterdir()) and not (target / marker).is_file():
+            raise ValueError(f"{str(target)!r} exists and holds files but no {marker}: it is not an earlier output of "
+                             f"this kind, and replacing it would delete them; choose another output folder.")
+    check_writable(target, folder=True)
 
 
 @contextlib.contextmanager

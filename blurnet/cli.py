@@ -208,12 +208,11 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines, baseli
     _start_tensorflow()
     from blurnet.export import NotAnExportError, default_model_dir
     from blurnet.baseline_table import write_baseline_comparison
-    from blurnet.atomic import check_replaceable, check_writable
+    from blurnet.atomic import check_replaceable
     from blurnet.report import summary_line, write_report
 
     try:
         if baselines_dir:  # checked before the evaluation, as the report's own folder is
-            check_writable(baselines_dir, folder=True)
             check_replaceable(baselines_dir, "baselines.json")
         folder = write_report(model_dir or default_model_dir(), data, out, num_images=num_images, seed=seed, batch_size=batch_size, baselines=baselines,
                               baseline_images=baseline_images, compare=compare, jpeg_quality=jpeg_quality)

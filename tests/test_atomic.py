@@ -93,6 +93,15 @@ def test_a_link_is_written_through_and_a_long_name_gets_a_short_temporary_name(t
     assert long.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == sorted([long.name, "results.csv", "shared"])
 
 
+def test_an_output_folder_under_a_file_is_refused_before_any_work(tmp_path):
+    from blurnet.atomic import check_replaceable
+
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ValueError, match=r"cannot write the folder .*'.*notes.txt' is not a folder"):
+        check_replaceable(tmp_path / "notes.txt" / "report", "metrics.json")
+    check_replaceable(tmp_path / "new" / "report", "metrics.json")  # missing folders on the way are made later
+
+
 def test_check_writable_names_what_stands_in_the_way(tmp_path):
     from blurnet.atomic import check_writable
 
