@@ -1,4 +1,5 @@
 """Quiet start-up (`blurnet.quiet`, `blurnet -v`) and answers given before TensorFlow loads."""
+import json
 import os
 import re
 import subprocess
@@ -68,18 +69,21 @@ def test_predict_reports_a_missing_file_before_tensorflow_loads(tmp_path):
     missing = str(tmp_path / "no" / "such.jpg")
     code = ("import sys; from click.testing import CliRunner; from blurnet.cli import main; "
             "r = CliRunner().invoke(main, ['predict', sys.argv[1], '--format', 'json']); "
-            "print(r.exit_code, 'tensorflow' in sys.modules, 'keras' in sys.modules); print(r.stderr, end='')")
+            "print(r.exit_code, 'tensorflow' in sys.modules, 'keras' in sys.modules); print(r.stdout, end=''); "
+            "print(r.stderr, end='')")
     result = _run(["-c", code, missing])
     assert result.returncode == 0, result.stderr
     first, *rest = result.stdout.splitlines()
     assert first == "1 False False"  # exit status 1; neither TensorFlow nor Keras imported
-    assert rest == [f"{missing}: no such file or folder", "1 of 1 inputs failed"]
+    assert json.loads("\n".join(rest[:-1])) == [{"path": missing, "error": "no such file or folder"}]  # a record, as for any input
+    assert rest[-1] == "1 of 1 inputs failed"
 
     result = _run(["-m", "blurnet.cli", "predict", missing, str(tmp_path / "*.gif")])
     assert result.returncode == 1
-    assert result.stdout == ""
-    assert result.stderr.splitlines() == [f"{missing}: no such file or folder", f"{tmp_path / '*.gif'}: no file matches this pattern",
-                                          "2 of 2 inputs failed"]
+    rows = result.stdout.splitlines()[2:]  # below the table's header and rule
+    assert [row.split() for row in rows] == [[missing, "ERROR:", "no", "such", "file", "or", "folder"],
+                                             [str(tmp_path / "*.gif"), "ERROR:", "no", "file", "matches", "this", "pattern"]]
+    assert result.stderr.splitlines() == ["2 of 2 inputs failed"]
 
 
 def test_verbose_is_a_group_option():

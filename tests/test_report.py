@@ -201,11 +201,14 @@ def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_pa
     assert rows[1]["accuracy"] == rows[0]["accuracy"] and rows[1]["recall"] == rows[0]["recall"]
     assert rows[1]["parameters"] == rows[0]["parameters"] > 0
     assert "| tiny-model (tiny) |" in (out / "index.md").read_text()
+    refused = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "k"),
+                                        "--no-baselines", "--baselines-dir", str(tmp_path)])
+    # The comparison would replace a folder of other files: refused by name, before the evaluation.
+    assert refused.exit_code == 1 and "holds files but no baselines.json" in refused.output, refused.output
+    assert not (tmp_path / "k").exists()
     jpeg = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "j"),
-                                     "--no-baselines", "--jpeg", "30", "--baselines-dir", str(tmp_path)])
-    # The report is written; the comparison would replace a folder of other files, so it is refused by name.
-    assert jpeg.exit_code == 1 and "but not the baseline comparison" in jpeg.output, jpeg.output
-    assert "holds files but no baselines.json" in jpeg.output and (tmp_path / "j" / "metrics.json").is_file()
+                                     "--no-baselines", "--jpeg", "30"])
+    assert jpeg.exit_code == 0 and (tmp_path / "j" / "metrics.json").is_file(), jpeg.output
     assert json.loads((tmp_path / "j" / "metrics.json").read_text())["data"]["jpeg_quality"] == 30
     assert "JPEG-compressed at quality 30" in (tmp_path / "j" / "index.md").read_text()
     bad = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "x"),
