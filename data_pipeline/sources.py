@@ -284,8 +284,8 @@ def split_photographs(photos: list[Photo], seed: int = 0, val_fraction: float = 
 
     Every group lands in exactly one split, so no test crop ever comes from a
     training photograph. With three or more groups, val and test get at least one
-    group each; train always gets the rest, and at least one group (val, then test,
-    give one up when the fractions would take every group).
+    group each; train always gets the rest, and at least one group (when the
+    fractions would take every group, the larger of val and test gives one up).
     """
     for name, value in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= value < 1.0:
