@@ -190,7 +190,7 @@ class BlurBatchMaker:
             # and no border effect reaches the output. The kept square is placed as for the widest margin
             # whatever the class, so where in a photograph a sample comes from never hints at its label.
             margin = min(m, max(psf.shape) // 2 + self.camera_reach)
-            placed = cropper.crop(rng, s + 2 * m)
+            placed = cropper.crop(rng, s + 2 * m, core=s)  # the kept square, not its margin, must be textured
             sharp = augment_sharp(placed[m - margin : m + margin + s, m - margin : m + margin + s], rng, self.augment)
             noisy = expose(sharp, psf, p.noise_sigma, rng, self.camera, self.noise.draw)
             exposed.append(noisy[margin : margin + s, margin : margin + s])

@@ -52,16 +52,21 @@ class TexturedCropper:
         lefts = sorted(set(range(0, w - size + 1, step)) | {w - size})
         return any(self.texture(t, l, size) >= self.min_texture for t in tops for l in lefts)
 
-    def crop(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        """A `size` x `size` crop (a view into the photograph)."""
+    def crop(self, rng: np.random.Generator, size: int, core: int | None = None) -> np.ndarray:
+        """A `size` x `size` crop (a view into the photograph), its texture judged on its central `core` x `core`
+        square (default: all of it): a crop with a margin around the sample is judged on the sample."""
         h, w = self.image.shape[:2]
         if size > h or size > w:
             raise ValueError(f"crop size {size} is larger than the photograph ({h}x{w}).")
+        core = size if core is None else int(core)
+        if not 1 <= core <= size:
+            raise ValueError(f"core must be 1 to the crop size {size}, got {core!r}.")
+        inset = (size - core) // 2
         best, best_texture = (0, 0), -1.0
         for _ in range(self.max_tries):
             top = int(rng.integers(0, h - size + 1))
             left = int(rng.integers(0, w - size + 1))
-            texture = self.texture(top, left, size)
+            texture = self.texture(top + inset, left + inset, core)
             self.drawn += 1
             if texture >= self.min_texture:
                 best = (top, left)

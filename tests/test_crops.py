@@ -28,6 +28,23 @@ def test_crops_avoid_flat_regions_and_count_rejections():
     assert 0.2 < cropper.rejected / cropper.drawn < 0.8
 
 
+def test_a_crops_core_is_what_must_be_textured():
+    """A 90 px crop whose central 20 px must be textured: the core lies in the textured half, though most of the crop
+    may be flat (judged as a whole, a crop two-thirds flat and one-third noise passes too)."""
+    image = half_flat_image()
+    cropper = TexturedCropper(image, min_texture=4.0)
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        crop = cropper.crop(rng, 90, core=20)
+        core = np.ascontiguousarray(crop[35:55, 35:55])
+        assert core.std() > 20  # never a flat core (the flat half has std 0)
+    whole = TexturedCropper(image, min_texture=4.0)
+    cores = [whole.crop(rng, 90)[35:55, 35:55].std() for _ in range(50)]
+    assert min(cores) == 0.0  # judged whole, some crops keep a flat core
+    with pytest.raises(ValueError, match="core must be 1 to the crop size 90, got 91"):
+        cropper.crop(rng, 90, core=91)
+
+
 def test_texture_is_mean_gradient():
     cropper = TexturedCropper(half_flat_image())
     assert cropper.texture(10, 10, 40) == pytest.approx(0.0)

@@ -64,12 +64,12 @@ def test_where_a_sample_is_cut_from_does_not_depend_on_its_class(photos):
     maker = BlurBatchMaker(photos, PipelineConfig(image_size=48, batch_size=64, seed=0), "train")
     asked = []
     for cropper in maker.croppers:
-        def crop(rng, size, cropper=cropper, original=cropper.crop):
-            asked.append(size)
-            return original(rng, size)
+        def crop(rng, size, core=None, cropper=cropper, original=cropper.crop):
+            asked.append((size, core))
+            return original(rng, size, core)
         cropper.crop = crop
     x, y, _ = maker.make_batch(0)
-    assert len(asked) == 64 and set(asked) == {48 + 2 * maker.margin}
+    assert len(asked) == 64 and set(asked) == {(48 + 2 * maker.margin, 48)}  # textured where it is kept
     assert x.shape == (64, 48, 48, 3) and np.isfinite(x).all() and np.bincount(y).tolist() == [16] * 4
 
 
