@@ -2,7 +2,8 @@
 
 A crop too flat to show blur (sky, walls, a black background) teaches the model
 nothing: all four classes look the same there. The criterion is the crop's
-**mean gradient magnitude** on the 0..255 gray scale (central differences),
+**mean gradient magnitude** on the 0..255 gray scale (central differences; for a
+crop cut with a margin for the blur, that of the square kept inside it),
 computed in O(1) per candidate from an integral image. A candidate below
 `min_texture` (default 4.0 gray levels per pixel) is rejected and another is
 drawn, up to `max_tries` times; then the most textured candidate seen is used.
