@@ -27,8 +27,11 @@ def shortened(name: str, limit: int = NAME_BYTES_KEPT) -> str:
 
 
 def _sibling(target: Path, kind: str) -> Path:
-    # Keep every suffix (".weights.h5"): some writers check the whole ending.
-    return target.with_name(f".{shortened(target.name)}.{kind}-{uuid.uuid4().hex[:8]}{''.join(target.suffixes)}")
+    # Keep every suffix (".weights.h5"): some writers check the whole ending; a long one ("a.<200 bytes>.csv") the last.
+    suffixes = "".join(target.suffixes)
+    if len(suffixes.encode("utf-8", "surrogateescape")) > 40:
+        suffixes = shortened(target.suffix, 40)
+    return target.with_name(f".{shortened(target.name)}.{kind}-{uuid.uuid4().hex[:8]}{suffixes}")
 
 
 def fsync_path(path: str | os.PathLike) -> None:
@@ -86,7 +89,7 @@ def check_replaceable(target: str | os.PathLike, marker: str) -> None:
     """`ValueError` naming `target` unless it is missing, an empty folder, or a folder holding `marker` (the file
     every folder of its kind holds: `blurnet.json` for an export, `metrics.json` for a report): a folder of
     anything else (several exports, a user's files) is never replaced. Also `check_writable`: a folder on its way
-    that is a file, or one that cannot be written, is named before any work."""
+    that is a file, or one that cannot be written (the folder the replacement is renamed in), is named before any work."""
     target = Path(target)
     if os.path.lexists(target):
         if not target.is_dir():
@@ -94,7 +97,7 @@ def check_replaceable(target: str | os.PathLike, marker: str) -> None:
         if any(target.iterdir()) and not (target / marker).is_file():
             raise ValueError(f"{str(target)!r} exists and holds files but no {marker}: it is not an earlier output of "
                              f"this kind, and replacing it would delete them; choose another output folder.")
-    check_writable(target, folder=True)
+    check_writable(target.parent if os.path.lexists(target) else target, folder=True)
 
 
 @contextlib.contextmanager

@@ -348,8 +348,6 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
         _start_tensorflow()
     try:
         model = load_model(model_dir)
-        if not full and hasattr(model, "load_single_view"):
-            model.load_single_view()  # the network the tiles go through: a broken export is said here, once
     except (NotAnExportError, MissingExtraError) as error:
         hint = "" if model_dir else " Train one with 'blurnet fit' or pass --model DIR."
         raise click.ClickException(f"{error}{hint}") from None
@@ -370,6 +368,8 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
     try:
         with _progress_bar(total, "classifying") as update:
             records = run_predict(inputs, model, scale, map_path=map_path, mask_path=mask_path, progress=update, full=full)
+    except NotAnExportError as error:  # weights that do not fit the network, found when predict builds it
+        raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         raise click.ClickException("interrupted") from None
     _write_results(format_records(records, fmt), output)

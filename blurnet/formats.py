@@ -56,8 +56,8 @@ log = logging.getLogger(__name__)
 def default_out(model_dir: str | os.PathLike, fmt: str) -> Path:
     """Where `blurnet export` writes by default: `<MODEL_DIR>-<format>` beside the export."""
     model_dir = Path(model_dir)
-    if not model_dir.name:  # "." or "..": the folder's own name
-        model_dir = model_dir.resolve()
+    if model_dir.name in ("", ".."):  # "." or "..": the folder's own name
+        model_dir = Path(os.path.abspath(model_dir))
     return model_dir.with_name(f"{model_dir.name}-{fmt}")
 
 

@@ -80,9 +80,8 @@ def folder_arguments(paths: Iterable[str | os.PathLike]) -> list[str]:
         elif not os.path.exists(path) and _GLOB_CHARS & set(path):
             parts = Path(path).parts
             fixed = next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))
-            prefix = str(Path(*parts[:fixed])) if fixed else "."
-            if os.path.isdir(prefix):
-                folders.append(prefix)
+            if fixed and os.path.isdir(Path(*parts[:fixed])):  # "*.jpg" names no folder: its files keep their names
+                folders.append(str(Path(*parts[:fixed])))
     return folders
 
 

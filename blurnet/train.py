@@ -320,7 +320,7 @@ RESUME_KEEPS = ("data", "seed", "image_size", "batch_size", "steps_per_epoch", "
 
 # What a run folder recorded before these keys existed trained with: generated scenes came later and were none.
 _RECORDED_BEFORE_KEY_EXISTED = {"generated_scenes": 0, "palette_share": FitConfig.palette_share, "motion_softness": 0.0,
-                                "blur_ranges": BlurRanges().to_dict()}
+                                "blur_ranges": BlurRanges().to_dict(), "underexposure": [0.0, [0.25, 0.8]]}
 
 
 def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> None:
@@ -330,14 +330,14 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
     `ValueError` naming both settings when a resume would load backups of another shape (say the parameter head
     switched on or off, or its layers changed since the run started: `weight_shapes`, `weight_shapes_signature`):
     Keras would fail later with a bare shape error. Other `psf_families` (or another `motion_softness` under the same
-    preset name), `palette_share`, `blur_ranges` or `generated_scenes` are refused too: the
+    preset name), `palette_share`, `blur_ranges`, `generated_scenes` or underexposure jitter are refused too: the
     run would go on on other data than its first epochs and its record would name one of the two; another
     `freeze_batchnorm`, which would train statistics the first epochs kept (or the reverse); and another value of
     any of `RESUME_KEEPS` (the data, seed, crops, steps, learning rates and starting weights). Under
     `freeze_classifier` every statistic is kept whatever that flag says, so such a run records it as `True` and
     resumes with or without `--freeze-batchnorm`. A run folder
-    recorded without some of these keys is checked on the others (a missing `generated_scenes` or `motion_softness`
-    counts as 0, a missing `palette_share` or `blur_ranges` as the default),
+    recorded without some of these keys is checked on the others (a missing `generated_scenes`, `motion_softness` or
+    `underexposure` counts as 0, a missing `palette_share` or `blur_ranges` as the default),
     then gets them.
     """
     wanted = {"backbone": config.backbone, "spectrum": config.spectrum, "highpass": config.highpass,
@@ -345,6 +345,7 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
               "psf_families": config.psf_families, "generated_scenes": config.generated_scenes,
               "palette_share": config.palette_share, "blur_ranges": config.ranges().to_dict(),
               "motion_softness": PsfFamilies.named(config.psf_families).motion_softness,  # the preset's mix, as of now
+              "underexposure": [config.augment().underexposure_probability, list(config.augment().underexposure_gain)],
               "freeze_batchnorm": bool(config.freeze_batchnorm or config.freeze_classifier),
               **{key: getattr(config, key) for key in RESUME_KEEPS}}
     path = run / "architecture.json"

@@ -17,7 +17,7 @@ samples, OpenCV's default 4:2:0 chroma) or, on 5 %, a palette image as a GIF
 or PNG-8 holds it (24 to 128 colours, Floyd-Steinberg dithered: a 256-colour
 GIF photograph uses 30 to 200 colours in a 96 px tile). Dithering
 scatters fine grain over smooth blurred areas: a network that never saw it
-confuses the blur types (held-out defocus recall 0.38 at 64 colours,
+confuses the blur types (held-out defocus recall 0.31 at 64 colours,
 `python benchmarks/accuracy.py`). The camera steps before the format are in
 `data_pipeline.camera`.
 """

@@ -83,7 +83,7 @@ class NoiseBank:
     Drawing fresh Gaussian noise for every image is the slowest step of the
     pipeline; a window at a random offset into a 4M-sample bank is iid
     N(0, 1) within an image and costs a slice. Two images' windows overlap
-    with a probability of about 2 n / 4M for n values each (3.6 % for a
+    with a probability of about 2 n / 4M for n values each (3 to 5 % for a
     128 px crop with its margins, three channels), and then part of one's
     noise is a shifted copy of the other's. An image larger
     than the bank (RGB crops over about 1,180 px square) gets fresh noise
@@ -138,7 +138,7 @@ class BlurBatchMaker:
         self.croppers, self.photo_names, left_out, blurred = [], [], [], []
         for photo in photos:
             cropper = TexturedCropper(photo.image, min_texture=config.min_texture)
-            if not cropper.has_texture(size):
+            if not cropper.has_texture(size, core=config.image_size):  # as make_batch judges its crops
                 left_out.append(photo.name)
             elif config.min_sharpness and high_frequency_ratio(photo.image) < config.min_sharpness:
                 blurred.append(photo.name)

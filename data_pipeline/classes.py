@@ -27,8 +27,8 @@ def class_index(name: str) -> int:
     return CLASS_NAMES.index(name)
 
 
-#: The lowest value each range may start at. The blur sizes' floors are the smallest whose PSF leaves at most
-#: 0.62 of its energy on the centre pixel (Gaussian sigma 0.5: 0.619; a 2 px streak at any angle: <= 0.5;
+#: The lowest value each range may start at. The blur sizes' floors are round values at which the PSF leaves at
+#: most 0.62 of its energy on the centre pixel (Gaussian sigma 0.5: 0.619; a 2 px streak at any angle: <= 0.51;
 #: a disk of radius 1: 0.315), see `BlurRanges`.
 RANGE_FLOORS = {"gaussian_sigma": 0.5, "motion_length": 2.0, "motion_angle": -360.0, "defocus_radius": 1.0,
                 "noise_sigma": 0.0}

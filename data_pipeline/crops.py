@@ -43,15 +43,18 @@ class TexturedCropper:
         total = s[top + size, left + size] - s[top, left + size] - s[top + size, left] + s[top, left]
         return float(total) / (size * size)
 
-    def has_texture(self, size: int) -> bool:
-        """Whether any crop of side `size` on a half-overlapping grid passes `min_texture`."""
+    def has_texture(self, size: int, core: int | None = None) -> bool:
+        """Whether any crop of side `size` on a half-overlapping grid passes `min_texture`, judged on its central
+        `core` square as `crop` judges it (default: all of it)."""
         h, w = self.image.shape[:2]
         if size > h or size > w:
             return False
-        step = max(1, size // 2)
+        core = size if core is None else int(core)
+        inset = (size - core) // 2
+        step = max(1, core // 2)
         tops = sorted(set(range(0, h - size + 1, step)) | {h - size})
         lefts = sorted(set(range(0, w - size + 1, step)) | {w - size})
-        return any(self.texture(t, l, size) >= self.min_texture for t in tops for l in lefts)
+        return any(self.texture(t + inset, l + inset, core) >= self.min_texture for t in tops for l in lefts)
 
     def crop(self, rng: np.random.Generator, size: int, core: int | None = None) -> np.ndarray:
         """A `size` x `size` crop (a view into the photograph), its texture judged on its central `core` x `core`

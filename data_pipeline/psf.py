@@ -295,7 +295,7 @@ def lens_psf(radius: float, blades: int = 0, rotation: float = 0.0, rim: float =
     bokeh) and negative ones the centre. `softness`: sigma in px of a Gaussian
     that softens the edge (0 = sharp edge). Area-sampled on an 8 x 8
     sub-pixel grid; non-negative, sums to 1, odd size, centred (an odd-bladed
-    iris's centroid within 0.02 px of the middle).
+    iris's centroid within 0.03 px of the middle from a radius of 2 px up).
     """
     radius = _check_positive("radius", radius, 0.5)
     if not math.isfinite(float(rotation)):

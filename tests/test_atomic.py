@@ -91,6 +91,11 @@ def test_a_link_is_written_through_and_a_long_name_gets_a_short_temporary_name(t
         assert len(tmp.name.encode()) <= 255
         tmp.write_text("x")
     assert long.read_text() == "x" and sorted(p.name for p in tmp_path.iterdir()) == sorted([long.name, "results.csv", "shared"])
+    dotted = tmp_path / ("r." + "x" * 200 + ".csv")  # its suffixes alone are 205 bytes
+    with atomic_file(dotted) as tmp:
+        assert len(tmp.name.encode()) <= 255 and tmp.name.endswith(".csv")
+        tmp.write_text("y")
+    assert dotted.read_text() == "y"
 
 
 def test_an_output_folder_under_a_file_is_refused_before_any_work(tmp_path):

@@ -41,6 +41,10 @@ def test_a_crops_core_is_what_must_be_textured():
     whole = TexturedCropper(image, min_texture=4.0)
     cores = [whole.crop(rng, 90)[35:55, 35:55].std() for _ in range(50)]
     assert min(cores) == 0.0  # judged whole, some crops keep a flat core
+    # A photograph is admitted as its crops are judged: by a textured core.
+    stripe = np.full((100, 100, 3), 90, np.uint8)
+    stripe[:, 90:] = np.random.default_rng(3).integers(0, 256, (100, 10, 3), dtype=np.uint8)  # texture at one edge
+    assert TexturedCropper(stripe).has_texture(90) and not TexturedCropper(stripe).has_texture(90, core=20)
     with pytest.raises(ValueError, match="core must be 1 to the crop size 90, got 91"):
         cropper.crop(rng, 90, core=91)
 

@@ -98,7 +98,7 @@ def test_bad_labels_and_ranges():
 
 
 @pytest.mark.parametrize("name, floor", [("gaussian_sigma", 0.5), ("motion_length", 2.0), ("defocus_radius", 1.0)])
-def test_range_floors_are_the_smallest_sizes_that_blur(name, floor):
+def test_range_floors_blur_and_sizes_that_leave_the_image_sharp_are_refused(name, floor):
     from data_pipeline.classes import RANGE_FLOORS
 
     assert RANGE_FLOORS[name] == floor
@@ -106,7 +106,7 @@ def test_range_floors_are_the_smallest_sizes_that_blur(name, floor):
                 "motion_length": lambda: [motion_psf(floor, a) for a in range(0, 180, 5)]}[name]()
     assert max(float(k.max()) for k in at_floor) <= 0.62  # at least 38 % of the energy leaves the centre pixel
     below = {"gaussian_sigma": gaussian_psf(0.3), "defocus_radius": defocus_psf(0.5), "motion_length": motion_psf(1.0, 0.0)}[name]
-    assert float(below.max()) > 0.98  # what the old floors let through: a sharp image labelled blurred
+    assert float(below.max()) > 0.98  # sizes below the floors leave the image sharp: they would be labelled blurred
     BlurRanges(**{name: (floor, 2 * floor + 5)})  # accepted
     with pytest.raises(ValueError, match=rf"{name} range \({floor - 0.1:g}, .*minimum {floor:g}.*nearly sharp"):
         BlurRanges(**{name: (floor - 0.1, 2 * floor + 5)})

@@ -122,6 +122,7 @@ def test_default_export_folder_of_the_current_folder_is_named_after_it(tmp_path,
 
     monkeypatch.chdir(tmp_path)
     assert default_out(".", "onnx") == tmp_path.parent / f"{tmp_path.name}-onnx"
+    assert default_out("..", "onnx") == tmp_path.parent.parent / f"{tmp_path.parent.name}-onnx"
     assert default_out("models/m", "keras").as_posix() == "models/m-keras"  # a named folder stays as given
 
 

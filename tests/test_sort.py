@@ -555,6 +555,16 @@ def test_a_file_name_of_250_bytes_is_moved_through_a_short_temporary_name(tmp_pa
     assert [p.name for p in (out / "motion").iterdir()] == [photo.name]
 
 
+def test_a_pattern_without_a_folder_names_no_root(tmp_path, monkeypatch):
+    from blurnet.inputs import folder_arguments
+
+    make(tmp_path / "a.jpg", 1)
+    make(tmp_path / "sub" / "dir" / "x.jpg", 2)
+    monkeypatch.chdir(tmp_path)
+    assert folder_arguments(["*.jpg", "sub/dir/x.jpg"]) == []  # so x.jpg keeps its name, as a file argument does
+    assert folder_arguments(["sub/*/x.jpg", "sub", "nothing/*"]) == ["sub", "sub"]
+
+
 def test_cli_keeps_the_path_below_folders_a_pattern_names(tmp_path, monkeypatch):
     from blurnet.cli import main
 

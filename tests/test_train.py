@@ -508,7 +508,7 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
     assert json.loads((tmp_path / "architecture.json").read_text()) == {
         "backbone": "mobilenetv2", "spectrum": True, "highpass": False, "parameter_head": True, "weight_shapes": signature,
         "psf_families": "realistic", "generated_scenes": 0, "palette_share": 0.05, "motion_softness": 0.5, "freeze_batchnorm": False,
-        "blur_ranges": BlurRanges().to_dict(),
+        "blur_ranges": BlurRanges().to_dict(), "underexposure": [0.25, [0.25, 0.8]],
         **{key: getattr(config, key) for key in RESUME_KEEPS}}
     assert set(RESUME_KEEPS) >= {"data", "seed", "image_size", "batch_size", "lr_finetune", "init_from"}
     assert len(signature) == 16 and signature == weight_shapes_signature(create_model("mobilenetv2", weights=None, spectrum=True,
@@ -559,6 +559,11 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
     # A realistic run from before softened trails trained on pin-sharp ones: resuming it now would change its data.
     with pytest.raises(ValueError, match=r"motion_softness: run 0.0, now 0.5"):
         check_run_architecture(tmp_path, config, model)
+    # Nor did it see underexposed crops: resuming it with them would change its data as well.
+    with pytest.raises(ValueError, match=r"underexposure: run \[0.0, \[0.25, 0.8\]\], now \[0.25, \[0.25, 0.8\]\]"):
+        check_run_architecture(tmp_path, dataclasses.replace(config, psf_families="classic"), model)
+    old = json.loads((tmp_path / "architecture.json").read_text())
+    (tmp_path / "architecture.json").write_text(json.dumps({**old, "underexposure": [0.25, [0.25, 0.8]]}))
     check_run_architecture(tmp_path, dataclasses.replace(config, psf_families="classic"), model)  # classic: never softened
     completed = json.loads((tmp_path / "architecture.json").read_text())
     assert completed["weight_shapes"] == signature and completed["generated_scenes"] == 0 and completed["palette_share"] == 0.05
