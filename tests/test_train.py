@@ -189,7 +189,7 @@ def test_fit_refuses_folders_it_would_destroy_before_it_trains(tmp_path, photo_f
     with pytest.raises(ValueError, match=r"runs/mine' holds files but is not a run folder \(no started_at\)"):
         fit(FitConfig(name="mine", out=str(tmp_path / "elsewhere"), run_dir=str(runs), **common))
     (tmp_path / "a_file").write_text("x")
-    with pytest.raises(OSError):  # an --out below a file: before any training
+    with pytest.raises(ValueError, match=r"a_file' is not a folder"):  # an --out below a file: before any training
         fit(FitConfig(name="other", out=str(tmp_path / "a_file" / "sub"), run_dir=str(runs), **common))
     assert (models / "mine" / "notes.txt").read_text() == "not an export" and (runs / "mine" / "keep.txt").is_file()
     assert not (runs / "other" / "training_log.csv").exists()
