@@ -49,8 +49,7 @@ class TexturedCropper:
         h, w = self.image.shape[:2]
         if size > h or size > w:
             return False
-        core = size if core is None else int(core)
-        inset = (size - core) // 2
+        core, inset = _core_and_inset(size, core)
         step = max(1, core // 2)
         tops = sorted(set(range(0, h - size + 1, step)) | {h - size})
         lefts = sorted(set(range(0, w - size + 1, step)) | {w - size})
@@ -62,10 +61,7 @@ class TexturedCropper:
         h, w = self.image.shape[:2]
         if size > h or size > w:
             raise ValueError(f"crop size {size} is larger than the photograph ({h}x{w}).")
-        core = size if core is None else int(core)
-        if not 1 <= core <= size:
-            raise ValueError(f"core must be 1 to the crop size {size}, got {core!r}.")
-        inset = (size - core) // 2
+        core, inset = _core_and_inset(size, core)
         best, best_texture = (0, 0), -1.0
         for _ in range(self.max_tries):
             top = int(rng.integers(0, h - size + 1))
@@ -80,6 +76,15 @@ class TexturedCropper:
                 best, best_texture = (top, left), texture
         top, left = best
         return self.image[top : top + size, left : left + size]
+
+
+def _core_and_inset(size: int, core: int | None) -> tuple[int, int]:
+    """The side of a crop's central square that is judged (all of it for None) and its offset from the crop's corner;
+    `ValueError` echoing a core outside 1 to `size`."""
+    core = size if core is None else int(core)
+    if not 1 <= core <= size:
+        raise ValueError(f"core must be 1 to the crop size {size}, got {core!r}.")
+    return core, (size - core) // 2
 
 
 def gradient_magnitude(image: np.ndarray) -> np.ndarray:
