@@ -23,7 +23,7 @@ import numpy as np
 
 from data_pipeline.augment import AugmentConfig, augment_sharp, choose_format, save_all_as
 from data_pipeline.camera import CameraConfig, expose
-from data_pipeline.classes import MIN_IMAGE_SIDE, NUM_CLASSES, BlurRanges
+from data_pipeline.classes import MIN_IMAGE_SIDE, NUM_CLASSES, BlurRanges, balanced_labels
 from data_pipeline.crops import DEFAULT_MIN_TEXTURE, TexturedCropper
 from data_pipeline.degrade import PsfFamilies, psf_half_size, sample_blur
 from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO, high_frequency_ratio
@@ -178,8 +178,7 @@ class BlurBatchMaker:
         cfg = self.config
         rng = self.rng(index)
         b, s, m = cfg.batch_size, cfg.image_size, self.margin
-        # Consecutive batches cycle through the classes, so any run of batches is balanced.
-        labels = rng.permutation((np.arange(b) + index * b) % NUM_CLASSES).astype(np.int32)
+        labels = balanced_labels(rng, range(NUM_CLASSES), b, index)
         images = np.empty((b, s, s, 3), np.float32)
         params = np.empty((b, 3), np.float32)
         exposed, formats = [], []

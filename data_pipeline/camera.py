@@ -17,7 +17,7 @@ import dataclasses
 import cv2
 import numpy as np
 
-from data_pipeline.degrade import convolve
+from data_pipeline.degrade import check_noise_sigma, convolve
 
 _DECODE_STEPS = 16  # table entries per grey level
 _ENCODE_STEPS = 65535
@@ -124,8 +124,9 @@ def expose(sharp: np.ndarray, psf: np.ndarray, noise_sigma: float, rng: np.rando
     The additive Gaussian noise has sigma `noise_sigma` (0..255 scale) and is
     added after the tone curve, as in the blur model. `draw_noise(rng, shape)`
     gives standard-normal noise (default: `rng.standard_normal`; the batch
-    makers pass a faster bank of it).
+    makers pass a faster bank of it). `ValueError` for a negative or non-finite `noise_sigma`.
     """
+    noise_sigma = check_noise_sigma(noise_sigma)
     if draw_noise is None:
         def draw_noise(generator, shape):
             return generator.standard_normal(shape, dtype=np.float32)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
+
 CLASS_NAMES = ("sharp", "gaussian", "motion", "defocus")
 NUM_CLASSES = len(CLASS_NAMES)
 
@@ -18,6 +20,25 @@ STRENGTH_PARAMETER = {
     "motion": "length",
     "defocus": "radius",
 }
+
+
+def balanced_labels(rng, classes, batch_size: int, index: int):
+    """The labels of batch `index`: `classes` taken in turn from position `index * batch_size`, shuffled by `rng`.
+
+    Consecutive batches cycle through the classes, so any run of batches is balanced over them. Returns an int32
+    array of `batch_size` labels.
+    """
+    classes = np.asarray(classes, np.int64)
+    if classes.size == 0:
+        raise ValueError("balanced_labels needs at least one class, got none.")
+    return rng.permutation(classes[(np.arange(batch_size) + int(index) * batch_size) % classes.size]).astype(np.int32)
+
+
+def check_label(label) -> int:
+    """`label` as an int; `ValueError` echoing it unless it is a class index, 0..NUM_CLASSES - 1."""
+    if not 0 <= int(label) < NUM_CLASSES:
+        raise ValueError(f"label must be in 0..{NUM_CLASSES - 1}, got {label!r}.")
+    return int(label)
 
 
 def class_index(name: str) -> int:

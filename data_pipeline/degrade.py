@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from data_pipeline.classes import CLASS_NAMES, BlurRanges, class_index
+from data_pipeline.classes import CLASS_NAMES, BlurRanges, check_label, class_index
 from data_pipeline.psf import (
     SHAKE_MOTION_MIN_SPREAD,
     SHAKE_SHARP_MAX_SPREAD,
@@ -80,6 +80,10 @@ class PsfFamilies:
 PSF_FAMILY_PRESETS = {"realistic": PsfFamilies(), "classic": PsfFamilies.classic()}
 
 
+#: The PSF families (`BlurParams.family`) each class may be drawn with: "" is the class's classic shape.
+_FAMILIES_OF_CLASS = {"sharp": ("", "shake"), "gaussian": ("",), "motion": ("", "shake"), "defocus": ("", "lens")}
+
+
 @dataclasses.dataclass(frozen=True)
 class BlurParams:
     """One sampled degradation.
@@ -94,11 +98,13 @@ class BlurParams:
     trajectory was drawn at. Likewise for a real-lens aperture the radius is
     that of the uniform disk with the same second moments
     (`psf.disk_equivalent_radius`) and `extent` the circumradius it was
-    drawn at. `family` names the PSF family: "" for the
-    class's classic one (identity, Gaussian, straight streak, uniform disk),
-    "shake" (motion, or sharp with a shake too small to see) or "lens"
-    (defocus); `psf_seed` seeds the random shape of a "shake" or "lens" PSF,
-    so `make_psf` rebuilds the same kernel. `softness`: sigma in px of the
+    drawn at; given only a strength, `make_psf` draws the shape at that
+    size. `family` names the PSF family: "" for the class's classic one
+    (identity, Gaussian, straight streak, uniform disk), "shake" (motion, or
+    sharp with a shake too small to see) or "lens" (defocus); any other, or
+    another class's, is a `ValueError`, as is a label outside 0..3.
+    `psf_seed` seeds the random shape of a "shake" or "lens" PSF, so
+    `make_psf` rebuilds the same kernel. `softness`: sigma in px of the
     Gaussian the PSF is then convolved with (`psf.soften`; 0: none), drawn
     for motion samples only (`PsfFamilies.motion_softness`); the strength and
     angle stay those of the path.
@@ -112,6 +118,12 @@ class BlurParams:
     psf_seed: int = 0
     extent: float = 0.0
     softness: float = 0.0
+
+    def __post_init__(self):
+        name = CLASS_NAMES[check_label(self.label)]
+        if self.family not in _FAMILIES_OF_CLASS[name]:
+            raise ValueError(f"a {name} sample's PSF family must be one of {list(_FAMILIES_OF_CLASS[name])}, "
+                             f"got {self.family!r}.")
 
     @property
     def class_name(self) -> str:
@@ -145,10 +157,11 @@ def make_psf(params: BlurParams) -> np.ndarray:
 
 def _unsoftened_psf(params: BlurParams) -> np.ndarray:
     name = params.class_name
+    # `extent` is the size a shake or lens PSF was drawn at (`sample_blur`); params made by hand may give only the
+    # strength, which then stands for it
     if params.family == "shake":
-        return _shake_psf(name, params.extent, params.psf_seed)
+        return _shake_psf(name, params.extent or params.strength, params.psf_seed)
     if params.family == "lens":
-        # `extent` is the circumradius it was drawn at (`sample_blur`); params made by hand may give only the strength
         return lens_psf(params.extent or params.strength, **lens_shape(np.random.default_rng(params.psf_seed)))
     if name == "sharp":
         return identity_psf()
@@ -159,11 +172,15 @@ def _unsoftened_psf(params: BlurParams) -> np.ndarray:
     return defocus_psf(params.strength)
 
 
+#: The extents (px) a sharp sample's shake is drawn at (`_shake_psf`).
+_SHARP_SHAKE_EXTENT = (0.5, 1.5)
+
+
 def _shake_psf(class_name: str, extent: float, seed: int) -> np.ndarray:
     """The shake PSF of `seed`; a sharp sample's extent (0.5 to 1.5 px) is drawn from the seed too."""
     rng = np.random.default_rng(seed)
     if class_name == "sharp":
-        extent = float(rng.uniform(0.5, 1.5))
+        extent = float(rng.uniform(*_SHARP_SHAKE_EXTENT))
     return shake_psf(extent, rng)
 
 
@@ -231,11 +248,7 @@ def _sample_path(rng: np.random.Generator, label: int | str, ranges: BlurRanges,
 
 def sample_params(rng: np.random.Generator, label: int | str, ranges: BlurRanges = BlurRanges()) -> BlurParams:
     """Draw parameters of class `label` uniformly from `ranges`."""
-    if isinstance(label, str):
-        label = class_index(label)
-    if not 0 <= int(label) < len(CLASS_NAMES):
-        raise ValueError(f"label must be in 0..{len(CLASS_NAMES) - 1}, got {label!r}.")
-    label = int(label)
+    label = class_index(label) if isinstance(label, str) else check_label(label)
     noise = float(rng.uniform(*ranges.noise_sigma))
     name = CLASS_NAMES[label]
     if name == "sharp":
@@ -319,10 +332,16 @@ def depth_defocus(image: np.ndarray, start: float, end: float, angle: float, mar
     return out
 
 
+def check_noise_sigma(sigma: float) -> float:
+    """`sigma` as a float; `ValueError` echoing it unless it is a finite number >= 0 (0..255 scale)."""
+    if not (math.isfinite(float(sigma)) and float(sigma) >= 0):
+        raise ValueError(f"noise sigma must be a finite number >= 0, got {sigma!r}.")
+    return float(sigma)
+
+
 def add_noise(image: np.ndarray, sigma: float, rng: np.random.Generator, clip: bool = True) -> np.ndarray:
     """Add zero-mean Gaussian noise of standard deviation `sigma` (0..255 scale)."""
-    if not math.isfinite(sigma) or sigma < 0:
-        raise ValueError(f"noise sigma must be a finite number >= 0, got {sigma!r}.")
+    sigma = check_noise_sigma(sigma)
     out = np.asarray(image, np.float32)
     if sigma > 0:
         out = out + sigma * rng.standard_normal(out.shape, dtype=np.float32)
@@ -341,10 +360,10 @@ def psf_half_size(ranges: BlurRanges, families: PsfFamilies = PsfFamilies()) -> 
     of its path, so it can reach its whole extent (plus a pixel) from the middle.
     A softened motion PSF (`PsfFamilies.motion_softness`) is wider by `psf.soften`'s padding.
     """
-    shake = families.shake_fraction > 0 or families.sharp_shake_fraction > 0
     soft = 2 * math.ceil(3.0 * MOTION_SOFTNESS_SIGMA[1]) if families.motion_softness > 0 else 0  # `psf.soften`'s padding
     sizes = [
-        2 * (math.ceil(ranges.motion_length[1]) + 1) + 1 + (soft if families.shake_fraction > 0 else 0) if shake else 1,
+        2 * (math.ceil(ranges.motion_length[1]) + 1) + 1 + soft if families.shake_fraction > 0 else 1,
+        2 * (math.ceil(_SHARP_SHAKE_EXTENT[1]) + 1) + 1 if families.sharp_shake_fraction > 0 else 1,
         motion_psf(ranges.motion_length[1], 45.0).shape[0] + soft,
         lens_psf(ranges.defocus_radius[1], softness=0.7).shape[0] if families.lens_fraction > 0 else 1,
         gaussian_psf(ranges.gaussian_sigma[1]).shape[0],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_pipeline.classes import CLASS_NAMES, MIN_IMAGE_SIDE
+from data_pipeline.classes import CLASS_NAMES, MIN_IMAGE_SIDE, balanced_labels
 from data_pipeline.sources import IMAGE_EXTENSIONS, ImageReadError, list_image_files, read_image
 
 logger = logging.getLogger(__name__)
@@ -113,8 +113,7 @@ class LabelledBatchMaker:
         index = int(index)
         rng = np.random.default_rng([self.seed, 100 + self.stream, int(index)])
         b, s = self.batch_size, self.image_size
-        classes = np.array(self.present)[(np.arange(b) + index * b) % len(self.present)]
-        labels = rng.permutation(classes).astype(np.int32)
+        labels = balanced_labels(rng, self.present, b, index)
         images = np.empty((b, s, s, 3), np.float32)
         for i, label in enumerate(labels):
             image = self.images[int(rng.choice(self.by_class[label]))]

@@ -82,7 +82,8 @@ def _subpixel_grid(half: int, s: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pixel_coverage(inside: np.ndarray, size: int, s: int) -> np.ndarray:
-    """Fraction of each pixel's sub-pixels that are inside the shape."""
+    """Mean over each pixel's s x s sub-pixels of `inside` (a 0/1 mask: the fraction inside the shape; weights:
+    their area-weighted mean)."""
     return inside.reshape(size, s, size, s).mean(axis=(1, 3))
 
 
@@ -220,6 +221,12 @@ def shake_psf(extent: float, rng: np.random.Generator) -> np.ndarray:
     return _splat(points, weights)
 
 
+def _second_moments(kernel: np.ndarray) -> np.ndarray:
+    """The 2 x 2 second-moment (covariance) matrix of a PSF's energy about its centroid, x then y."""
+    m = psf_moments(kernel)
+    return np.array([[m["var_x"], m["cov_xy"]], [m["cov_xy"], m["var_y"]]])
+
+
 def motion_spread(kernel: np.ndarray) -> tuple[float, float]:
     """How far a PSF's energy spreads, and along which direction.
 
@@ -228,9 +235,7 @@ def motion_spread(kernel: np.ndarray) -> tuple[float, float]:
     and the angle of that principal axis in degrees (0..180, counter-clockwise
     on screen).
     """
-    m = psf_moments(kernel)
-    cov = np.array([[m["var_x"], m["cov_xy"]], [m["cov_xy"], m["var_y"]]])
-    values, vectors = np.linalg.eigh(cov)
+    values, vectors = np.linalg.eigh(_second_moments(kernel))
     vx, vy = vectors[:, 1]
     angle = math.degrees(math.atan2(-vy, vx)) % 180.0  # y grows downwards on screen
     return math.sqrt(12.0 * max(values[1], 0.0)), angle
@@ -251,8 +256,7 @@ def disk_equivalent_radius(kernel: np.ndarray) -> float:
 
 def psf_isotropy(kernel: np.ndarray) -> float:
     """Isotropy of a PSF: smallest over largest second-moment eigenvalue (0 for a line, 1 for a disk)."""
-    m = psf_moments(kernel)
-    values = np.linalg.eigvalsh(np.array([[m["var_x"], m["cov_xy"]], [m["cov_xy"], m["var_y"]]]))
+    values = np.linalg.eigvalsh(_second_moments(kernel))
     return float(max(values[0], 0.0) / max(values[1], 1e-12))
 
 
@@ -316,4 +320,4 @@ def lens_psf(radius: float, blades: int = 0, rotation: float = 0.0, rim: float =
         inside = r2 <= radius**2
     weight = inside * (1.0 + rim * (2.0 * r2 / radius**2 - 1.0))
     size = 2 * half + 1
-    return soften(weight.reshape(size, _LENS_SUPERSAMPLING, size, _LENS_SUPERSAMPLING).mean(axis=(1, 3)), softness, pad=0)
+    return soften(_pixel_coverage(weight, size, _LENS_SUPERSAMPLING), softness, pad=0)

@@ -120,9 +120,13 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """
     if len(data) == 0:
         raise ImageReadError(f"{name}: empty file (0 bytes)")
-    buffer = np.frombuffer(without_icc_profile(data), np.uint8)
     # ANYDEPTH keeps 16-bit; ANYCOLOR keeps gray as gray; neither disables EXIF rotation.
-    image = cv2.imdecode(buffer, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    return _decode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR, name)
+
+
+def _decode(data: bytes, flags: int, name: str) -> np.ndarray:
+    """`data` (its ICC profile left out) decoded by OpenCV with `flags`, as HxWx3 uint8 RGB; `ImageReadError` if not."""
+    image = cv2.imdecode(np.frombuffer(without_icc_profile(data), np.uint8), flags)
     if image is None:
         raise ImageReadError(f"{name}: not a readable image (corrupt, truncated or unsupported format)")
     return to_rgb8(image)
@@ -184,10 +188,7 @@ def decode_reduced(data: bytes, reduction: int, name: str = "<bytes>") -> np.nda
         return decode_image(data, name)
     if reduction not in _REDUCED_COLOR:
         raise ValueError(f"reduction must be 1, 2, 4 or 8, got {reduction!r}.")
-    image = cv2.imdecode(np.frombuffer(without_icc_profile(data), np.uint8), _REDUCED_COLOR[reduction])
-    if image is None:
-        raise ImageReadError(f"{name}: not a readable image (corrupt, truncated or unsupported format)")
-    return to_rgb8(image)
+    return _decode(data, _REDUCED_COLOR[reduction], name)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:

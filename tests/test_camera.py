@@ -103,3 +103,10 @@ def test_bad_camera_settings_are_refused():
         CameraConfig(sharpen_probability=1.5)
     with pytest.raises(ValueError, match="shot_noise"):
         CameraConfig(shot_noise=(0.01, 0.001))
+
+
+@pytest.mark.parametrize("sigma", [-1.0, float("nan"), float("inf")])
+def test_expose_refuses_a_bad_noise_sigma(sigma):
+    with pytest.raises(ValueError, match="noise sigma must be a finite number >= 0, got"):
+        expose(np.zeros((8, 8, 3), np.float32), identity_psf(), sigma, np.random.default_rng(0), ALWAYS)
+

@@ -119,3 +119,16 @@ def test_noise_for_an_image_larger_than_the_bank_is_drawn_fresh():
     assert large.shape == (side, side, 3) and large.dtype == np.float32 and not np.shares_memory(large, bank.values)
     assert abs(float(large.mean())) < 0.01 and abs(float(large.std()) - 1.0) < 0.01
     np.testing.assert_array_equal(large, bank.draw(np.random.default_rng(1), (side, side, 3)))  # from the seed
+
+
+@pytest.mark.parametrize("classes, batch_size", [(range(4), 4), (range(4), 6), ([0, 2, 3], 5), ([1], 3)])
+def test_balanced_labels_cycle_through_the_classes(classes, batch_size):
+    from data_pipeline.classes import balanced_labels
+
+    rng = np.random.default_rng(0)
+    runs = np.concatenate([balanced_labels(rng, classes, batch_size, index) for index in range(len(classes))])
+    counts = np.bincount(runs, minlength=4)  # len(classes) consecutive batches hold each class batch_size times
+    np.testing.assert_array_equal(counts[list(classes)], batch_size)
+    assert counts.sum() == batch_size * len(classes) and runs.dtype == np.int32
+    with pytest.raises(ValueError, match="at least one class"):
+        balanced_labels(rng, [], 4, 0)

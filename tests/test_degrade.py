@@ -78,12 +78,31 @@ def test_margin_covers_the_largest_psf():
     assert psf_half_size(BlurRanges(), PsfFamilies(motion_softness=0.0)) == 22
     assert psf_half_size(BlurRanges(), PsfFamilies.classic()) == 13  # Gaussian sigma 3.5, truncated at 3.5 sigma: 27 x 27
     assert psf_half_size(BlurRanges(), PsfFamilies(0.0, 0.0, 0.0, 1.0)) == 15  # a 21 px streak (25 x 25), softened
+    # Sharp samples' shakes (extent <= 1.5 px) without motion trajectories: the softened streak is still the widest
+    assert psf_half_size(BlurRanges(), PsfFamilies(0.0, 0.0, 1.0, 1.0)) == 15
+    assert psf_half_size(BlurRanges(), PsfFamilies(0.0, 0.0, 1.0, 0.0)) == 13
 
     rng = np.random.default_rng(0)
     sizes = [sample_blur(rng, label % 4, families=PsfFamilies(1.0, 1.0, 1.0, 1.0))[1].shape[0] for label in range(400)]
     assert max(sizes) // 2 <= 25
     streaks = [sample_blur(rng, "motion", families=PsfFamilies(0.0, 0.0, 0.0, 1.0))[1].shape for _ in range(100)]
     assert max(max(shape) for shape in streaks) // 2 <= 15
+
+
+def test_params_made_by_hand():
+    from data_pipeline.psf import motion_spread
+
+    # A shake given only its strength is drawn at that size (not as a 3 x 3 identity)
+    psf = make_psf(BlurParams(2, 12.0, family="shake", psf_seed=5))
+    assert psf.shape[0] >= 13 and abs(psf.sum() - 1.0) < 1e-6
+    assert 4.0 <= motion_spread(psf)[0] <= 12.0
+    np.testing.assert_array_equal(psf, make_psf(BlurParams(2, 3.0, family="shake", psf_seed=5, extent=12.0)))
+    for bad, match in [(dict(label=1, family="shake"), r"gaussian.*\[''\].*'shake'"),
+                       (dict(label=0, family="lens"), "sharp.*'lens'"),
+                       (dict(label=3, family="disk"), "defocus.*'disk'"),
+                       (dict(label=4), "label must be in 0..3, got 4")]:
+        with pytest.raises(ValueError, match=match):
+            BlurParams(**bad)
 
 
 def test_bad_labels_and_ranges():
