@@ -22,6 +22,16 @@ REDUCTIONS = (8, 4, 2)
 _GLOB_CHARS = set("*?[")
 
 
+def _argument_kind(path: str) -> str:
+    """How `expand_paths` reads a command-line argument: "folder", "file", "pattern" (a glob pattern that is no
+    existing path) or "missing"."""
+    if os.path.isdir(path):
+        return "folder"
+    if os.path.exists(path):
+        return "file"
+    return "pattern" if _GLOB_CHARS & set(path) else "missing"
+
+
 def expand_paths(paths: Iterable[str | os.PathLike], seen: set[str] | None = None) -> list[tuple[str, str | None]]:
     """Files named by `paths` (files, folders recursively, glob patterns), in order.
 
@@ -50,11 +60,12 @@ def expand_paths(paths: Iterable[str | os.PathLike], seen: set[str] | None = Non
 
     for raw in paths:
         path = os.fspath(raw)
-        if os.path.isdir(path):
+        kind = _argument_kind(path)
+        if kind == "folder":
             add_folder(path)
-        elif os.path.exists(path):
+        elif kind == "file":
             add(path)
-        elif _GLOB_CHARS & set(path):
+        elif kind == "pattern":
             matches = sorted(glob.glob(path, recursive=True))
             if not matches:
                 add(path, "no file matches this pattern")
@@ -75,9 +86,10 @@ def folder_arguments(paths: Iterable[str | os.PathLike]) -> list[str]:
     folders = []
     for raw in paths:
         path = os.fspath(raw)
-        if os.path.isdir(path):
+        kind = _argument_kind(path)
+        if kind == "folder":
             folders.append(path)
-        elif not os.path.exists(path) and _GLOB_CHARS & set(path):
+        elif kind == "pattern":
             parts = Path(path).parts
             fixed = next(i for i, part in enumerate(parts) if _GLOB_CHARS & set(part))
             if fixed and os.path.isdir(Path(*parts[:fixed])):  # "*.jpg" names no folder: its files keep their names
