@@ -239,11 +239,14 @@ def _architecture(model) -> dict:
 
 def _read_savedmodel_weights(model, folder: Path) -> None:
     """Restore `model`'s weights from the checkpoint of the SavedModel in `folder` (its tracked `model`)."""
+    status = None
     try:
         status = tf.train.Checkpoint(model=model).read(str(folder / "variables" / "variables"))
         status.assert_existing_objects_matched()
     except Exception as error:  # a mismatch raises AssertionError, ValueError or NotFoundError
-        first_line = str(error).split("\n")[0][:300]
+        if status is not None:
+            status.expect_partial()  # else TensorFlow logs every unmatched value when the status is deleted
+        first_line = str(error).split("\n")[0].split(" Showing ")[0][:300]  # not the list of tensors and values
         raise NotAnExportError(f"{str(folder)!r}: its SavedModel's weights do not fit the network its blurnet.json "
                                f"describes ({first_line}).") from None
 
