@@ -207,7 +207,13 @@ def test_weights_origin_follows_the_exports_a_model_was_fine_tuned_from():
     from blurnet.loaded_model import weights_origin
 
     bundled = read_metadata(blurnet.export.default_model_dir())  # fine-tuned six times from a model trained from scratch
-    assert bundled["weights"].startswith("export:") and weights_origin(bundled) == "none"
+    assert bundled["weights"] == weights_origin(bundled) == "none"  # as the SPEC asks: imagenet, a file or none
+    assert bundled["init_from"] == "saved_models/blurnet-densenet121"  # what it continued from, beside the origin
+    level, depth = bundled, 0
+    while isinstance(level.get("started_from"), dict):  # every stage names its origin and what it started from
+        level, depth = level["started_from"], depth + 1
+        assert level["weights"] == "none" and (level.get("init_from") is not None) == ("--init-from" in level["command"])
+    assert depth == 6
     chain = {"weights": "export:b", "started_from": {"weights": "export:a", "started_from": {"weights": "imagenet"}}}
     assert weights_origin(chain) == "imagenet" and weights_origin({"weights": "file:w.h5"}) == "file:w.h5"
     assert weights_origin({"weights": "export:old"}) == "export:old"  # its source was not recorded
