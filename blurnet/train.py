@@ -523,6 +523,11 @@ def _train_stages(model, config: FitConfig, data_sets, run: _Run) -> None:
         model.load_weights(folder / "best.weights.h5", objects_to_skip=[optimizer] if optimizer is not None else None)
 
 
+#: The `blurnet.json` keys that say what a model's weights learnt from; under `classifier_data`, what the classifier
+#: of a `--freeze-classifier` model learnt from (its top-level keys are what the parameter head saw).
+TRAINING_DATA_KEYS = ("psf_families", "camera", "generated_scenes", "training_data")
+
+
 def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data, held_out: dict, started: float) -> dict:
     """`blurnet.json`: classes, recipe, data, held-out metrics and where and how long it ran."""
     metadata = {
@@ -546,10 +551,14 @@ def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data
         metadata["wall_time_since_first_start_s"] = round(time.time() - run.first_started, 1)
     if run.started_from is not None:  # the history behind the starting weights
         metadata["started_from"] = {"folder": str(config.init_from), **run.started_from}
+        source_data = {key: run.started_from.get(key, 0 if key == "generated_scenes" else None) for key in TRAINING_DATA_KEYS}
         if not config.epochs_finetune:  # a re-export (stage 1 never runs from an export): the weights learnt what the source saw
-            for key in ("psf_families", "camera", "generated_scenes", "training_data"):
-                metadata[key] = run.started_from.get(key, 0 if key == "generated_scenes" else None)
+            metadata.update(source_data)
             metadata["held_out_data"] = data.description  # what the held-out figures here were measured on
+        if config.freeze_classifier:  # the classifier kept the source's weights: what they learnt from, beside the head's
+            metadata["classifier_data"] = run.started_from.get("classifier_data", source_data)
+        elif not config.epochs_finetune and "classifier_data" in run.started_from:  # a re-export keeps it
+            metadata["classifier_data"] = run.started_from["classifier_data"]
     return metadata
 
 

@@ -450,7 +450,7 @@ def test_freeze_classifier_adds_a_trained_head_and_keeps_the_class_answers(tmp_p
     with pytest.raises(ValueError, match="freeze_classifier .* needs init_from"):
         fit(FitConfig(name="bad", freeze_classifier=True, **common))
     headed = fit(FitConfig(name="headed", init_from=str(source), freeze_classifier=True, parameter_loss_weight=2.0,
-                           **{**common, "epochs_finetune": 2, "image_size": None}))
+                           psf_families="classic", **{**common, "epochs_finetune": 2, "image_size": None}))
     a, b = model_from_export(source), model_from_export(headed)
     by_name = {w.path: np.asarray(w) for w in b.weights}
     assert all(np.array_equal(np.asarray(w), by_name[w.path]) for w in a.weights)  # every classifier weight kept
@@ -459,6 +459,12 @@ def test_freeze_classifier_adds_a_trained_head_and_keeps_the_class_answers(tmp_p
     assert ExportedModel(headed).estimate_tiles(tiles).shape == (6, 5)
     meta = json.loads((headed / "blurnet.json").read_text())
     assert meta["parameter_head"] is True and meta["fit_config"]["freeze_classifier"] is True
+    # The head learnt from classic shapes, the classifier (the source's weights) from the realistic families
+    source_meta = json.loads((source / "blurnet.json").read_text())
+    assert meta["psf_families"]["shake_fraction"] == 0.0 and source_meta["psf_families"]["shake_fraction"] == 0.5
+    assert meta["classifier_data"] == {key: source_meta[key] for key in ("psf_families", "camera", "generated_scenes",
+                                                                         "training_data")}
+    assert "classifier_data" not in source_meta
     assert meta["held_out"]["accuracy"] == json.loads((source / "blurnet.json").read_text())["held_out"]["accuracy"]
     assert set(meta["held_out"]["parameters"]) >= {"sigma_mae", "length_mae", "radius_mae"}
     rows = list(csv.DictReader(open(tmp_path / "runs" / "headed" / "training_log.csv")))
