@@ -358,7 +358,7 @@ def test_runtime_refuses_tiles_it_cannot_answer(runtime_files):
 
 
 @pytest.mark.slow
-def test_onnx_of_a_model_with_the_parameter_head_answers_its_parameters(head_export):
+def test_onnx_of_a_model_with_the_parameter_head_answers_its_parameters(head_export, tmp_path):
     import onnx
 
     from blurnet.formats import export_format
@@ -376,6 +376,18 @@ def test_onnx_of_a_model_with_the_parameter_head_answers_its_parameters(head_exp
     expected = model(x)
     np.testing.assert_allclose(probabilities, np.asarray(expected["probabilities"]), atol=1e-4)
     np.testing.assert_allclose(raw, np.asarray(expected["parameters"]), atol=1e-4)
+    # Tiles of other sizes (other Welch block counts; the cepstral branch pads them to its window) as well, up to
+    # the export's image_size (here made 48 px)
+    wide = tmp_path / "head-48"
+    shutil.copytree(folder, wide)
+    (wide / "blurnet.json").write_text(json.dumps({**json.loads((wide / "blurnet.json").read_text()), "image_size": 48}))
+    wide_runtime = load_runtime(export_format(wide, "onnx"))
+    for tiles in (photo_tiles(48, count=3, seed=7), photo_tiles(40, count=3, height=32, seed=8)):
+        probabilities, raw = wide_runtime.answer_tiles(tiles, views=1)
+        expected = model(tiles)
+        assert probabilities.shape == (3, 4) and raw.shape == (3, 5)
+        np.testing.assert_allclose(probabilities, np.asarray(expected["probabilities"]), atol=1e-4)
+        np.testing.assert_allclose(raw, np.asarray(expected["parameters"]), atol=1e-4)
     # Over the export's 8 views both outputs equal the SavedModel's (ExportedModel.answer_tiles, the `estimate` path).
     saved = ExportedModel(folder).answer_tiles(x, views=8)
     for mine, theirs in zip(runtime.answer_tiles(x, views=8), saved):
