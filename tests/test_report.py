@@ -206,6 +206,21 @@ def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_pa
     # The comparison would replace a folder of other files: refused by name, before the evaluation.
     assert refused.exit_code == 1 and "holds files but no baselines.json" in refused.output, refused.output
     assert not (tmp_path / "k").exists()
+    # A comparison that cannot be written once the report is (a disk that fills meanwhile): the report stays, and
+    # the message says which of the two was written.
+    import blurnet.baseline_table
+
+    def disk_full(folder, out):
+        raise OSError(28, "No space left on device", str(out))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(blurnet.baseline_table, "write_baseline_comparison", disk_full)
+        full = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out",
+                                         str(tmp_path / "f"), "--no-baselines", "--baselines-dir", str(tmp_path / "t")])
+    assert full.exit_code == 1 and isinstance(full.exception, SystemExit), full.output
+    assert f"report written to {tmp_path / 'f'}, but not the baseline comparison" in full.output
+    assert "No space left on device" in full.output and (tmp_path / "f" / "metrics.json").is_file()
+    assert not (tmp_path / "t").exists()
     jpeg = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "j"),
                                      "--no-baselines", "--jpeg", "30"])
     assert jpeg.exit_code == 0 and (tmp_path / "j" / "metrics.json").is_file(), jpeg.output
