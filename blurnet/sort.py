@@ -15,9 +15,11 @@ argument) keeps only its name. The rules:
   temporary file in the destination folder (`.NAME.blurnet-part-XXXXXXXX`),
   flushed to disk (fsync), and only then given its final name by a hard link
   that fails instead of replacing an existing file; where the file system has
-  no hard links (FAT, exFAT, some network shares) by a rename once the name is
-  seen to be free, which another program writing the same name at that instant
-  could lose its file to. The folder is then synced as well. The copy
+  no hard links (FAT, exFAT, some network shares) by a rename that fails
+  likewise (`renameat2(RENAME_NOREPLACE)` on Linux, `renamex_np(RENAME_EXCL)`
+  on macOS, a plain rename on Windows); only where none of these exists is the
+  name checked first and then renamed, which another program writing the same
+  name at that instant could lose its file to. The folder is then synced as well. The copy
   keeps the modification time of the source, not its permissions. A run killed
   during a copy can leave such a hidden temporary file behind; it can be deleted.
 - **Moves are verified.** `move=True` deletes a source only after its copy
@@ -58,8 +60,10 @@ Only the standard library and `blurnet.atomic` are used here (no TensorFlow, no 
 from __future__ import annotations
 
 import csv
+import ctypes
 import datetime as _dt
 import errno
+import functools
 import hashlib
 import io
 import os
@@ -168,13 +172,61 @@ def _link_no_replace(tmp: Path, final: Path) -> bool:
     except OSError as error:
         if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
             raise
-        # no hard links on this file system: a rename after an existence check
-        if os.path.lexists(final):
-            return False
-        os.rename(tmp, final)
-        return True
+        return _rename_no_replace(tmp, final)  # no hard links on this file system
     os.unlink(tmp)
     return True
+
+
+_RENAME_NOREPLACE = 1  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _rename_no_replace(tmp: Path, final: Path) -> bool:
+    """Rename `tmp` to `final` unless that name exists; True on success.
+
+    On Windows a rename never replaces a file. On Linux `renameat2(RENAME_NOREPLACE)` checks and renames in one
+    step (FAT, exFAT, ext4, btrfs, tmpfs and most others support it); on macOS `renamex_np(RENAME_EXCL)`. Where
+    neither is available (an old C library, a file system that refuses the flag) the name is checked first and
+    then renamed, which another program writing that name at the same instant could lose its file to.
+    """
+    if os.name == "nt":
+        try:
+            os.rename(tmp, final)
+        except FileExistsError:
+            return False
+        return True
+    call = _exclusive_rename()
+    if call is not None:
+        result = call(os.fsencode(tmp), os.fsencode(final))
+        if result == 0:
+            return True
+        code = ctypes.get_errno()
+        if code == errno.EEXIST:
+            return False
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), str(final))
+    if os.path.lexists(final):
+        return False
+    os.rename(tmp, final)
+    return True
+
+
+@functools.cache
+def _exclusive_rename():
+    """`f(src, dst) -> 0 or -1` (errno set) renaming without replacing, from the C library; None where it has none."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    if hasattr(libc, "renameat2"):
+        renameat2 = libc.renameat2
+        renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+        return lambda src, dst: renameat2(_AT_FDCWD, src, _AT_FDCWD, dst, _RENAME_NOREPLACE)
+    if hasattr(libc, "renamex_np"):
+        renamex_np = libc.renamex_np
+        renamex_np.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_uint]
+        return lambda src, dst: renamex_np(src, dst, 0x4)  # RENAME_EXCL
+    return None
 
 
 def _temporary(folder: Path, name: str) -> Path:

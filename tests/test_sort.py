@@ -128,6 +128,53 @@ def test_name_clashes_get_numbered_names_and_nothing_is_overwritten(tmp_path):
     assert existing.read_bytes() == photo_bytes(99) and taken.read_bytes() == photo_bytes(98)
 
 
+def _no_hard_links(monkeypatch):
+    import errno
+
+    def refuse(src, dst, *args, **kwargs):
+        raise OSError(errno.EPERM, "Operation not permitted", str(dst))
+
+    monkeypatch.setattr(sort.os, "link", refuse)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="renameat2 is Linux's")
+def test_without_hard_links_a_name_taken_at_the_last_instant_is_not_replaced(tmp_path, monkeypatch):
+    # FAT and exFAT (a camera's card) have no hard links. Another program writes the destination name just after
+    # it was seen free: the rename must fail rather than replace that file.
+    _no_hard_links(monkeypatch)
+    ours, final = make(tmp_path / ".part", 1), make(tmp_path / "IMG_0001.jpg", 2)
+    monkeypatch.setattr(sort.os.path, "lexists", lambda path: False)  # the check saw the name free
+    assert sort._link_no_replace(ours, final) is False
+    monkeypatch.undo()
+    assert final.read_bytes() == photo_bytes(2) and ours.read_bytes() == photo_bytes(1)
+    _no_hard_links(monkeypatch)
+    assert sort._link_no_replace(ours, tmp_path / "IMG_0001-1.jpg") is True and not ours.exists()
+    assert (tmp_path / "IMG_0001-1.jpg").read_bytes() == photo_bytes(1)
+    # The same sort on such a file system: numbered names, nothing overwritten
+    sources = [make(tmp_path / f"cam{k}" / "IMG_0002.jpg", 10 + k) for k in range(3)]
+    result = sort_records([rec(p, "motion") for p in sources], tmp_path / "out", now=NOW)
+    assert [os.path.basename(r["destination"]) for r in result.rows] == ["IMG_0002.jpg", "IMG_0002-1.jpg", "IMG_0002-2.jpg"]
+    assert tree(tmp_path / "out" / "motion") == {"IMG_0002.jpg": photo_bytes(10), "IMG_0002-1.jpg": photo_bytes(11),
+                                                 "IMG_0002-2.jpg": photo_bytes(12)}
+
+
+@pytest.mark.parametrize("exclusive", ["none", "refused by the file system"])
+def test_without_an_exclusive_rename_the_name_is_checked_first(tmp_path, monkeypatch, exclusive):
+    import ctypes
+    import errno
+
+    def refused(src, dst):
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+
+    _no_hard_links(monkeypatch)
+    monkeypatch.setattr(sort, "_exclusive_rename", lambda: None if exclusive == "none" else refused)
+    ours, final = make(tmp_path / ".part", 1), make(tmp_path / "IMG_0001.jpg", 2)
+    assert sort._link_no_replace(ours, final) is False and final.read_bytes() == photo_bytes(2) and ours.exists()
+    assert sort._link_no_replace(ours, tmp_path / "free.jpg") is True and not ours.exists()
+    assert (tmp_path / "free.jpg").read_bytes() == photo_bytes(1)
+
+
 # ---------------------------------------------------------------- moves
 
 
