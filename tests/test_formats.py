@@ -357,6 +357,25 @@ def test_runtime_refuses_tiles_it_cannot_answer(runtime_files):
     assert model.predict_tiles(np.zeros((0, 32, 32, 3), "float32"), views=8).shape == (0, 4)
 
 
+def copy_at_48_px(folder, tmp_path):
+    """A copy of the export `folder` whose blurnet.json says 48 px tiles (its network takes any size)."""
+    wide = tmp_path / "head-48"
+    shutil.copytree(folder, wide)
+    (wide / "blurnet.json").write_text(json.dumps({**json.loads((wide / "blurnet.json").read_text()), "image_size": 48}))
+    return wide
+
+
+def assert_wider_tiles_answer_as_keras(runtime, model):
+    """Both outputs of `runtime` equal the Keras `model`'s (1e-4) on 48 x 48 and 40 x 32 tiles: other Welch block
+    counts than 32 px tiles, and the cepstral branch pads them to its window."""
+    for tiles in (photo_tiles(48, count=3, seed=7), photo_tiles(40, count=3, height=32, seed=8)):
+        probabilities, raw = runtime.answer_tiles(tiles, views=1)
+        expected = model(tiles)
+        assert probabilities.shape == (3, 4) and raw.shape == (3, 5)
+        np.testing.assert_allclose(probabilities, np.asarray(expected["probabilities"]), atol=1e-4)
+        np.testing.assert_allclose(raw, np.asarray(expected["parameters"]), atol=1e-4)
+
+
 @pytest.mark.slow
 def test_onnx_of_a_model_with_the_parameter_head_answers_its_parameters(head_export, tmp_path):
     import onnx
@@ -376,18 +395,8 @@ def test_onnx_of_a_model_with_the_parameter_head_answers_its_parameters(head_exp
     expected = model(x)
     np.testing.assert_allclose(probabilities, np.asarray(expected["probabilities"]), atol=1e-4)
     np.testing.assert_allclose(raw, np.asarray(expected["parameters"]), atol=1e-4)
-    # Tiles of other sizes (other Welch block counts; the cepstral branch pads them to its window) as well, up to
-    # the export's image_size (here made 48 px)
-    wide = tmp_path / "head-48"
-    shutil.copytree(folder, wide)
-    (wide / "blurnet.json").write_text(json.dumps({**json.loads((wide / "blurnet.json").read_text()), "image_size": 48}))
-    wide_runtime = load_runtime(export_format(wide, "onnx"))
-    for tiles in (photo_tiles(48, count=3, seed=7), photo_tiles(40, count=3, height=32, seed=8)):
-        probabilities, raw = wide_runtime.answer_tiles(tiles, views=1)
-        expected = model(tiles)
-        assert probabilities.shape == (3, 4) and raw.shape == (3, 5)
-        np.testing.assert_allclose(probabilities, np.asarray(expected["probabilities"]), atol=1e-4)
-        np.testing.assert_allclose(raw, np.asarray(expected["parameters"]), atol=1e-4)
+    # Tiles of other sizes as well, up to the export's image_size (here made 48 px)
+    assert_wider_tiles_answer_as_keras(load_runtime(export_format(copy_at_48_px(folder, tmp_path), "onnx")), model)
     # Over the export's 8 views both outputs equal the SavedModel's (ExportedModel.answer_tiles, the `estimate` path).
     saved = ExportedModel(folder).answer_tiles(x, views=8)
     for mine, theirs in zip(runtime.answer_tiles(x, views=8), saved):
@@ -410,20 +419,11 @@ def test_litert_of_a_model_with_the_parameter_head_answers_its_parameters(head_e
     from blurnet.runtimes import load_runtime
 
     model, folder = head_export
-    wide = tmp_path / "head-48"
-    shutil.copytree(folder, wide)
-    meta = json.loads((wide / "blurnet.json").read_text())
-    (wide / "blurnet.json").write_text(json.dumps({**meta, "image_size": 48}))
-    path = export_format(wide, "litert")  # parity with both Keras outputs is checked inside (1e-4)
+    path = export_format(copy_at_48_px(folder, tmp_path), "litert")  # parity with both Keras outputs is checked inside (1e-4)
     runtime = load_runtime(path)
     assert runtime.has_parameters and runtime.image_size == 48
     assert json.loads((path.parent / "blurnet.json").read_text())["parameter_head"] is True
-    for x in (photo_tiles(48, count=3, seed=7), photo_tiles(40, count=3, height=32, seed=8)):
-        probabilities, raw = runtime.answer_tiles(x, views=1)
-        expected = model(x)
-        assert probabilities.shape == (3, 4) and raw.shape == (3, 5)
-        np.testing.assert_allclose(probabilities, np.asarray(expected["probabilities"]), atol=1e-4)
-        np.testing.assert_allclose(raw, np.asarray(expected["parameters"]), atol=1e-4)
+    assert_wider_tiles_answer_as_keras(runtime, model)
     x = photo_tiles(32, count=3, seed=9)
     for mine, theirs in zip(runtime.answer_tiles(x, views=8), ExportedModel(folder).answer_tiles(x, views=8)):
         np.testing.assert_allclose(mine, theirs, atol=1e-4)
