@@ -47,7 +47,7 @@ from blurnet import quiet
 from blurnet.blurmap import blur_mask
 from blurnet.classify import map_tile_probabilities, mask_probability, prepare
 from blurnet.prediction import load_model
-from data_pipeline.sources import CHECKSET_VARIABLE, checkset_folder, list_image_files, read_image
+from data_pipeline.sources import checkset_folder, list_image_files, read_image, skipped_without_checkset
 
 BETA2 = 0.3
 BASELINE_WINDOW = 31
@@ -88,10 +88,7 @@ def main(argv=None):
     parser.add_argument("--model", default=None, help="export folder (default: saved_models/blurnet-densenet121)")
     args = parser.parse_args(argv)
     if args.data is None:
-        print(f"skipped: pass --data DIR, or set {CHECKSET_VARIABLE} to the folder of the check set (real photographs, "
-              "kept outside the repository)")
-        print(json.dumps({"skipped": f"no --data and no {CHECKSET_VARIABLE}"}))
-        return {"skipped": f"no --data and no {CHECKSET_VARIABLE}"}
+        return skipped_without_checkset("--data")
 
     data = Path(args.data)
     masks = data / "masks"

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout
 
 from blurnet.prediction import load_model, predict
 from data_pipeline.classes import CLASS_NAMES
-from data_pipeline.sources import CHECKSET_VARIABLE, ImageReadError, checkset_folder, list_image_files, read_image
+from data_pipeline.sources import ImageReadError, checkset_folder, list_image_files, read_image, skipped_without_checkset
 
 DEFAULT_DATA = checkset_folder("whole")
 
@@ -58,10 +58,7 @@ def main(argv=None) -> dict:
                         help="Gaussian-blur every photograph by SIGMA pixels before it is classified [default: 0, as read]")
     args = parser.parse_args(argv)
     if args.data is None:
-        print(f"skipped: pass --data DIR, or set {CHECKSET_VARIABLE} to the folder of the check set (real photographs, "
-              "kept outside the repository)")
-        print(json.dumps({"skipped": f"no --data and no {CHECKSET_VARIABLE}"}))
-        return {"skipped": f"no --data and no {CHECKSET_VARIABLE}"}
+        return skipped_without_checkset("--data")
     items = [(c, str(p)) for c in CLASS_NAMES if (Path(args.data) / c).is_dir() for p in list_image_files(Path(args.data) / c)]
     if not items:
         raise SystemExit(f"no labelled photographs in {args.data!r} (expected DIR/<class>/<file>)")

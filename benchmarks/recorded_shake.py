@@ -44,7 +44,7 @@ from data_pipeline.classes import CLASS_NAMES
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
 from data_pipeline.degrade import add_noise, convolve
 from data_pipeline.psf import motion_psf, motion_spread, psf_isotropy, soften
-from data_pipeline.sources import CHECKSET_VARIABLE, bundled_splits, checkset_folder, list_image_files, read_image
+from data_pipeline.sources import bundled_splits, checkset_folder, list_image_files, read_image, skipped_without_checkset
 
 DEFAULT_KERNELS = checkset_folder("kernels")
 NOISE_FLOOR = 0.05  # of the peak: the recorded PSFs are JPEG-derived images, grey where no light fell
@@ -109,10 +109,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--size", type=int, default=96, help="crop side in pixels")
     args = parser.parse_args(argv)
     if args.kernels is None:
-        print(f"skipped: pass --kernels DIR, or set {CHECKSET_VARIABLE} to the folder of the check set (real photographs, "
-              "kept outside the repository)")
-        print(json.dumps({"skipped": f"no --kernels and no {CHECKSET_VARIABLE}"}))
-        return {"skipped": f"no --kernels and no {CHECKSET_VARIABLE}"}
+        return skipped_without_checkset("--kernels")
     if args.images < 1:
         parser.error(f"--images must be >= 1, got {args.images}")
     paths = list_image_files(args.kernels) if Path(args.kernels).is_dir() else []

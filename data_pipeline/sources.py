@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import json
 import os
 from pathlib import Path
 
@@ -229,6 +230,16 @@ def checkset_folder(part: str) -> str | None:
     repository for checking, never for training; None when the variable is not set."""
     root = os.environ.get(CHECKSET_VARIABLE)
     return str(Path(root) / part) if root else None
+
+
+def skipped_without_checkset(option: str) -> dict:
+    """What a benchmark that reads the check set does without it (`option` not given, the variable not set): prints
+    why and, last, its JSON line `{"skipped": ...}`, which it returns."""
+    print(f"skipped: pass {option} DIR, or set {CHECKSET_VARIABLE} to the folder of the check set (real photographs, "
+          "kept outside the repository)")
+    summary = {"skipped": f"no {option} and no {CHECKSET_VARIABLE}"}
+    print(json.dumps(summary))
+    return summary
 
 
 def bundled_photo_paths() -> list[tuple[str, Path]]:
