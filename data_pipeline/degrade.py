@@ -181,6 +181,8 @@ def _shake_psf(class_name: str, extent: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if class_name == "sharp":
         extent = float(rng.uniform(*_SHARP_SHAKE_EXTENT))
+    elif not extent > 0:  # a motion sample's path must have a length
+        raise ValueError(f"a motion shake needs an extent (or strength) > 0 px, got {extent!r}.")
     return shake_psf(extent, rng)
 
 

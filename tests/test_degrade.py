@@ -97,6 +97,9 @@ def test_params_made_by_hand():
     assert psf.shape[0] >= 13 and abs(psf.sum() - 1.0) < 1e-6
     assert 4.0 <= motion_spread(psf)[0] <= 12.0
     np.testing.assert_array_equal(psf, make_psf(BlurParams(2, 3.0, family="shake", psf_seed=5, extent=12.0)))
+    with pytest.raises(ValueError, match="motion shake needs an extent"):
+        make_psf(BlurParams(2, family="shake", psf_seed=5))
+    assert make_psf(BlurParams(0, family="shake", psf_seed=5)).sum() == pytest.approx(1.0)  # sharp: drawn from the seed
     for bad, match in [(dict(label=1, family="shake"), r"gaussian.*\[''\].*'shake'"),
                        (dict(label=0, family="lens"), "sharp.*'lens'"),
                        (dict(label=3, family="disk"), "defocus.*'disk'"),
