@@ -60,7 +60,6 @@ Only the standard library and `blurnet.atomic` are used here (no TensorFlow, no 
 from __future__ import annotations
 
 import csv
-import ctypes
 import datetime as _dt
 import errno
 import functools
@@ -170,13 +169,15 @@ def _link_no_replace(tmp: Path, final: Path) -> bool:
     except FileExistsError:
         return False
     except OSError as error:
-        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS):
+        no_links = error.errno in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS)
+        if not (no_links or getattr(error, "winerror", None) in _WINDOWS_NO_LINKS):
             raise
         return _rename_no_replace(tmp, final)  # no hard links on this file system
     os.unlink(tmp)
     return True
 
 
+_WINDOWS_NO_LINKS = (1, 50)  # ERROR_INVALID_FUNCTION, ERROR_NOT_SUPPORTED: FAT and exFAT refuse hard links so
 _RENAME_NOREPLACE = 1  # linux/fs.h
 _AT_FDCWD = -100
 
@@ -200,10 +201,12 @@ def _rename_no_replace(tmp: Path, final: Path) -> bool:
         result = call(os.fsencode(tmp), os.fsencode(final))
         if result == 0:
             return True
-        code = ctypes.get_errno()
+        code = _errno()
         if code == errno.EEXIST:
             return False
-        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        # refused by the file system, or the call blocked (EPERM in some containers): a real permission problem
+        # makes the plain rename below fail as well
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
             raise OSError(code, os.strerror(code), str(final))
     if os.path.lexists(final):
         return False
@@ -211,12 +214,22 @@ def _rename_no_replace(tmp: Path, final: Path) -> bool:
     return True
 
 
+def _errno() -> int:
+    """The C library's errno after a call made through `_exclusive_rename`."""
+    import ctypes
+
+    return ctypes.get_errno()
+
+
 @functools.cache
 def _exclusive_rename():
-    """`f(src, dst) -> 0 or -1` (errno set) renaming without replacing, from the C library; None where it has none."""
+    """`f(src, dst) -> 0 or -1` (errno set) renaming without replacing, from the C library; None where it has none
+    (or where Python was built without ctypes)."""
     try:
+        import ctypes
+
         libc = ctypes.CDLL(None, use_errno=True)
-    except OSError:
+    except (ImportError, OSError):
         return None
     if hasattr(libc, "renameat2"):
         renameat2 = libc.renameat2

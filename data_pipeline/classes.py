@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 
 import numpy as np
 
@@ -35,10 +36,14 @@ def balanced_labels(rng, classes, batch_size: int, index: int):
 
 
 def check_label(label) -> int:
-    """`label` as an int; `ValueError` echoing it unless it is a class index, 0..NUM_CLASSES - 1."""
-    if not 0 <= int(label) < NUM_CLASSES:
-        raise ValueError(f"label must be in 0..{NUM_CLASSES - 1}, got {label!r}.")
-    return int(label)
+    """`label` as an int; `ValueError` echoing it unless it is a class index (an integer, NumPy's too), 0..NUM_CLASSES - 1."""
+    try:
+        index = operator.index(label)
+    except TypeError:
+        index = -1
+    if isinstance(label, bool) or not 0 <= index < NUM_CLASSES:
+        raise ValueError(f"label must be an integer in 0..{NUM_CLASSES - 1}, got {label!r}.")
+    return index
 
 
 def class_index(name: str) -> int:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import json
+import logging
 import os
 from pathlib import Path
 

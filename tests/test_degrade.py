@@ -100,10 +100,13 @@ def test_params_made_by_hand():
     with pytest.raises(ValueError, match="motion shake needs an extent"):
         make_psf(BlurParams(2, family="shake", psf_seed=5))
     assert make_psf(BlurParams(0, family="shake", psf_seed=5)).sum() == pytest.approx(1.0)  # sharp: drawn from the seed
+    assert BlurParams(np.int32(2)).class_name == "motion"  # a label read from an array
     for bad, match in [(dict(label=1, family="shake"), r"gaussian.*\[''\].*'shake'"),
                        (dict(label=0, family="lens"), "sharp.*'lens'"),
                        (dict(label=3, family="disk"), "defocus.*'disk'"),
-                       (dict(label=4), "label must be in 0..3, got 4")]:
+                       (dict(label=4), "label must be an integer in 0..3, got 4"),
+                       (dict(label=1.5), "label must be an integer in 0..3, got 1.5"),
+                       (dict(label="motion"), "got 'motion'"), (dict(label=True), "got True")]:
         with pytest.raises(ValueError, match=match):
             BlurParams(**bad)
 

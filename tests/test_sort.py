@@ -141,9 +141,16 @@ def _no_hard_links(monkeypatch):
 def test_without_hard_links_a_name_taken_at_the_last_instant_is_not_replaced(tmp_path, monkeypatch):
     # FAT and exFAT (a camera's card) have no hard links. Another program writes the destination name just after
     # it was seen free: the rename must fail rather than replace that file.
+    probe = make(tmp_path / "probe", 0)
+    if sort._exclusive_rename()(os.fsencode(probe), os.fsencode(tmp_path / "probed")) != 0:
+        pytest.skip("the file system of the temporary folder refuses renameat2's RENAME_NOREPLACE (NFS)")
     _no_hard_links(monkeypatch)
     ours, final = make(tmp_path / ".part", 1), make(tmp_path / "IMG_0001.jpg", 2)
-    monkeypatch.setattr(sort.os.path, "lexists", lambda path: False)  # the check saw the name free
+
+    def no_check(path):
+        raise AssertionError("the name was checked before the rename: another program could write it in between")
+
+    monkeypatch.setattr(sort.os.path, "lexists", no_check)
     assert sort._link_no_replace(ours, final) is False
     monkeypatch.undo()
     assert final.read_bytes() == photo_bytes(2) and ours.read_bytes() == photo_bytes(1)
@@ -158,13 +165,27 @@ def test_without_hard_links_a_name_taken_at_the_last_instant_is_not_replaced(tmp
                                                  "IMG_0002-2.jpg": photo_bytes(12)}
 
 
-@pytest.mark.parametrize("exclusive", ["none", "refused by the file system"])
+def test_windows_file_systems_without_hard_links_fall_back_to_a_rename(tmp_path, monkeypatch):
+    def refuse(src, dst, *args, **kwargs):  # what Windows raises for a hard link on FAT or exFAT
+        error = OSError(22, "Incorrect function", str(dst))
+        error.winerror = 1
+        raise error
+
+    monkeypatch.setattr(sort.os, "link", refuse)
+    ours = make(tmp_path / ".part", 1)
+    assert sort._link_no_replace(ours, tmp_path / "IMG_0001.jpg") is True and not ours.exists()
+    assert (tmp_path / "IMG_0001.jpg").read_bytes() == photo_bytes(1)
+    other = make(tmp_path / ".other", 2)
+    assert sort._link_no_replace(other, tmp_path / "IMG_0001.jpg") is False and other.exists()
+
+
+@pytest.mark.parametrize("exclusive", ["none", "refused by the file system", "blocked by a container"])
 def test_without_an_exclusive_rename_the_name_is_checked_first(tmp_path, monkeypatch, exclusive):
     import ctypes
     import errno
 
     def refused(src, dst):
-        ctypes.set_errno(errno.EINVAL)
+        ctypes.set_errno(errno.EPERM if exclusive == "blocked by a container" else errno.EINVAL)
         return -1
 
     _no_hard_links(monkeypatch)
