@@ -43,6 +43,7 @@ def configure(verbose: bool = False) -> None:
 
 
 def is_verbose() -> bool:
+    """Whether `configure(verbose=True)` (`blurnet -v`) asked for TensorFlow's own output."""
     return _verbose
 
 

@@ -307,6 +307,7 @@ class SortResult:
     dry_run: bool = False
 
     def with_status(self, *statuses: str) -> list[dict]:
+        """The log rows whose status is one of `statuses`."""
         return [r for r in self.rows if r["status"] in statuses]
 
     @property
@@ -316,6 +317,7 @@ class SortResult:
 
     @property
     def unreadable(self) -> list[dict]:
+        """Rows of inputs that could not be classified (their record had an `error`); left where they are."""
         return self.with_status("unreadable")
 
     def lines(self) -> list[str]:
@@ -391,6 +393,8 @@ class _Sorter:
                 return candidate
 
     def transfer(self, source: str, label: str, relative: str) -> dict:
+        """Copy or move `source` to `OUT/<label>/<relative>` (or the first free numbered name) by the rules above;
+        returns its log row."""
         target = self.out / label / relative
         if not os.path.isfile(source):
             return _row(source, "", label, self.action, "failed", "not a file (moved or deleted since it was classified?)")
