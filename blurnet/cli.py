@@ -162,8 +162,8 @@ def _weights_option(value):
 @click.option("--defocus-radius", type=float, nargs=2, default=None, metavar="LOW HIGH", help=f"The same for the defocus radius [default: {_range_default('defocus_radius')}].")
 @click.option("--noise-sigma", type=float, nargs=2, default=None, metavar="LOW HIGH", help=f"The same for the sigma of the added noise, on the 0..255 scale [default: {_range_default('noise_sigma')}].")
 @click.option("--generated-scenes", type=click.IntRange(min=0), default=FIT_DEFAULTS["generated_scenes"], show_default=True, help="Add this many generated dead-leaves scenes (data_pipeline.scenes) to the training photographs; validation and the held-out test stay photographs. Crops are drawn from every training scene alike, so N scenes beside P photographs give N/(N+P) of the samples.")
-@click.option("--patience", type=int, default=FIT_DEFAULTS["patience"], help="Early stopping: epochs without a better val_accuracy.")
-@click.option("--seed", type=int, default=FIT_DEFAULTS["seed"], help="Random seed (data, split, initialisation).")
+@click.option("--patience", type=int, default=FIT_DEFAULTS["patience"], help="Early stopping: epochs without a better val_accuracy (with --freeze-classifier: a lower val_parameters_loss).")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=FIT_DEFAULTS["seed"], help="Random seed (data, split, initialisation).")
 @click.option("--resume", is_flag=True, default=FIT_DEFAULTS["resume"], help="Continue an interrupted run from its last completed epoch.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=FIT_DEFAULTS["run_dir"], help="Checkpoints, logs and TensorBoard files go to RUN_DIR/NAME/.")
 @click.option("--strategy", type=click.Choice(["auto", "mirrored", "multiworker"]), default=FIT_DEFAULTS["strategy"], help="tf.distribute strategy: auto = MirroredStrategy when several GPUs are visible; multiworker reads TF_CONFIG.")
@@ -182,8 +182,8 @@ def fit(**options):
     options["weights"] = _weights_option(options["weights"])
     ranges = {key: options.pop(key) for key in ("gaussian_sigma", "motion_length", "defocus_radius", "noise_sigma")}
     options["blur_ranges"] = {key: value for key, value in ranges.items() if value is not None} or None
-    keras.utils.set_random_seed(options["seed"])
     try:
+        keras.utils.set_random_seed(options["seed"])
         run_fit(FitConfig(**options))
     except (WeightsUnavailableError, OSError, ValueError) as error:  # OSError: a folder that cannot be made or written
         raise click.ClickException(str(error)) from None

@@ -178,10 +178,14 @@ class FitConfig:
             if getattr(self, key) is not None and getattr(self, key) < 0:
                 raise ValueError(f"{key} must be >= 0, got {getattr(self, key)!r}.")
         check_views(self.test_time_views)
-        if self.parameter_loss_weight < 0:
-            raise ValueError(f"parameter_loss_weight must be >= 0, got {self.parameter_loss_weight!r}.")
-        if self.min_sharpness < 0:
-            raise ValueError(f"min_sharpness must be >= 0, got {self.min_sharpness!r}.")
+        for key in ("parameter_loss_weight", "min_sharpness"):
+            if not (math.isfinite(getattr(self, key)) and getattr(self, key) >= 0):
+                raise ValueError(f"{key} must be a finite number >= 0, got {getattr(self, key)!r}.")
+        if not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be in 0..2**32 - 1, got {self.seed!r}.")
+        if self.init_from is None and self.epochs_head == 0 and self.epochs_finetune == 0:
+            raise ValueError("epochs_head and epochs_finetune are both 0 and there is no init_from: nothing would train, "
+                             "and the export would hold untrained weights.")
         PsfFamilies.named(self.psf_families)  # ValueError echoing an unknown preset
         self.augment()  # ValueError echoing a palette share the JPEG share leaves no room for
         self.ranges()  # ValueError echoing an unknown field or an empty or out-of-domain range

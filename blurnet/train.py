@@ -79,7 +79,7 @@ def fit_verbosity(stream=None) -> int:
 
 
 #: FitConfig fields that only shape generated samples: a labelled folder refuses any but their defaults.
-GENERATED_ONLY = ("generated_scenes", "palette_share", "blur_ranges")
+GENERATED_ONLY = ("generated_scenes", "palette_share", "blur_ranges", "psf_families", "min_sharpness")
 
 
 def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> Data:
@@ -316,7 +316,7 @@ def weight_shapes_signature(model: keras.Model) -> str:
 #: splits the photographs anew, so a training photograph could land in the held-out test), the crops, the steps
 #: and the learning rates its schedule and best checkpoint rest on, where its weights came from.
 RESUME_KEEPS = ("data", "seed", "image_size", "batch_size", "steps_per_epoch", "lr_head", "lr_finetune", "unfreeze_from",
-                "min_sharpness", "weights", "init_from")
+                "min_sharpness", "weights", "init_from", "epochs_head", "parameter_loss_weight", "mixed_precision")
 
 # What a run folder recorded before these keys existed trained with: generated scenes came later and were none.
 _RECORDED_BEFORE_KEY_EXISTED = {"generated_scenes": 0, "palette_share": FitConfig.palette_share, "motion_softness": 0.0,
@@ -333,7 +333,10 @@ def check_run_architecture(run: Path, config: FitConfig, model: keras.Model) -> 
     preset name), `palette_share`, `blur_ranges`, `generated_scenes` or underexposure jitter are refused too: the
     run would go on on other data than its first epochs and its record would name one of the two; another
     `freeze_batchnorm`, which would train statistics the first epochs kept (or the reverse); and another value of
-    any of `RESUME_KEEPS` (the data, seed, crops, steps, learning rates and starting weights). Under
+    any of `RESUME_KEEPS` (the data, seed, crops, steps, stage-1 epochs, learning rates, the parameter loss's
+    weight, the precision and the starting weights). Another `epochs_finetune` is allowed, to lengthen a run: the
+    cosine schedule then spans the new count from the first epoch on, so the learning rate of the epochs still to
+    come is that of the longer schedule (higher than where the shorter one had decayed to). Under
     `freeze_classifier` every statistic is kept whatever that flag says, so such a run records it as `True` and
     resumes with or without `--freeze-batchnorm`. A run folder
     recorded without some of these keys is checked on the others (a missing `generated_scenes`, `motion_softness` or
@@ -447,6 +450,10 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
           f"worker {worker}; precision policy {policy}; XLA {'on' if config.jit else 'auto'}")
     # Each worker of a multi-worker run keeps its own folder; only the chief's carries the run's name.
     run = Path(config.run_dir) / (config.name if chief else f"{config.name}.worker-{worker}")
+    export, folder = (Path(config.out) / config.name).resolve(), run.resolve()
+    if export == folder or export in folder.parents or folder in export.parents:
+        raise ValueError(f"the run folder {str(run)!r} and the export {str(Path(config.out) / config.name)!r} would "
+                         "overlap: choose another --run-dir or --out.")
     if chief:  # an --out that cannot take the export fails now, not after the training
         check_replaceable(Path(config.out) / config.name, SAVED_MODEL_FILE)  # an earlier SavedModel export only
         Path(config.out).mkdir(parents=True, exist_ok=True)
@@ -530,6 +537,7 @@ TRAINING_DATA_KEYS = ("psf_families", "camera", "generated_scenes", "training_da
 
 def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data, held_out: dict, started: float) -> dict:
     """`blurnet.json`: classes, recipe, data, held-out metrics and where and how long it ran."""
+    labelled = isinstance(data.train, LabelledBatchMaker)
     metadata = {
         "classes": list(CLASS_NAMES), "blur_ranges": pipeline.ranges.to_dict(),
         "image_size": config.image_size, "backbone": config.backbone,
@@ -538,8 +546,10 @@ def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data
                     else f"file:{config.weights}"),
         "init_from": config.init_from,
         "highpass": config.highpass, "spectrum": config.spectrum, "parameter_head": config.parameter_head,
-        "training_data": data.description, "psf_families": pipeline.families.to_dict(),
-        "camera": pipeline.camera_record(), "generated_scenes": config.generated_scenes,
+        "training_data": data.description,
+        # a labelled folder's images are used as they are: no PSF families, no camera steps
+        "psf_families": None if labelled else pipeline.families.to_dict(),
+        "camera": None if labelled else pipeline.camera_record(), "generated_scenes": config.generated_scenes,
         "held_out": held_out, "fit_config": dataclasses.asdict(config),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "hardware": f"{os.cpu_count()} CPU cores, {len(run.gpus)} GPU(s) {[g.name for g in run.gpus]}",

@@ -88,6 +88,10 @@ def test_fit_passes_test_time_views_as_an_int(monkeypatch):
     wide = CliRunner().invoke(main, ["fit", "--weights", "none", "--motion-length", "5", "40", "--noise-sigma", "0", "5"])
     assert wide.exit_code == 0 and seen[-1].blur_ranges == {"motion_length": (5.0, 40.0), "noise_sigma": (0.0, 5.0)}
     assert seen[0].blur_ranges is None  # the SPEC's ranges by default
+    for seed in ("-1", "4294967296"):  # Keras seeds with 0..2**32 - 1: outside it a usage error, not a traceback
+        refused = CliRunner().invoke(main, ["fit", "--weights", "none", "--seed", seed])
+        assert refused.exit_code == 2 and f"{seed} is not in the range 0<=x<=4294967295" in refused.output
+    assert len(seen) == 4
 
 
 def test_default_outputs_are_ignored_by_git_and_committed_reports_are_not():

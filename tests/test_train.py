@@ -154,9 +154,15 @@ def test_recipes_and_validation():
     for name in ("", ".", "..", "../x", "a/b", "a\\b"):  # the run and export folders are <dir>/<name>
         with pytest.raises(ValueError, match=re.escape(f"got {name!r}")):
             FitConfig(name=name).resolve("cpu")
-    for key, value in (("lr_head", 0.0), ("lr_finetune", -1.0), ("lr_finetune", float("nan")), ("patience", -5)):
+    for key, value in (("lr_head", 0.0), ("lr_finetune", -1.0), ("lr_finetune", float("nan")), ("patience", -5),
+                       ("parameter_loss_weight", float("nan")), ("min_sharpness", float("nan")),
+                       ("min_sharpness", float("inf")), ("seed", -1), ("seed", 2**32)):
         with pytest.raises(ValueError, match=f"{key} must be .*got {value!r}"):
             FitConfig(**{key: value}).resolve("cpu")
+    # Nothing to train and nothing to start from: refused (the export would hold random weights)
+    with pytest.raises(ValueError, match="epochs_head and epochs_finetune are both 0 and there is no init_from"):
+        FitConfig(weights=None, epochs_head=0, epochs_finetune=0).resolve("cpu")
+    assert FitConfig(weights=None, init_from="x", epochs_head=0, epochs_finetune=0).resolve("cpu").epochs_finetune == 0
 
 
 def test_init_from_an_export_of_the_same_photographs_keeps_its_seed():
@@ -193,6 +199,11 @@ def test_fit_refuses_folders_it_would_destroy_before_it_trains(tmp_path, photo_f
         fit(FitConfig(name="other", out=str(tmp_path / "a_file" / "sub"), run_dir=str(runs), **common))
     assert (models / "mine" / "notes.txt").read_text() == "not an export" and (runs / "mine" / "keep.txt").is_file()
     assert not (runs / "other" / "training_log.csv").exists()
+    # The run folder and the export in one place (or one inside the other): the run would fill the export's folder
+    for out, run_dir in ((tmp_path / "same", tmp_path / "same"), (tmp_path / "x", tmp_path / "x" / "both")):
+        with pytest.raises(ValueError, match=r"would overlap: choose another --run-dir or --out"):
+            fit(FitConfig(name="both", out=str(out), run_dir=str(run_dir), **common))
+        assert not out.exists()
 
 
 def test_psf_families_reach_every_split_and_validation_draws_what_training_draws(photo_folder):
@@ -275,7 +286,8 @@ def test_a_re_export_keeps_the_blur_ranges_its_weights_trained_with():
         _reexport_ranges(dataclasses.replace(config, blur_ranges={"motion_length": (5, 60)}), {"blur_ranges": wide})
 
 
-@pytest.mark.parametrize("key, value", [("generated_scenes", 2), ("palette_share", 0.4), ("blur_ranges", {"motion_length": (5, 40)})])
+@pytest.mark.parametrize("key, value", [("generated_scenes", 2), ("palette_share", 0.4), ("blur_ranges", {"motion_length": (5, 40)}),
+                                        ("psf_families", "classic"), ("min_sharpness", 0.01)])
 def test_a_labelled_folder_refuses_settings_of_generated_samples(tmp_path, key, value):
     from blurnet.train import GENERATED_ONLY
 
@@ -336,6 +348,7 @@ def test_fit_on_a_labelled_folder(tmp_path, caplog):
     assert f"--resume: no run folder {str(tmp_path / 'runs' / 'lab')!r}; starting a new run" in caplog.text
     assert meta["training_data"].startswith("labelled folder") and "20 images" in meta["training_data"]
     assert meta["held_out"]["n_images"] == 16
+    assert meta["psf_families"] is None and meta["camera"] is None  # its images were used as they are
 
 
 def test_best_logged_value_survives_a_resume(tmp_path):
@@ -536,6 +549,9 @@ def test_resume_with_another_architecture_is_refused_by_name(tmp_path):
         check_run_architecture(tmp_path, dataclasses.replace(config, freeze_batchnorm=True), model)
     with pytest.raises(ValueError, match=r"seed: run 0, now 7, lr_finetune: run None, now 0.05"):
         check_run_architecture(tmp_path, dataclasses.replace(config, seed=7, lr_finetune=0.05), model)
+    for key, value in (("epochs_head", 3), ("parameter_loss_weight", 2.0), ("mixed_precision", True)):
+        with pytest.raises(ValueError, match=rf"{key}: run {getattr(config, key)!r}, now {value!r}"):
+            check_run_architecture(tmp_path, dataclasses.replace(config, **{key: value}), model)
     check_run_architecture(tmp_path, dataclasses.replace(config, epochs_finetune=50, patience=3), model)  # longer: fine
     # The parameter head alone keeps every statistic: its runs resume with or without --freeze-batchnorm.
     head_alone = tmp_path / "head_alone"
