@@ -45,7 +45,8 @@ A photograph is therefore processed in these steps.
    times the range maxima at the working scale are covered. Rule: a level's
    *blur confidence* is 1 - its sharp probability; a level whose tiles are
    all flat counts only when every level's are. If no level reaches 0.5,
-   the photograph is `sharp` and the working scale answers. Otherwise the
+   the photograph is `sharp` and the finest level with a textured tile
+   answers (the working scale, unless all its tiles are flat). Otherwise the
    finest level whose blur confidence is within `PYRAMID_TOLERANCE` (0.1) of
    the most confident level answers: the finest, because it has the most
    tiles and detail; not the first blurred one, because blur larger than the
@@ -74,11 +75,15 @@ twice); the tiles' answers are combined by the texture-weighted median and read 
 parameters in the original photograph's pixels (`blur`, e.g. `{"class": "motion",
 "length_px": 37.2, "angle_deg": 12.5}`; `{"class": "sharp"}` for a sharp one).
 
-Every answer has `label` and `probabilities` (of the level that answered),
-`scale` (that level's downscale factor), `tiles` (textured tiles used there)
-and `area`: the fraction of that level's textured tiles whose own answer is
-each class, for users who want their own threshold (e.g. "blurred if more than
-30 % of the textured area is"). A photograph with blurred and sharp regions is
+Every answer has `label` and `probabilities` (of the level that answered;
+`label` is its most probable class, so a level blurred with confidence 0.6
+spread over three kinds, [0.4, 0.2, 0.2, 0.2], still answers `sharp`:
+`1 - probabilities["sharp"]` is the blur confidence for a sharp/blurred
+threshold of one's own), `scale` (that level's downscale factor), `tiles`
+(textured tiles used there; every tile of the level, up to the budget, when
+none is textured) and `area`: the fraction of that level's textured tiles
+whose own answer is each class, for users who want their own threshold (e.g.
+"blurred if more than 30 % of the textured area is"). A photograph with blurred and sharp regions is
 labelled by its texture-weighted mean, so a sharp subject in front of a blurred
 background is usually `sharp`, and `area` says how much is blurred.
 

@@ -343,6 +343,17 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
     from blurnet.errors import NotAnExportError
     from blurnet.runtimes import MissingExtraError, runtime_file
 
+    inputs = list(paths)
+    if sort_into:
+        from blurnet.sort import split_inside
+
+        inputs, inside = split_inside(expand_paths(inputs), sort_into)
+        if inside:
+            _say(f"left out {len(inside)} files already under {sort_into}")
+    items = list_items(inputs)  # what predict will answer, in its order
+    total = len(items)
+    _check_outputs([source for _, source, error in items if error is None], total, output, map_path, mask_path,
+                   None if dry_run else sort_into)  # before TensorFlow and the model load
     on_runtime = model_dir is not None and runtime_file(model_dir) is not None  # ONNX or LiteRT: no TensorFlow
     if not on_runtime:
         _start_tensorflow()
@@ -354,17 +365,6 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
     if on_runtime:
         cores = quiet.cpu_cores()
         _say(f"device: {model.runtime}, CPU ({cores} core{'' if cores == 1 else 's'})")
-    inputs = list(paths)
-    if sort_into:
-        from blurnet.sort import split_inside
-
-        inputs, inside = split_inside(expand_paths(inputs), sort_into)
-        if inside:
-            _say(f"left out {len(inside)} files already under {sort_into}")
-    items = list_items(inputs)  # what predict will answer, in its order
-    total = len(items)
-    _check_outputs([source for _, source, error in items if error is None], total, output, map_path, mask_path,
-                   None if dry_run else sort_into)
     try:
         with _progress_bar(total, "classifying") as update:
             records = run_predict(inputs, model, scale, map_path=map_path, mask_path=mask_path, progress=update, full=full)

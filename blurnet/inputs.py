@@ -120,7 +120,7 @@ def list_items(paths_or_arrays) -> list[tuple[str, object, str | None]]:
 
 
 def array_to_rgb8(array) -> np.ndarray:
-    """An in-memory image (HxW gray, HxWx3 RGB or HxWx4 RGBA; uint8, uint16 or float 0..1) as RGB uint8."""
+    """An in-memory image (HxW gray, HxWx3 RGB or HxWx4 RGBA; uint8, uint16 or float 0..1, see `to_rgb8`) as RGB uint8."""
     array = np.asarray(array)
     if array.ndim == 3 and array.shape[2] in (3, 4):
         array = array[:, :, 2::-1]  # RGB(A) -> BGR, the order to_rgb8 expects; alpha dropped
@@ -139,6 +139,8 @@ def load_for_scale(source, scale: str | float) -> tuple[np.ndarray, int, tuple[i
     if isinstance(source, np.ndarray):
         image = array_to_rgb8(source)
         return image, 1, image.shape[:2]
+    if os.path.exists(source) and not os.path.isfile(source):  # a device or a pipe: reading could never end
+        raise ImageReadError(f"{source}: not a regular file (a device, pipe or socket)")
     try:
         with open(source, "rb") as f:
             data = f.read()

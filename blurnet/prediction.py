@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from blurnet.classify import FAST_VIEWS, MIN_TEXTURE, TILE_BUDGET, Prepared, classify_levels, map_tile_probabilities, mask_probability, parse_scale, pyramid
+from blurnet.errors import NotAnExportError
 from blurnet.inputs import describe_error, list_items, load_for_scale
 from data_pipeline.classes import CLASS_NAMES
 
@@ -44,8 +45,9 @@ def load_model(model=None):
     if runtime is None:
         from blurnet.export import ExportedModel, default_model_dir
     folder = Path(model) if model is not None else default_model_dir()
+    metadata = (runtime.parent if runtime is not None else folder) / "blurnet.json"  # a runtime file's sits beside it
     try:  # a replaced or edited file (even one copied with its old times kept) gives another key
-        key = (str(folder.resolve()), *(_file_identity(f) for f in (runtime or folder / "saved_model.pb", folder / "blurnet.json")))
+        key = (str(folder.resolve()), *(_file_identity(f) for f in (runtime or folder / "saved_model.pb", metadata)))
     except OSError:
         key = None
     if key is not None and key in _MODEL_CACHE:
@@ -218,7 +220,7 @@ def predict(
     """
     scale = parse_scale(scale)
     loaded = load_model(model)
-    if not full and hasattr(loaded, "load_single_view"):
+    if hasattr(loaded, "load_single_view"):  # the network the parameter head (and the fast path) answers with
         loaded.load_single_view()  # a broken export fails here, not as an error record per photograph
     tile = int(loaded.image_size)
 
@@ -233,6 +235,8 @@ def predict(
         if levels is not None:
             try:
                 record = _record(name, **classify_levels(loaded, levels, *((None, None) if full else (FAST_VIEWS, TILE_BUDGET))))
+            except NotAnExportError:  # the model, not this photograph: no record would be right
+                raise
             except Exception as exc:  # noqa: BLE001
                 record = {"path": name, "error": describe_error(exc)}
             else:

@@ -61,11 +61,17 @@ class Photo:
         return self.image.shape[:2]
 
 
+#: The largest maximum at which `to_rgb8` reads a float image as 0..1 rather than 0..255.
+FLOAT_UNIT_MAX = 2.0
+
+
 def to_rgb8(image: np.ndarray) -> np.ndarray:
     """Any decoded image (gray, BGR, BGRA; 8-bit, 16-bit or float) to HxWx3 uint8 RGB.
 
     Input channel order is OpenCV's (BGR/BGRA). Alpha is dropped; 16-bit is
-    scaled by 1/257; float images are taken as 0..1 when their maximum is <= 1.
+    scaled by 1/257; float images are taken as 0..1 when their maximum is <= `FLOAT_UNIT_MAX` (2: a 0..1 image
+    that filtering or sharpening pushed a little over 1 is still read on that scale; a 0..255 image that dark
+    would be black), else as 0..255.
     """
     image = np.asarray(image)
     if image.ndim == 3 and image.shape[2] == 1:
@@ -82,7 +88,7 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
         return ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if np.issubdtype(image.dtype, np.floating):
         finite = np.nan_to_num(image.astype(np.float32))
-        scale = 255.0 if finite.size and finite.max() <= 1.0 else 1.0
+        scale = 255.0 if finite.size and finite.max() <= FLOAT_UNIT_MAX else 1.0
         return np.clip(finite * scale + 0.5, 0, 255).astype(np.uint8)
     if np.issubdtype(image.dtype, np.integer):
         return np.clip(image, 0, 255).astype(np.uint8)

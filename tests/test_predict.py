@@ -556,3 +556,65 @@ def test_a_replaced_export_is_loaded_again_even_with_its_old_file_times(export, 
     replacement.rename(folder)
     second = load_model(folder)
     assert second is not first and second.views == 4
+
+
+def test_a_broken_model_found_under_full_raises_instead_of_an_error_per_photograph(tmp_path):
+    from blurnet.errors import NotAnExportError
+
+    class BrokenHead(MeanBrightness):
+        """Builds its network only when a tile is answered with the parameter head, and its weights do not fit."""
+        has_parameters, views = True, 8
+
+        def answer_tiles(self, tiles, views):
+            raise NotAnExportError("weights do not fit")
+
+    photo = write_rgb(tmp_path / "a.png", textured(1, 64, 64))
+    with pytest.raises(NotAnExportError, match="weights do not fit"):
+        predict([photo, photo], model=BrokenHead(), full=True)
+    with pytest.raises(NotAnExportError, match="weights do not fit"):
+        predict([photo], model=BrokenHead())
+
+
+def test_float_arrays_a_little_over_one_are_read_on_the_0_to_1_scale():
+    from blurnet.inputs import array_to_rgb8
+
+    image = np.full((40, 40, 3), 0.5, np.float32)
+    image[0, 0] = 1.0000001  # what a filter leaves
+    assert array_to_rgb8(image).mean() == pytest.approx(128.0, abs=0.2)
+    image[1, 1] = 1.3  # sharpened past white: clipped there
+    out = array_to_rgb8(image)
+    assert out[1, 1].tolist() == [255, 255, 255] and out[5, 5].tolist() == [128, 128, 128]
+    assert array_to_rgb8(np.full((40, 40), 100.0, np.float32)).mean() == 100.0  # a 0..255 image stays as it is
+
+
+def test_a_device_or_pipe_named_as_input_gets_an_error_record(tmp_path):
+    from blurnet.inputs import load_for_scale
+
+    with pytest.raises(ImageReadError, match="not a regular file"):
+        load_for_scale(os.devnull, "auto")  # /dev/zero or a pipe would be read forever
+    record = predict([os.devnull], model=MeanBrightness())[0]
+    assert record == {"path": os.devnull, "error": f"{os.devnull}: not a regular file (a device, pipe or socket)"}
+
+
+def test_a_runtime_file_given_by_its_path_is_loaded_once(tmp_path, monkeypatch):
+    import blurnet.prediction
+    import blurnet.runtimes
+
+    (tmp_path / "blurnet.onnx").write_bytes(b"network")
+    (tmp_path / "blurnet.json").write_text("{}")
+    loads = []
+    monkeypatch.setattr(blurnet.runtimes, "load_runtime", lambda path: loads.append(path) or object())
+    monkeypatch.setattr(blurnet.prediction, "_MODEL_CACHE", {})
+    for model in (tmp_path / "blurnet.onnx", tmp_path / "blurnet.onnx", tmp_path, tmp_path):
+        blurnet.prediction.load_model(model)
+    assert len(loads) == 2  # once by the file's path, once by its folder's
+    (tmp_path / "blurnet.json").write_text('{"image_size": 64}')  # edited: loaded again
+    blurnet.prediction.load_model(tmp_path / "blurnet.onnx")
+    assert len(loads) == 3
+
+
+def test_cli_refuses_an_output_onto_an_input_before_loading_the_model(tmp_path):
+    photo = write_rgb(tmp_path / "a.png", textured(2, 48, 48))
+    done = CliRunner().invoke(main, ["predict", photo, "--model", str(tmp_path / "no-such-model"), "--output", photo])
+    assert done.exit_code == 2 and "would overwrite the input photograph" in done.output, done.output
+    assert "no-such-model" not in done.output
