@@ -85,17 +85,83 @@ def best_logged(log: Path, key: str = "val_accuracy", mode: str = "max") -> floa
     return (max if mode == "max" else min)(values) if values else None
 
 
+def stage_history(run: Path, stage: str, monitor: str) -> list[tuple[int, float]]:
+    """`(epoch, monitor's value)` of every epoch `stage` completed in the run folder `run`, in epoch order:
+    `stages.jsonl` names each epoch's stage, `training_log.csv` holds its values. An epoch logged twice (a resume
+    repeated it) counts once, with its last row; a last line that a kill cut short is left out."""
+    stages, log = run / "stages.jsonl", run / "training_log.csv"
+    if not (stages.is_file() and log.is_file()):
+        return []
+    epochs = set()
+    for line in _whole_lines(stages):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("stage") == stage:
+            epochs.add(int(entry["epoch"]))
+    values = {}
+    for row in csv.DictReader(_whole_lines(log)):
+        try:
+            epoch, value = int(row["epoch"]), float(row[monitor])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if epoch in epochs:
+            values[epoch] = value
+    return sorted(values.items())
+
+
+def _whole_lines(path: Path) -> list[str]:
+    """The lines of a text file that end with a newline: a last line a kill cut short is left out."""
+    text = path.read_text()
+    lines = text.splitlines()
+    return lines if text.endswith("\n") else lines[:-1]
+
+
+def epochs_since_best(history: list[tuple[int, float]], mode: str = "max") -> int:
+    """Epochs logged after the first best value of `history` (`stage_history`), as `EarlyStopping` counts them."""
+    values = [value for _, value in history]
+    best = (max if mode == "max" else min)(values)
+    return len(values) - 1 - values.index(best)
+
+
+def stopped_early(run: Path, stage: str, monitor: str, patience: int, mode: str = "max") -> int | None:
+    """The epoch at which `stage` of the run in `run` stopped early (its patience used up), or None: a resumed run
+    does not train such a stage again."""
+    history = stage_history(run, stage, monitor)
+    if not history:
+        return None
+    waited = epochs_since_best(history, mode)
+    return history[-1][0] if waited > 0 and waited >= patience else None
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """`keras.callbacks.EarlyStopping` that starts from the epochs its stage already logged (`history`,
+    `stage_history`): a resumed stage keeps its best value and the epochs waited since, instead of a fresh count."""
+
+    def __init__(self, history: list[tuple[int, float]] = (), **kwargs):
+        super().__init__(**kwargs)
+        self.history = list(history)
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.history:
+            self.wait = epochs_since_best(self.history, self.mode)
+            self.best_epoch, self.best = self.history[len(self.history) - 1 - self.wait]
+
+
 def training_callbacks(run: Path, stage: str, patience: int, monitor: str = "val_accuracy", mode: str = "max") -> list:
     """Callbacks of one training stage writing into the run folder `run`.
 
     `backup/<stage>/` (resume), `best.weights.h5` (best `monitor`, the validation accuracy by default, of the run
-    across stages and resumes; `mode="min"` for a loss), early stopping after `patience` epochs without progress,
+    across stages and resumes; `mode="min"` for a loss), early stopping after `patience` epochs without progress
+    (counted across resumes),
     `training_log.csv`, `tensorboard/`, a stop on NaN, and `stages.jsonl`.
     """
     return [
         CrashSafeBackup(str(run / "backup" / stage), save_freq="epoch", delete_checkpoint=False),
         BestWeights(run / "best.weights.h5", monitor, initial_best=best_logged(run / "training_log.csv", monitor, mode), mode=mode),
-        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience),
+        ResumableEarlyStopping(stage_history(run, stage, monitor), monitor=monitor, mode=mode, patience=patience),
         keras.callbacks.CSVLogger(str(run / "training_log.csv"), append=True),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),
         keras.callbacks.TerminateOnNaN(),

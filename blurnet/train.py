@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from blurnet.atomic import atomic_file, check_replaceable
-from blurnet.callbacks import training_callbacks
+from blurnet.callbacks import stopped_early, training_callbacks
 from blurnet.config import FitConfig
 from blurnet.distribute import (configure_cpu_devices, create_strategy, is_chief, prepare_for_multiworker,
                                 scaled_learning_rate, set_precision, shard_off, worker_index)
@@ -204,6 +204,19 @@ def fit_stage(model: keras.Model, config: FitConfig, data_sets, strategy, callba
               shuffle=False)  # the dataset is already shuffled
 
 
+def run_stage(model, config: FitConfig, data_sets, strategy, run: Path, stage: str, monitor: str, mode: str = "max",
+              epochs: int = 1, initial_epoch: int = 0) -> None:
+    """`fit_stage` with the stage's callbacks (`training_callbacks`, early stopping on `monitor`), unless a resumed
+    run's `stage` had already stopped early (`blurnet.callbacks.stopped_early`): its epochs are not trained again."""
+    stopped = stopped_early(run, stage, monitor, config.patience, mode)
+    if stopped is not None:
+        logger.info(f"stage {stage}: stopped early after epoch {stopped + 1} before the run was interrupted; not "
+                    "trained again")
+        return
+    fit_stage(model, config, data_sets, strategy, training_callbacks(run, stage, config.patience, monitor, mode),
+              epochs=epochs, initial_epoch=initial_epoch)
+
+
 def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None:
     """Stage 1: backbone frozen, head trained at `lr_head` (scaled to the global batch)."""
     freeze_backbone(model)
@@ -211,8 +224,7 @@ def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None
     with strategy.scope():
         compile_model(model, learning_rate, config.jit, config.parameter_loss_weight)
     logger.info(f"stage 1 (head): {config.epochs_head} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g}")
-    fit_stage(model, config, data_sets, strategy, training_callbacks(run, "head", config.patience, f"val_{accuracy_key(model)}"),
-              epochs=config.epochs_head)
+    run_stage(model, config, data_sets, strategy, run, "head", f"val_{accuracy_key(model)}", epochs=config.epochs_head)
     with atomic_file(run / "head.weights.h5") as tmp:  # its presence means "stage 1 done"
         model.save_weights(tmp)
 
@@ -235,7 +247,7 @@ def train_finetune(model, config: FitConfig, data_sets, run: Path, initial_epoch
     logger.info(f"stage 2 (fine-tune from {config.unfreeze_from}, BatchNormalization "
           f"{'frozen' if config.freeze_batchnorm else 'training'}): {len(trainable)} backbone layers trainable, "
           f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g} cosine")
-    fit_stage(model, config, data_sets, strategy, training_callbacks(run, "finetune", config.patience, f"val_{accuracy_key(model)}"),
+    run_stage(model, config, data_sets, strategy, run, "finetune", f"val_{accuracy_key(model)}",
               epochs=initial_epoch + config.epochs_finetune, initial_epoch=initial_epoch)
 
 
@@ -248,8 +260,7 @@ def train_parameter_head(model, config: FitConfig, data_sets, run: Path, strateg
     learning_rate = compile_cosine(model, config, strategy, class_loss_weight=0.0)  # `loss`: what trains, the head's
     logger.info(f"parameter head alone (classifier frozen): layers {', '.join(trainable)} trainable, "
                 f"{config.epochs_finetune} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g} cosine")
-    fit_stage(model, config, data_sets, strategy,
-              training_callbacks(run, "parameters", config.patience, f"val_{PARAMETERS}_loss", mode="min"),
+    run_stage(model, config, data_sets, strategy, run, "parameters", f"val_{PARAMETERS}_loss", mode="min",
               epochs=config.epochs_finetune)
 
 

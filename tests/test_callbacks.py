@@ -92,3 +92,51 @@ def test_best_weights_saves_only_improvements_and_survives_a_failed_write(tmp_pa
     check.load_weights(tmp_path / "best.weights.h5")  # still the whole file from epoch 1
     np.testing.assert_allclose(check.get_weights()[0], first[0])
     assert [p.name for p in tmp_path.iterdir()] == ["best.weights.h5"]
+
+
+def write_stage_logs(run, rows):
+    """`training_log.csv` and `stages.jsonl` of a run folder from `(stage, epoch, val_accuracy)` rows."""
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "training_log.csv").write_text("epoch,val_accuracy\n" + "".join(f"{e},{v}\n" for _, e, v in rows) + "3,0.")
+    (run / "stages.jsonl").write_text("".join(json.dumps({"stage": s, "epoch": e}) + "\n" for s, e, _ in rows) + '{"stage": "fi')
+
+
+def test_a_resumed_stage_counts_the_epochs_it_already_waited(tmp_path):
+    from blurnet.callbacks import ResumableEarlyStopping, stage_history, stopped_early
+
+    # head: epoch 0; finetune: epochs 1..5, best at epoch 2 (0.8), epoch 4 logged twice (a resume repeated it)
+    rows = [("head", 0, 0.9), ("finetune", 1, 0.5), ("finetune", 2, 0.8), ("finetune", 3, 0.7), ("finetune", 4, 0.6),
+            ("finetune", 4, 0.75), ("finetune", 5, 0.79)]
+    write_stage_logs(tmp_path, rows)
+    history = stage_history(tmp_path, "finetune", "val_accuracy")
+    assert history == [(1, 0.5), (2, 0.8), (3, 0.7), (4, 0.75), (5, 0.79)]  # the cut lines left out
+    assert stage_history(tmp_path, "head", "val_accuracy") == [(0, 0.9)] and stage_history(tmp_path / "x", "head", "a") == []
+    assert stopped_early(tmp_path, "finetune", "val_accuracy", patience=3) == 5  # 3 epochs without progress
+    assert stopped_early(tmp_path, "finetune", "val_accuracy", patience=4) is None
+    assert stopped_early(tmp_path, "finetune", "val_accuracy", patience=1, mode="min") == 5  # min: best 0.5 at epoch 1
+    assert stopped_early(tmp_path, "head", "val_accuracy", patience=0) is None  # its last epoch was its best
+
+    stopping = ResumableEarlyStopping(history, monitor="val_accuracy", mode="max", patience=4)
+    stopping.set_model(keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]))
+    stopping.model.stop_training = False
+    stopping.on_train_begin()
+    assert (stopping.wait, stopping.best, stopping.best_epoch) == (3, 0.8, 2)
+    stopping.on_epoch_end(6, {"val_accuracy": 0.78})  # a fourth epoch without progress: patience used up
+    assert stopping.model.stop_training is True and stopping.stopped_epoch == 6
+    fresh = ResumableEarlyStopping([], monitor="val_accuracy", mode="max", patience=4)
+    fresh.on_train_begin()
+    assert (fresh.wait, fresh.best) == (0, None)
+
+
+def test_a_stage_that_stopped_early_is_not_trained_again_on_resume(tmp_path, monkeypatch):
+    import blurnet.train as train
+    from blurnet.config import FitConfig
+
+    calls = []
+    monkeypatch.setattr(train, "fit_stage", lambda *args, **kwargs: calls.append(kwargs))
+    write_stage_logs(tmp_path, [("finetune", 0, 0.8), ("finetune", 1, 0.7), ("finetune", 2, 0.7)])
+    config = FitConfig(patience=2)
+    train.run_stage(None, config, None, None, tmp_path, "finetune", "val_accuracy", epochs=10)
+    assert calls == []
+    train.run_stage(None, FitConfig(patience=3), None, None, tmp_path, "finetune", "val_accuracy", epochs=10)
+    assert len(calls) == 1 and calls[0]["epochs"] == 10
