@@ -120,4 +120,5 @@ def atomic_directory(target: str | os.PathLike, marker: str):
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+        if target.exists():  # the new folder, or the earlier one put back, is in place: the earlier copy can go
+            shutil.rmtree(old, ignore_errors=True)

@@ -387,6 +387,10 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
             done = getattr(error, "sort_result", None)  # what was sorted before it stopped, and where its log is
             for line in done.lines() if done is not None else []:
                 click.echo(line, err=True)
+            if done is not None and done.log is None and not dry_run:  # the log could not be written: shown here
+                from blurnet.sort import format_log
+
+                click.echo(f"the sort log could not be written; what went where:\n{format_log(done.rows)}", err=True, nl=False)
             raise click.ClickException("interrupted" if isinstance(error, SortInterrupted)
                                        else f"cannot sort into {sort_into}: {error}") from None
         for line in result.lines():

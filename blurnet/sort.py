@@ -26,12 +26,14 @@ argument) keeps only its name. The rules:
   exists under its final name and has been read back: its size and SHA-256 must
   match the source's. When the source cannot be deleted (a read-only folder),
   the source and the copy both stay, the log says `move-failed`, and the other
-  photographs go on. A copy that does not match is removed and the source kept.
+  photographs go on. A copy that does not match is removed and the source kept;
+  a source that changed while it was copied (size, time or file) is kept beside
+  the copy (`move-failed`). A symbolic link in OUT never counts as a sorted copy.
 - **Unreadable files stay where they are.** Records with an `error` are not
   touched; they are listed with their error (status `unreadable`).
 - **OUT inside DIR is safe.** Files already under `OUT` are never sorted again:
   `split_inside` leaves them out before classification and `sort_records` skips
-  any that reach it (status `skipped`).
+  any that reach it (status `skipped`), on case-insensitive file systems too.
 - **Log.** A CSV log, `OUT/blurnet-sort-YYYYMMDD-HHMMSS.csv` (local time; `-1`,
   `-2`, ... appended when that name exists), lists every record with the
   columns `source, destination, label, action, status, message`
@@ -46,7 +48,9 @@ argument) keeps only its name. The rules:
   `SortInterrupted`, another error is raised as it was; either carries the
   `SortResult` as `.sort_result`. A photograph whose transfer
   was cut short has no row: its copy is complete under its final name or
-  absent, and its source is kept unless the move had been verified.
+  absent, and its source is kept unless the move had been verified. A log
+  that cannot be written (a full disk) raises its `OSError` with the
+  `SortResult` likewise, and `blurnet predict` prints the log instead.
 - **A source is never its own copy.** A destination that is the source file
   itself (a destination folder that links back into DIR) never counts as
   already sorted, and a move never deletes a source whose destination is the
@@ -106,12 +110,27 @@ def _abs(path) -> str:
 
 
 def is_inside(path, folder) -> bool:
-    """True when `path` is `folder` or lies below it (symbolic links resolved)."""
+    """True when `path` is `folder` or lies below it (symbolic links resolved). Where the names differ but the
+    folder is the same (a case-insensitive or Unicode-normalising file system: `Photos/sorted` and
+    `photos/sorted` on macOS or exFAT), `path`'s folders are compared with `folder` by identity (device, inode)."""
     path, folder = os.path.realpath(os.fspath(path)), os.path.realpath(os.fspath(folder))
     try:
-        return os.path.commonpath([path, folder]) == folder
+        if os.path.commonpath([path, folder]) == folder:
+            return True
     except ValueError:  # different drives
         return False
+    try:
+        wanted = os.stat(folder)
+    except OSError:
+        return False
+    for parent in Path(path).parents:
+        try:
+            found = os.stat(parent)
+        except OSError:
+            continue
+        if (found.st_dev, found.st_ino) == (wanted.st_dev, wanted.st_ino):
+            return True
+    return False
 
 
 def split_inside(pairs: Iterable[tuple[str, str | None]], out) -> tuple[list[str], list[str]]:
@@ -265,8 +284,9 @@ def _write_new_file(target: Path, data: bytes) -> Path:
     raise AssertionError("unreachable")
 
 
-def _copy_to_temporary(source: str, folder: Path, name: str) -> tuple[Path, int, str]:
-    """Copy `source` to a synced hidden temporary file in `folder`; (tmp, size, sha256 of what was read)."""
+def _copy_to_temporary(source: str, folder: Path, name: str) -> tuple[Path, int, str, os.stat_result]:
+    """Copy `source` to a synced hidden temporary file in `folder`; (tmp, size, sha256 of what was read, the
+    source's status before it was read)."""
     stat = os.stat(source)
     tmp = _temporary(folder, name)
     digest, size = hashlib.sha256(), 0
@@ -288,7 +308,17 @@ def _copy_to_temporary(source: str, folder: Path, name: str) -> tuple[Path, int,
         if tmp.exists():
             tmp.unlink()
         raise
-    return tmp, size, digest.hexdigest()
+    return tmp, size, digest.hexdigest(), stat
+
+
+def _changed(path: str, before: os.stat_result) -> bool:
+    """Whether the file at `path` is no longer the one whose status was `before` (replaced, rewritten or gone)."""
+    try:
+        now = os.stat(path)
+    except OSError:
+        return True
+    return (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) != (before.st_dev, before.st_ino, before.st_size,
+                                                                      before.st_mtime_ns)
 
 
 def _describe(error: BaseException) -> str:
@@ -367,7 +397,8 @@ class _Sorter:
         destination planned for a source with those contents counts as that file."""
         contents = self.reserved.get(_abs(candidate), candidate) if not os.path.lexists(candidate) else candidate
         try:
-            if not os.path.isfile(contents) or _same_file(contents, source):
+            # a symbolic link is no copy: the file it points to may go (another folder, a removed card)
+            if os.path.islink(contents) or not os.path.isfile(contents) or _same_file(contents, source):
                 return False
             if os.stat(contents).st_size != os.stat(source).st_size:
                 return False
@@ -408,7 +439,7 @@ class _Sorter:
             return self._finish(source, identical, label, "identical file already there")
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp, size, digest = _copy_to_temporary(source, target.parent, target.name)
+            tmp, size, digest, before = _copy_to_temporary(source, target.parent, target.name)
         except OSError as error:
             return _row(source, "", label, self.action, "failed", f"copy failed, source kept ({_describe(error)})")
         try:
@@ -419,14 +450,16 @@ class _Sorter:
         finally:
             if tmp.exists():
                 tmp.unlink()
-        return self._finish(source, final, label, "", (size, digest), created=True)
+        return self._finish(source, final, label, "", (size, digest, before), created=True)
 
     def _finish(self, source: str, final: Path, label: str, note: str, copied=None, created=False) -> dict:
-        """Verify `final` against the source; for a move, then delete the source."""
+        """Verify `final` against the source; for a move, then delete the source, unless it changed since it was
+        read (an editor saving it meanwhile: its newer version must not go)."""
         try:
+            before = copied[2] if copied is not None else os.stat(source)
             written = sha256_file(final)
             current = os.stat(source).st_size
-            expected = copied if copied is not None else sha256_file(source)
+            expected = copied[:2] if copied is not None else sha256_file(source)
         except OSError as error:
             return _row(source, final, label, self.action, "failed", f"verification failed, source kept ({_describe(error)})")
         if written != expected or written[0] != current:
@@ -439,6 +472,9 @@ class _Sorter:
         _checkpoint("published", final)
         if self.move and _same_file(final, source):
             return _row(source, final, label, self.action, "move-failed", "the destination is the source file itself; kept")
+        if self.move and _changed(source, before):
+            return _row(source, final, label, self.action, "move-failed",
+                        "the source changed while it was copied; both kept (sort it again to move the newer version)")
         if self.move:
             try:
                 _remove_source(source)
@@ -496,7 +532,11 @@ def sort_records(records: Iterable[dict], out, *, roots: Iterable = (), move: bo
         error.sort_result = result  # what was sorted before it, for the caller to report
         raise
     if not dry_run:
-        result.log = _write_log(out, stamp, result.rows)
+        try:
+            result.log = _write_log(out, stamp, result.rows)
+        except OSError as error:  # every file is sorted; what went where is handed back with the error
+            error.sort_result = result
+            raise
     return result
 
 

@@ -120,3 +120,23 @@ def test_check_writable_names_what_stands_in_the_way(tmp_path):
                                     (tmp_path / "dangling", True, "it is a link to nothing")):
         with pytest.raises(ValueError, match=f"cannot write the {'folder' if folder else 'file'} .*: {message}"):
             check_writable(target, folder)
+
+
+def test_atomic_directory_never_deletes_the_earlier_folder_it_could_not_put_back(tmp_path, monkeypatch):
+    target = tmp_path / "report"
+    with atomic_directory(target, "f") as tmp:
+        (tmp / "f").write_text("v1")
+    real_replace = os.replace
+
+    def failing(src, dst):  # the earlier folder moves aside; neither the new one nor it can then take the name
+        if "old" not in os.path.basename(os.fspath(dst)):
+            raise OSError(5, "Input/output error", os.fspath(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(blurnet.atomic.os, "replace", failing)
+    with pytest.raises(OSError, match="Input/output error"):
+        with atomic_directory(target, "f") as tmp:
+            (tmp / "f").write_text("v2")
+    monkeypatch.undo()
+    kept = [p for p in tmp_path.iterdir() if p.name != "report"]
+    assert not target.exists() and len(kept) == 1 and (kept[0] / "f").read_text() == "v1"  # set aside, not deleted

@@ -711,3 +711,65 @@ def test_progress_bar_only_on_a_terminal():
     with _progress_bar(3, "classifying", file=plain) as update:
         assert update is None
     assert plain.getvalue() == ""
+
+
+def test_a_move_keeps_a_source_that_changed_while_it_was_copied(tmp_path, monkeypatch):
+    source = make(tmp_path / "in" / "a.jpg", 1)
+
+    def edited(stage, path):  # an editor saves a new version, same size, while the copy is made
+        if stage == "copied":
+            source.write_bytes(photo_bytes(2))
+
+    monkeypatch.setattr(sort, "_checkpoint", edited)
+    row = sort_records([rec(source, "motion")], tmp_path / "out", move=True, now=NOW).rows[0]
+    assert row["status"] == "move-failed" and "changed while it was copied" in row["message"]
+    assert source.read_bytes() == photo_bytes(2)  # the newer version stays
+    assert (tmp_path / "out" / "motion" / "a.jpg").read_bytes() == photo_bytes(1)
+
+
+def test_a_symbolic_link_in_out_is_not_taken_for_a_sorted_copy(tmp_path):
+    source = make(tmp_path / "in" / "a.jpg", 1)
+    elsewhere = make(tmp_path / "card" / "dup.jpg", 1)  # the same bytes, on a card that will be removed
+    (tmp_path / "out" / "motion").mkdir(parents=True)
+    os.symlink(elsewhere, tmp_path / "out" / "motion" / "a.jpg")
+    row = sort_records([rec(source, "motion")], tmp_path / "out", move=True, now=NOW).rows[0]
+    assert row["status"] == "ok" and os.path.basename(row["destination"]) == "a-1.jpg"
+    copy = tmp_path / "out" / "motion" / "a-1.jpg"
+    assert not copy.is_symlink() and copy.read_bytes() == photo_bytes(1) and not source.exists()
+
+
+def test_a_log_that_cannot_be_written_hands_back_what_went_where(tmp_path, monkeypatch):
+    sources = [make(tmp_path / "in" / f"{k}.jpg", k) for k in range(2)]
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sort, "_write_log", disk_full)
+    with pytest.raises(OSError, match="No space left") as caught:
+        sort_records([rec(p, "sharp") for p in sources], tmp_path / "out", move=True, now=NOW)
+    done = caught.value.sort_result
+    assert [r["status"] for r in done.rows] == ["ok", "ok"] and done.log is None
+    assert not any(p.exists() for p in sources) and len(list((tmp_path / "out" / "sharp").iterdir())) == 2
+    # The command line prints the log it could not write
+    from blurnet.cli import main
+
+    fake_predict(monkeypatch)
+    more = [make(tmp_path / "in2" / f"sharp_{k}.jpg", 10 + k) for k in range(2)]
+    done = CliRunner().invoke(main, ["predict", *map(str, more), "--sort-into", str(tmp_path / "out2"), "--move",
+                                     "--format", "csv"])
+    assert done.exit_code == 1 and "the sort log could not be written; what went where:" in done.output, done.output
+    assert "source,destination,label,action,status,message" in done.output and f"{more[0]}" in done.output
+
+
+def test_out_inside_dir_is_found_when_the_file_system_ignores_letter_case(tmp_path, monkeypatch):
+    # macOS and exFAT: `Photos/sorted` and `photos/sorted` are one folder, and realpath keeps the spelling given
+    (tmp_path / "photos" / "sorted" / "motion").mkdir(parents=True)
+    real_stat = os.stat
+
+    def case_blind(path, *args, **kwargs):
+        return real_stat(os.fspath(path).replace("Photos", "photos"), *args, **kwargs)
+
+    monkeypatch.setattr(sort.os, "stat", case_blind)
+    inside = str(tmp_path / "Photos" / "sorted" / "motion" / "a.jpg")
+    assert sort.is_inside(inside, tmp_path / "photos" / "sorted")
+    assert not sort.is_inside(str(tmp_path / "Photos" / "a.jpg"), tmp_path / "photos" / "sorted")
