@@ -100,6 +100,14 @@ def check_replaceable(target: str | os.PathLike, marker: str) -> None:
     check_writable(target.parent if os.path.lexists(target) else target, folder=True)
 
 
+def check_apart(first: str | os.PathLike, second: str | os.PathLike, what: str) -> None:
+    """`ValueError` naming both when the folders `first` and `second` are one, or one lies inside the other
+    (links followed): replacing one would delete or fill the other. `what` names them, e.g. "--out and the model"."""
+    a, b = Path(os.path.realpath(first)), Path(os.path.realpath(second))
+    if a == b or a in b.parents or b in a.parents:
+        raise ValueError(f"{what} would overlap ({str(first)!r} and {str(second)!r}): choose folders apart.")
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str | os.PathLike, marker: str):
     """Yield an empty temporary folder to fill; it replaces `target` on success. `target` must be missing, empty or

@@ -196,7 +196,7 @@ def fit(**options):
 @click.option("--data", type=click.Path(), default=None, help="Labelled folder DIR/<class>/<file>, each photograph answered as `blurnet predict --full` answers it [default: the generated held-out test split of the bundled photographs].")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="Report folder [default: reports/<model folder name>/].")
 @click.option("--images", "num_images", type=click.IntRange(min=1), default=2048, help="Generated test images (without --data), rounded up to whole batches.")
-@click.option("--seed", type=int, default=None, help="Seed that draws the generated test images [default: the seed of the fit, else 0]; the photographs are split by the fit's seed whatever it is, so the test stays held out.")
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=None, help="Seed that draws the generated test images [default: the seed of the fit, else 0]; the photographs are split by the fit's seed whatever it is, so the test stays held out.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Images per model call.")
 @click.option("--baselines/--no-baselines", default=True, help="Evaluate the Laplacian and handcrafted-feature baselines too.")
 @click.option("--baselines-dir", type=click.Path(file_okay=False), default=None, help="Also write the baseline comparison table there (e.g. reports/my-comparison).")
@@ -208,11 +208,12 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines, baseli
     _start_tensorflow()
     from blurnet.export import NotAnExportError, default_model_dir
     from blurnet.baseline_table import write_baseline_comparison
-    from blurnet.atomic import check_replaceable
-    from blurnet.report import summary_line, write_report
+    from blurnet.atomic import check_apart, check_replaceable
+    from blurnet.report import default_out_dir, summary_line, write_report
 
     try:
         if baselines_dir:  # checked before the evaluation, as the report's own folder is
+            check_apart(baselines_dir, out or default_out_dir(model_dir or default_model_dir()), "--baselines-dir and the report")
             check_replaceable(baselines_dir, "baselines.json")
         folder = write_report(model_dir or default_model_dir(), data, out, num_images=num_images, seed=seed, batch_size=batch_size, baselines=baselines,
                               baseline_images=baseline_images, compare=compare, jpeg_quality=jpeg_quality)
@@ -225,7 +226,10 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines, baseli
             click.echo(f"baseline comparison: {write_baseline_comparison(folder, baselines_dir) / 'README.md'}")
         except (OSError, ValueError) as error:
             raise click.ClickException(f"report written to {folder}, but not the baseline comparison: {error}") from None
-    click.echo(summary_line(folder))
+    try:
+        click.echo(summary_line(folder))
+    except (OSError, ValueError) as error:  # the report folder changed meanwhile
+        raise click.ClickException(f"report written to {folder}, but it cannot be read back: {error}") from None
 
 
 @main.command("export")

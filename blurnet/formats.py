@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blurnet.atomic import atomic_directory, check_replaceable
+from blurnet.atomic import atomic_directory, check_apart, check_replaceable
 from blurnet.runtimes import RUNTIME_FILES, load_runtime, missing_extra_error, missing_packages
 
 FORMAT_FILES = {"keras": "model.keras", **RUNTIME_FILES}
@@ -165,8 +165,7 @@ def export_format(model_dir: str | os.PathLike, fmt: str, out: str | os.PathLike
     if fmt not in WRITERS:
         raise ValueError(f"format must be one of {sorted(WRITERS)}, got {fmt!r}.")
     out = Path(out) if out is not None else default_out(model_dir, fmt)
-    if out.resolve() == Path(model_dir).resolve():
-        raise ValueError(f"--out {str(out)!r} is the export itself; choose another folder.")
+    check_apart(out, model_dir, "--out and the export it converts")  # replacing --out must never touch the model
     check_replaceable(out, FORMAT_FILES[fmt])  # an earlier file of this format only: never a SavedModel export
     check_extra(fmt)
     metadata = read_metadata(model_dir, weights_only=True)

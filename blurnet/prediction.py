@@ -220,8 +220,10 @@ def predict(
     """
     scale = parse_scale(scale)
     loaded = load_model(model)
-    if hasattr(loaded, "load_single_view"):  # the network the parameter head (and the fast path) answers with
-        loaded.load_single_view()  # a broken export fails here, not as an error record per photograph
+    if hasattr(loaded, "load_single_view") and (not full or getattr(loaded, "has_parameters", False)):
+        # the network the fast path and the parameter head answer with: a broken export fails here, not as an
+        # error record per photograph
+        loaded.load_single_view()
     tile = int(loaded.image_size)
 
     items = list_items(paths_or_arrays)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from blurnet.atomic import atomic_directory, check_replaceable
+from blurnet.atomic import atomic_directory, check_apart, check_replaceable
 from blurnet.baseline_table import handcrafted_row, laplacian_row, render_baselines, write_baseline_comparison
 from blurnet.evaluate import EvalSource, Evaluation, evaluate, generated_test_source, labelled_source
 from blurnet.metrics import accuracy_by_strength, classification_metrics, expected_calibration_error, method_row, parameter_metrics
@@ -272,6 +272,7 @@ def write_report(
     if seed is None:
         seed = split_seed
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(model_dir)
+    check_apart(out_dir, model_dir, "--out and the model")  # replacing the report must never touch the model
     check_replaceable(out_dir, "metrics.json")  # before the evaluation, so that minutes of work are not refused at the end
     others = [m if isinstance(m, ExportedModel) else ExportedModel(m) for m in compare]
     source = (generated_test_source(image_size, ranges, num_images, seed, batch_size, split_seed=split_seed) if data_dir is None

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from blurnet.atomic import atomic_file, check_replaceable
+from blurnet.atomic import atomic_file, check_apart, check_replaceable
 from blurnet.callbacks import stopped_early, training_callbacks
 from blurnet.config import FitConfig
 from blurnet.distribute import (configure_cpu_devices, create_strategy, is_chief, prepare_for_multiworker,
@@ -461,10 +461,7 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
           f"worker {worker}; precision policy {policy}; XLA {'on' if config.jit else 'auto'}")
     # Each worker of a multi-worker run keeps its own folder; only the chief's carries the run's name.
     run = Path(config.run_dir) / (config.name if chief else f"{config.name}.worker-{worker}")
-    export, folder = (Path(config.out) / config.name).resolve(), run.resolve()
-    if export == folder or export in folder.parents or folder in export.parents:
-        raise ValueError(f"the run folder {str(run)!r} and the export {str(Path(config.out) / config.name)!r} would "
-                         "overlap: choose another --run-dir or --out.")
+    check_apart(run, Path(config.out) / config.name, "the run folder (--run-dir) and the export (--out)")
     if chief:  # an --out that cannot take the export fails now, not after the training
         check_replaceable(Path(config.out) / config.name, SAVED_MODEL_FILE)  # an earlier SavedModel export only
         Path(config.out).mkdir(parents=True, exist_ok=True)

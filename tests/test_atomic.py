@@ -140,3 +140,16 @@ def test_atomic_directory_never_deletes_the_earlier_folder_it_could_not_put_back
     monkeypatch.undo()
     kept = [p for p in tmp_path.iterdir() if p.name != "report"]
     assert not target.exists() and len(kept) == 1 and (kept[0] / "f").read_text() == "v1"  # set aside, not deleted
+
+
+def test_folders_that_overlap_are_refused_by_name(tmp_path):
+    from blurnet.atomic import check_apart
+
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    os.symlink(tmp_path / "a", tmp_path / "link")
+    for first, second in ((tmp_path / "a", tmp_path / "a"), (tmp_path / "a", tmp_path / "a" / "b" / "c"),
+                          (tmp_path / "a" / "b", tmp_path / "a"), (tmp_path / "link" / "b", tmp_path / "a" / "b")):
+        with pytest.raises(ValueError, match=rf"--out and the model would overlap \('{first}' and '{second}'\)"):
+            check_apart(first, second, "--out and the model")
+    check_apart(tmp_path / "a" / "b", tmp_path / "a" / "bc", "x")  # a shared prefix is no overlap
+    check_apart(tmp_path / "a" / "b", tmp_path / "c", "x")

@@ -76,6 +76,15 @@ def test_export_never_replaces_a_savedmodel_or_another_format(tmp_path, fmt):
     fake_runtime_folder(other, "blurnet.tflite" if fmt != "litert" else "blurnet.onnx")
     done = CliRunner().invoke(main, ["export", str(source), "--format", fmt, "--out", str(other)])
     assert done.exit_code == 1 and f"no {FORMAT_FILES[fmt]}" in done.output, done.output
+    # An earlier export of this format that holds the model: replacing it would delete the model
+    holder = tmp_path / "holder"
+    holder.mkdir()
+    fake_runtime_folder(holder, FORMAT_FILES[fmt])
+    shutil.copytree(source, holder / "model")
+    for out in (holder, holder / "model"):
+        done = CliRunner().invoke(main, ["export", str(holder / "model"), "--format", fmt, "--out", str(out)])
+        assert done.exit_code == 1 and "--out and the export it converts would overlap" in done.output, done.output
+    assert (holder / "model" / "variables" / "variables.index").read_bytes() == b"weights"
 
 
 def test_export_reports_a_disk_error_without_a_traceback(tmp_path, monkeypatch):

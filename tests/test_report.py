@@ -1,6 +1,7 @@
 """`blurnet report`: a tiny real export, a tiny labelled folder, and the bad-input paths."""
 import json
 import re
+from pathlib import Path
 
 import cv2
 import keras
@@ -201,11 +202,24 @@ def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_pa
     assert rows[1]["accuracy"] == rows[0]["accuracy"] and rows[1]["recall"] == rows[0]["recall"]
     assert rows[1]["parameters"] == rows[0]["parameters"] > 0
     assert "| tiny-model (tiny) |" in (out / "index.md").read_text()
+    (tmp_path / "others").mkdir()
+    (tmp_path / "others" / "notes.txt").write_text("not a comparison")
     refused = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "k"),
-                                        "--no-baselines", "--baselines-dir", str(tmp_path)])
+                                        "--no-baselines", "--baselines-dir", str(tmp_path / "others")])
     # The comparison would replace a folder of other files: refused by name, before the evaluation.
     assert refused.exit_code == 1 and "holds files but no baselines.json" in refused.output, refused.output
     assert not (tmp_path / "k").exists()
+    # The comparison in the report's own folder (or around it) would delete the report: refused before the evaluation
+    for table in (tmp_path / "r", tmp_path):
+        clash = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out",
+                                          str(tmp_path / "r"), "--no-baselines", "--baselines-dir", str(table)])
+        assert clash.exit_code == 1 and "--baselines-dir and the report would overlap" in clash.output, clash.output
+        assert not (tmp_path / "r").exists()
+    inside = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out",
+                                       str(Path(export) / "report"), "--no-baselines"])
+    assert inside.exit_code == 1 and "--out and the model would overlap" in inside.output, inside.output
+    seed = CliRunner().invoke(main, ["report", "--model", str(export), "--seed", "-1"])
+    assert seed.exit_code == 2 and "-1 is not in the range 0<=x<=4294967295" in seed.output
     # A comparison that cannot be written once the report is (a disk that fills meanwhile): the report stays, and
     # the message says which of the two was written.
     import blurnet.baseline_table

@@ -201,7 +201,7 @@ def test_fit_refuses_folders_it_would_destroy_before_it_trains(tmp_path, photo_f
     assert not (runs / "other" / "training_log.csv").exists()
     # The run folder and the export in one place (or one inside the other): the run would fill the export's folder
     for out, run_dir in ((tmp_path / "same", tmp_path / "same"), (tmp_path / "x", tmp_path / "x" / "both")):
-        with pytest.raises(ValueError, match=r"would overlap: choose another --run-dir or --out"):
+        with pytest.raises(ValueError, match=r"the run folder \(--run-dir\) and the export \(--out\) would overlap"):
             fit(FitConfig(name="both", out=str(out), run_dir=str(run_dir), **common))
         assert not out.exists()
 
