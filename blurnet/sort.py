@@ -196,7 +196,7 @@ def _link_no_replace(tmp: Path, final: Path) -> bool:
     return True
 
 
-_WINDOWS_NO_LINKS = (1, 50)  # ERROR_INVALID_FUNCTION, ERROR_NOT_SUPPORTED: FAT and exFAT refuse hard links so
+_WINDOWS_NO_LINKS = (1, 50)  # ERROR_INVALID_FUNCTION, ERROR_NOT_SUPPORTED: what Windows says for a hard link on FAT
 _RENAME_NOREPLACE = 1  # linux/fs.h
 _AT_FDCWD = -100
 

@@ -207,7 +207,9 @@ def fit_stage(model: keras.Model, config: FitConfig, data_sets, strategy, callba
 def run_stage(model, config: FitConfig, data_sets, strategy, run: Path, stage: str, monitor: str, mode: str = "max",
               epochs: int = 1, initial_epoch: int = 0) -> None:
     """`fit_stage` with the stage's callbacks (`training_callbacks`, early stopping on `monitor`), unless a resumed
-    run's `stage` had already stopped early (`blurnet.callbacks.stopped_early`): its epochs are not trained again."""
+    run's `stage` had already stopped early (`blurnet.callbacks.stopped_early`): its epochs are not trained again,
+    and the model keeps the weights it has until `_train_stages` loads the run's best checkpoint (the last stage
+    only: stage 2 or the parameter head)."""
     stopped = stopped_early(run, stage, monitor, config.patience, mode)
     if stopped is not None:
         logger.info(f"stage {stage}: stopped early after epoch {stopped + 1} before the run was interrupted; not "
@@ -224,7 +226,10 @@ def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None
     with strategy.scope():
         compile_model(model, learning_rate, config.jit, config.parameter_loss_weight)
     logger.info(f"stage 1 (head): {config.epochs_head} epochs x {config.steps_per_epoch} steps, lr {learning_rate:g}")
-    run_stage(model, config, data_sets, strategy, run, "head", f"val_{accuracy_key(model)}", epochs=config.epochs_head)
+    # Not `run_stage`: stage 1 has its own done-marker, and its weights must come back from its backup even after
+    # an early stop (Keras restores them on the first epoch of a resumed fit)
+    fit_stage(model, config, data_sets, strategy, training_callbacks(run, "head", config.patience, f"val_{accuracy_key(model)}"),
+              epochs=config.epochs_head)
     with atomic_file(run / "head.weights.h5") as tmp:  # its presence means "stage 1 done"
         model.save_weights(tmp)
 
