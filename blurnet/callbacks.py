@@ -150,6 +150,15 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             self.best_epoch, self.best = self.history[len(self.history) - 1 - self.wait]
 
 
+def backup_epoch(run: Path, stage: str) -> int:
+    """The epoch a resumed `stage` of the run in `run` continues from: the one its backup recorded
+    (`CrashSafeBackup`'s `training_metadata.json`; Keras starts `fit` there), 0 without a readable backup."""
+    try:
+        return int(json.loads((run / "backup" / stage / "training_metadata.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def training_callbacks(run: Path, stage: str, patience: int, monitor: str = "val_accuracy", mode: str = "max") -> list:
     """Callbacks of one training stage writing into the run folder `run`.
 

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from blurnet.atomic import atomic_file, check_apart, check_replaceable
-from blurnet.callbacks import stopped_early, training_callbacks
+from blurnet.callbacks import backup_epoch, stopped_early, training_callbacks
 from blurnet.config import FitConfig
 from blurnet.distribute import (configure_cpu_devices, create_strategy, is_chief, prepare_for_multiworker,
                                 scaled_learning_rate, set_precision, shard_off, worker_index)
@@ -189,12 +189,17 @@ def compile_model(model: keras.Model, learning_rate, jit: bool = False, paramete
 
 
 def fit_stage(model: keras.Model, config: FitConfig, data_sets, strategy, callbacks, epochs: int,
-              initial_epoch: int = 0) -> None:
-    """`model.fit` on the (train, val) datasets up to epoch `epochs`, `steps_per_epoch` steps each. Without an
+              initial_epoch: int = 0, first_epoch: int | None = None) -> None:
+    """`model.fit` on the (train, val) datasets up to epoch `epochs`, `steps_per_epoch` steps each. The training
+    set may be given as `train(start)`, the dataset from batch `start` on: it then starts at `first_epoch` (the
+    epoch the stage really begins with, a resumed one's included; default `initial_epoch`) times the steps, so no
+    stage and no resume trains again on the batches of earlier epochs. Without an
     explicit strategy the compiled model's training variables are created first, on a zero batch shaped as the
     training data (`blurnet.model.create_training_variables`): the training step is then traced once, not twice.
     Under an explicit strategy Keras creates them itself before tracing."""
     train_ds, val_ds = data_sets
+    if callable(train_ds):
+        train_ds = train_ds((initial_epoch if first_epoch is None else first_epoch) * config.steps_per_epoch)
     with strategy.scope():
         if not tf.distribute.has_strategy():
             zeros = tf.nest.map_structure(lambda spec: tf.zeros([1, *spec.shape[1:]], spec.dtype), train_ds.element_spec)
@@ -216,7 +221,7 @@ def run_stage(model, config: FitConfig, data_sets, strategy, run: Path, stage: s
                     "trained again")
         return
     fit_stage(model, config, data_sets, strategy, training_callbacks(run, stage, config.patience, monitor, mode),
-              epochs=epochs, initial_epoch=initial_epoch)
+              epochs=epochs, initial_epoch=initial_epoch, first_epoch=max(initial_epoch, backup_epoch(run, stage)))
 
 
 def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None:
@@ -229,7 +234,7 @@ def train_head(model, config: FitConfig, data_sets, run: Path, strategy) -> None
     # Not `run_stage`: stage 1 has its own done-marker, and its weights must come back from its backup even after
     # an early stop (Keras restores them on the first epoch of a resumed fit)
     fit_stage(model, config, data_sets, strategy, training_callbacks(run, "head", config.patience, f"val_{accuracy_key(model)}"),
-              epochs=config.epochs_head)
+              epochs=config.epochs_head, first_epoch=backup_epoch(run, "head"))
     with atomic_file(run / "head.weights.h5") as tmp:  # its presence means "stage 1 done"
         model.save_weights(tmp)
 
@@ -490,7 +495,8 @@ def pipeline_config(config: FitConfig) -> PipelineConfig:
 
 
 def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Model, tuple]:
-    """The pipeline, the splits' batch makers, the model (built in the strategy's scope) and the (train, val) datasets."""
+    """The pipeline, the splits' batch makers, the model (built in the strategy's scope) and the training set (as
+    `train(start)`, see `fit_stage`) with the validation set."""
     pipeline = pipeline_config(config)
     data = load_data(config, pipeline, run.worker)
     parts = estimate_parts(config, run.device)
@@ -510,11 +516,15 @@ def _build(config: FitConfig, run: _Run) -> tuple[PipelineConfig, Data, keras.Mo
     if not config.freeze_batchnorm and strategy.num_replicas_in_sync > 1:
         logger.info(f"BatchNormalization synchronized across replicas in {synchronize_batchnorm(model)} layers")
     val_ds = data.val.dataset(num_batches=-(-config.val_images // config.batch_size), with_params=config.parameter_head)
-    train_ds = data.train.dataset(with_params=config.parameter_head)
     if config.parameter_head:
-        val_ds, train_ds = with_parameter_targets(val_ds), with_parameter_targets(train_ds)
-    val_ds, train_ds = shard_off(val_ds), shard_off(train_ds)
-    return pipeline, data, model, (train_ds, val_ds)
+        val_ds = with_parameter_targets(val_ds)
+
+    def train_from(start: int):
+        """The endless training set from batch `start` (`fit_stage` starts each stage where the last one ended)."""
+        train_ds = data.train.dataset(start=start, with_params=config.parameter_head)
+        return shard_off(with_parameter_targets(train_ds) if config.parameter_head else train_ds)
+
+    return pipeline, data, model, (train_from, shard_off(val_ds))
 
 
 def _train_stages(model, config: FitConfig, data_sets, run: _Run) -> None:

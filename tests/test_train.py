@@ -43,7 +43,13 @@ def source(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder, capsys, caplog):
+def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder, capsys, caplog, monkeypatch):
+    from data_pipeline.batches import BlurBatchMaker
+
+    drawn = []  # training batch indices, in the order they are made
+    make_batch = BlurBatchMaker.make_batch
+    monkeypatch.setattr(BlurBatchMaker, "make_batch", lambda self, index: (self.stream == "train" and drawn.append(int(index)))
+                        or make_batch(self, index))
     caplog.set_level(logging.INFO, logger="blurnet")
     weights = tmp_path / "backbone.weights.h5"
     create_backbone(weights=None).save_weights(weights)
@@ -67,6 +73,7 @@ def test_fit_two_stages_from_a_weights_file_and_export(tmp_path, photo_folder, c
     assert [int(r["epoch"]) for r in rows] == [0, 1]  # head epoch 0, fine-tune epoch 1
     stages = [json.loads(l)["stage"] for l in open(tmp_path / "runs" / "tiny" / "stages.jsonl")]
     assert stages == ["head", "finetune"]
+    assert drawn.count(0) == drawn.count(1) == 1 and 2 in drawn  # stage 2 goes on from batch 2, not from 0 again
     out = capsys.readouterr().out  # Keras's epoch lines
     assert "\r" not in out and "\x1b[" not in out  # not a terminal: one plain line per epoch
     assert len(re.findall(r"^2/2 - .*val_probabilities_accuracy", out, re.M)) == 2  # two epochs, two steps each
@@ -669,6 +676,12 @@ def test_interrupted_fit_without_a_strategy_resumes_with_its_optimizer(tmp_path,
             if epoch == 1:
                 raise KeyboardInterrupt
 
+    from data_pipeline.batches import BlurBatchMaker
+
+    drawn = []  # (stream, batch index) of every batch the training and validation sets make
+    make_batch = BlurBatchMaker.make_batch
+    monkeypatch.setattr(BlurBatchMaker, "make_batch", lambda self, index: drawn.append((self.stream, int(index)))
+                        or make_batch(self, index))
     made = train.training_callbacks
     monkeypatch.setattr(train, "training_callbacks", lambda *args, **kwargs: [*made(*args, **kwargs), Interrupt()])
     steps, epochs = 2, 3
@@ -678,8 +691,12 @@ def test_interrupted_fit_without_a_strategy_resumes_with_its_optimizer(tmp_path,
     with pytest.raises(KeyboardInterrupt):
         fit(config)
     assert not (tmp_path / "models" / "resumed").exists()
+    assert min(i for stream, i in drawn if stream == "train") == 0
     monkeypatch.setattr(train, "training_callbacks", made)
+    drawn.clear()
     fit(dataclasses.replace(config, resume=True))
+    # The resumed third epoch trains on batches 4 and 5 (prefetching may draw a few more), not on the first epochs'
+    assert min(i for stream, i in drawn if stream == "train") == 2 * steps
     rows = list(csv.DictReader((tmp_path / "models" / "resumed" / "training_log.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == list(range(epochs))  # continued, not restarted
     assert backup_optimizer_steps(tmp_path / "runs" / "resumed") == epochs * steps  # 2 * steps had it restarted
