@@ -23,23 +23,37 @@ def _plt():
 
 
 def plot_confusion(metrics: dict, path: Path) -> None:
-    """Counts and row-normalised confusion matrices side by side (sklearn ConfusionMatrixDisplay)."""
+    """Counts and row-normalised confusion matrices side by side (`confusion_figure`), saved to `path`."""
+    plt = _plt()
+    fig = confusion_figure(metrics)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def confusion_figure(metrics: dict):
+    """The figure of `plot_confusion` (sklearn ConfusionMatrixDisplay). A class with no test image has no recall:
+    its row of the normalised matrix reads "n/a" on white, not 0.00."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
-    for ax, key, fmt, title in (
-        (axes[0], "confusion_matrix", "d", "counts"),
-        (axes[1], "confusion_matrix_normalized", ".2f", "row-normalised (recall on the diagonal)"),
+    counts = np.asarray(metrics["confusion_matrix"])
+    absent = counts.sum(axis=1) == 0
+    normalised = np.asarray(metrics["confusion_matrix_normalized"], np.float64)
+    normalised[absent] = np.nan
+    for ax, values, fmt, title in (
+        (axes[0], counts, "d", "counts"),
+        (axes[1], normalised, ".2f", "row-normalised (recall on the diagonal)"),
     ):
-        ConfusionMatrixDisplay(np.asarray(metrics[key]), display_labels=metrics["classes"]).plot(
-            ax=ax, values_format=fmt, colorbar=False, cmap="Blues"
-        )
+        display = ConfusionMatrixDisplay(values, display_labels=metrics["classes"])
+        display.plot(ax=ax, values_format=fmt, colorbar=False, cmap="Blues")
+        if values is normalised:
+            for text in display.text_[absent].ravel():
+                text.set_text("n/a")
         ax.set_title(title)
     fig.suptitle(f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, {metrics['n_images']} images")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    return fig
 
 
 def read_training_log(path: Path) -> dict[str, list[float]] | None:

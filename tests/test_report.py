@@ -396,3 +396,19 @@ def test_a_generated_test_that_misses_classes_is_measured_over_the_classes_it_ha
     assert len(present) == 2 and sorted(metrics["per_class"]) == sorted(present)
     assert np.array(metrics["confusion_matrix"]).sum() == 2 and np.array(metrics["confusion_matrix"]).shape == (4, 4)
     assert f"macro-F1 over the classes in their labels ({', '.join(present)})" in (out / "index.md").read_text()
+
+
+def test_the_confusion_plot_shows_no_recall_for_a_class_without_images():
+    from blurnet.metrics import classification_metrics
+    from blurnet.plots import confusion_figure
+
+    y_true = np.array([0, 0, 2, 2, 3])  # no gaussian image
+    metrics = classification_metrics(y_true, np.eye(4)[[0, 1, 2, 3, 3]])
+    figure = confusion_figure(metrics)
+    counts, normalised = ([t.get_text() for t in ax.texts] for ax in figure.axes[:2])
+    assert counts == ["1", "1", "0", "0", "0", "0", "0", "0", "0", "0", "1", "1", "0", "0", "0", "1"]
+    assert normalised[4:8] == ["n/a"] * 4  # the gaussian row
+    assert normalised[:4] == ["0.50", "0.50", "0.00", "0.00"] and normalised[15] == "1.00"
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
