@@ -32,7 +32,7 @@ def plot_confusion(metrics: dict, path: Path) -> None:
 
 def confusion_figure(metrics: dict):
     """The figure of `plot_confusion` (sklearn ConfusionMatrixDisplay). A class with no test image has no recall:
-    its row of the normalised matrix reads "n/a" on white, not 0.00."""
+    its row of the normalised matrix reads "n/a" in grey, not 0.00."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
     plt = _plt()
@@ -40,7 +40,6 @@ def confusion_figure(metrics: dict):
     counts = np.asarray(metrics["confusion_matrix"])
     absent = counts.sum(axis=1) == 0
     normalised = np.asarray(metrics["confusion_matrix_normalized"], np.float64)
-    normalised[absent] = np.nan
     for ax, values, fmt, title in (
         (axes[0], counts, "d", "counts"),
         (axes[1], normalised, ".2f", "row-normalised (recall on the diagonal)"),
@@ -50,6 +49,7 @@ def confusion_figure(metrics: dict):
         if values is normalised:
             for text in display.text_[absent].ravel():
                 text.set_text("n/a")
+                text.set_color("grey")
         ax.set_title(title)
     fig.suptitle(f"accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}, {metrics['n_images']} images")
     fig.tight_layout()

@@ -407,7 +407,9 @@ def test_the_confusion_plot_shows_no_recall_for_a_class_without_images():
     figure = confusion_figure(metrics)
     counts, normalised = ([t.get_text() for t in ax.texts] for ax in figure.axes[:2])
     assert counts == ["1", "1", "0", "0", "0", "0", "0", "0", "0", "0", "1", "1", "0", "0", "0", "1"]
-    assert normalised[4:8] == ["n/a"] * 4  # the gaussian row
+    assert normalised[4:8] == ["n/a"] * 4  # the gaussian row, in grey; the other texts keep their contrast
+    assert [t.get_color() for t in figure.axes[1].texts[4:8]] == ["grey"] * 4
+    assert figure.axes[1].texts[2].get_color() != figure.axes[1].texts[15].get_color()  # 0.00 on light, 1.00 on dark
     assert normalised[:4] == ["0.50", "0.50", "0.00", "0.00"] and normalised[15] == "1.00"
     import matplotlib.pyplot as plt
 
