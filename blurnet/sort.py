@@ -112,34 +112,51 @@ def _abs(path) -> str:
 def is_inside(path, folder) -> bool:
     """True when `path` is `folder` or lies below it (symbolic links resolved). Where the names differ but the
     folder is the same (a case-insensitive or Unicode-normalising file system: `Photos/sorted` and
-    `photos/sorted` on macOS or exFAT), `path`'s folders are compared with `folder` by identity (device, inode)."""
-    path, folder = os.path.realpath(os.fspath(path)), os.path.realpath(os.fspath(folder))
-    try:
-        if os.path.commonpath([path, folder]) == folder:
-            return True
-    except ValueError:  # different drives
-        return False
+    `photos/sorted` on macOS or exFAT), `path`'s folders are compared with `folder` by identity (device, inode).
+    `inside_of(folder)` answers many paths at less cost."""
+    return inside_of(folder)(path)
+
+
+def inside_of(folder) -> Callable[[str], bool]:
+    """`is_inside(path, folder)` as a function of `path`: `folder` is resolved and looked up once, and each
+    parent folder's identity once for all the paths below it."""
+    folder = os.path.realpath(os.fspath(folder))
     try:
         wanted = os.stat(folder)
     except OSError:
-        return False
-    for parent in Path(path).parents:
+        wanted = None
+    below: dict[str, bool] = {}  # parent folder -> whether it is, or lies below, `folder` by identity
+
+    def by_identity(parent: str) -> bool:
+        if parent not in below:
+            try:
+                found = os.stat(parent)
+                same = (found.st_dev, found.st_ino) == (wanted.st_dev, wanted.st_ino)
+            except OSError:
+                same = False
+            grand = os.path.dirname(parent)
+            below[parent] = same or (grand != parent and by_identity(grand))
+        return below[parent]
+
+    def inside(path) -> bool:
+        path = os.path.realpath(os.fspath(path))
         try:
-            found = os.stat(parent)
-        except OSError:
-            continue
-        if (found.st_dev, found.st_ino) == (wanted.st_dev, wanted.st_ino):
-            return True
-    return False
+            if os.path.commonpath([path, folder]) == folder:
+                return True
+        except ValueError:  # different drives
+            return False
+        return wanted is not None and by_identity(os.path.dirname(path))
+
+    return inside
 
 
 def split_inside(pairs: Iterable[tuple[str, str | None]], out) -> tuple[list[str], list[str]]:
     """Split `(path, error)` pairs (`blurnet.inputs.expand_paths`) into the paths to classify
     and the files already under `out` (left out, so that OUT inside DIR is never re-sorted).
     Pairs with an error are kept (they become error records)."""
-    keep, inside = [], []
+    keep, inside, under_out = [], [], inside_of(out)
     for path, error in pairs:
-        (inside if error is None and is_inside(path, out) else keep).append(path)
+        (inside if error is None and under_out(path) else keep).append(path)
     return keep, inside
 
 
@@ -500,7 +517,7 @@ def sort_records(records: Iterable[dict], out, *, roots: Iterable = (), move: bo
     roots = [os.fspath(r) for r in roots]
     if not dry_run:
         out.mkdir(parents=True, exist_ok=True)
-    sorter = _Sorter(out, move, dry_run)
+    sorter, under_out = _Sorter(out, move, dry_run), inside_of(out)
     result = SortResult(dry_run=dry_run)
     stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
     try:
@@ -511,7 +528,7 @@ def sort_records(records: Iterable[dict], out, *, roots: Iterable = (), move: bo
                 row = _row(path, "", "", "keep", "unreadable", record.get("error") or "no label")
             elif os.sep in label or (os.altsep and os.altsep in label) or label in (".", ".."):
                 row = _row(path, "", label, "keep", "failed", f"label {label!r} is not a folder name")
-            elif is_inside(path, out):
+            elif under_out(path):
                 row = _row(path, "", label, "skip", "skipped", "already under the sort folder")
             else:
                 row = sorter.transfer(path, label, relative_destination(path, roots))

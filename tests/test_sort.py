@@ -773,3 +773,15 @@ def test_out_inside_dir_is_found_when_the_file_system_ignores_letter_case(tmp_pa
     inside = str(tmp_path / "Photos" / "sorted" / "motion" / "a.jpg")
     assert sort.is_inside(inside, tmp_path / "photos" / "sorted")
     assert not sort.is_inside(str(tmp_path / "Photos" / "a.jpg"), tmp_path / "photos" / "sorted")
+
+
+def test_many_paths_cost_one_look_at_each_folder(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    paths = [str(make(tmp_path / "in" / "day" / f"{k}.jpg", k)) for k in range(50)]
+    looked = []
+    real_stat = os.stat
+    monkeypatch.setattr(sort.os, "stat", lambda path, *a, **k: looked.append(os.fspath(path)) or real_stat(path, *a, **k))
+    keep, inside = sort.split_inside([(p, None) for p in paths] + [(str(out / "x.jpg"), None)], out)
+    assert keep == paths and inside == [str(out / "x.jpg")]
+    assert len(looked) == len(set(looked)) <= len(Path(paths[0]).parents) + 1  # OUT, then each folder above once
