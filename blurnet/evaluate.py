@@ -23,6 +23,7 @@ import time
 import numpy as np
 
 from blurnet.baselines import handcrafted_features, laplacian_variance
+from blurnet.classify import auto_scale, rescale
 from data_pipeline.augment import check_jpeg_quality, jpeg_roundtrip
 from data_pipeline.classes import CLASS_NAMES, MIN_IMAGE_SIDE, BlurRanges
 from data_pipeline.degrade import PsfFamilies
@@ -232,7 +233,8 @@ def _progress(total: int, enabled: bool):
 def evaluate(model, source: EvalSource, others=(), baselines: bool = True, jpeg_quality: int | None = None,
              progress: bool = True) -> Evaluation:
     """Run `model` (and each of `others`) over every chunk of `source`; with `baselines`, also compute the
-    Laplacian variance and handcrafted features of each image. `jpeg_quality` JPEG-compresses each image first."""
+    Laplacian variance and handcrafted features of each image (of a photograph, at the scale `blurnet predict`
+    brings it to: `blurnet.classify.auto_scale`). `jpeg_quality` JPEG-compresses each image first."""
     if jpeg_quality is not None:
         check_jpeg_quality(jpeg_quality)  # a bad quality fails before any work
     ys, probs, strengths, other_probs = [], [], [], [[] for _ in others]
@@ -259,10 +261,13 @@ def evaluate(model, source: EvalSource, others=(), baselines: bool = True, jpeg_
             other_probs[k].append(q)
             seconds["others"][k] += dt
         if baselines:
-            scores, dt = _timed(lambda x: [laplacian_variance(im) for im in x], images)
+            # a photograph at the scale `blurnet predict` works at, as the model answers it: the baselines learnt on
+            # crops of the training ranges at that scale (and a 24-megapixel FFT would take gigabytes)
+            seen_as = [rescale(im, auto_scale(*im.shape[:2])) for im in images] if source.photographs else images
+            scores, dt = _timed(lambda x: [laplacian_variance(im) for im in x], seen_as)
             lap_scores += scores
             seconds["lap"] += dt
-            f, dt = _timed(lambda x: [handcrafted_features(im) for im in x], images)
+            f, dt = _timed(lambda x: [handcrafted_features(im) for im in x], seen_as)
             feats += f
             seconds["feat"] += dt
         errors.add(images, labels, params, paths, p)

@@ -414,3 +414,23 @@ def test_the_confusion_plot_shows_no_recall_for_a_class_without_images():
     import matplotlib.pyplot as plt
 
     plt.close(figure)
+
+
+def test_the_baselines_see_a_large_photograph_at_the_scale_predict_works_at(tmp_path, monkeypatch):
+    import blurnet.evaluate
+
+    root = tmp_path / "photos"
+    (root / "sharp").mkdir(parents=True)
+    cv2.imwrite(str(root / "sharp" / "big.png"), textured_image(3, 1500, 2200))  # auto scale 2200 / 1024
+    seen = []
+    monkeypatch.setattr(blurnet.evaluate, "handcrafted_features", lambda image: seen.append(image.shape) or np.zeros(3))
+    monkeypatch.setattr(blurnet.evaluate, "laplacian_variance", lambda image: seen.append(image.shape) or 1.0)
+
+    class Flat:  # a stand-in model: every tile sharp
+        image_size = 64
+
+        def __call__(self, tiles):
+            return np.tile([1.0, 0.0, 0.0, 0.0], (len(tiles), 1))
+
+    result = blurnet.evaluate.evaluate(Flat(), labelled_source(root, 4), progress=False)
+    assert seen == [(698, 1024, 3), (698, 1024, 3)] and result.y_true.tolist() == [0]
