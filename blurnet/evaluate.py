@@ -100,34 +100,55 @@ PHOTO_CHUNK_PIXELS = 64_000_000
 
 
 def labelled_source(folder, batch_size: int) -> EvalSource:
-    """A labelled folder `DIR/<class>/<file>`, in uint8 chunks of images of one shape, at most `batch_size` images
-    and `PHOTO_CHUNK_PIXELS` pixels (at least one image) each; a warning names absent classes."""
-    from data_pipeline.labelled import load_labelled_images
+    """A labelled folder `DIR/<class>/<file>`, read as it is evaluated: uint8 chunks of consecutive images of one
+    shape, at most `batch_size` images and `PHOTO_CHUNK_PIXELS` pixels (at least one image) each, so that only one
+    chunk is in memory. Unreadable images and those under 32 px are left out with one warning at the end, as are
+    classes with no usable image (the description's counts are those of the images evaluated)."""
+    from data_pipeline.labelled import list_labelled_files
+    from data_pipeline.sources import ImageReadError, read_image
 
-    images, labels, paths = load_labelled_images(folder, min_size=MIN_IMAGE_SIDE)
-    present = sorted(set(labels.tolist()))
-    missing = [CLASS_NAMES[c] for c in range(len(CLASS_NAMES)) if c not in present]
-    if missing:
-        logger.warning("no usable image of class(es) %s: left out of per-class metrics", ", ".join(missing))
-    groups: dict[tuple, list[int]] = {}
-    for i, image in enumerate(images):
-        groups.setdefault(image.shape, []).append(i)
+    items, empty = list_labelled_files(folder)
+    if empty:
+        logger.warning("%s: no image for class(es) %s", folder, ", ".join(empty))
+    description = {"source": f"labelled folder {folder}", "n_images": len(items), "classes_present": [],
+                   "classes_missing": [], "answered_as": "blurnet predict --full"}
 
     def chunks():
-        for shape, indices in groups.items():
-            size = max(1, min(batch_size, PHOTO_CHUNK_PIXELS // (shape[0] * shape[1])))
-            for start in range(0, len(indices), size):
-                idx = indices[start : start + size]
-                yield np.stack([images[i] for i in idx]), labels[idx], None, [paths[i] for i in idx]
+        pending, labels, paths, used, skipped = [], [], [], set(), 0
 
-    description = {
-        "source": f"labelled folder {folder}",
-        "n_images": len(images),
-        "classes_present": [CLASS_NAMES[c] for c in present],
-        "classes_missing": missing,
-        "answered_as": "blurnet predict --full",
-    }
-    return EvalSource(chunks(), len(images), description, False, photographs=True)
+        def chunk():
+            out = np.stack(pending), np.array(labels, np.int32), None, list(paths)
+            pending.clear(), labels.clear(), paths.clear()
+            return out
+
+        for path, label in items:
+            try:
+                image = read_image(path)
+            except ImageReadError:
+                skipped += 1
+                continue
+            if min(image.shape[:2]) < MIN_IMAGE_SIDE:
+                skipped += 1
+                continue
+            room = max(1, min(batch_size, PHOTO_CHUNK_PIXELS // (image.shape[0] * image.shape[1])))
+            if pending and (image.shape != pending[0].shape or len(pending) >= room):
+                yield chunk()
+            pending.append(image), labels.append(label), paths.append(str(path))
+            used.add(label)
+        if pending:
+            yield chunk()
+        if skipped:
+            logger.warning("skipped %d of %d files in %s: unreadable, or smaller than %d px", skipped, len(items),
+                           folder, MIN_IMAGE_SIDE)
+        if not used:
+            raise FileNotFoundError(f"No readable image of at least {MIN_IMAGE_SIDE} px in {str(folder)!r}.")
+        missing = [CLASS_NAMES[c] for c in range(len(CLASS_NAMES)) if c not in used]
+        if missing:
+            logger.warning("no usable image of class(es) %s: left out of per-class metrics", ", ".join(missing))
+        description.update(n_images=len(items) - skipped, classes_present=[CLASS_NAMES[c] for c in sorted(used)],
+                           classes_missing=missing)
+
+    return EvalSource(chunks(), len(items), description, False, photographs=True)
 
 
 def answer_photographs(model, images) -> np.ndarray:

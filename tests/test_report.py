@@ -178,6 +178,20 @@ def test_a_labelled_folder_goes_through_in_uint8_chunks_of_bounded_pixels(tmp_pa
     assert sum(int(sum(np.array_equal(by_path[p], im) for p, im in zip(c[3], c[0]))) for c in chunks) == 7
     monkeypatch.setattr(blurnet.evaluate, "PHOTO_CHUNK_PIXELS", 10)  # smaller than one photograph: one at a time
     assert [len(c[0]) for c in labelled_source(root, 32).chunks] == [1] * 7
+    # Read as evaluated: the first chunk costs the reading of its own photographs and the next one only
+    import data_pipeline.sources
+
+    reads, read_image = [], data_pipeline.sources.read_image
+    monkeypatch.setattr(data_pipeline.sources, "read_image", lambda path: reads.append(path) or read_image(path))
+    source = labelled_source(root, 32)
+    assert reads == [] and source.total == 7
+    first = next(iter(source.chunks))
+    assert len(first[0]) == 1 and len(reads) == 2
+    (root / "defocus").mkdir()
+    (root / "defocus" / "broken.png").write_bytes(b"not an image")
+    source = labelled_source(root, 32)
+    assert sum(len(c[0]) for c in source.chunks) == 7 and source.description["n_images"] == 7  # the broken one left out
+    assert source.description["classes_missing"] == ["motion", "defocus"]
 
 
 def check_report_numbers(out, labels, probabilities):
