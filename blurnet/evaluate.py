@@ -104,8 +104,7 @@ def labelled_source(folder, batch_size: int) -> EvalSource:
     shape, at most `batch_size` images and `PHOTO_CHUNK_PIXELS` pixels (at least one image) each, so that only one
     chunk is in memory. Unreadable images and those under 32 px are left out with one warning at the end, as are
     classes with no usable image (the description's counts are those of the images evaluated)."""
-    from data_pipeline.labelled import list_labelled_files
-    from data_pipeline.sources import ImageReadError, read_image
+    from data_pipeline.labelled import list_labelled_files, read_labelled
 
     items, empty = list_labelled_files(folder)
     if empty:
@@ -114,38 +113,30 @@ def labelled_source(folder, batch_size: int) -> EvalSource:
                    "classes_missing": [], "answered_as": "blurnet predict --full"}
 
     def chunks():
-        pending, labels, paths, used, skipped = [], [], [], set(), 0
+        pending, labels, paths, used, skipped = [], [], [], set(), []
 
         def chunk():
             out = np.stack(pending), np.array(labels, np.int32), None, list(paths)
             pending.clear(), labels.clear(), paths.clear()
             return out
 
-        for path, label in items:
-            try:
-                image = read_image(path)
-            except ImageReadError:
-                skipped += 1
-                continue
-            if min(image.shape[:2]) < MIN_IMAGE_SIDE:
-                skipped += 1
-                continue
+        for image, label, path in read_labelled(items, MIN_IMAGE_SIDE, skipped):
             room = max(1, min(batch_size, PHOTO_CHUNK_PIXELS // (image.shape[0] * image.shape[1])))
             if pending and (image.shape != pending[0].shape or len(pending) >= room):
                 yield chunk()
-            pending.append(image), labels.append(label), paths.append(str(path))
+            pending.append(image), labels.append(label), paths.append(path)
             used.add(label)
         if pending:
             yield chunk()
         if skipped:
-            logger.warning("skipped %d of %d files in %s: unreadable, or smaller than %d px", skipped, len(items),
-                           folder, MIN_IMAGE_SIDE)
+            logger.warning("skipped %d of %d files in %s: %d unreadable, %d smaller than %d px", len(skipped), len(items),
+                           folder, skipped.count("unreadable"), skipped.count("small"), MIN_IMAGE_SIDE)
         if not used:
             raise FileNotFoundError(f"No readable image of at least {MIN_IMAGE_SIDE} px in {str(folder)!r}.")
         missing = [CLASS_NAMES[c] for c in range(len(CLASS_NAMES)) if c not in used]
         if missing:
             logger.warning("no usable image of class(es) %s: left out of per-class metrics", ", ".join(missing))
-        description.update(n_images=len(items) - skipped, classes_present=[CLASS_NAMES[c] for c in sorted(used)],
+        description.update(n_images=len(items) - len(skipped), classes_present=[CLASS_NAMES[c] for c in sorted(used)],
                            classes_missing=missing)
 
     return EvalSource(chunks(), len(items), description, False, photographs=True)

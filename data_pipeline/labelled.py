@@ -56,6 +56,23 @@ def list_labelled_files(folder: str | os.PathLike) -> tuple[list[tuple[Path, int
     return items, empty
 
 
+def read_labelled(items, min_size: int = MIN_IMAGE_SIDE, skipped: list | None = None):
+    """Yield `(image, label, path)` (uint8 RGB, the label, the path as a string) for each `(path, label)` of `items`
+    (`list_labelled_files`) that reads as an image at least `min_size` px a side, one at a time; each other one
+    appends "unreadable" or "small" to `skipped`."""
+    skipped = [] if skipped is None else skipped
+    for path, label in items:
+        try:
+            image = read_image(path)
+        except ImageReadError:
+            skipped.append("unreadable")
+            continue
+        if min(image.shape[:2]) < min_size:
+            skipped.append("small")
+            continue
+        yield image, label, str(path)
+
+
 def load_labelled_images(folder: str | os.PathLike, min_size: int = MIN_IMAGE_SIDE) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
     """Read a labelled folder: images (uint8 RGB), labels, and the paths read.
 
@@ -65,19 +82,12 @@ def load_labelled_images(folder: str | os.PathLike, min_size: int = MIN_IMAGE_SI
     items, empty = list_labelled_files(folder)
     if empty:
         logger.warning("%s: no image for class(es) %s", folder, ", ".join(empty))
-    images, labels, paths, bad, small = [], [], [], 0, 0
-    for path, label in items:
-        try:
-            image = read_image(path)
-        except ImageReadError:
-            bad += 1
-            continue
-        if min(image.shape[:2]) < min_size:
-            small += 1
-            continue
+    images, labels, paths, skipped = [], [], [], []
+    for image, label, path in read_labelled(items, min_size, skipped):
         images.append(image)
         labels.append(label)
-        paths.append(str(path))
+        paths.append(path)
+    bad, small = skipped.count("unreadable"), skipped.count("small")
     if bad or small:
         logger.warning("skipped %d of %d files in %s: %d unreadable, %d smaller than %d px", bad + small, len(items), folder, bad, small, min_size)
     if not images:

@@ -179,10 +179,10 @@ def test_a_labelled_folder_goes_through_in_uint8_chunks_of_bounded_pixels(tmp_pa
     monkeypatch.setattr(blurnet.evaluate, "PHOTO_CHUNK_PIXELS", 10)  # smaller than one photograph: one at a time
     assert [len(c[0]) for c in labelled_source(root, 32).chunks] == [1] * 7
     # Read as evaluated: the first chunk costs the reading of its own photographs and the next one only
-    import data_pipeline.sources
+    import data_pipeline.labelled
 
-    reads, read_image = [], data_pipeline.sources.read_image
-    monkeypatch.setattr(data_pipeline.sources, "read_image", lambda path: reads.append(path) or read_image(path))
+    reads, read_image = [], data_pipeline.labelled.read_image
+    monkeypatch.setattr(data_pipeline.labelled, "read_image", lambda path: reads.append(path) or read_image(path))
     source = labelled_source(root, 32)
     assert reads == [] and source.total == 7
     first = next(iter(source.chunks))
