@@ -284,7 +284,7 @@ def _temporary(folder: Path, name: str) -> Path:
 
 def _write_new_file(target: Path, data: bytes) -> Path:
     """Write `data` to the first free numbered name of `target`, atomically; returns the name."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_folders(target.parent)
     tmp = _temporary(target.parent, target.name)
     try:
         with open(tmp, "xb") as handle:
@@ -326,6 +326,18 @@ def _copy_to_temporary(source: str, folder: Path, name: str) -> tuple[Path, int,
             tmp.unlink()
         raise
     return tmp, size, digest.hexdigest(), stat
+
+
+def _make_folders(folder: Path) -> None:
+    """`folder` and any missing folder above it, each new one's entry synced into its parent: a copy under it that
+    a move then relies on stays reachable after a power cut."""
+    missing = []
+    while not folder.exists() and folder.parent != folder:
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):  # the outermost first
+        new.mkdir(exist_ok=True)
+        fsync_path(new.parent)
 
 
 def _changed(path: str, before: os.stat_result) -> bool:
@@ -455,7 +467,7 @@ class _Sorter:
         if identical is not None:
             return self._finish(source, identical, label, "identical file already there")
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            _make_folders(target.parent)
             tmp, size, digest, before = _copy_to_temporary(source, target.parent, target.name)
         except OSError as error:
             return _row(source, "", label, self.action, "failed", f"copy failed, source kept ({_describe(error)})")
@@ -516,7 +528,7 @@ def sort_records(records: Iterable[dict], out, *, roots: Iterable = (), move: bo
     out = Path(out)
     roots = [os.fspath(r) for r in roots]
     if not dry_run:
-        out.mkdir(parents=True, exist_ok=True)
+        _make_folders(out)
     sorter, under_out = _Sorter(out, move, dry_run), inside_of(out)
     result = SortResult(dry_run=dry_run)
     stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")

@@ -785,3 +785,17 @@ def test_many_paths_cost_one_look_at_each_folder(tmp_path, monkeypatch):
     keep, inside = sort.split_inside([(p, None) for p in paths] + [(str(out / "x.jpg"), None)], out)
     assert keep == paths and inside == [str(out / "x.jpg")]
     assert len(looked) == len(set(looked)) <= len(Path(paths[0]).parents) + 1  # OUT, then each folder above once
+
+
+def test_every_folder_a_copy_needs_is_synced_into_its_parent_before_the_source_goes(tmp_path, monkeypatch):
+    source = make(tmp_path / "card" / "trip" / "a.jpg", 1)
+    synced, removed = [], []
+    real_remove = sort._remove_source
+    monkeypatch.setattr(sort, "fsync_path", lambda path: synced.append(Path(path)))
+    monkeypatch.setattr(sort, "_remove_source", lambda path: removed.append(list(synced)) or real_remove(path))
+    out = tmp_path / "new" / "out"
+    row = sort_records([rec(source, "motion")], out, roots=[tmp_path / "card"], move=True, now=NOW).rows[0]
+    assert row["status"] == "ok" and not source.exists()
+    # new/, out/, motion/ and trip/ were made: each one's entry synced in its parent, outermost first, then the
+    # copy's folder once the copy has its name, all before the source was deleted
+    assert removed == [[tmp_path, tmp_path / "new", out, out / "motion", out / "motion" / "trip"]]
