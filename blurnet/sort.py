@@ -19,7 +19,8 @@ argument) keeps only its name. The rules:
   likewise (`renameat2(RENAME_NOREPLACE)` on Linux, `renamex_np(RENAME_EXCL)`
   on macOS, a plain rename on Windows); only where none of these exists is the
   name checked first and then renamed, which another program writing the same
-  name at that instant could lose its file to. The folder is then synced as well. The copy
+  name at that instant could lose its file to. The folder is then synced as
+  well, and every folder made for the copy into its parent. The copy
   keeps the modification time of the source, not its permissions. A run killed
   during a copy can leave such a hidden temporary file behind; it can be deleted.
 - **Moves are verified.** `move=True` deletes a source only after its copy
