@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+import h5py
 import keras
 
 from blurnet.atomic import atomic_file
@@ -44,8 +45,10 @@ class BestWeights(keras.callbacks.Callback):
     """Save the model's weights to `path` whenever `monitor` beats its best value (higher is better, or lower
     with `mode="min"`).
 
-    `initial_best` is the best value already reached (a resumed run passes its log's best), so a
-    resumed run does not overwrite a better checkpoint with a worse one.
+    `initial_best` is the best value already reached (a resumed run passes the one saved with the checkpoint,
+    `saved_best`), so a resumed run does not overwrite a better checkpoint with a worse one. The value is written
+    into the weights file before it takes its name, so the two never disagree (the training log is written after
+    it: a kill between the two left the log behind the checkpoint).
     """
 
     def __init__(self, path: str | Path, monitor: str = "val_accuracy", initial_best: float | None = None, mode: str = "max"):
@@ -62,6 +65,23 @@ class BestWeights(keras.callbacks.Callback):
         self.best = self.sign * float(value)
         with atomic_file(self.path) as tmp:
             self.model.save_weights(str(tmp), overwrite=True)
+            with h5py.File(tmp, "a") as weights:
+                weights.attrs[BEST_VALUE_ATTRIBUTE] = json.dumps({"monitor": self.monitor, "value": float(value)})
+
+
+#: The attribute of `best.weights.h5` that holds the value it was saved for (`BestWeights`).
+BEST_VALUE_ATTRIBUTE = "blurnet_best"
+
+
+def saved_best(path: Path, monitor: str) -> float | None:
+    """The `monitor` value `BestWeights` saved with the weights in `path`; None without a file, a value, or for
+    another monitor."""
+    try:
+        with h5py.File(path, "r") as weights:
+            record = json.loads(weights.attrs[BEST_VALUE_ATTRIBUTE])
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+    return float(record["value"]) if record.get("monitor") == monitor else None
 
 
 class StageLogger(keras.callbacks.Callback):
@@ -159,6 +179,11 @@ def backup_epoch(run: Path, stage: str) -> int:
         return 0
 
 
+def _first(*values):
+    """The first of `values` that is not None (None if all are)."""
+    return next((v for v in values if v is not None), None)
+
+
 def training_callbacks(run: Path, stage: str, patience: int, monitor: str = "val_accuracy", mode: str = "max") -> list:
     """Callbacks of one training stage writing into the run folder `run`.
 
@@ -169,7 +194,9 @@ def training_callbacks(run: Path, stage: str, patience: int, monitor: str = "val
     """
     return [
         CrashSafeBackup(str(run / "backup" / stage), save_freq="epoch", delete_checkpoint=False),
-        BestWeights(run / "best.weights.h5", monitor, initial_best=best_logged(run / "training_log.csv", monitor, mode), mode=mode),
+        BestWeights(run / "best.weights.h5", monitor, mode=mode,
+                    initial_best=_first(saved_best(run / "best.weights.h5", monitor),
+                                        best_logged(run / "training_log.csv", monitor, mode))),
         ResumableEarlyStopping(stage_history(run, stage, monitor), monitor=monitor, mode=mode, patience=patience),
         keras.callbacks.CSVLogger(str(run / "training_log.csv"), append=True),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),

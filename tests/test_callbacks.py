@@ -94,6 +94,27 @@ def test_best_weights_saves_only_improvements_and_survives_a_failed_write(tmp_pa
     assert [p.name for p in tmp_path.iterdir()] == ["best.weights.h5"]
 
 
+
+def test_the_best_value_travels_with_its_weights_so_a_resume_never_overwrites_them_with_worse(tmp_path):
+    from blurnet.callbacks import saved_best, training_callbacks
+
+    model = tiny_model()
+    best = BestWeights(tmp_path / "best.weights.h5", "val_accuracy")
+    best.set_model(model)
+    best.on_epoch_end(0, {"val_accuracy": 0.8})
+    assert saved_best(tmp_path / "best.weights.h5", "val_accuracy") == pytest.approx(0.8)
+    assert saved_best(tmp_path / "best.weights.h5", "val_loss") is None and saved_best(tmp_path / "none.h5", "a") is None
+    # A kill after the checkpoint, before the training log got the epoch's row: the log says 0.6 at best
+    (tmp_path / "training_log.csv").write_text("epoch,val_accuracy\n0,0.6\n")
+    resumed = next(c for c in training_callbacks(tmp_path, "finetune", 3) if isinstance(c, BestWeights))
+    resumed.set_model(tiny_model())
+    resumed.on_epoch_end(1, {"val_accuracy": 0.7})  # better than the log's 0.6, worse than the checkpoint's 0.8
+    check = tiny_model()
+    check.load_weights(tmp_path / "best.weights.h5")  # loads with its value beside the weights
+    np.testing.assert_allclose(check.get_weights()[0], model.get_weights()[0])
+    assert saved_best(tmp_path / "best.weights.h5", "val_accuracy") == pytest.approx(0.8)
+
+
 def write_stage_logs(run, rows):
     """`training_log.csv` and `stages.jsonl` of a run folder from `(stage, epoch, val_accuracy)` rows."""
     run.mkdir(parents=True, exist_ok=True)
