@@ -497,7 +497,9 @@ def test_freeze_classifier_adds_a_trained_head_and_keeps_the_class_answers(tmp_p
 
 
 def test_best_weights_keeps_the_lowest_loss_in_min_mode(tmp_path):
-    from blurnet.callbacks import BestWeights, best_logged
+    import h5py
+
+    from blurnet.callbacks import BestWeights, best_logged, saved_best
 
     log = tmp_path / "log.csv"
     log.write_text("epoch,val_parameters_loss\n0,0.3\n1,0.2\n2,0.25\n")
@@ -505,11 +507,11 @@ def test_best_weights_keeps_the_lowest_loss_in_min_mode(tmp_path):
     assert best_logged(log, "val_parameters_loss", "max") == 0.3
     saved = []
     best = BestWeights(tmp_path / "b.h5", "val_parameters_loss", initial_best=0.2, mode="min")
-    best.set_model(type("M", (), {"save_weights": lambda self, path, overwrite=True: saved.append(Path(path).write_text("w"))})())
+    best.set_model(type("M", (), {"save_weights": lambda self, path, overwrite=True: saved.append(h5py.File(path, "w").close())})())
     for epoch, value in enumerate([0.25, 0.19, 0.19, 0.1]):
         best.on_epoch_end(epoch, {"val_parameters_loss": value})
     assert len(saved) == 2 and best.best == -0.1  # 0.19 then 0.1; the worse and the equal ones are not saved
-    assert (tmp_path / "b.h5").read_text() == "w"
+    assert saved_best(tmp_path / "b.h5", "val_parameters_loss") == pytest.approx(0.1)  # saved with the weights
     with pytest.raises(ValueError, match="mode must be 'max' or 'min', got 'lowest'"):
         BestWeights(tmp_path / "b.h5", mode="lowest")
 
