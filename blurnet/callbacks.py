@@ -179,11 +179,6 @@ def backup_epoch(run: Path, stage: str) -> int:
         return 0
 
 
-def _first(*values):
-    """The first of `values` that is not None (None if all are)."""
-    return next((v for v in values if v is not None), None)
-
-
 def training_callbacks(run: Path, stage: str, patience: int, monitor: str = "val_accuracy", mode: str = "max") -> list:
     """Callbacks of one training stage writing into the run folder `run`.
 
@@ -192,11 +187,11 @@ def training_callbacks(run: Path, stage: str, patience: int, monitor: str = "val
     (counted across resumes),
     `training_log.csv`, `tensorboard/`, a stop on NaN, and `stages.jsonl`.
     """
+    best = saved_best(run / "best.weights.h5", monitor)  # else a checkpoint saved before the value was kept with it
+    best = best if best is not None else best_logged(run / "training_log.csv", monitor, mode)
     return [
         CrashSafeBackup(str(run / "backup" / stage), save_freq="epoch", delete_checkpoint=False),
-        BestWeights(run / "best.weights.h5", monitor, mode=mode,
-                    initial_best=_first(saved_best(run / "best.weights.h5", monitor),
-                                        best_logged(run / "training_log.csv", monitor, mode))),
+        BestWeights(run / "best.weights.h5", monitor, mode=mode, initial_best=best),
         ResumableEarlyStopping(stage_history(run, stage, monitor), monitor=monitor, mode=mode, patience=patience),
         keras.callbacks.CSVLogger(str(run / "training_log.csv"), append=True),
         keras.callbacks.TensorBoard(str(run / "tensorboard"), write_graph=False),

@@ -110,17 +110,12 @@ def _abs(path) -> str:
     return os.path.abspath(os.fspath(path))
 
 
-def is_inside(path, folder) -> bool:
-    """True when `path` is `folder` or lies below it (symbolic links resolved). Where the names differ but the
-    folder is the same (a case-insensitive or Unicode-normalising file system: `Photos/sorted` and
-    `photos/sorted` on macOS or exFAT), `path`'s folders are compared with `folder` by identity (device, inode).
-    `inside_of(folder)` answers many paths at less cost."""
-    return inside_of(folder)(path)
-
-
 def inside_of(folder) -> Callable[[str], bool]:
-    """`is_inside(path, folder)` as a function of `path`: `folder` is resolved and looked up once, and each
-    parent folder's identity once for all the paths below it."""
+    """A test of whether a path is `folder` or lies below it (symbolic links resolved). Where the names differ but
+    the folder is the same (a case-insensitive or Unicode-normalising file system: `Photos/sorted` and
+    `photos/sorted` on macOS or exFAT), the path's folders are compared with `folder` by identity (device,
+    inode). `folder` is resolved and looked up once, and each parent folder's identity once for all the paths
+    below it."""
     folder = os.path.realpath(os.fspath(folder))
     try:
         wanted = os.stat(folder)

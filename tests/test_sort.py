@@ -771,8 +771,8 @@ def test_out_inside_dir_is_found_when_the_file_system_ignores_letter_case(tmp_pa
 
     monkeypatch.setattr(sort.os, "stat", case_blind)
     inside = str(tmp_path / "Photos" / "sorted" / "motion" / "a.jpg")
-    assert sort.is_inside(inside, tmp_path / "photos" / "sorted")
-    assert not sort.is_inside(str(tmp_path / "Photos" / "a.jpg"), tmp_path / "photos" / "sorted")
+    assert sort.inside_of(tmp_path / "photos" / "sorted")(inside)
+    assert not sort.inside_of(tmp_path / "photos" / "sorted")(str(tmp_path / "Photos" / "a.jpg"))
 
 
 def test_many_paths_cost_one_look_at_each_folder(tmp_path, monkeypatch):
