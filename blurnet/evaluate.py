@@ -31,6 +31,12 @@ from data_pipeline.degrade import PsfFamilies
 logger = logging.getLogger(__name__)
 
 MAX_MISCLASSIFIED = 16
+THUMBNAIL_SIDE = 512
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    """A copy of `image` shrunk (INTER_AREA) so that its longest side is at most `THUMBNAIL_SIDE`."""
+    return rescale(image, max(1.0, max(image.shape[:2]) / THUMBNAIL_SIDE)).copy()
 
 
 @dataclasses.dataclass
@@ -167,7 +173,9 @@ def stream_images(maker, num_images: int):
 
 
 class WorstErrors:
-    """The `limit` misclassified images predicted with the highest probability."""
+    """The `limit` misclassified images predicted with the highest probability, each kept as a thumbnail whose
+    longest side is at most `THUMBNAIL_SIDE` (a panel of `misclassified.png` is 260 px wide: 16 full copies of
+    24-megapixel photographs would hold gigabytes)."""
 
     def __init__(self, limit: int = MAX_MISCLASSIFIED):
         self.limit, self._heap, self._counter = limit, [], 0
@@ -176,19 +184,22 @@ class WorstErrors:
         """Consider every misclassified image of a chunk."""
         pred = probabilities.argmax(axis=1)
         for i in np.flatnonzero(pred != labels):
+            probability = float(probabilities[i, pred[i]])
+            if len(self._heap) == self.limit and probability <= self._heap[0][0]:
+                continue
             record = {
-                "image": np.asarray(images[i]).copy(),
+                "image": thumbnail(np.asarray(images[i])),
                 "true": CLASS_NAMES[int(labels[i])],
                 "pred": CLASS_NAMES[int(pred[i])],
-                "probability": float(probabilities[i, pred[i]]),
+                "probability": probability,
                 "strength": float(params[i, 0]) if params is not None else None,
                 "path": paths[i] if paths else None,
             }
             self._counter += 1
-            item = (record["probability"], self._counter, record)
+            item = (probability, self._counter, record)
             if len(self._heap) < self.limit:
                 heapq.heappush(self._heap, item)
-            elif item[0] > self._heap[0][0]:
+            else:
                 heapq.heapreplace(self._heap, item)
 
     def worst_first(self) -> list[dict]:

@@ -448,3 +448,26 @@ def test_the_baselines_see_a_large_photograph_at_the_scale_predict_works_at(tmp_
 
     result = blurnet.evaluate.evaluate(Flat(), labelled_source(root, 4), progress=False)
     assert seen == [(698, 1024, 3), (698, 1024, 3)] and result.y_true.tolist() == [0]
+
+
+def test_the_worst_errors_are_kept_as_thumbnails_of_the_same_content():
+    from blurnet.evaluate import THUMBNAIL_SIDE, WorstErrors
+
+    rng = np.random.default_rng(0)
+    images = [rng.uniform(0, 255, (1000, 2000, 3)).astype(np.float32) for _ in range(3)]
+    images[0][:, :1000] = 20.0  # left half dark: the thumbnail keeps it on the left
+    small = rng.uniform(0, 255, (64, 48, 3)).astype(np.float32)
+    errors = WorstErrors(limit=3)
+    probabilities = np.array([[0.1, 0.9, 0, 0], [0.2, 0.8, 0, 0], [0.4, 0.6, 0, 0]], np.float32)
+    errors.add(np.stack(images), np.zeros(3, int), None, None, probabilities)
+    errors.add(small[None], np.zeros(1, int), None, None, np.array([[0.3, 0.7, 0, 0]], np.float32))
+
+    worst = errors.worst_first()
+    assert [round(e["probability"], 2) for e in worst] == [0.9, 0.8, 0.7]
+    assert worst[0]["image"].shape == (THUMBNAIL_SIDE // 2, THUMBNAIL_SIDE, 3)
+    assert worst[0]["image"][:, : THUMBNAIL_SIDE // 2 - 1].mean() == pytest.approx(20.0, abs=1e-3)
+    assert worst[0]["image"][:, THUMBNAIL_SIDE // 2 + 1 :].mean() == pytest.approx(images[0][:, 1000:].mean(), abs=0.5)
+    assert worst[1]["image"].shape == (THUMBNAIL_SIDE // 2, THUMBNAIL_SIDE, 3)
+    np.testing.assert_array_equal(worst[2]["image"], small)  # a small image is kept as it is, as a copy
+    small[:] = 0
+    assert worst[2]["image"].mean() > 100
