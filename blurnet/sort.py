@@ -57,8 +57,10 @@ argument) keeps only its name. The rules:
   already sorted, and a move never deletes a source whose destination is the
   same file.
 - **Dry run.** `dry_run=True` computes the same destinations (numbered names
-  included) but creates, copies, moves and deletes nothing and writes no log;
-  the rows (status `dry-run`) say what would happen.
+  included; on a file system that ignores letter case, `IMG.JPG` and `img.jpg`
+  are planned as one name, as the real run will find them) but creates,
+  copies, moves and deletes nothing and writes no log; the rows (status
+  `dry-run`) say what would happen.
 
 Only the standard library and `blurnet.atomic` are used here (no TensorFlow, no OpenCV).
 """
@@ -108,6 +110,17 @@ def _same_file(a, b) -> bool:
 
 def _abs(path) -> str:
     return os.path.abspath(os.fspath(path))
+
+
+def ignores_case(folder) -> bool:
+    """Whether the file system holding `folder` (or its nearest existing parent) treats names that differ only in
+    letter case as one (macOS and Windows by default, FAT, exFAT): the nearest existing folder with a cased letter
+    in its name is looked up with its case swapped. False when no such folder exists to look at."""
+    path = Path(_abs(folder))
+    for candidate in (path, *path.parents):
+        if candidate.name.swapcase() != candidate.name and os.path.isdir(candidate):
+            return _same_file(candidate, candidate.with_name(candidate.name.swapcase()))
+    return False
 
 
 def inside_of(folder) -> Callable[[str], bool]:
@@ -415,12 +428,15 @@ class _Sorter:
     def __init__(self, out: Path, move: bool, dry_run: bool):
         self.out, self.move, self.dry_run = out, move, dry_run
         self.action = "move" if move else "copy"
-        self.reserved: dict[str, str] = {}  # destinations planned in a dry run -> the source planned there
+        self.reserved: dict[str, str] = {}  # destinations planned in a dry run (`_key`) -> the source planned there
+        # names planned in a dry run are compared as the file system will compare them
+        casefold = dry_run and ignores_case(out)
+        self._key = (lambda path: _abs(path).casefold()) if casefold else _abs
 
     def _same(self, candidate: Path, source: str, source_id: list) -> bool:
         """`candidate` is another file with the contents of `source` (size first, then SHA-256); in a dry run, a
         destination planned for a source with those contents counts as that file."""
-        contents = self.reserved.get(_abs(candidate), candidate) if not os.path.lexists(candidate) else candidate
+        contents = self.reserved.get(self._key(candidate), candidate) if not os.path.lexists(candidate) else candidate
         try:
             # a symbolic link is no copy: the file it points to may go (another folder, a removed card)
             if os.path.islink(contents) or not os.path.isfile(contents) or _same_file(contents, source):
@@ -437,15 +453,15 @@ class _Sorter:
         """The first taken numbered name of `target` that holds `source`'s contents, if any."""
         source_id: list = []
         for candidate in _candidates(target):
-            if not os.path.lexists(candidate) and _abs(candidate) not in self.reserved:
+            if not os.path.lexists(candidate) and self._key(candidate) not in self.reserved:
                 return None
             if self._same(candidate, source, source_id):
                 return candidate
 
     def _plan(self, target: Path, source: str) -> Path:
         for candidate in _candidates(target):
-            if not os.path.lexists(candidate) and _abs(candidate) not in self.reserved:
-                self.reserved[_abs(candidate)] = source
+            if not os.path.lexists(candidate) and self._key(candidate) not in self.reserved:
+                self.reserved[self._key(candidate)] = source
                 return candidate
 
     def transfer(self, source: str, label: str, relative: str) -> dict:

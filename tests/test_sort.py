@@ -413,6 +413,33 @@ def test_dry_run_plans_identical_photographs_as_the_real_run_sorts_them(tmp_path
     assert tree(tmp_path / "out" / "sharp") == {"x.jpg": photo_bytes(1), "x-1.jpg": photo_bytes(2)}
 
 
+def test_a_dry_run_on_a_file_system_that_ignores_case_plans_names_as_it_will_find_them(tmp_path, monkeypatch):
+    src = tmp_path / "in"
+    upper, lower, other = make(src / "IMG.JPG", 1), make(src / "img.jpg", 2), make(src / "Img-1.jpg", 3)
+    records = [rec(upper, "sharp"), rec(lower, "sharp"), rec(other, "sharp")]
+    out = tmp_path / "out" / "sharp"
+    sensitive = sort_records(records, tmp_path / "out", roots=[src], dry_run=True, now=NOW)
+    assert [r["destination"] for r in sensitive.rows] == [str(out / "IMG.JPG"), str(out / "img.jpg"), str(out / "Img-1.jpg")]
+    monkeypatch.setattr(sort, "ignores_case", lambda folder: True)
+    folded = sort_records(records, tmp_path / "out", roots=[src], dry_run=True, now=NOW)
+    # img.jpg takes IMG.JPG's name: numbered; Img-1.jpg then meets img-1.jpg: numbered again
+    assert [r["destination"] for r in folded.rows] == [str(out / "IMG.JPG"), str(out / "img-1.jpg"), str(out / "Img-1-1.jpg")]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32", reason="needs symbolic links")
+def test_ignores_case_looks_up_the_nearest_folder_with_its_case_swapped(tmp_path):
+    (tmp_path / "Cards" / "Card").mkdir(parents=True)
+    assert not sort.ignores_case(tmp_path / "Cards" / "Card" / "not yet" / "sorted")
+    # a folder reached under its swapped name, as a case-insensitive file system answers
+    (tmp_path / "Cards" / "cARD").symlink_to(tmp_path / "Cards" / "Card")
+    assert sort.ignores_case(tmp_path / "Cards" / "Card" / "not yet" / "sorted")
+    assert sort.ignores_case(tmp_path / "Cards" / "Card")
+    assert not sort.ignores_case(tmp_path / "Cards")
+    (tmp_path / "Cards" / "123").mkdir()  # no cased letter: the folder above decides
+    assert not sort.ignores_case(tmp_path / "Cards" / "123")
+
+
 @pytest.mark.skipif(not hasattr(os, "symlink") or sys.platform == "win32", reason="needs symbolic links")
 def test_a_destination_that_links_back_to_the_source_never_costs_the_photograph(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
