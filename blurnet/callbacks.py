@@ -7,7 +7,6 @@ rename it over the old one (`blurnet.atomic.atomic_file`), so a file on disk is 
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -16,6 +15,7 @@ import h5py
 import keras
 
 from blurnet.atomic import atomic_file
+from blurnet.training_log import read_log_rows, whole_lines
 
 
 class CrashSafeBackup(keras.callbacks.BackupAndRestore):
@@ -98,10 +98,7 @@ class StageLogger(keras.callbacks.Callback):
 
 def best_logged(log: Path, key: str = "val_accuracy", mode: str = "max") -> float | None:
     """Best (`mode` "max" or "min") `key` in a CSV training log (None without one): a resumed run keeps its best checkpoint."""
-    if not log.exists():
-        return None
-    with open(log, newline="") as f:
-        values = [float(row[key]) for row in csv.DictReader(f) if row.get(key) not in (None, "")]
+    values = [row[key] for row in read_log_rows(log) if key in row]
     return (max if mode == "max" else min)(values) if values else None
 
 
@@ -113,29 +110,15 @@ def stage_history(run: Path, stage: str, monitor: str) -> list[tuple[int, float]
     if not (stages.is_file() and log.is_file()):
         return []
     epochs = set()
-    for line in _whole_lines(stages):
+    for line in whole_lines(stages):
         try:
             entry = json.loads(line)
         except ValueError:
             continue
         if entry.get("stage") == stage:
             epochs.add(int(entry["epoch"]))
-    values = {}
-    for row in csv.DictReader(_whole_lines(log)):
-        try:
-            epoch, value = int(row["epoch"]), float(row[monitor])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if epoch in epochs:
-            values[epoch] = value
-    return sorted(values.items())
-
-
-def _whole_lines(path: Path) -> list[str]:
-    """The lines of a text file that end with a newline: a last line a kill cut short is left out."""
-    text = path.read_text()
-    lines = text.splitlines()
-    return lines if text.endswith("\n") else lines[:-1]
+    values = {int(row["epoch"]): row[monitor] for row in read_log_rows(log) if "epoch" in row and monitor in row}
+    return sorted((epoch, value) for epoch, value in values.items() if epoch in epochs)
 
 
 def epochs_since_best(history: list[tuple[int, float]], mode: str = "max") -> int:

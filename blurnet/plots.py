@@ -4,12 +4,12 @@ Every function draws one PNG with matplotlib (Agg backend, imported on first use
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
 from pathlib import Path
 
 import numpy as np
 
+from blurnet.training_log import read_log_rows
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
 
 
@@ -57,18 +57,11 @@ def confusion_figure(metrics: dict):
 
 
 def read_training_log(path: Path) -> dict[str, list[float]] | None:
-    """Columns of a keras CSVLogger file as float lists (rows that do not parse are skipped)."""
-    if not path.is_file():
-        return None
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    """Columns of a CSV training log as float lists (`read_log_rows`: rows that do not parse are skipped), None
+    without one."""
     columns: dict[str, list[float]] = {}
-    for row in rows:
-        try:
-            values = {k: float(v) for k, v in row.items() if k and v not in (None, "")}
-        except ValueError:
-            continue
-        for k, v in values.items():
+    for row in read_log_rows(path):
+        for k, v in row.items():
             # a model with the parameter head logs its class accuracy as `probabilities_accuracy`
             columns.setdefault(k.replace("probabilities_accuracy", "accuracy"), []).append(v)
     return columns if columns else None

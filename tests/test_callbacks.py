@@ -161,3 +161,18 @@ def test_a_stage_that_stopped_early_is_not_trained_again_on_resume(tmp_path, mon
     assert calls == []
     train.run_stage(None, FitConfig(patience=3), None, None, tmp_path, "finetune", "val_accuracy", epochs=10)
     assert len(calls) == 1 and calls[0]["epochs"] == 10
+
+
+def test_every_reader_of_the_training_log_leaves_out_a_line_cut_short(tmp_path):
+    from blurnet.callbacks import best_logged
+    from blurnet.plots import read_training_log
+
+    log = tmp_path / "training_log.csv"
+    # a kill while epoch 2's row was appended: its loss was 0.0451 and its accuracy never written
+    log.write_text("epoch,probabilities_accuracy,val_loss\n0,0.25,0.9\n1,0.5,0.3\n2,0.6,0.04")
+    assert best_logged(log, "val_loss", "min") == 0.3
+    assert read_training_log(log) == {"epoch": [0.0, 1.0], "accuracy": [0.25, 0.5], "val_loss": [0.9, 0.3]}
+    log.write_text("epoch,accuracy,val_loss\n0,0.25,0.9\n1,x,0.3\n2,0.5,0.1,7\n3,0.75\n")  # a cell that is no number; an extra cell; one missing
+    assert best_logged(log, "val_loss", "min") == 0.9
+    assert read_training_log(log) == {"epoch": [0.0, 3.0], "accuracy": [0.25, 0.75], "val_loss": [0.9]}
+    assert best_logged(tmp_path / "missing.csv") is None and read_training_log(tmp_path / "missing.csv") is None
