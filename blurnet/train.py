@@ -44,7 +44,7 @@ from blurnet.views import ANSWER_VIEW_SIGNS, average_over_views
 from data_pipeline.classes import CLASS_NAMES, NUM_CLASSES, BlurRanges
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig
 from data_pipeline.degrade import PsfFamilies
-from data_pipeline.labelled import LabelledBatchMaker, is_labelled_folder, load_labelled_images
+from data_pipeline.labelled import LabelledBatchMaker, is_labelled_folder, load_labelled_images, split_labelled
 from data_pipeline.scenes import generated_scenes
 from data_pipeline.sources import describe_split, load_photographs, split_photographs
 
@@ -59,6 +59,7 @@ class Data:
     val: object
     test: object
     description: str
+    held_out_files: dict | None = None  # a labelled folder's test files per class: its test crops are cut from them
 
 
 def describe_devices() -> tuple[str, list]:
@@ -95,18 +96,18 @@ def load_data(config: FitConfig, pipeline: PipelineConfig, worker: int = 0) -> D
                 raise ValueError(f"{key} is a setting of generated samples; a labelled folder ({config.data}) trains on "
                                  f"its images as they are: leave {key} at {default!r}, got {value!r}.")
         images, labels, paths = load_labelled_images(config.data, min_size=pipeline.image_size)
-        order = np.random.default_rng(config.seed).permutation(len(images))
-        if len(order) < 3:
-            raise ValueError(f"too few labelled images to split into train, val and test: {len(order)} (need at least 3).")
-        n_test = max(1, len(order) // 10)
-        n_val = max(1, len(order) // 10)
-        parts = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
+        parts = split_labelled(labels, config.seed)
+        for c in sorted(set(labels[parts["train"]].tolist()) - set(labels[parts["test"]].tolist())):
+            logger.warning(f"{CLASS_NAMES[c]}: {int((labels == c).sum())} labelled image(s), fewer than 3: all used for "
+                           f"training, none held out (the held-out figures leave the class out)")
         makers = {}
         for stream, (split, idx) in enumerate(parts.items()):
             makers[split] = LabelledBatchMaker([images[i] for i in idx], labels[idx], pipeline.image_size, pipeline.batch_size,
                                                config.seed, stream=stream + (100 * worker if split == "train" else 0), flips=split == "train")
             logger.info(f"{split:>5}: {len(idx)} labelled images")
-        return Data(makers["train"], makers["val"], makers["test"], f"labelled folder {config.data} ({len(images)} images, split by file)")
+        test_files = {CLASS_NAMES[c]: int((labels[parts["test"]] == c).sum()) for c in sorted(set(labels[parts["test"]].tolist()))}
+        return Data(makers["train"], makers["val"], makers["test"], f"labelled folder {config.data} ({len(images)} images, "
+                    f"split by file within each class)", held_out_files=test_files)
     photos = load_photographs(config.data, min_size=pipeline.image_size)
     splits = split_photographs(photos, seed=config.seed)
     logger.info(describe_split(splits))
@@ -573,7 +574,9 @@ def _metadata(config: FitConfig, run: _Run, pipeline: PipelineConfig, data: Data
         # a labelled folder's images are used as they are: no PSF families, no camera steps
         "psf_families": None if labelled else pipeline.families.to_dict(),
         "camera": None if labelled else pipeline.camera_record(), "generated_scenes": config.generated_scenes,
-        "held_out": held_out, "fit_config": dataclasses.asdict(config),
+        # a labelled folder's held-out crops are cut from few files: how many of each class
+        "held_out": held_out if data.held_out_files is None else {**held_out, "n_files": data.held_out_files},
+        "fit_config": dataclasses.asdict(config),
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "hardware": f"{os.cpu_count()} CPU cores, {len(run.gpus)} GPU(s) {[g.name for g in run.gpus]}",
         "device": run.device,

@@ -95,6 +95,30 @@ def load_labelled_images(folder: str | os.PathLike, min_size: int = MIN_IMAGE_SI
     return images, np.array(labels, np.int32), paths
 
 
+#: The share of each class's files held out for validation, and again for the test (at least one file each).
+HELD_OUT_SHARE = 0.1
+
+
+def split_labelled(labels, seed: int) -> dict[str, np.ndarray]:
+    """Indices of the `test`, `val` and `train` files of a labelled folder, split by file within each class: a
+    class with at least 3 files gives `HELD_OUT_SHARE` of them (at least one) to the test and as many to validation,
+    a class with fewer gives all of them to training. `ValueError` when no class has 3 files."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list] = {"test": [], "val": [], "train": []}
+    for c in range(len(CLASS_NAMES)):
+        files = rng.permutation(np.flatnonzero(labels == c))
+        held = max(1, int(len(files) * HELD_OUT_SHARE)) if len(files) >= 3 else 0
+        parts["test"] += files[:held].tolist()
+        parts["val"] += files[held : 2 * held].tolist()
+        parts["train"] += files[2 * held :].tolist()
+    if not parts["test"]:
+        counts = ", ".join(f"{CLASS_NAMES[c]} {int((labels == c).sum())}" for c in range(len(CLASS_NAMES)) if (labels == c).any())
+        raise ValueError(f"too few labelled images to split into train, val and test: {len(labels)} ({counts or 'none'}); "
+                         f"a class needs at least 3 files.")
+    return {split: np.array(sorted(idx), np.int64) for split, idx in parts.items()}
+
+
 class LabelledBatchMaker:
     """Batches of random `image_size` crops (turned by a random multiple of 90 degrees when `flips`) from labelled
     images, one batch per index.

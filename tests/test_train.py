@@ -355,6 +355,7 @@ def test_fit_on_a_labelled_folder(tmp_path, caplog):
     assert f"--resume: no run folder {str(tmp_path / 'runs' / 'lab')!r}; starting a new run" in caplog.text
     assert meta["training_data"].startswith("labelled folder") and "20 images" in meta["training_data"]
     assert meta["held_out"]["n_images"] == 16
+    assert meta["held_out"]["n_files"] == {name: 1 for name in CLASS_NAMES}  # a test file of each class
     assert meta["psf_families"] is None and meta["camera"] is None  # its images were used as they are
 
 
@@ -385,6 +386,21 @@ def test_a_labelled_folder_with_a_stray_subfolder_is_refused_by_name_not_read_as
     (tmp_path / "photos" / "holiday").mkdir(parents=True)
     (tmp_path / "photos" / ".sharp").mkdir()
     assert not is_labelled_folder(tmp_path / "photos") and not is_labelled_folder(tmp_path / "missing")
+
+
+def test_a_labelled_folder_is_split_by_file_within_each_class():
+    from data_pipeline.labelled import split_labelled
+
+    labels = np.array([0] * 25 + [1] * 3 + [3] * 2)  # sharp 25, gaussian 3, no motion, defocus 2
+    parts = split_labelled(labels, seed=7)
+    assert sorted(np.concatenate(list(parts.values())).tolist()) == list(range(30))  # every file once
+    counts = {split: np.bincount(labels[idx], minlength=4).tolist() for split, idx in parts.items()}
+    assert counts == {"test": [2, 1, 0, 0], "val": [2, 1, 0, 0], "train": [21, 1, 0, 2]}  # defocus: too few to hold out
+    again, other = split_labelled(labels, seed=7), split_labelled(labels, seed=8)
+    assert all(np.array_equal(parts[k], again[k]) for k in parts)
+    assert not np.array_equal(parts["test"], other["test"])
+    with pytest.raises(ValueError, match=r"too few labelled images to split into train, val and test: 4 \(sharp 2, motion 2\)"):
+        split_labelled(np.array([0, 0, 2, 2]), seed=0)
 
 
 def test_too_few_labelled_images(tmp_path):
