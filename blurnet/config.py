@@ -183,9 +183,10 @@ class FitConfig:
                 raise ValueError(f"{key} must be a finite number >= 0, got {getattr(self, key)!r}.")
         if not 0 <= self.seed < 2**32:
             raise ValueError(f"seed must be in 0..2**32 - 1, got {self.seed!r}.")
-        if self.init_from is None and self.epochs_head == 0 and self.epochs_finetune == 0:
-            raise ValueError("epochs_head and epochs_finetune are both 0 and there is no init_from: nothing would train, "
-                             "and the export would hold untrained weights.")
+        if self.init_from is None and self.epochs_finetune == 0 and (self.epochs_head == 0 or self.weights is None):
+            stage_1 = "epochs_head is 0" if self.epochs_head == 0 else "stage 1 is skipped with weights none (it trains a head on a pretrained backbone)"
+            raise ValueError(f"epochs_finetune is 0, {stage_1} and there is no init_from: nothing would train, and the "
+                             f"export would hold untrained weights.")
         PsfFamilies.named(self.psf_families)  # ValueError echoing an unknown preset
         self.augment()  # ValueError echoing a palette share the JPEG share leaves no room for
         self.ranges()  # ValueError echoing an unknown field or an empty or out-of-domain range

@@ -167,8 +167,12 @@ def test_recipes_and_validation():
         with pytest.raises(ValueError, match=f"{key} must be .*got {value!r}"):
             FitConfig(**{key: value}).resolve("cpu")
     # Nothing to train and nothing to start from: refused (the export would hold random weights)
-    with pytest.raises(ValueError, match="epochs_head and epochs_finetune are both 0 and there is no init_from"):
+    with pytest.raises(ValueError, match="epochs_finetune is 0, epochs_head is 0 and there is no init_from: nothing would train"):
         FitConfig(weights=None, epochs_head=0, epochs_finetune=0).resolve("cpu")
+    # weights none skips stage 1 whatever epochs_head says (the recipe's 1 here)
+    with pytest.raises(ValueError, match="epochs_finetune is 0, stage 1 is skipped with weights none .* nothing would train"):
+        FitConfig(weights=None, epochs_finetune=0).resolve("cpu")
+    assert FitConfig(weights="imagenet", epochs_finetune=0).resolve("cpu").epochs_head == 1  # the head trains
     assert FitConfig(weights=None, init_from="x", epochs_head=0, epochs_finetune=0).resolve("cpu").epochs_finetune == 0
 
 
