@@ -473,6 +473,9 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     # Each worker of a multi-worker run keeps its own folder; only the chief's carries the run's name.
     run = Path(config.run_dir) / (config.name if chief else f"{config.name}.worker-{worker}")
     check_apart(run, Path(config.out) / config.name, "the run folder (--run-dir) and the export (--out)")
+    if config.init_from and (config.epochs_finetune or (config.weights is not None and config.epochs_head)):
+        # a fine-tune exported over the model it started from would replace it (the bundled one by default)
+        check_apart(Path(config.out) / config.name, config.init_from, "the export (--out, --name) and --init-from")
     if chief:  # an --out that cannot take the export fails now, not after the training
         check_replaceable(Path(config.out) / config.name, SAVED_MODEL_FILE)  # an earlier SavedModel export only
         Path(config.out).mkdir(parents=True, exist_ok=True)

@@ -419,6 +419,21 @@ def test_too_few_labelled_images(tmp_path):
         fit(FitConfig(data=str(tmp_path / "d"), weights=None, run_dir=str(tmp_path / "runs"), **TINY))
 
 
+def test_a_fine_tune_never_exports_over_the_model_it_starts_from(tmp_path, photo_folder, source):
+    import shutil
+
+    models = tmp_path / "models"
+    start = Path(shutil.copytree(source[1], models / "start"))
+    before = {p.name: p.read_bytes() for p in start.rglob("*") if p.is_file()}
+    common = dict(data=str(photo_folder), out=str(models), weights=None, backbone="mobilenetv2", init_from=str(start),
+                  run_dir=str(tmp_path / "runs"), **{**TINY, "epochs_head": 0, "image_size": None})
+    for name, out in (("start", models), ("inner", start)):  # the same folder, or a folder inside it
+        with pytest.raises(ValueError, match=r"the export \(--out, --name\) and --init-from would overlap"):
+            fit(FitConfig(name=name, **{**common, "out": str(out)}))
+    assert {p.name: p.read_bytes() for p in start.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "runs").exists()  # refused before the run folder was made
+
+
 @pytest.mark.slow
 def test_init_from_with_no_epochs_re_exports_with_other_views_and_keeps_the_history(tmp_path, photo_folder, source):
     import shutil
