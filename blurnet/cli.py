@@ -38,6 +38,8 @@ def _recipe_default(key: str) -> str:
 @click.option("-q", "--quiet", "quiet_", is_flag=True, default=False, help="Show only warnings and errors on stderr, not blurnet's progress messages.")
 def main(verbose, quiet_):
     """Classify image blur: sharp, gaussian, motion or defocus."""
+    if verbose and quiet_:
+        raise click.UsageError("-v/--verbose and -q/--quiet ask for opposite things: give one.")
     quiet.configure(verbose)
     setup_logging(logging.DEBUG if verbose else logging.WARNING if quiet_ else logging.INFO)
 
@@ -170,7 +172,7 @@ def _weights_option(value):
 @click.option("--cpu-devices", type=click.IntRange(min=1), default=FIT_DEFAULTS["cpu_devices"], help="Split the CPU into N logical devices (data parallelism without GPUs: tests, benchmarks).")
 @click.option("--mixed-precision/--no-mixed-precision", default=FIT_DEFAULTS["mixed_precision"], help="Mixed precision: float16 on GPU, bfloat16 on CPU.")
 @click.option("--jit/--no-jit", default=FIT_DEFAULTS["jit"], help="Compile the training step with XLA.")
-@click.option("--deterministic", is_flag=True, default=FIT_DEFAULTS["deterministic"], help="Seed Python, NumPy, TensorFlow and Keras with --seed and use TensorFlow's deterministic ops, so that a rerun on the same machine repeats the weights and held-out figures (cost and check: benchmarks/deterministic.py).")
+@click.option("--deterministic", is_flag=True, default=FIT_DEFAULTS["deterministic"], help="Seed Python, NumPy, TensorFlow and Keras with --seed and use TensorFlow's deterministic ops, so that a rerun on the same machine repeats the run closely, though not always bit for bit (cost and check: benchmarks/deterministic.py).")
 def fit(**options):
     """Train a blurnet model and export it as a TensorFlow SavedModel."""
     _start_tensorflow(device_line=False)  # blurnet.train states the device
@@ -211,6 +213,9 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines, baseli
     from blurnet.atomic import check_apart, check_replaceable
     from blurnet.report import default_out_dir, summary_line, write_report
 
+    if baselines_dir and not baselines and not compare:
+        raise click.UsageError("--baselines-dir writes the table of the baselines and --compare exports beside the model: "
+                               "with --no-baselines and no --compare it would hold the model alone.")
     try:
         if baselines_dir:  # checked before the evaluation, as the report's own folder is
             check_apart(baselines_dir, out or default_out_dir(model_dir or default_model_dir()), "--baselines-dir and the report")

@@ -154,3 +154,12 @@ def test_fit_that_cannot_make_its_output_folder_is_a_clean_error_before_training
     assert result.exit_code == 1 and f"{str(tmp_path / 'a_file')!r} is not a folder" in result.output, result.output
     assert not isinstance(result.exception, OSError)  # a ClickException's exit, not a traceback
     assert (tmp_path / "a_file").read_text() == "x" and not (tmp_path / "runs").exists()
+
+
+def test_options_that_ask_for_opposite_things_are_refused_before_any_work(tmp_path):
+    result = CliRunner().invoke(main, ["-v", "-q", "predict", str(tmp_path / "missing.jpg")])
+    assert result.exit_code == 2 and "-v/--verbose and -q/--quiet ask for opposite things" in result.output
+    table = tmp_path / "table"
+    result = CliRunner().invoke(main, ["report", "--no-baselines", "--baselines-dir", str(table), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "it would hold the model alone" in result.output
+    assert not table.exists() and not (tmp_path / "r").exists()
