@@ -133,7 +133,7 @@ def resize_probability(probability: np.ndarray, height: int, width: int) -> np.n
 
 def blur_mask(probability: np.ndarray, threshold: float = MASK_THRESHOLD) -> np.ndarray:
     """The binary mask (uint8: 255 = blurred, 0 = sharp) of a blur probability map: probability >= `threshold`."""
-    return np.where(np.asarray(probability) >= threshold, 255, 0).astype(np.uint8)
+    return (np.asarray(probability) >= threshold).astype(np.uint8) * np.uint8(255)  # uint8 throughout: a mask is photo-sized
 
 
 def write_blur_mask(path: str | os.PathLike, probability: np.ndarray, threshold: float = MASK_THRESHOLD) -> Path:

@@ -69,7 +69,7 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     """Any decoded image (gray, BGR, BGRA; 8-bit, 16-bit or float) to HxWx3 uint8 RGB.
 
     Input channel order is OpenCV's (BGR/BGRA). Alpha is dropped; 16-bit is
-    scaled by 1/257; float images are taken as 0..1 when their maximum is <= `FLOAT_UNIT_MAX` (2: a 0..1 image
+    scaled by 1/257; other integer types must hold 0..255 (`ImageReadError` echoing their range if not); float images are taken as 0..1 when their maximum is <= `FLOAT_UNIT_MAX` (2: a 0..1 image
     that filtering or sharpening pushed a little over 1 is still read on that scale; a 0..255 image that dark
     would be black), else as 0..255.
     """
@@ -90,8 +90,12 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
         finite = np.nan_to_num(image.astype(np.float32))
         scale = 255.0 if finite.size and finite.max() <= FLOAT_UNIT_MAX else 1.0
         return np.clip(finite * scale + 0.5, 0, 255).astype(np.uint8)
-    if np.issubdtype(image.dtype, np.integer):
-        return np.clip(image, 0, 255).astype(np.uint8)
+    if np.issubdtype(image.dtype, np.integer):  # int32, int64...: no bit depth to go by; 0..255 is the one reading
+        low, high = (int(image.min()), int(image.max())) if image.size else (0, 0)
+        if low < 0 or high > 255:
+            raise ImageReadError(f"{image.dtype} pixels from {low} to {high}: give uint8 (0..255), uint16 (0..65535) or "
+                                 f"float (0..1 or 0..255) images, or {image.dtype} ones within 0..255")
+        return image.astype(np.uint8)
     raise ImageReadError(f"unsupported pixel type {image.dtype}")
 
 
@@ -133,7 +137,13 @@ def decode_image(data: bytes, name: str = "<bytes>") -> np.ndarray:
 
 def _decode(data: bytes, flags: int, name: str) -> np.ndarray:
     """`data` (its ICC profile left out) decoded by OpenCV with `flags`, as HxWx3 uint8 RGB; `ImageReadError` if not."""
-    image = cv2.imdecode(np.frombuffer(without_icc_profile(data), np.uint8), flags)
+    try:
+        image = cv2.imdecode(np.frombuffer(without_icc_profile(data), np.uint8), flags)
+    except cv2.error as error:  # OpenCV asserts on an image over its pixel limit (CV_IO_MAX_IMAGE_PIXELS, 2**30)
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(error):
+            raise ImageReadError(f"{name}: larger than OpenCV reads by default (2**30 pixels); set the environment "
+                                 f"variable OPENCV_IO_MAX_IMAGE_PIXELS higher to read it") from None
+        raise ImageReadError(f"{name}: not a readable image ({str(error).strip().splitlines()[-1]})") from None
     if image is None:
         raise ImageReadError(f"{name}: not a readable image (corrupt, truncated or unsupported format)")
     return to_rgb8(image)

@@ -197,3 +197,18 @@ def test_a_map_that_cannot_be_written_fails_the_run_and_says_where(tmp_path, mon
     assert record["label"] in ("sharp", "gaussian") and record["map"] == str(tmp_path / "map.png")
     assert record["map_error"].startswith(f"cannot write {tmp_path / 'mask.png'} (OSError")
     assert "1 of 1 inputs failed" in result.stderr
+
+
+def test_the_mask_of_a_photo_sized_map_takes_a_few_bytes_a_pixel():
+    import tracemalloc
+
+    from blurnet.blurmap import blur_mask
+
+    probability = np.random.default_rng(0).random((2000, 2000), dtype=np.float32)  # 4 megapixels
+    tracemalloc.start()
+    mask = blur_mask(probability, 0.5)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert mask.dtype == np.uint8 and set(np.unique(mask).tolist()) == {0, 255}
+    assert (mask == 255).mean() == pytest.approx(0.5, abs=0.01)
+    assert peak < 3 * probability.size  # int64 intermediates took 16 bytes a pixel

@@ -190,3 +190,28 @@ def test_jpeg_orientation_reads_the_exif_tag_in_either_byte_order():
         assert jpeg_orientation(tagged) == value  # little-endian ("II")
         assert cv2.imdecode(np.frombuffer(tagged, np.uint8), cv2.IMREAD_COLOR) is not None
     assert jpeg_orientation(plain[:2] + b"\xff\xe1\x00\x08Exif\x00\x00" + plain[2:]) == 1  # an empty EXIF segment
+
+
+def test_integer_pixels_other_than_8_and_16_bit_are_read_as_0_to_255_or_refused_with_their_range():
+    from data_pipeline.sources import ImageReadError, to_rgb8
+
+    image = np.arange(48, dtype=np.int64).reshape(4, 4, 3) * 5  # 0..235, BGR
+    np.testing.assert_array_equal(to_rgb8(image), image[:, :, ::-1].astype(np.uint8))
+    for dtype, value in ((np.int32, 30000), (np.int16, -1)):
+        with pytest.raises(ImageReadError, match=f"{np.dtype(dtype).name} pixels from {value} to {value}"):
+            to_rgb8(np.full((4, 4, 3), value, dtype))  # was clipped: 30000 read as white, -1 as black
+
+
+def test_an_image_over_opencvs_pixel_limit_says_so_and_how_to_read_it():
+    import struct
+    import zlib
+
+    from data_pipeline.sources import ImageReadError, decode_image
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 40000, 30000, 8, 2, 0, 0, 0)  # 1.2 gigapixels, RGB
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+    with pytest.raises(ImageReadError, match=r"big.png: larger than OpenCV reads by default .* OPENCV_IO_MAX_IMAGE_PIXELS"):
+        decode_image(png, "big.png")
