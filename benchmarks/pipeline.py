@@ -76,7 +76,8 @@ def main():
     maker = BlurBatchMaker(photos, PipelineConfig(image_size=IMAGE_SIZE, batch_size=BATCH), "train")
     pipeline = pipeline_rate(maker)
     print(f"pipeline (crop, augment, blur, noise, JPEG, batch; tf.data AUTOTUNE): {pipeline:8.0f} samples/s")
-    print(f"texture-aware crops: {100 * maker.rejection_rate():.1f} % of candidates rejected as too flat")
+    print(f"texture-aware crops: {100 * maker.rejection_rate():.1f} % of candidates rejected as too flat or blurred "
+          f"({100 * maker.rejection_rate(soft=True):.1f} % as blurred)")
     filt = filter2d_rate(maker)
     print(f"bare cv2.filter2D loop, 1 thread, same kernels, {maker.source_crop_size} px: {filt:8.0f} samples/s")
     train = train_rate()

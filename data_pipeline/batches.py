@@ -46,8 +46,9 @@ class PipelineConfig:
     steps) apply where a batch maker augments: the training stream, unless the
     maker is told otherwise (`BlurBatchMaker(augment=...)`).
 
-    `min_texture` and `min_sharpness` decide which photographs may serve as sharp
-    sources (`crops.TexturedCropper`, `quality.high_frequency_ratio`); 0 accepts all.
+    `min_texture` and `min_sharpness` decide which photographs, and which crops of
+    them, may serve as sharp sources (`crops.TexturedCropper`,
+    `quality.high_frequency_ratio`, `quality.SharpnessMap`); 0 accepts all.
     """
 
     image_size: int = 128
@@ -137,7 +138,7 @@ class BlurBatchMaker:
         size = self.source_crop_size
         self.croppers, self.photo_names, left_out, blurred = [], [], [], []
         for photo in photos:
-            cropper = TexturedCropper(photo.image, min_texture=config.min_texture)
+            cropper = TexturedCropper(photo.image, min_texture=config.min_texture, min_sharpness=config.min_sharpness)
             if not cropper.has_texture(size, core=config.image_size):  # as make_batch judges its crops
                 left_out.append(photo.name)
             elif config.min_sharpness and high_frequency_ratio(photo.image) < config.min_sharpness:
@@ -163,10 +164,10 @@ class BlurBatchMaker:
                 f"{len(blurred)} already blurred; min_sharpness={config.min_sharpness} can be lowered, 0 keeps all)."
             )
 
-    def rejection_rate(self) -> float:
-        """Fraction of crop candidates rejected as too flat so far."""
+    def rejection_rate(self, soft: bool = False) -> float:
+        """Fraction of crop candidates rejected so far (`soft`: those rejected as blurred only, not as flat)."""
         drawn = sum(c.drawn for c in self.croppers)
-        return sum(c.rejected for c in self.croppers) / drawn if drawn else 0.0
+        return sum(c.soft if soft else c.rejected for c in self.croppers) / drawn if drawn else 0.0
 
     def rng(self, index: int) -> np.random.Generator:
         """The generator of batch `index` (pure function of seed, stream, worker, index)."""

@@ -7,12 +7,22 @@ crop cut with a margin for the blur, that of the square kept inside it),
 computed in O(1) per candidate from an integral image. A candidate below
 `min_texture` (default 4.0 gray levels per pixel) is rejected and another is
 drawn, up to `max_tries` times; then the most textured candidate seen is used.
-`benchmarks/pipeline.py` prints the rejection rate on the bundled photographs.
+
+A textured crop can still be blurred: the defocused background of a photograph
+that is sharp as a whole. With `min_sharpness` > 0, a candidate must also keep
+the high frequencies of a sharp photograph (`quality.SharpnessMap`: the
+high-frequency ratio of the same square, at least `min_side` px around it, by
+default the photograph-level threshold 0.003); otherwise it would be labelled
+`sharp`, or blurred with a strength below the blur it has. When every try
+fails, the most textured candidate is used, as without it.
+`benchmarks/pipeline.py` prints the rejection rates on the bundled photographs.
 """
 from __future__ import annotations
 
 import numpy as np
 import cv2
+
+from data_pipeline.quality import SharpnessMap
 
 DEFAULT_MIN_TEXTURE = 4.0
 DEFAULT_MAX_TRIES = 20
@@ -22,10 +32,11 @@ class TexturedCropper:
     """Draws square crops of one photograph, preferring textured regions.
 
     `rejected` and `drawn` count candidates, so callers can report the
-    rejection rate.
+    rejection rate; `soft` counts those rejected as blurred only.
     """
 
-    def __init__(self, image: np.ndarray, min_texture: float = DEFAULT_MIN_TEXTURE, max_tries: int = DEFAULT_MAX_TRIES):
+    def __init__(self, image: np.ndarray, min_texture: float = DEFAULT_MIN_TEXTURE, max_tries: int = DEFAULT_MAX_TRIES,
+                 min_sharpness: float = 0.0):
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image must be HxWx3, got shape {image.shape!r}.")
         if max_tries < 1:
@@ -34,7 +45,10 @@ class TexturedCropper:
         self.min_texture = float(min_texture)
         self.max_tries = int(max_tries)
         self.integral = cv2.integral(gradient_magnitude(image), sdepth=cv2.CV_64F)
+        self.min_sharpness = float(min_sharpness)
+        self._sharpness = None  # the photograph's SharpnessMap, made when a crop first needs it
         self.rejected = 0
+        self.soft = 0
         self.drawn = 0
 
     def texture(self, top: int, left: int, size: int) -> float:
@@ -42,6 +56,17 @@ class TexturedCropper:
         s = self.integral
         total = s[top + size, left + size] - s[top, left + size] - s[top + size, left] + s[top, left]
         return float(total) / (size * size)
+
+    def sharpness(self, top: int, left: int, size: int) -> float:
+        """The high-frequency ratio (`quality.SharpnessMap`) of the square at (top, left) with side `size`, widened
+        about its centre to the map's `min_side` when smaller (and kept inside the photograph)."""
+        if self._sharpness is None:
+            self._sharpness = SharpnessMap(self.image)
+        h, w = self.image.shape[:2]
+        side = min(max(size, self._sharpness.min_side), h, w)
+        top = min(max(top - (side - size) // 2, 0), h - side)
+        left = min(max(left - (side - size) // 2, 0), w - side)
+        return self._sharpness.ratio(top, left, side)
 
     def has_texture(self, size: int, core: int | None = None) -> bool:
         """Whether any crop of side `size` on a half-overlapping grid passes `min_texture`, judged on its central
@@ -69,8 +94,10 @@ class TexturedCropper:
             texture = self.texture(top + inset, left + inset, core)
             self.drawn += 1
             if texture >= self.min_texture:
-                best = (top, left)
-                break
+                if not self.min_sharpness or self.sharpness(top + inset, left + inset, core) >= self.min_sharpness:
+                    best = (top, left)
+                    break
+                self.soft += 1
             self.rejected += 1
             if texture > best_texture:
                 best, best_texture = (top, left), texture

@@ -63,3 +63,22 @@ def test_has_texture_and_errors():
         flat.crop(np.random.default_rng(0), 65)
     crop = flat.crop(np.random.default_rng(0), 32)  # falls back to the best candidate
     assert crop.shape == (32, 32, 3) and flat.rejected == flat.drawn == 20
+
+
+def test_crops_of_a_blurred_part_are_rejected_when_sharpness_is_asked_for():
+    import cv2
+
+    from data_pipeline.quality import high_frequency_ratio
+    from tests.test_quality import blocks
+
+    image = blocks(3, 160, 320)
+    image[:, 160:] = cv2.GaussianBlur(image, (0, 0), 1.5)[:, 160:]  # a defocused right half, still textured
+    assert high_frequency_ratio(image) > 0.003 and gradient_magnitude(image)[:, 170:].mean() > 4.0
+    for min_sharpness, blurred_share in ((0.0, (0.3, 0.7)), (0.003, (0.0, 0.0))):
+        cropper = TexturedCropper(image, min_sharpness=min_sharpness)
+        rng = np.random.default_rng(0)
+        ratios = [high_frequency_ratio(cropper.crop(rng, 96, core=64).astype(np.float32)[16:80, 16:80]) for _ in range(100)]
+        share = np.mean(np.array(ratios) < 0.003)
+        assert blurred_share[0] <= share <= blurred_share[1]
+        assert cropper.soft == (0 if min_sharpness == 0 else cropper.rejected) and cropper.rejected <= cropper.drawn
+    assert 0.2 < cropper.soft / cropper.drawn < 0.8  # about half the candidates lie in the blurred half
