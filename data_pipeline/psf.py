@@ -299,7 +299,8 @@ def lens_psf(radius: float, blades: int = 0, rotation: float = 0.0, rim: float =
     bokeh) and negative ones the centre. `softness`: sigma in px of a Gaussian
     that softens the edge (0 = sharp edge). Area-sampled on an 8 x 8
     sub-pixel grid; non-negative, sums to 1, odd size, centred (an odd-bladed
-    iris's centroid within 0.03 px of the middle from a radius of 2 px up).
+    iris's centroid, off the middle by its sampling alone, within 0.06 px from a
+    radius of 2 px up: 0.052 for radius 3, 5 blades, rim 0.8).
     """
     radius = _check_positive("radius", radius, 0.5)
     if not math.isfinite(float(rotation)):
