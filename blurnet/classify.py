@@ -47,8 +47,8 @@ A photograph is therefore processed in these steps.
    all flat counts only when every level's are. If no level reaches 0.5,
    the photograph is `sharp` and the finest level with a textured tile
    answers (the working scale, unless all its tiles are flat). Otherwise the
-   finest level whose blur confidence is within `PYRAMID_TOLERANCE` (0.1) of
-   the most confident level answers: the finest, because it has the most
+   finest level whose blur confidence is 0.5 or more and within
+   `PYRAMID_TOLERANCE` (0.1) of the most confident level answers: the finest, because it has the most
    tiles and detail; not the first blurred one, because blur larger than the
    range can look like the wrong kind of blur there. Sharp photographs stay
    sharp at every level (shrinking only sharpens), so the pyramid costs them
@@ -302,7 +302,8 @@ def choose_level(means: list[np.ndarray], textured: list[bool] | None = None, to
     confidence = np.array([1.0 - float(m[0]) if t else -1.0 for m, t in zip(means, textured)])
     if confidence.max() < 0.5:  # sharp: the finest level that has a say answers
         return int(np.flatnonzero(textured)[0])
-    return int(np.flatnonzero(confidence >= confidence.max() - tolerance)[0])
+    # the finest blurred level within `tolerance` of the most confident one: a level under 0.5 never answers then
+    return int(np.flatnonzero(confidence >= max(0.5, confidence.max() - tolerance))[0])
 
 
 # --------------------------------------------------------------------------- model answers

@@ -372,6 +372,8 @@ def test_choose_level_prefers_the_finest_confident_level():
     assert choose_level([blurred, blurred, sharp]) == 0  # the finest of the confident levels
     assert choose_level([unsure, blurred, blurred]) == 1  # 0.55 is not within 0.1 of 0.98
     assert choose_level([np.array([0.12, 0.8, 0.05, 0.03]), blurred]) == 0  # 0.88 is within 0.1 of 0.98
+    # 0.49 is within 0.1 of 0.58 but not blurred: the blurred level answers, not a sharp one
+    assert choose_level([np.array([0.51, 0.30, 0.10, 0.09]), np.array([0.42, 0.45, 0.08, 0.05])]) == 1
     assert choose_level([blurred, blurred, blurred], textured=[False, True, True]) == 1  # all flat: no say
     assert choose_level([blurred, sharp], textured=[False, False]) == 0  # every level flat: all count
     assert choose_level([blurred, sharp, sharp], textured=[False, True, True]) == 1  # sharp, from a level with a say
