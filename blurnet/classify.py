@@ -54,8 +54,10 @@ A photograph is therefore processed in these steps.
    sharp at every level (shrinking only sharpens), so the pyramid costs them
    nothing in accuracy, and 1/4 + 1/16 more tiles in time.
 
-5. **Blur map and mask** (`--map`, `--mask`, only when asked for). The working
-   scale is tiled a second time with a stride of half a tile (`map_boxes`:
+5. **Blur map and mask** (`--map`, `--mask`, only when asked for). The level
+   that answered (the working scale, unless blur beyond the training ranges
+   was answered at a coarser one, whose tiles the map then draws enlarged over
+   the working scale) is tiled a second time with a stride of half a tile (`map_boxes`:
    tiles overlap by half, twice the resolution of the stride-tile grid the
    whole-photo answer uses) and every one of these tiles goes through the
    model. Every map tile counts, flat ones included: in a partly blurred

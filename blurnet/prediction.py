@@ -162,11 +162,27 @@ def _prepared_in_order(items, tile: int, scale, workers: int):
             yield result
 
 
-def _write_map(model, record: dict, prepared: Prepared, n: int, count: int, map_path, mask_path) -> None:
-    """Write the blur map and/or mask of the `n`-th of `count` inputs from its working level (`numbered_path`);
-    the paths written go into its record, or what went wrong into its `map_error`."""
+def _onto(boxes, level: Prepared, working: Prepared) -> list[tuple[int, int, int, int]]:
+    """`(top, left, height, width)` boxes of a pyramid level in the pixels of the working level, kept inside it."""
+    if level is working:
+        return list(boxes)
+    h, w = working.image.shape[:2]
+    f = level.scale / working.scale
+    out = []
+    for top, left, th, tw in boxes:
+        t, l = min(int(round(top * f)), h - 1), min(int(round(left * f)), w - 1)
+        out.append((t, l, min(int(round((top + th) * f)), h) - t, min(int(round((left + tw) * f)), w) - l))
+    return out
+
+
+def _write_map(model, record: dict, levels: list[Prepared], n: int, count: int, map_path, mask_path) -> None:
+    """Write the blur map and/or mask of the `n`-th of `count` inputs (`numbered_path`) from the pyramid level that
+    answered it (blur beyond the training ranges is read where the answer was), the map drawn over the working scale
+    (a coarser level's tiles enlarged onto it); the paths written go into its record, or what went wrong into its
+    `map_error`."""
     from blurnet.blurmap import write_blur_map, write_blur_mask
 
+    prepared = min(levels, key=lambda level: abs(level.scale - record["scale"]))  # the record's scale is rounded
     try:
         boxes, probs, textures = map_tile_probabilities(model, prepared)
     except Exception as exc:  # noqa: BLE001
@@ -178,7 +194,7 @@ def _write_map(model, record: dict, prepared: Prepared, n: int, count: int, map_
         where = numbered_path(target, n, count)
         try:
             if key == "map":
-                written = write_blur_map(where, prepared.image, boxes, probs, textures, MIN_TEXTURE)
+                written = write_blur_map(where, levels[0].image, _onto(boxes, prepared, levels[0]), probs, textures, MIN_TEXTURE)
             else:
                 written = write_blur_mask(where, mask_probability(prepared, boxes, probs))
             record[key] = str(written)
@@ -243,7 +259,7 @@ def predict(
                 record = {"path": name, "error": describe_error(exc)}
             else:
                 if want_maps:
-                    _write_map(loaded, record, levels[0], n, len(items), map_path, mask_path)
+                    _write_map(loaded, record, levels, n, len(items), map_path, mask_path)
         records.append(record)
         if progress is not None:
             progress(1)

@@ -212,3 +212,28 @@ def test_the_mask_of_a_photo_sized_map_takes_a_few_bytes_a_pixel():
     assert mask.dtype == np.uint8 and set(np.unique(mask).tolist()) == {0, 255}
     assert (mask == 255).mean() == pytest.approx(0.5, abs=0.01)
     assert peak < 3 * probability.size  # int64 intermediates took 16 bytes a pixel
+
+
+def test_the_map_and_mask_come_from_the_level_that_answered(tmp_path, monkeypatch):
+    import blurnet.classify
+
+    image = np.ascontiguousarray(np.tile(half_bright(128, 96, 48), (1, 2, 1)))  # 128 x 192
+    monkeypatch.setattr(blurnet.classify, "choose_level", lambda means, textured=None: 1)  # as for blur beyond the ranges
+    model = BrightIsBlurred()
+    [plain] = predict(image, model=model)
+    answer_tiles = model.tiles  # every level answers; the second one is chosen
+    [record] = predict(image, model=model, map_path=tmp_path / "map.png", mask_path=tmp_path / "mask.png")
+    assert plain["scale"] == record["scale"] == 2.0
+    assert model.tiles - 2 * answer_tiles == len(map_boxes(64, 96, 32)) == 15  # the map tiles the 64 x 96 level
+    blur_map = cv2.imread(str(tmp_path / "map.png"))
+    mask = cv2.imread(str(tmp_path / "mask.png"), cv2.IMREAD_UNCHANGED)
+    assert blur_map.shape == (128 + 28, 420, 3) and mask.shape == (128, 192)  # the working scale's map; the photograph's size
+    # tile outlines (white, grey for flat tiles) run down the photograph every 32 columns: the half-size level's
+    # 32 px tiles at a stride of 16, drawn twice as large (the working scale's own tiles would give every 16)
+    drawn = blur_map[:128, :192]
+    edge = ((drawn == 255).all(axis=2) | (drawn == 150).all(axis=2)).mean(axis=0) > 0.9
+    assert np.flatnonzero(edge).tolist() == [0, 32, 63, 64, 95, 96, 127, 128, 159, 191]
+    # At half the size, tiles start every 16 columns: the one at 0 is mostly bright (blurred), at 16 and 32 mostly
+    # dark, at 48 mostly bright, at 64 dark; a column under one blurred and one sharp tile is white (0.5).
+    white = (mask == 255).all(axis=0)
+    assert white[:62].all() and not white[64:96].any() and white[98:158].all() and not white[160:].any()
