@@ -82,8 +82,9 @@ Every answer has `label` and `probabilities` (of the level that answered;
 spread over three kinds, [0.4, 0.2, 0.2, 0.2], still answers `sharp`:
 `1 - probabilities["sharp"]` is the blur confidence for a sharp/blurred
 threshold of one's own), `scale` (that level's downscale factor), `tiles`
-(textured tiles used there; every tile of the level, up to the budget, when
-none is textured) and `area`: the fraction of that level's textured tiles
+(the tiles that answered there: every textured one with `full`, by default
+the distinct ones of the `TILE_BUDGET` sampled; when none is textured, every
+tile of the level, up to the budget) and `area`: the fraction of that level's textured tiles
 whose own answer is each class, for users who want their own threshold (e.g.
 "blurred if more than 30 % of the textured area is"). A photograph with blurred and sharp regions is
 labelled by its texture-weighted mean, so a sharp subject in front of a blurred
@@ -311,18 +312,26 @@ def choose_level(means: list[np.ndarray], textured: list[bool] | None = None, to
 # --------------------------------------------------------------------------- model answers
 
 
+def in_chunks(answer, prepared: Prepared, boxes, batch: int = MAX_TILES_PER_BATCH) -> list:
+    """`answer(tiles)` for the tiles of `boxes` cut `batch` at a time (float32 tiles of a whole photograph at once
+    would take 12 bytes a pixel of every tile: gigabytes for a map at full resolution); the answers in order."""
+    return [answer(prepared.tiles(boxes[i : i + batch])) for i in range(0, len(boxes), batch)]
+
+
 def tile_probabilities(model, prepared: Prepared, boxes=None, batch: int = MAX_TILES_PER_BATCH, views: int | None = None) -> np.ndarray:
-    """Model probabilities `(tiles, 4)` for the tiles of a prepared photograph (or for `boxes` of it).
+    """Model probabilities `(tiles, 4)` for the tiles of a prepared photograph (or for `boxes` of it), `batch`
+    tiles cut at a time.
 
     `views=None`: the model's own call (an export's `serve`, its views inside);
     1, 4 or 8: `model.predict_tiles` with that many views (a model without
     `predict_tiles`, such as a plain callable, is called as it is).
     """
-    tiles = prepared.tiles(boxes)
+    boxes = prepared.boxes if boxes is None else list(boxes)
     if views is not None and hasattr(model, "predict_tiles"):
-        return np.asarray(model.predict_tiles(tiles, views))
-    out = [np.asarray(model(tiles[i : i + batch])) for i in range(0, len(tiles), batch)]
-    return np.concatenate(out, axis=0)
+        answers = in_chunks(lambda tiles: np.asarray(model.predict_tiles(tiles, views)), prepared, boxes, batch)
+    else:
+        answers = in_chunks(lambda tiles: np.asarray(model(tiles)), prepared, boxes, batch)
+    return np.concatenate([np.zeros((0, len(CLASS_NAMES)), np.float32), *answers], axis=0)
 
 
 def map_tile_probabilities(model, prepared: Prepared, batch: int = MAX_TILES_PER_BATCH) -> tuple[list, np.ndarray, np.ndarray]:
@@ -352,7 +361,8 @@ def classify_levels(model, levels: list[Prepared], views: int | None = None, bud
         boxes = [level.boxes[i] for i in chosen]
         raw = None
         if estimates:  # the parameters come from the same passes as the probabilities (full: the model's own views)
-            probs, raw = model.answer_tiles(level.tiles(boxes), model.views if views is None else views)
+            answered = in_chunks(lambda tiles: model.answer_tiles(tiles, model.views if views is None else views), level, boxes)
+            probs, raw = (np.concatenate([a[i] for a in answered], axis=0) for i in (0, 1))
         else:
             probs = tile_probabilities(model, level, boxes, views=views)
         answers.append((*weighted_answer(probs, mean_weights, area_weights), len(chosen)))

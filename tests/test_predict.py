@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import blurnet
 from blurnet.blurmap import map_size
 from blurnet.cli import main
-from blurnet.classify import aggregate, auto_scale, parse_scale, prepare, tile_boxes
+from blurnet.classify import aggregate, auto_scale, map_boxes, parse_scale, prepare, tile_boxes
 from blurnet.inputs import expand_paths
 from blurnet.prediction import predict
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
@@ -621,3 +621,14 @@ def test_cli_refuses_an_output_onto_an_input_before_loading_the_model(tmp_path):
     done = CliRunner().invoke(main, ["predict", photo, "--model", str(tmp_path / "no-such-model"), "--output", photo])
     assert done.exit_code == 2 and "would overwrite the input photograph" in done.output, done.output
     assert "no-such-model" not in done.output
+
+
+def test_tiles_are_cut_a_batch_at_a_time(monkeypatch, tmp_path):
+    from blurnet.classify import MAX_TILES_PER_BATCH, Prepared
+
+    cut, tiles = [], Prepared.tiles
+    monkeypatch.setattr(Prepared, "tiles", lambda self, boxes=None: cut.append(len(boxes)) or tiles(self, boxes))
+    photo = np.random.default_rng(6).integers(0, 256, (384, 512, 3)).astype(np.uint8)  # 192 tiles of 32 px
+    predict(photo, model=MeanBrightness(), full=True, map_path=tmp_path / "map.png")
+    # float32 tiles of every box at once would take 12 bytes a pixel of each: gigabytes for a large map
+    assert max(cut) == MAX_TILES_PER_BATCH and sum(cut) == 192 + 48 + 12 + len(map_boxes(384, 512, 32))
