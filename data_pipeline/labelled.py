@@ -97,6 +97,8 @@ def load_labelled_images(folder: str | os.PathLike, min_size: int = MIN_IMAGE_SI
 
 #: The share of each class's files held out for validation, and again for the test (at least one file each).
 HELD_OUT_SHARE = 0.1
+#: Tags `split_labelled`'s random stream: `default_rng(seed)` alone is the stream of training batch 0.
+_SPLIT_STREAM = 0x5917
 
 
 def split_labelled(labels, seed: int) -> dict[str, np.ndarray]:
@@ -104,7 +106,7 @@ def split_labelled(labels, seed: int) -> dict[str, np.ndarray]:
     class with at least 3 files gives `HELD_OUT_SHARE` of them (at least one) to the test and as many to validation,
     a class with fewer gives all of them to training. `ValueError` when no class has 3 files."""
     labels = np.asarray(labels)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([seed, _SPLIT_STREAM])
     parts: dict[str, list] = {"test": [], "val": [], "train": []}
     for c in range(len(CLASS_NAMES)):
         files = rng.permutation(np.flatnonzero(labels == c))
@@ -130,7 +132,9 @@ class LabelledBatchMaker:
     def __init__(self, images: list[np.ndarray], labels: np.ndarray, image_size: int, batch_size: int, seed: int, stream: int = 0, flips: bool = True):
         small = [i for i, im in enumerate(images) if min(im.shape[:2]) < image_size]
         if small:
-            raise ValueError(f"{len(small)} labelled images are smaller than image_size={image_size}.")
+            shown = ", ".join(f"#{i} {images[i].shape[0]}x{images[i].shape[1]}" for i in small[:5])
+            raise ValueError(f"{len(small)} labelled images are smaller than image_size={image_size}: {shown}"
+                             f"{', ...' if len(small) > 5 else ''}.")
         self.images, self.labels = images, np.asarray(labels, np.int32)
         self.by_class = [np.flatnonzero(self.labels == c) for c in range(len(CLASS_NAMES))]
         self.present = [c for c in range(len(CLASS_NAMES)) if len(self.by_class[c])]

@@ -405,6 +405,17 @@ def test_a_labelled_folder_is_split_by_file_within_each_class():
     assert not np.array_equal(parts["test"], other["test"])
     with pytest.raises(ValueError, match=r"too few labelled images to split into train, val and test: 4 \(sharp 2, motion 2\)"):
         split_labelled(np.array([0, 0, 2, 2]), seed=0)
+    # its own random stream: not default_rng(seed)'s, which draws training batch 0
+    one_class = split_labelled(np.zeros(100, int), seed=7)
+    assert one_class["test"].tolist() != sorted(np.random.default_rng(7).permutation(100)[:10].tolist())
+
+
+def test_labelled_images_smaller_than_the_crop_are_named_with_their_size():
+    from data_pipeline.labelled import LabelledBatchMaker
+
+    images = [np.zeros((40, 40, 3), np.uint8), np.zeros((20, 50, 3), np.uint8), np.zeros((48, 30, 3), np.uint8)]
+    with pytest.raises(ValueError, match=r"2 labelled images are smaller than image_size=32: #1 20x50, #2 48x30\.$"):
+        LabelledBatchMaker(images, np.zeros(3, int), 32, 4, seed=0)
 
 
 def test_too_few_labelled_images(tmp_path):
