@@ -24,7 +24,7 @@ import numpy as np
 from data_pipeline.augment import AugmentConfig, augment_sharp, choose_format, save_all_as
 from data_pipeline.camera import CameraConfig, expose
 from data_pipeline.classes import MIN_IMAGE_SIDE, NUM_CLASSES, BlurRanges, balanced_labels
-from data_pipeline.crops import DEFAULT_MIN_TEXTURE, TexturedCropper
+from data_pipeline.crops import DEFAULT_MIN_TEXTURE, TexturedCropper, keep_texture
 from data_pipeline.degrade import PsfFamilies, psf_half_size, sample_blur
 from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO, high_frequency_ratio
 from data_pipeline.sources import Photo
@@ -128,7 +128,7 @@ class BlurBatchMaker:
         self.stream = stream
         self.worker = int(worker)
         self.noise = noise_bank(config.seed)
-        augmenting = augment if augment is not None else stream == "train"
+        self.augmenting = augmenting = augment if augment is not None else stream == "train"
         self.augment = config.augment if augmenting else AugmentConfig.none()
         self.camera = config.camera if augmenting else CameraConfig.none()
         # Sharpening and resampling run after the blur: the crop's margin must cover their reach too.
@@ -192,6 +192,8 @@ class BlurBatchMaker:
             margin = min(m, max(psf.shape) // 2 + self.camera_reach)
             placed = cropper.crop(rng, s + 2 * m, core=s)  # the kept square, not its margin, must be textured
             sharp = augment_sharp(placed[m - margin : m + margin + s, m - margin : m + margin + s], rng, self.augment)
+            if self.augmenting:  # jitter may have flattened it: as textured as when it was cut
+                sharp = keep_texture(sharp, cfg.min_texture, margin, s)
             noisy = expose(sharp, psf, p.noise_sigma, rng, self.camera, self.noise.draw)
             exposed.append(noisy[margin : margin + s, margin : margin + s])
             formats.append(choose_format(exposed[-1], rng, self.augment))

@@ -120,3 +120,17 @@ def gradient_magnitude(image: np.ndarray) -> np.ndarray:
     gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=1, scale=0.5, borderType=cv2.BORDER_REFLECT)
     gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=1, scale=0.5, borderType=cv2.BORDER_REFLECT)
     return cv2.magnitude(gx, gy)
+
+
+def keep_texture(image: np.ndarray, min_texture: float, inset: int = 0, size: int | None = None) -> np.ndarray:
+    """`image` (float32 0..255) with its levels stretched up from its darkest one just enough for the central square
+    (`size` px from `inset`; all of it by default) to keep a mean gradient of `min_texture`, clipped at 255;
+    unchanged when it has that texture already or none at all. Contrast and underexposure jitter can flatten a crop
+    that was textured when it was cut: blur would not show in it, and `blurnet predict` leaves such a tile out. The
+    darkest level stays where it is, so a dim crop is brightened rather than clipped to black."""
+    size = image.shape[0] - 2 * inset if size is None else size
+    texture = float(gradient_magnitude(image[inset : inset + size, inset : inset + size]).mean())
+    if texture >= min_texture or texture <= 0:
+        return image
+    floor = np.float32(image.min())
+    return np.minimum((image - floor) * np.float32(min_texture / texture) + floor, np.float32(255.0))

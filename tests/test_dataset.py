@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
+from data_pipeline.crops import keep_texture
 from data_pipeline.dataset import BlurBatchMaker, PipelineConfig, evaluation_dataset, training_dataset
+from data_pipeline.degrade import PsfFamilies
 from data_pipeline.degrade import BlurParams, make_psf
 from data_pipeline.classes import BlurRanges
 
@@ -132,3 +134,23 @@ def test_balanced_labels_cycle_through_the_classes(classes, batch_size):
     assert counts.sum() == batch_size * len(classes) and runs.dtype == np.int32
     with pytest.raises(ValueError, match="at least one class"):
         balanced_labels(rng, [], 4, 0)
+
+
+def test_jitter_never_flattens_a_training_crop_below_the_texture_it_was_cut_with(photos):
+    from data_pipeline.augment import AugmentConfig
+    from data_pipeline.camera import CameraConfig
+    from data_pipeline.crops import gradient_magnitude
+
+    dim = AugmentConfig(contrast=(0.6, 0.6), underexposure_probability=1.0, underexposure_gain=(0.15, 0.15),
+                        jpeg_probability=0.0, palette_probability=0.0)
+    config = PipelineConfig(image_size=48, batch_size=64, seed=0, augment=dim, camera=CameraConfig.none(),
+                            ranges=BlurRanges(noise_sigma=(0.0, 0.0)), families=PsfFamilies.classic())
+    x, y, _ = BlurBatchMaker(photos, config, "train").make_batch(0)
+    textures = np.array([gradient_magnitude(np.ascontiguousarray(image)).mean() for image in x[y == 0]])  # the sharp ones
+    # contrast x0.6 and gain x0.15 left about a tenth of the texture: stretched back to the 4.0 they were cut with
+    assert len(textures) == 16 and textures.min() > 3.8
+    keep = np.full((40, 40, 3), 90, np.float32)
+    keep[(np.arange(40) // 2) % 2 == 0] += 2.0  # pairs of rows 2 levels apart: texture 1.0 (the edge rows 0.5)
+    stretched = keep_texture(keep, 4.0)  # stretched four times up from its darkest level, 90
+    assert gradient_magnitude(stretched).mean() == pytest.approx(4.0, rel=1e-3) and stretched.min() == 90.0
+    assert keep_texture(np.full((40, 40, 3), 7, np.float32), 4.0).max() == 7  # a flat crop stays flat
