@@ -9,6 +9,7 @@ import numpy as np
 
 from data_pipeline.classes import CLASS_NAMES, BlurRanges, check_label, class_index
 from data_pipeline.psf import (
+    SHAKE_MAX_ISOTROPY,
     SHAKE_MOTION_MIN_SPREAD,
     SHAKE_SHARP_MAX_SPREAD,
     defocus_psf,
@@ -18,6 +19,7 @@ from data_pipeline.psf import (
     lens_psf,
     motion_psf,
     motion_spread,
+    psf_isotropy,
     shake_psf,
     soften,
 )
@@ -207,7 +209,9 @@ def _sample_path(rng: np.random.Generator, label: int | str, ranges: BlurRanges,
     starts for a trajectory is set by how far its energy spreads
     (`psf.motion_spread`), not by its path length: a motion trajectory is
     redrawn until it spreads at least `SHAKE_MOTION_MIN_SPREAD` (4 px, close
-    to the 5 px shortest streak), and a sharp sample's shake at most
+    to the 5 px shortest streak) and along one direction more than across it
+    (`psf_isotropy` at most `SHAKE_MAX_ISOTROPY`, 0.5: a loop is a blob, not a
+    streak), and a sharp sample's shake at most
     `SHAKE_SHARP_MAX_SPREAD` (1.5 px, well under the 3.5 px of the mildest
     Gaussian); nothing in between is drawn. A trajectory is drawn at an
     extent from `ranges.motion_length`; its strength is its energy spread and
@@ -218,11 +222,11 @@ def _sample_path(rng: np.random.Generator, label: int | str, ranges: BlurRanges,
     the radius of the uniform disk with the same second moments
     (`psf.disk_equivalent_radius`), so a pentagonal iris or a brighter centre
     reads as the smaller disk it looks like. A trajectory that spreads less
-    than 4 px is drawn again, up to 10 times, then the sample falls back to a
-    streak; that is rare: with `shake_fraction` 0.5, 52 % of 4,000 motion
-    samples were trajectories. A trajectory's strength is therefore not held to
-    `ranges.motion_length`: 4.0 to 26.8 px in those samples (1st to 99th
-    percentile 4.3 to 22.9), a lens's 1.6 to 7.8 px.
+    than 4 px (or is too round) is drawn again, up to 10 times, then the sample
+    falls back to a streak; that is rare: with `shake_fraction` 0.5, 49 % of
+    4,000 motion samples were trajectories (seed 0). A trajectory's strength is
+    therefore not held to `ranges.motion_length`: 4.1 to 27.1 px in those
+    samples (1st to 99th percentile 4.4 to 23.8), a lens's 1.6 to 7.8 px.
     """
     params = sample_params(rng, label, ranges)
     name = params.class_name
@@ -231,7 +235,7 @@ def _sample_path(rng: np.random.Generator, label: int | str, ranges: BlurRanges,
             seed = int(rng.integers(2**31))
             psf = _shake_psf(name, params.strength, seed)
             spread, angle = motion_spread(psf)
-            if spread >= SHAKE_MOTION_MIN_SPREAD:
+            if spread >= SHAKE_MOTION_MIN_SPREAD and psf_isotropy(psf) <= SHAKE_MAX_ISOTROPY:
                 return dataclasses.replace(params, strength=spread, angle=angle, family="shake", psf_seed=seed,
                                            extent=params.strength), psf
     elif name == "defocus" and rng.random() < families.lens_fraction:

@@ -141,6 +141,10 @@ def directional_variance(kernel: np.ndarray, angle: float) -> tuple[float, float
 #: sits on the boundary.
 SHAKE_MOTION_MIN_SPREAD = 4.0
 SHAKE_SHARP_MAX_SPREAD = 1.5
+#: The most isotropic a `motion` trajectory may be (`psf_isotropy`: smallest over largest second-moment eigenvalue;
+#: a streak is near 0, a disk 1): a loop whose energy spreads about as far every way is a blob that reads as
+#: defocus, and its angle means nothing. The four recorded camera shakes of the check set measure 0.04 to 0.42.
+SHAKE_MAX_ISOTROPY = 0.5
 _SHAKE_STEPS = 256
 _SHAKE_DIRECTIONS = np.stack(
     [np.cos(np.linspace(0, np.pi, 32, endpoint=False)), np.sin(np.linspace(0, np.pi, 32, endpoint=False))]

@@ -156,6 +156,9 @@ def test_sampled_shakes_respect_the_motion_and_sharp_boundaries():
     sharp = [sample_blur(rng, "sharp", families=families) for _ in range(60)]
     assert sum(p.family == "shake" for p, _ in motion) >= 58
     assert all(motion_spread(k)[0] >= SHAKE_MOTION_MIN_SPREAD for p, k in motion if p.family == "shake")
+    # and longer than wide, before any softening: a loop that spreads about as far every way is no streak
+    unsoftened = [psf_isotropy(make_psf(dataclasses.replace(p, softness=0.0))) for p, _ in motion if p.family == "shake"]
+    assert max(unsoftened) <= 0.5 and np.median(unsoftened) < 0.3
     assert all(5.0 <= p.strength <= 21.0 for p, _ in motion if p.family != "shake")
     # a trajectory's length is its energy spread (what the photograph shows), drawn at an extent in the range
     shakes = [(p, k) for p, k in motion if p.family == "shake"]
