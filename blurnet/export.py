@@ -161,7 +161,10 @@ def read_metadata(folder: str | os.PathLike, weights_only: bool = False) -> dict
     folder = Path(folder)
     meta = folder / METADATA_FILE
     if not folder.is_dir():
-        raise NotAnExportError(f"Model folder {str(folder)!r} does not exist.")
+        bundled = Path(folder).as_posix().endswith(DEFAULT_MODEL)
+        raise NotAnExportError(f"Model folder {str(folder)!r} does not exist." + (
+            " The bundled model comes with blurnet's source tree: install it from a clone with `pip install -e .`, "
+            "or give --model FOLDER." if bundled else ""))
     has_weights = (folder / SAVED_MODEL_FILE).is_file() or (weights_only and (folder / WEIGHTS_MANIFEST).is_file())
     if not meta.is_file() or not has_weights:
         raise NotAnExportError(

@@ -131,8 +131,11 @@ def test_exported_model_wrapper_and_bad_folders(exported, tmp_path):
     assert np.asarray(loaded(np.zeros((1, 40, 40, 3), "float32"))).shape == (1, 4)
     with pytest.raises(ValueError, match="'m' has no parameter head"):
         loaded.estimate(np.zeros((1, 40, 40, 3), "float32"))
-    with pytest.raises(NotAnExportError, match="does not exist"):
+    with pytest.raises(NotAnExportError, match=r"does not exist\.$"):
         read_metadata(tmp_path / "missing")
+    # the bundled model's place, missing as after a plain `pip install .`: says where the model comes from
+    with pytest.raises(NotAnExportError, match=r"does not exist\. The bundled model comes with blurnet's source tree"):
+        read_metadata(tmp_path / "site-packages" / "saved_models" / "blurnet-densenet121")
     (tmp_path / "plain").mkdir()
     with pytest.raises(NotAnExportError, match="expected a TensorFlow SavedModel"):
         read_metadata(tmp_path / "plain")
