@@ -42,7 +42,9 @@ A photograph is therefore processed in these steps.
    the model saw. The photograph is therefore also looked at 2 and 4 times
    smaller (`PYRAMID`, levels whose shorter side would drop under 32 px are
    skipped), where such blur falls back into the training ranges: up to 4
-   times the range maxima at the working scale are covered. Rule: a level's
+   times the range maxima at the working scale are covered, in a photograph
+   whose shorter side is at least 128 px there (a strip 40 px high has the
+   working scale only, and blur beyond the ranges goes unread). Rule: a level's
    *blur confidence* is 1 - its sharp probability; a level whose tiles are
    all flat counts only when every level's are. If no level reaches 0.5,
    the photograph is `sharp` and the finest level with a textured tile
