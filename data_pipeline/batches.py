@@ -26,7 +26,7 @@ from data_pipeline.camera import CameraConfig, expose
 from data_pipeline.classes import MIN_IMAGE_SIDE, NUM_CLASSES, BlurRanges, balanced_labels
 from data_pipeline.crops import DEFAULT_MIN_TEXTURE, TexturedCropper, keep_texture
 from data_pipeline.degrade import PsfFamilies, psf_half_size, sample_blur
-from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO, high_frequency_ratio
+from data_pipeline.quality import MIN_HIGH_FREQUENCY_RATIO
 from data_pipeline.sources import Photo
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class BlurBatchMaker:
         self.stream = stream
         self.worker = int(worker)
         self.noise = noise_bank(config.seed)
-        self.augmenting = augmenting = augment if augment is not None else stream == "train"
+        augmenting = augment if augment is not None else stream == "train"
         self.augment = config.augment if augmenting else AugmentConfig.none()
         self.camera = config.camera if augmenting else CameraConfig.none()
         # Sharpening and resampling run after the blur: the crop's margin must cover their reach too.
@@ -141,7 +141,7 @@ class BlurBatchMaker:
             cropper = TexturedCropper(photo.image, min_texture=config.min_texture, min_sharpness=config.min_sharpness)
             if not cropper.has_texture(size, core=config.image_size):  # as make_batch judges its crops
                 left_out.append(photo.name)
-            elif config.min_sharpness and high_frequency_ratio(photo.image) < config.min_sharpness:
+            elif config.min_sharpness and cropper.sharpness_map.whole() < config.min_sharpness:
                 blurred.append(photo.name)
             else:
                 self.croppers.append(cropper)
@@ -192,8 +192,9 @@ class BlurBatchMaker:
             margin = min(m, max(psf.shape) // 2 + self.camera_reach)
             placed = cropper.crop(rng, s + 2 * m, core=s)  # the kept square, not its margin, must be textured
             sharp = augment_sharp(placed[m - margin : m + margin + s, m - margin : m + margin + s], rng, self.augment)
-            if self.augmenting:  # jitter may have flattened it: as textured as when it was cut
-                sharp = keep_texture(sharp, cfg.min_texture, margin, s)
+            if self.stream == "train":  # jitter may have flattened it: as textured as when it was cut
+                sharp = keep_texture(sharp, placed[m - margin : m + margin + s, m - margin : m + margin + s],
+                                     cfg.min_texture, margin, s)
             noisy = expose(sharp, psf, p.noise_sigma, rng, self.camera, self.noise.draw)
             exposed.append(noisy[margin : margin + s, margin : margin + s])
             formats.append(choose_format(exposed[-1], rng, self.augment))

@@ -14,7 +14,8 @@ the high frequencies of a sharp photograph (`quality.SharpnessMap`: the
 high-frequency ratio of the same square, at least `min_side` px around it, by
 default the photograph-level threshold 0.003); otherwise it would be labelled
 `sharp`, or blurred with a strength below the blur it has. When every try
-fails, the most textured candidate is used, as without it.
+fails, the most textured candidate is used, as without it. The map is made
+with the cropper; `sharpness_map.whole()` is the photograph's own ratio.
 `benchmarks/pipeline.py` prints the rejection rates on the bundled photographs.
 """
 from __future__ import annotations
@@ -46,7 +47,8 @@ class TexturedCropper:
         self.max_tries = int(max_tries)
         self.integral = cv2.integral(gradient_magnitude(image), sdepth=cv2.CV_64F)
         self.min_sharpness = float(min_sharpness)
-        self._sharpness = None  # the photograph's SharpnessMap, made when a crop first needs it
+        # the photograph's high-frequency ratios; also what tells a photograph blurred as a whole
+        self.sharpness_map = SharpnessMap(image) if self.min_sharpness else None
         self.rejected = 0
         self.soft = 0
         self.drawn = 0
@@ -59,14 +61,17 @@ class TexturedCropper:
 
     def sharpness(self, top: int, left: int, size: int) -> float:
         """The high-frequency ratio (`quality.SharpnessMap`) of the square at (top, left) with side `size`, widened
-        about its centre to the map's `min_side` when smaller (and kept inside the photograph)."""
-        if self._sharpness is None:
-            self._sharpness = SharpnessMap(self.image)
+        about its centre to the map's `min_side` when smaller (and kept inside the photograph); in a photograph
+        narrower than that, the square is moved onto the map's grid so that it holds a window."""
+        sharpness = self.sharpness_map or SharpnessMap(self.image)
+        self.sharpness_map = sharpness
         h, w = self.image.shape[:2]
-        side = min(max(size, self._sharpness.min_side), h, w)
+        side = min(max(size, sharpness.min_side), h, w)
         top = min(max(top - (side - size) // 2, 0), h - side)
         left = min(max(left - (side - size) // 2, 0), w - side)
-        return self._sharpness.ratio(top, left, side)
+        if side < sharpness.min_side:  # the photograph is narrower than min_side
+            top, left = (min(v // sharpness.stride, (n - 32) // sharpness.stride) * sharpness.stride for v, n in ((top, h), (left, w)))
+        return sharpness.ratio(top, left, side)
 
     def has_texture(self, size: int, core: int | None = None) -> bool:
         """Whether any crop of side `size` on a half-overlapping grid passes `min_texture`, judged on its central
@@ -122,15 +127,23 @@ def gradient_magnitude(image: np.ndarray) -> np.ndarray:
     return cv2.magnitude(gx, gy)
 
 
-def keep_texture(image: np.ndarray, min_texture: float, inset: int = 0, size: int | None = None) -> np.ndarray:
-    """`image` (float32 0..255) with its levels stretched up from its darkest one just enough for the central square
-    (`size` px from `inset`; all of it by default) to keep a mean gradient of `min_texture`, clipped at 255;
-    unchanged when it has that texture already or none at all. Contrast and underexposure jitter can flatten a crop
-    that was textured when it was cut: blur would not show in it, and `blurnet predict` leaves such a tile out. The
-    darkest level stays where it is, so a dim crop is brightened rather than clipped to black."""
+def keep_texture(image: np.ndarray, cut: np.ndarray, min_texture: float, inset: int = 0, size: int | None = None) -> np.ndarray:
+    """`image` (float32 0..255, the crop `cut` after jitter) with its levels stretched up from its darkest one just
+    enough for its central square (`size` px from `inset`; all of it by default) to get back the mean gradient
+    `cut` had there, or `min_texture` if that is less; clipped at 255. Unchanged when it has that texture already
+    or none at all. Contrast and underexposure jitter can flatten a crop that was textured when it was cut: blur
+    would not show in it, and `blurnet predict` leaves such a tile out. A crop cut flat stays as flat; the darkest
+    level stays where it is, so a dim crop is brightened rather than clipped to black."""
     size = image.shape[0] - 2 * inset if size is None else size
-    texture = float(gradient_magnitude(image[inset : inset + size, inset : inset + size]).mean())
-    if texture >= min_texture or texture <= 0:
+
+    def texture(pixels):
+        return float(gradient_magnitude(pixels[inset : inset + size, inset : inset + size]).mean())
+
+    now = texture(image)
+    if now >= min_texture or now <= 0:
+        return image
+    target = min(texture(np.ascontiguousarray(cut)), min_texture)
+    if now >= target:
         return image
     floor = np.float32(image.min())
-    return np.minimum((image - floor) * np.float32(min_texture / texture) + floor, np.float32(255.0))
+    return np.minimum((image - floor) * np.float32(target / now) + floor, np.float32(255.0))

@@ -55,10 +55,7 @@ def _band_powers(gray: np.ndarray, tops, lefts) -> tuple[np.ndarray, np.ndarray]
 
 def high_frequency_ratio(image: np.ndarray) -> float:
     """High- over middle-frequency mean power of an image (grey or RGB, any size >= 32 px); higher is sharper."""
-    gray = _grey(image)
-    h, w = gray.shape
-    high, middle = _band_powers(gray, range(0, h - _WINDOW + 1, _WINDOW), range(0, w - _WINDOW + 1, _WINDOW))
-    return float(high.sum() / middle.sum()) if middle.sum() > 0 else 0.0
+    return SharpnessMap(image).whole()
 
 
 class SharpnessMap:
@@ -74,6 +71,11 @@ class SharpnessMap:
         high, middle = _band_powers(gray, range(0, h - _WINDOW + 1, self.stride), range(0, w - _WINDOW + 1, self.stride))
         self._high = np.pad(high.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
         self._middle = np.pad(middle.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+
+    def whole(self) -> float:
+        """The ratio over every window: with the default stride, `high_frequency_ratio` of the whole image."""
+        middle = self._middle[-1, -1]
+        return float(self._high[-1, -1] / middle) if middle > 0 else 0.0
 
     def _span(self, start: int, size: int, count: int) -> tuple[int, int]:
         """Grid indices [first, last) of the windows inside [start, start + size)."""

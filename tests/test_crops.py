@@ -82,3 +82,17 @@ def test_crops_of_a_blurred_part_are_rejected_when_sharpness_is_asked_for():
         assert blurred_share[0] <= share <= blurred_share[1]
         assert cropper.soft == (0 if min_sharpness == 0 else cropper.rejected) and cropper.rejected <= cropper.drawn
     assert 0.2 < cropper.soft / cropper.drawn < 0.8  # about half the candidates lie in the blurred half
+
+
+def test_sharpness_is_judged_in_photographs_narrower_than_the_maps_minimum_side():
+    from data_pipeline.quality import high_frequency_ratio
+
+    rng = np.random.default_rng(0)
+    narrow = rng.integers(0, 256, (200, 50, 3), dtype=np.uint8)  # 50 px: under min_side (63)
+    cropper = TexturedCropper(narrow, min_sharpness=0.003)
+    assert cropper.sharpness_map.min_side == 63
+    crops = [cropper.crop(rng, 48) for _ in range(30)]  # every square is moved onto the grid of 32 px windows
+    assert all(c.shape == (48, 48, 3) for c in crops) and cropper.soft == 0  # white noise: sharp everywhere
+    # a 50 px square at row 129 holds no window at rows 0, 32, ...: judged on rows 128..177, which hold the one at 128
+    assert cropper.sharpness(129, 0, 48) == pytest.approx(high_frequency_ratio(narrow[128:160, 0:32]), rel=1e-6)
+    assert cropper.sharpness_map.whole() == pytest.approx(high_frequency_ratio(narrow), rel=1e-9)

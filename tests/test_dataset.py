@@ -149,8 +149,13 @@ def test_jitter_never_flattens_a_training_crop_below_the_texture_it_was_cut_with
     textures = np.array([gradient_magnitude(np.ascontiguousarray(image)).mean() for image in x[y == 0]])  # the sharp ones
     # contrast x0.6 and gain x0.15 left about a tenth of the texture: stretched back to the 4.0 they were cut with
     assert len(textures) == 16 and textures.min() > 3.8
-    keep = np.full((40, 40, 3), 90, np.float32)
-    keep[(np.arange(40) // 2) % 2 == 0] += 2.0  # pairs of rows 2 levels apart: texture 1.0 (the edge rows 0.5)
-    stretched = keep_texture(keep, 4.0)  # stretched four times up from its darkest level, 90
-    assert gradient_magnitude(stretched).mean() == pytest.approx(4.0, rel=1e-3) and stretched.min() == 90.0
-    assert keep_texture(np.full((40, 40, 3), 7, np.float32), 4.0).max() == 7  # a flat crop stays flat
+    cut = np.full((40, 40, 3), 90, np.uint8)
+    cut[(np.arange(40) // 2) % 2 == 0] += 8  # pairs of rows 8 levels apart: texture 4.0 (the edge rows 2.0)
+    flattened = cut.astype(np.float32) / 4  # jitter took three quarters of it
+    stretched = keep_texture(flattened, cut, 4.0)  # stretched back up from its darkest level, 22.5
+    assert gradient_magnitude(stretched).mean() == pytest.approx(gradient_magnitude(cut).mean(), rel=1e-3)
+    assert stretched.min() == 22.5 and gradient_magnitude(cut).mean() < 4.0  # back to what it had when cut, not to 4
+    faint = (cut - 88).astype(np.uint8) + 88  # a crop cut with texture 0.2 (the fallback when nothing was textured)
+    faint[(np.arange(40) // 2) % 2 == 0] = 89
+    np.testing.assert_array_equal(keep_texture(faint.astype(np.float32), faint, 4.0), faint)  # never amplified
+    assert keep_texture(np.full((40, 40, 3), 7, np.float32), cut, 4.0).max() == 7  # a flat crop stays flat
