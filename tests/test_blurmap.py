@@ -211,7 +211,7 @@ def test_the_mask_of_a_photo_sized_map_takes_a_few_bytes_a_pixel():
     tracemalloc.stop()
     assert mask.dtype == np.uint8 and set(np.unique(mask).tolist()) == {0, 255}
     assert (mask == 255).mean() == pytest.approx(0.5, abs=0.01)
-    assert peak < 3 * probability.size  # int64 intermediates took 16 bytes a pixel
+    assert peak < 3 * probability.size  # int64 intermediates would take 16 bytes a pixel
 
 
 def test_the_map_and_mask_come_from_the_level_that_answered(tmp_path, monkeypatch):

@@ -199,7 +199,7 @@ def test_integer_pixels_other_than_8_and_16_bit_are_read_as_0_to_255_or_refused_
     np.testing.assert_array_equal(to_rgb8(image), image[:, :, ::-1].astype(np.uint8))
     for dtype, value in ((np.int32, 30000), (np.int16, -1)):
         with pytest.raises(ImageReadError, match=f"{np.dtype(dtype).name} pixels from {value} to {value}"):
-            to_rgb8(np.full((4, 4, 3), value, dtype))  # was clipped: 30000 read as white, -1 as black
+            to_rgb8(np.full((4, 4, 3), value, dtype))  # clipped, 30000 would read as white and -1 as black
 
 
 def test_an_image_over_opencvs_pixel_limit_says_so_and_how_to_read_it():
