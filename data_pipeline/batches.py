@@ -191,10 +191,10 @@ class BlurBatchMaker:
             # whatever the class, so where in a photograph a sample comes from never hints at its label.
             margin = min(m, max(psf.shape) // 2 + self.camera_reach)
             placed = cropper.crop(rng, s + 2 * m, core=s)  # the kept square, not its margin, must be textured
-            sharp = augment_sharp(placed[m - margin : m + margin + s, m - margin : m + margin + s], rng, self.augment)
+            cut = placed[m - margin : m + margin + s, m - margin : m + margin + s]
+            sharp = augment_sharp(cut, rng, self.augment)
             if self.stream == "train":  # jitter may have flattened it: as textured as when it was cut
-                sharp = keep_texture(sharp, placed[m - margin : m + margin + s, m - margin : m + margin + s],
-                                     cfg.min_texture, margin, s)
+                sharp = keep_texture(sharp, cut, cfg.min_texture, margin, s)
             noisy = expose(sharp, psf, p.noise_sigma, rng, self.camera, self.noise.draw)
             exposed.append(noisy[margin : margin + s, margin : margin + s])
             formats.append(choose_format(exposed[-1], rng, self.augment))
