@@ -9,9 +9,9 @@ but a fine-tune with contrast down to 0.3 did not fix that: see the model card.
 A quarter of the crops are also underexposed, every grey level times 0.25 to 0.8
 (`underexposure_probability`, `underexposure_gain`), so that the size of an edge's step
 never tells sharp from blurred: a dim photograph's edges are as sharp as a bright one's.
-A crop that jitter leaves flatter than it was cut (mean gradient under 4.0) has its levels
-stretched back up to it (`crops.keep_texture`): blur would not show in it, and
-`blurnet predict` leaves such tiles out.
+In the training stream, a crop that jitter leaves under a mean gradient of 4.0 has its levels
+stretched back up to the texture it was cut with, at most 4.0 (`crops.keep_texture`): blur would
+not show in it, and `blurnet predict` leaves such tiles out.
 With it, a fine-tune's sharp recall on crops underexposed by 0.3 to 0.5 rose from 0.62 to
 0.72 (`python benchmarks/camera_steps.py --images 256`, step `dim_0.3_0.5`; see the model card).
 The file format applies to the final blurred, noisy image, as a camera or a
