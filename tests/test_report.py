@@ -219,14 +219,14 @@ def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_pa
     (tmp_path / "others").mkdir()
     (tmp_path / "others" / "notes.txt").write_text("not a comparison")
     refused = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out", str(tmp_path / "k"),
-                                        "--no-baselines", "--baselines-dir", str(tmp_path / "others")])
+                                        "--no-baselines", "--compare", str(export), "--baselines-dir", str(tmp_path / "others")])
     # The comparison would replace a folder of other files: refused by name, before the evaluation.
     assert refused.exit_code == 1 and "holds files but no baselines.json" in refused.output, refused.output
     assert not (tmp_path / "k").exists()
     # The comparison in the report's own folder (or around it) would delete the report: refused before the evaluation
     for table in (tmp_path / "r", tmp_path):
         clash = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out",
-                                          str(tmp_path / "r"), "--no-baselines", "--baselines-dir", str(table)])
+                                          str(tmp_path / "r"), "--no-baselines", "--compare", str(export), "--baselines-dir", str(table)])
         assert clash.exit_code == 1 and "--baselines-dir and the report would overlap" in clash.output, clash.output
         assert not (tmp_path / "r").exists()
     inside = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out",
@@ -244,7 +244,7 @@ def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_pa
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(blurnet.baseline_table, "write_baseline_comparison", disk_full)
         full = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out",
-                                         str(tmp_path / "f"), "--no-baselines", "--baselines-dir", str(tmp_path / "t")])
+                                         str(tmp_path / "f"), "--no-baselines", "--compare", str(export), "--baselines-dir", str(tmp_path / "t")])
     assert full.exit_code == 1 and isinstance(full.exception, SystemExit), full.output
     assert f"report written to {tmp_path / 'f'}, but not the baseline comparison" in full.output
     assert "No space left on device" in full.output and (tmp_path / "f" / "metrics.json").is_file()
