@@ -110,7 +110,7 @@ def labelled_source(folder, batch_size: int) -> EvalSource:
     shape, at most `batch_size` images and `PHOTO_CHUNK_PIXELS` pixels (at least one image) each, so that only one
     chunk is in memory. Unreadable images and those under 32 px are left out with one warning at the end, as are
     classes with no usable image (the description's counts are those of the images evaluated)."""
-    from data_pipeline.labelled import list_labelled_files, read_labelled
+    from data_pipeline.labelled import list_labelled_files, read_labelled, warn_skipped
 
     items, empty = list_labelled_files(folder)
     if empty:
@@ -134,9 +134,7 @@ def labelled_source(folder, batch_size: int) -> EvalSource:
             used.add(label)
         if pending:
             yield chunk()
-        if skipped:
-            logger.warning("skipped %d of %d files in %s: %d unreadable, %d smaller than %d px", len(skipped), len(items),
-                           folder, skipped.count("unreadable"), skipped.count("small"), MIN_IMAGE_SIDE)
+        warn_skipped(folder, len(items), skipped, MIN_IMAGE_SIDE)
         if not used:
             raise FileNotFoundError(f"No readable image of at least {MIN_IMAGE_SIDE} px in {str(folder)!r}.")
         missing = [CLASS_NAMES[c] for c in range(len(CLASS_NAMES)) if c not in used]

@@ -449,18 +449,22 @@ class _Sorter:
         except OSError:
             return False
 
+    def _free(self, candidate: Path) -> bool:
+        """No file has the name `candidate`, and no destination planned in this dry run."""
+        return not os.path.lexists(candidate) and self._key(candidate) not in self.reserved
+
     def _existing_identical(self, target: Path, source: str) -> Path | None:
         """The first taken numbered name of `target` that holds `source`'s contents, if any."""
         source_id: list = []
         for candidate in _candidates(target):
-            if not os.path.lexists(candidate) and self._key(candidate) not in self.reserved:
+            if self._free(candidate):
                 return None
             if self._same(candidate, source, source_id):
                 return candidate
 
     def _plan(self, target: Path, source: str) -> Path:
         for candidate in _candidates(target):
-            if not os.path.lexists(candidate) and self._key(candidate) not in self.reserved:
+            if self._free(candidate):
                 self.reserved[self._key(candidate)] = source
                 return candidate
 

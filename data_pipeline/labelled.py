@@ -73,6 +73,14 @@ def read_labelled(items, min_size: int = MIN_IMAGE_SIDE, skipped: list | None = 
         yield image, label, str(path)
 
 
+def warn_skipped(folder, total: int, skipped: list, min_size: int = MIN_IMAGE_SIDE) -> None:
+    """One warning counting the files of `folder` that `read_labelled` skipped (`skipped`) among `total`; none if
+    it skipped nothing."""
+    if skipped:
+        logger.warning("skipped %d of %d files in %s: %d unreadable, %d smaller than %d px", len(skipped), total, folder,
+                       skipped.count("unreadable"), skipped.count("small"), min_size)
+
+
 def load_labelled_images(folder: str | os.PathLike, min_size: int = MIN_IMAGE_SIDE) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
     """Read a labelled folder: images (uint8 RGB), labels, and the paths read.
 
@@ -87,9 +95,7 @@ def load_labelled_images(folder: str | os.PathLike, min_size: int = MIN_IMAGE_SI
         images.append(image)
         labels.append(label)
         paths.append(path)
-    bad, small = skipped.count("unreadable"), skipped.count("small")
-    if bad or small:
-        logger.warning("skipped %d of %d files in %s: %d unreadable, %d smaller than %d px", bad + small, len(items), folder, bad, small, min_size)
+    warn_skipped(folder, len(items), skipped, min_size)
     if not images:
         raise FileNotFoundError(f"No readable image of at least {min_size} px in {str(folder)!r}.")
     return images, np.array(labels, np.int32), paths
