@@ -15,7 +15,7 @@ import numpy as np
 
 from blurnet.classify import auto_scale
 from data_pipeline.sources import (IMAGE_EXTENSIONS, ImageReadError, decode_reduced, jpeg_orientation, jpeg_size, list_image_files,
-                                   read_image, to_rgb8)
+                                   read_image_bytes, to_rgb8)
 
 REDUCTIONS = (8, 4, 2)
 
@@ -139,14 +139,7 @@ def load_for_scale(source, scale: str | float) -> tuple[np.ndarray, int, tuple[i
     if isinstance(source, np.ndarray):
         image = array_to_rgb8(source)
         return image, 1, image.shape[:2]
-    if os.path.exists(source) and not os.path.isfile(source):  # a device or a pipe: reading could never end
-        raise ImageReadError(f"{source}: not a regular file (a device, pipe or socket)")
-    try:
-        with open(source, "rb") as f:
-            data = f.read()
-    except OSError:
-        image = read_image(source)  # raises ImageReadError with the message every reader gives
-        return image, 1, image.shape[:2]
+    data = read_image_bytes(source)
     size = jpeg_size(data)
     if size is None or min(size) == 0:
         image = decode_reduced(data, 1, str(source))

@@ -208,17 +208,61 @@ def decode_reduced(data: bytes, reduction: int, name: str = "<bytes>") -> np.nda
     return _decode(data, _REDUCED_COLOR[reduction], name)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as HxWx3 uint8 RGB (EXIF orientation applied).
+# How the files of the formats OpenCV decodes begin (its imgcodecs decoders' signatures).
+_SIGNATURES = (
+    b"BM",  # BMP
+    b"\xff\xd8\xff",  # JPEG
+    _PNG_SIGNATURE,
+    b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51",  # JPEG 2000: file, codestream
+    b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+",  # TIFF, BigTIFF
+    b"GIF87a", b"GIF89a",
+    b"\x59\xa6\x6a\x95",  # Sun raster
+    b"\x76\x2f\x31\x01",  # OpenEXR
+    b"#?RADIANCE", b"#?RGBE",  # Radiance HDR
+    *(b"P" + bytes([c]) for c in b"1234567Ff"),  # PBM, PGM, PPM, PAM, PFM
+)
+_HEADER_BYTES = 16
 
-    Raises `ImageReadError` with the path and the reason when it cannot.
+
+def looks_like_image(header: bytes) -> bool:
+    """Whether a file starting with `header` (its first 16 bytes or more) is in a format OpenCV decodes:
+    BMP, JPEG, PNG, JPEG 2000, TIFF, GIF, WebP, AVIF, Sun raster, OpenEXR, Radiance HDR or Netpbm."""
+    if header.startswith(_SIGNATURES):
+        return True
+    if header[:4] == b"RIFF" and header[8:12] == b"WEBP":
+        return True
+    return header[4:8] == b"ftyp" and header[8:12] in (b"avif", b"avis")  # an ISO media file: AVIF, not video
+
+
+def read_image_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of an image file, read only once its first bytes show an image format (`looks_like_image`), so that
+    a video or an archive named by mistake is refused without being read into memory.
+
+    Raises `ImageReadError` with the path and the reason: a file that cannot be read, is empty, is no regular file
+    (a device or pipe, whose reading might never end) or starts like no image.
     """
     path = Path(path)
     try:
-        data = path.read_bytes()
+        if path.exists() and not path.is_file():
+            raise ImageReadError(f"{path}: not a regular file (a device, pipe or socket)")
+        with open(path, "rb") as f:
+            header = f.read(_HEADER_BYTES)
+            if not header:
+                raise ImageReadError(f"{path}: empty file (0 bytes)")
+            if not looks_like_image(header):
+                raise ImageReadError(f"{path}: not a readable image (its first bytes match no image format: "
+                                     f"{header[:8]!r})")
+            return header + f.read()
     except OSError as error:
         raise ImageReadError(f"{path}: cannot read file ({error.strerror or error})") from None
-    return decode_image(data, str(path))
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as HxWx3 uint8 RGB (EXIF orientation applied).
+
+    Raises `ImageReadError` with the path and the reason when it cannot (`read_image_bytes`, `decode_image`).
+    """
+    return decode_image(read_image_bytes(path), str(path))
 
 
 def list_image_files(folder: str | os.PathLike) -> list[Path]:

@@ -16,6 +16,7 @@ from data_pipeline.sources import (
     describe_split,
     jpeg_size,
     load_photographs,
+    looks_like_image,
     read_image,
     split_photographs,
     to_rgb8,
@@ -89,6 +90,38 @@ def test_bad_files_raise_image_read_error(tmp_path, content, reason):
         read_image(tmp_path / "bad.png")
     with pytest.raises(ImageReadError, match="cannot read"):
         read_image(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("extension", [".bmp", ".jpg", ".jp2", ".png", ".webp", ".ppm", ".pbm", ".pam", ".pfm", ".sr",
+                                       ".tif", ".hdr", ".avif", ".gif"])
+def test_every_format_opencv_writes_is_recognised_by_its_first_bytes(tmp_path, extension):
+    image = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    written = image.astype(np.float32) / 255 if extension in (".pfm", ".hdr") else image
+    written = image[:, :, 0] if extension == ".pbm" else written  # a bitmap takes one channel
+    path = tmp_path / f"a{extension}"
+    if not cv2.haveImageWriter(str(path)) or not cv2.imwrite(str(path), written):
+        pytest.skip(f"this OpenCV build writes no {extension}")
+    assert looks_like_image(path.read_bytes()[:16])
+    assert read_image(path).shape == (40, 48, 3)
+
+
+def test_a_file_that_starts_like_no_image_is_refused_before_it_is_read(tmp_path):
+    import tracemalloc
+
+    video = tmp_path / "holiday.png"  # a video named like an image: ISO media ("ftyp"), brand mp42
+    with open(video, "wb") as f:
+        f.write(b"\x00\x00\x00\x20ftypmp42" + b"\x00" * 20)
+        f.truncate(64 * 2**20)  # 64 MB (sparse)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ImageReadError, match=r"holiday.png: not a readable image \(its first bytes match no image format"):
+            read_image(video)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2**20  # the 64 MB were never read
+    assert looks_like_image(b"\x00\x00\x00\x20ftypavif" + b"\x00" * 4)  # AVIF is ISO media too
+    assert not looks_like_image(b"PK\x03\x04" + b"\x00" * 12) and not looks_like_image(b"")  # a zip; nothing
 
 
 def test_load_folder_recursive_and_skips_bad_files(photo_folder, caplog):
