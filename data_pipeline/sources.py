@@ -243,7 +243,7 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
     """
     path = Path(path)
     try:
-        if path.exists() and not path.is_file():
+        if path.exists() and not path.is_file() and not path.is_dir():  # a folder: open() says so
             raise ImageReadError(f"{path}: not a regular file (a device, pipe or socket)")
         with open(path, "rb") as f:
             header = f.read(_HEADER_BYTES)
