@@ -151,18 +151,25 @@ def rescale(image: np.ndarray, factor: float) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if factor > 1 else cv2.INTER_CUBIC)
 
 
-def _starts(length: int, tile: int) -> list[int]:
-    """Start offsets of tiles of side `tile` spread evenly to cover `length` (stride = tile)."""
+def spread_starts(length: int, tile: int, count: int) -> list[int]:
+    """Start offsets of `count` tiles of side `tile` spread evenly over `length` px, first at 0, last at the end
+    (`[0]` when `length <= tile`).
+
+    Computed in float32 and rounded half to even, as `blurnet.tiling.tile_starts` computes them inside the
+    exported model, so that `predict` and the SavedModel cut the same tiles (float64 put 1 px apart on some
+    lengths).
+    """
     if length <= tile:
         return [0]
-    n = math.ceil(length / tile)
-    return [int(round(i * (length - tile) / (n - 1))) for i in range(n)]
+    steps = np.arange(count, dtype=np.float32) / np.float32(max(count - 1, 1))
+    return np.round(steps * np.float32(length - tile)).astype(int).tolist()
 
 
 def tile_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
-    """(top, left, tile_height, tile_width) of the tiles covering an image, row-major."""
+    """(top, left, tile_height, tile_width) of the tiles covering an image (stride about a tile), row-major."""
     th, tw = min(tile, height), min(tile, width)
-    return [(top, left, th, tw) for top in _starts(height, tile) for left in _starts(width, tile)]
+    rows, cols = (spread_starts(n, tile, math.ceil(n / tile)) for n in (height, width))
+    return [(top, left, th, tw) for top in rows for left in cols]
 
 
 def map_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
@@ -170,15 +177,9 @@ def map_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, i
     if tile < 2:
         raise ValueError(f"tile must be at least 2 px, got {tile!r}")
     stride = tile // 2
-
-    def starts(length: int) -> list[int]:
-        if length <= tile:
-            return [0]
-        n = math.ceil((length - tile) / stride) + 1
-        return [int(round(i * (length - tile) / (n - 1))) for i in range(n)]
-
     th, tw = min(tile, height), min(tile, width)
-    return [(top, left, th, tw) for top in starts(height) for left in starts(width)]
+    rows, cols = (spread_starts(n, tile, math.ceil((n - tile) / stride) + 1) for n in (height, width))
+    return [(top, left, th, tw) for top in rows for left in cols]
 
 
 def too_small_message(height: int, width: int) -> str | None:

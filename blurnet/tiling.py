@@ -23,7 +23,8 @@ CHUNK_TILES = 64  # tiles per model call: bounds memory on large photographs
 
 
 def tile_starts(length, tile: int):
-    """Start offsets of tiles of side `tile` covering `length` evenly (one tile when `length <= tile`)."""
+    """Start offsets of tiles of side `tile` covering `length` evenly (one tile when `length <= tile`); float32
+    arithmetic, as `blurnet.classify.spread_starts` (`predict`) does, so both cut the same tiles."""
     length = tf.convert_to_tensor(length, tf.int32)
     count = tf.maximum(1, -(-length // tile))
     span = tf.cast(tf.maximum(length - tile, 0), tf.float32)
