@@ -285,18 +285,6 @@ def weighted_answer(probabilities: np.ndarray, mean_weights: np.ndarray, area_we
     return mean / mean.sum(), votes / area_weights.sum()
 
 
-def aggregate(probabilities: np.ndarray, textures: np.ndarray, min_texture: float = MIN_TEXTURE) -> tuple[np.ndarray, int]:
-    """Texture-weighted mean of tile probabilities, flat tiles ignored; returns (probabilities, tiles used)."""
-    chosen, weights, ones = select_tiles(textures, None, min_texture)
-    return weighted_answer(np.asarray(probabilities)[chosen], weights, ones)[0], len(chosen)
-
-
-def area_fractions(probabilities: np.ndarray, textures: np.ndarray, min_texture: float = MIN_TEXTURE) -> np.ndarray:
-    """Fraction of the textured tiles (all tiles if none is textured) whose own answer is each class."""
-    chosen, weights, ones = select_tiles(textures, None, min_texture)
-    return weighted_answer(np.asarray(probabilities)[chosen], weights, ones)[1]
-
-
 def choose_level(means: list[np.ndarray], textured: list[bool] | None = None, tolerance: float = PYRAMID_TOLERANCE) -> int:
     """The pyramid level that answers (see the module docstring); when no level is blurred with confidence >= 0.5,
     the finest level with a textured tile (the photograph is sharp).

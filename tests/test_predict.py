@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import blurnet
 from blurnet.blurmap import map_size
 from blurnet.cli import main
-from blurnet.classify import aggregate, auto_scale, map_boxes, parse_scale, prepare, tile_boxes
+from blurnet.classify import auto_scale, map_boxes, parse_scale, prepare, select_tiles, tile_boxes, weighted_answer
 from blurnet.inputs import expand_paths
 from blurnet.prediction import predict
 from data_pipeline.classes import CLASS_NAMES, BlurRanges
@@ -85,12 +85,18 @@ def test_auto_scale_rule():
             parse_scale(bad)
 
 
-def test_aggregate_weights_by_texture_and_ignores_flat_tiles():
+def level_answer(probabilities, textures):
+    """A level's (mean, area, tiles used) from all its tiles, as `classify_levels` forms it without a budget."""
+    chosen, mean_weights, area_weights = select_tiles(np.asarray(textures, np.float64))
+    return (*weighted_answer(np.asarray(probabilities)[chosen], mean_weights, area_weights), len(chosen))
+
+
+def test_the_mean_weighs_tiles_by_texture_and_ignores_flat_tiles():
     probs = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1.0]])
-    mean, used = aggregate(probs, np.array([10.0, 30.0, 1.0]))
+    mean, _, used = level_answer(probs, [10.0, 30.0, 1.0])
     assert used == 2
     np.testing.assert_allclose(mean, [0.25, 0.75, 0, 0])
-    mean, used = aggregate(probs, np.array([1.0, 2.0, 3.0]))  # all flat: plain mean
+    mean, _, used = level_answer(probs, [1.0, 2.0, 3.0])  # all flat: plain mean
     assert used == 3
     np.testing.assert_allclose(mean, [1 / 3, 1 / 3, 0, 1 / 3])
 
@@ -379,12 +385,10 @@ def test_choose_level_prefers_the_finest_confident_level():
     assert choose_level([blurred, sharp, sharp], textured=[False, True, True]) == 1  # sharp, from a level with a say
 
 
-def test_area_fractions_count_textured_tiles_by_their_own_answer():
-    from blurnet.classify import area_fractions
-
+def test_the_area_counts_textured_tiles_by_their_own_answer():
     probs = np.array([[0.9, 0.1, 0, 0], [0.1, 0.8, 0.1, 0], [0.2, 0.1, 0.6, 0.1], [0.1, 0.1, 0.1, 0.7], [0.7, 0.1, 0.1, 0.1]])
-    np.testing.assert_allclose(area_fractions(probs, np.array([10, 10, 10, 10, 1.0])), [0.25, 0.25, 0.25, 0.25])
-    np.testing.assert_allclose(area_fractions(probs, np.full(5, 1.0)), [0.4, 0.2, 0.2, 0.2])  # all flat: every tile
+    np.testing.assert_allclose(level_answer(probs, [10, 10, 10, 10, 1.0])[1], [0.25, 0.25, 0.25, 0.25])
+    np.testing.assert_allclose(level_answer(probs, np.full(5, 1.0))[1], [0.4, 0.2, 0.2, 0.2])  # all flat: every tile
 
 
 def test_pyramid_levels_and_their_scales():
