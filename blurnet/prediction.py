@@ -163,15 +163,19 @@ def _prepared_in_order(items, tile: int, scale, workers: int):
 
 
 def _onto(boxes, level: Prepared, working: Prepared) -> list[tuple[int, int, int, int]]:
-    """`(top, left, height, width)` boxes of a pyramid level in the pixels of the working level, kept inside it."""
+    """`(top, left, height, width)` boxes of a pyramid level in the pixels of the working level, kept inside it.
+
+    Scaled by the ratio of the two images' sides (not of their scales, which rounding of the sides departs from),
+    so that boxes that cover the level cover the working image to its last row and column.
+    """
     if level is working:
         return list(boxes)
-    h, w = working.image.shape[:2]
-    f = level.scale / working.scale
+    (h, w), (lh, lw) = working.image.shape[:2], level.image.shape[:2]
+    fy, fx = h / lh, w / lw
     out = []
     for top, left, th, tw in boxes:
-        t, l = min(int(round(top * f)), h - 1), min(int(round(left * f)), w - 1)
-        out.append((t, l, min(int(round((top + th) * f)), h) - t, min(int(round((left + tw) * f)), w) - l))
+        t, l = min(int(round(top * fy)), h - 1), min(int(round(left * fx)), w - 1)
+        out.append((t, l, min(int(round((top + th) * fy)), h) - t, min(int(round((left + tw) * fx)), w) - l))
     return out
 
 

@@ -636,3 +636,17 @@ def test_tiles_are_cut_a_batch_at_a_time(monkeypatch, tmp_path):
     predict(photo, model=MeanBrightness(), full=True, map_path=tmp_path / "map.png")
     # float32 tiles of every box at once would take 12 bytes a pixel of each: gigabytes for a large map
     assert max(cut) == MAX_TILES_PER_BATCH and sum(cut) == 192 + 48 + 12 + len(map_boxes(384, 512, 32))
+
+
+@pytest.mark.parametrize("height, width", [(1001, 777), (333, 515), (640, 480)])
+def test_a_coarser_level_s_map_tiles_cover_the_working_image_to_its_edges(height, width):
+    from blurnet.classify import pyramid
+    from blurnet.prediction import _onto
+
+    levels = pyramid(np.zeros((height, width, 3), np.uint8), 32, scale=1)
+    working = levels[0]
+    for level in levels[1:]:
+        covered = np.zeros(working.image.shape[:2], bool)
+        for top, left, th, tw in _onto(map_boxes(*level.image.shape[:2], 32), level, working):
+            covered[top : top + th, left : left + tw] = True
+        assert covered.all(), (level.scale, level.image.shape, np.argwhere(~covered)[:1])
