@@ -451,6 +451,22 @@ def _checked_parameter_head(config: FitConfig, started_from: dict | None) -> boo
     return head
 
 
+def set_aside_folder(run: Path) -> Path:
+    """Where a new run without `resume` moves the earlier run of its folder (`run.replaced`) until its data and model
+    are built: a mistyped `--data` or a Ctrl-C while loading puts the earlier run back, checkpoints included."""
+    return run.with_name(run.name + ".replaced")
+
+
+def restore_set_aside(run: Path) -> None:
+    """Put back the earlier run `set_aside_folder(run)` holds, if any, over what the new run had written."""
+    aside = set_aside_folder(run)
+    if aside.is_dir():
+        if run.exists():
+            shutil.rmtree(run)
+        aside.rename(run)
+        logger.info(f"{str(run)!r}: the earlier run put back")
+
+
 def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     """Seeds, devices, the resolved recipe, precision, strategy and a fresh (or resumed) run folder."""
     if config.deterministic:  # before anything is built or drawn
@@ -479,11 +495,12 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     if chief:  # an --out that cannot take the export fails now, not after the training
         check_replaceable(Path(config.out) / config.name, SAVED_MODEL_FILE)  # an earlier SavedModel export only
         Path(config.out).mkdir(parents=True, exist_ok=True)
+    restore_set_aside(run)  # a run set aside by a new one that was stopped before its data and model were ready
     if run.exists() and not config.resume:
         if any(run.iterdir()) and not (run / RUN_MARKER).is_file():
             raise ValueError(f"{str(run)!r} holds files but is not a run folder (no {RUN_MARKER}); a new run would "
                              "delete them: choose another --name or --run-dir.")
-        shutil.rmtree(run)
+        run.rename(set_aside_folder(run))  # deleted by `fit` once the new run's data and model are built
     elif config.resume and not run.exists():
         logger.warning(f"--resume: no run folder {str(run)!r}; starting a new run")
     run.mkdir(parents=True, exist_ok=True)
@@ -624,7 +641,12 @@ def fit(config: FitConfig) -> Path | None:
     """
     started = time.time()
     config, run = _prepare_run(config, started)
-    pipeline, data, model, data_sets = _build(config, run)
+    try:
+        pipeline, data, model, data_sets = _build(config, run)
+    except BaseException:  # the data or the model could not be made (or Ctrl-C): the earlier run stays
+        restore_set_aside(run.folder)
+        raise
+    shutil.rmtree(set_aside_folder(run.folder), ignore_errors=True)
     _train_stages(model, config, data_sets, run)
     held_out = evaluate_held_out(model, data.test, config)
     if not run.chief:  # every worker evaluates (no collectives); only the chief exports

@@ -217,6 +217,33 @@ def test_fit_refuses_folders_it_would_destroy_before_it_trains(tmp_path, photo_f
         assert not out.exists()
 
 
+def test_a_new_run_that_cannot_start_keeps_the_earlier_run_of_its_folder(tmp_path, photo_folder):
+    from blurnet.train import set_aside_folder
+
+    runs = tmp_path / "runs"
+    earlier = runs / "mine"
+    (earlier / "backup").mkdir(parents=True)
+    (earlier / "started_at").write_text("1000.5\n")
+    (earlier / "best.weights.h5").write_bytes(b"weights of the earlier run")
+    common = dict(weights=None, backbone="mobilenetv2", name="mine", out=str(tmp_path / "models"), run_dir=str(runs), **TINY)
+    with pytest.raises(FileNotFoundError, match="photos-typo"):  # a mistyped --data: found while loading
+        fit(FitConfig(data=str(tmp_path / "photos-typo"), **common))
+    assert (earlier / "best.weights.h5").read_bytes() == b"weights of the earlier run"
+    assert (earlier / "started_at").read_text() == "1000.5\n" and (earlier / "backup").is_dir()
+    assert sorted(p.name for p in runs.iterdir()) == ["mine"]
+    # a run killed while loading left the earlier one set aside: the next start puts it back first
+    earlier.rename(set_aside_folder(earlier))
+    earlier.mkdir()
+    (earlier / "started_at").write_text("2000.0\n")
+    with pytest.raises(FileNotFoundError, match="photos-typo"):
+        fit(FitConfig(data=str(tmp_path / "photos-typo"), **common))
+    assert (earlier / "best.weights.h5").read_bytes() == b"weights of the earlier run"
+    assert sorted(p.name for p in runs.iterdir()) == ["mine"]
+    fit(FitConfig(data=str(photo_folder), **common))  # a new run that starts replaces it
+    assert sorted(p.name for p in runs.iterdir()) == ["mine"] and (earlier / "started_at").read_text() != "1000.5\n"
+    assert (earlier / "best.weights.h5").read_bytes() != b"weights of the earlier run"
+
+
 def test_psf_families_reach_every_split_and_validation_draws_what_training_draws(photo_folder):
     for name, families in (("realistic", PsfFamilies()), ("classic", PsfFamilies.classic())):
         config = FitConfig(data=str(photo_folder), weights=None, psf_families=name, **TINY).resolve("cpu")
