@@ -30,8 +30,8 @@ A photograph is therefore processed in these steps.
 
 3. **Aggregation.** A scale's answer is the texture-weighted mean of its tile
    probabilities. A tile's texture is the mean gradient magnitude
-   (`data_pipeline.crops.gradient_magnitude`, 0..255 scale) of its pixels in the
-   scaled image; it is also the tile's weight. Tiles with texture < 4.0
+   (`data_pipeline.crops.gradient_magnitude`, 0..255 scale) of the tile cut from the
+   scaled image (its edges mirrored, as the exported model measures it); it is also the tile's weight. Tiles with texture < 4.0
    (`MIN_TEXTURE`, the threshold training crops were selected with) carry no blur
    information (sky, walls) and are ignored, unless every tile is flat, in
    which case the plain mean of all tiles is used. The mean of probability
@@ -203,12 +203,15 @@ class Prepared:
         self.image = rescale(image, scale / reduction)
         h, w = self.image.shape[:2]
         self.boxes = tile_boxes(h, w, tile)
-        self.gradient = gradient_magnitude(self.image)  # kept: blur-map tiles measure their texture on it too
         self.textures = self.box_textures(self.boxes)
 
     def box_textures(self, boxes) -> np.ndarray:
-        """Mean gradient magnitude of the scaled image inside each box."""
-        return np.array([float(self.gradient[t : t + th, l : l + tw].mean()) for t, l, th, tw in boxes], np.float64)
+        """Mean gradient magnitude of each box's tile of the scaled image, measured on the tile alone (its edges
+        mirrored), as the exported model measures the tiles it cuts (`blurnet.tiling.tile_texture`): measured on the
+        whole image, an edge just outside a tile counted in it, and a tile near the flat threshold could count in
+        one and not the other."""
+        return np.array([float(gradient_magnitude(np.ascontiguousarray(self.image[t : t + th, l : l + tw])).mean())
+                         for t, l, th, tw in boxes], np.float64)
 
     def tiles(self, boxes=None) -> np.ndarray:
         """The tiles of `boxes` (default: the photograph's tiles) as one float32 batch `(n, th, tw, 3)`, 0..255."""

@@ -131,3 +131,17 @@ def test_a_tile_with_a_nan_pixel_weighs_nothing_in_either_combination():
     spoilt_textures = tf.constant(np.r_[textures[:5], np.nan][None], tf.float32)
     median = texture_weighted_median(spoilt_values, spoilt_textures).numpy()
     np.testing.assert_allclose(median, texture_weighted_median(values[:, :5], textures[None, :5]).numpy(), atol=1e-6)
+
+
+def test_predict_measures_tile_textures_as_the_exported_model_does():
+    from blurnet.classify import prepare
+
+    blocks = np.kron((np.indices((3, 4)).sum(axis=0) % 2) * 255, np.ones((32, 32)))  # a checkerboard of 32 px tiles
+    rng = np.random.default_rng(3)
+    for gray in (blocks, 128 + 0.3 * (rng.uniform(0, 255, (96, 128)) - 128)):  # edges on tile borders; low contrast
+        image = np.repeat(gray[:, :, None], 3, axis=2).astype(np.uint8)
+        prepared = prepare(image, 32, scale=1)
+        tiles, _ = cut_tiles(image[None].astype(np.float32), 32)
+        np.testing.assert_allclose(prepared.textures, tile_texture(tiles).numpy(), atol=0.02)
+    np.testing.assert_allclose(prepare(np.repeat(blocks[:, :, None], 3, axis=2).astype(np.uint8), 32, scale=1).textures,
+                               0.0)  # each block is flat (measured on the whole image, its edges gave 15.6 a tile)
