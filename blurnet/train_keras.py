@@ -386,8 +386,6 @@ def main(argv=None) -> dict:
     if problem:
         raise SystemExit(f"python -m blurnet.train_keras: error: {problem}")
     out, started = Path(args.out), time.time()
-    for stale in [out / WEIGHTS_MANIFEST, *out.glob("weights-*.npz")]:  # an earlier run's weights are not this one's
-        stale.unlink(missing_ok=True)
     # Step 1, data: the bundled photographs split as `blurnet fit` splits them (by photograph, from the seed).
     maker_args = (args.image_size, args.batch_size, args.seed, args.data_seed, args.psf_families, args.generated_scenes,
                   args.palette_share)
@@ -408,6 +406,10 @@ def main(argv=None) -> dict:
         "pipeline": {"image_size": args.image_size, "psf_families": args.psf_families, "families": train_config.families.to_dict(),
                      "camera": train_config.camera_record(), "generated_scenes": args.generated_scenes},
     }
+    # An earlier run's weights are not this one's: deleted now that the data and the model are ready (a broken
+    # --init-from or a Ctrl-C before this point leaves them and their metadata as they were).
+    for stale in [out / WEIGHTS_MANIFEST, *out.glob("weights-*.npz")]:
+        stale.unlink(missing_ok=True)
     _write_metadata(args, out, {**run, "finished": False, "wall_time_s": None}, train_config)
     # Step 4, train for the time budget.
     batches = _batches(pool, 0, ahead=4 * args.workers)

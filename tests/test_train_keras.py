@@ -224,6 +224,27 @@ def test_bad_arguments_and_folders_stop_before_anything_is_deleted(tmp_path, cap
     assert train_keras.folder_problem(train_keras.parse_args(["--init-from", str(start), "--out", str(tmp_path / "new")])) is None
 
 
+def test_a_run_stopped_before_it_trains_keeps_the_earlier_weights_and_metadata(tmp_path, monkeypatch):
+    start, out = tmp_path / "start", tmp_path / "out"
+    start.mkdir()
+    (start / "blurnet.json").write_text(json.dumps({"backbone": "mobilenetv2", "spectrum": True, "image_size": 64}))
+    out.mkdir()  # an earlier run's folder: its metadata and weights
+    (out / "train_keras.json").write_text("{}")
+    (out / "blurnet.json").write_text(json.dumps({"image_size": 64}))
+    train_keras.save_npz_weights([np.full(3, 5.0, np.float32)], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(args):
+        raise ValueError("--init-from: the checkpoint cannot be read")
+
+    monkeypatch.setattr(train_keras, "_validation_batches", lambda args: ([], ["astronaut"]))
+    monkeypatch.setattr(train_keras.multiprocessing, "get_context", lambda method: type("Pool", (), {"Pool": lambda *a, **k: None}))
+    monkeypatch.setattr(train_keras, "_build_model", broken)
+    with pytest.raises(ValueError, match="cannot be read"):
+        train_keras.main(["--init-from", str(start), "--out", str(out)])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before and len(before) == 4  # its metadata, manifest, part
+
+
 def test_a_run_killed_while_it_trains_leaves_its_weights_beside_its_own_metadata(tmp_path, monkeypatch):
     """The best weights are saved as they are found: a run killed then (its time limit) must not leave them beside an
     earlier run's blurnet.json, which `fit --init-from` would read as theirs."""
