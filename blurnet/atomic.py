@@ -58,6 +58,8 @@ def atomic_file(target: str | os.PathLike):
     tmp = _sibling(target, "tmp")
     try:
         yield tmp
+        if os.path.exists(target) and os.path.exists(tmp):  # a file replaced keeps its permissions (a private one stays so)
+            shutil.copymode(target, tmp)
         fsync_path(tmp)
         os.replace(tmp, target)
         fsync_path(target.parent)
@@ -85,18 +87,21 @@ def check_writable(target: str | os.PathLike, folder: bool = False) -> None:
         raise ValueError(f"cannot write the {kind} {str(target)!r}: the folder {str(nearest)!r} is not writable.")
 
 
-def check_replaceable(target: str | os.PathLike, marker: str) -> None:
+def check_replaceable(target: str | os.PathLike, marker: str | tuple[str, ...]) -> None:
     """`ValueError` naming `target` unless it is missing, an empty folder, or a folder holding `marker` (the file
-    every folder of its kind holds: `blurnet.json` for an export, `metrics.json` for a report): a folder of
-    anything else (several exports, a user's files) is never replaced. Also `check_writable`: a folder on its way
-    that is a file, or one that cannot be written (the folder the replacement is renamed in), is named before any work."""
+    every folder of its kind holds, or all of several: `saved_model.pb` and `blurnet.json` for an export,
+    `metrics.json` for a report): a folder of anything else (several exports, another program's SavedModel, a
+    user's files) is never replaced. Also `check_writable`: a folder on its way that is a file, or one that cannot
+    be written (the folder the replacement is renamed in), is named before any work."""
     target = Path(target)
+    markers = (marker,) if isinstance(marker, str) else tuple(marker)
     if os.path.lexists(target):
         if not target.is_dir():
             raise ValueError(f"{str(target)!r} exists and is not a folder; choose another output folder.")
-        if any(target.iterdir()) and not (target / marker).is_file():
-            raise ValueError(f"{str(target)!r} exists and holds files but no {marker}: it is not an earlier output of "
-                             f"this kind, and replacing it would delete them; choose another output folder.")
+        missing = [name for name in markers if not (target / name).is_file()]
+        if missing and any(target.iterdir()):
+            raise ValueError(f"{str(target)!r} exists and holds files but no {' and no '.join(missing)}: it is not an "
+                             f"earlier output of this kind, and replacing it would delete them; choose another output folder.")
     check_writable(target.parent if os.path.lexists(target) else target, folder=True)
 
 
@@ -109,9 +114,14 @@ def check_apart(first: str | os.PathLike, second: str | os.PathLike, what: str) 
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | os.PathLike, marker: str):
+def atomic_directory(target: str | os.PathLike, marker: str | tuple[str, ...], keep_others_except=None):
     """Yield an empty temporary folder to fill; it replaces `target` on success. `target` must be missing, empty or
-    an earlier folder of the same kind, one holding `marker` (`check_replaceable`, checked before anything is made)."""
+    an earlier folder of the same kind, one holding `marker` (`check_replaceable`, checked before anything is made
+    and again just before the swap, in case files arrived meanwhile).
+
+    With `keep_others_except` (names), the files and folders of the replaced `target` that the new folder does not
+    hold and that are not among those names (a model card, a user's notes beside an export) are copied into it.
+    """
     target = Path(target)
     check_replaceable(target, marker)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +129,14 @@ def atomic_directory(target: str | os.PathLike, marker: str):
     tmp.mkdir()
     try:
         yield tmp
+        check_replaceable(target, marker)
+        if target.exists() and keep_others_except is not None:
+            for entry in target.iterdir():
+                if entry.name not in keep_others_except and not os.path.lexists(tmp / entry.name):
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.copytree(entry, tmp / entry.name, symlinks=True)
+                    else:
+                        shutil.copy2(entry, tmp / entry.name, follow_symlinks=False)
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)

@@ -34,6 +34,13 @@ from data_pipeline.parameters import PARAMETER_TARGETS
 
 DEFAULT_MODEL = "saved_models/blurnet-densenet121"
 SAVED_MODEL_FILE = "saved_model.pb"  # what every SavedModel export holds
+#: What marks a folder as an earlier blurnet export, which a new export may replace: another program's SavedModel
+#: (no blurnet.json) is never replaced.
+EXPORT_MARKERS = (SAVED_MODEL_FILE, METADATA_FILE)
+#: What an export writes (or may: assets, the training log of `fit`): the rest of a replaced export (a model card,
+#: notes) is kept.
+EXPORT_OWN_FILES = (SAVED_MODEL_FILE, "saved_model.pbtxt", "fingerprint.pb", "variables", "assets", METADATA_FILE,
+                    "training_log.csv")
 logger = logging.getLogger(__name__)
 
 
@@ -137,7 +144,8 @@ def export_model(model: keras.Model, target: str | os.PathLike, metadata: dict, 
     metadata = {**metadata, "test_time_views": check_views(views), "tile_size": tile, "parameter_head": has_parameter_head(model)}
     metadata.setdefault("versions", versions())
     metadata.setdefault("git_commit", git_commit())
-    with atomic_directory(target, SAVED_MODEL_FILE) as tmp:  # replaces an earlier SavedModel export, nothing else
+    # replaces an earlier blurnet export, nothing else, keeping what the export does not write (its model card)
+    with atomic_directory(target, EXPORT_MARKERS, keep_others_except=EXPORT_OWN_FILES) as tmp:
         _write_export(model, tmp, metadata, extra_files)
     return target
 

@@ -32,7 +32,7 @@ from blurnet.callbacks import backup_epoch, stopped_early, training_callbacks
 from blurnet.config import FitConfig
 from blurnet.distribute import (configure_cpu_devices, create_strategy, is_chief, prepare_for_multiworker,
                                 scaled_learning_rate, set_precision, shard_off, worker_index)
-from blurnet.export import SAVED_MODEL_FILE, export_model, load_export_weights, read_metadata
+from blurnet.export import EXPORT_MARKERS, export_model, load_export_weights, read_metadata
 from blurnet.loaded_model import weights_origin
 from blurnet.metrics import classification_metrics, parameter_metrics
 from blurnet.model import (create_model, create_training_variables, freeze_all_but_parameter_head, freeze_backbone,
@@ -493,7 +493,7 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
         # a fine-tune exported over the model it started from would replace it (the bundled one by default)
         check_apart(Path(config.out) / config.name, config.init_from, "the export (--out, --name) and --init-from")
     if chief:  # an --out that cannot take the export fails now, not after the training
-        check_replaceable(Path(config.out) / config.name, SAVED_MODEL_FILE)  # an earlier SavedModel export only
+        check_replaceable(Path(config.out) / config.name, EXPORT_MARKERS)  # an earlier blurnet export only
         Path(config.out).mkdir(parents=True, exist_ok=True)
     restore_set_aside(run)  # a run set aside by a new one that was stopped before its data and model were ready
     if run.exists() and not config.resume:

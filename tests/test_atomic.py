@@ -153,3 +153,23 @@ def test_folders_that_overlap_are_refused_by_name(tmp_path):
             check_apart(first, second, "--out and the model")
     check_apart(tmp_path / "a" / "b", tmp_path / "a" / "bc", "x")  # a shared prefix is no overlap
     check_apart(tmp_path / "a" / "b", tmp_path / "c", "x")
+
+
+def test_a_file_that_arrives_while_the_folder_is_made_is_never_deleted(tmp_path):
+    target = tmp_path / "report"
+    target.mkdir()  # empty when the work starts: replaceable
+    with pytest.raises(ValueError, match=r"report' exists and holds files but no metrics.json"):
+        with atomic_directory(target, "metrics.json") as tmp:
+            (tmp / "metrics.json").write_text("{}")
+            (target / "thesis.docx").write_text("a user's file, saved there meanwhile")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # nothing swapped, no temporary folder left
+    assert (target / "thesis.docx").read_text() == "a user's file, saved there meanwhile"
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path):
+    target = tmp_path / "results.csv"
+    target.write_text("old")
+    target.chmod(0o600)
+    with atomic_file(target) as tmp:
+        tmp.write_text("new")
+    assert target.read_text() == "new" and (target.stat().st_mode & 0o777) == 0o600

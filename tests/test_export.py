@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -220,3 +221,26 @@ def test_weights_origin_follows_the_exports_a_model_was_fine_tuned_from():
     chain = {"weights": "export:b", "started_from": {"weights": "export:a", "started_from": {"weights": "imagenet"}}}
     assert weights_origin(chain) == "imagenet" and weights_origin({"weights": "file:w.h5"}) == "file:w.h5"
     assert weights_origin({"weights": "export:old"}) == "export:old"  # its source was not recorded
+
+
+def test_an_export_replaces_only_a_blurnet_export_and_keeps_what_it_does_not_write(tmp_path):
+    import keras
+
+    inputs = keras.Input(shape=(None, None, 3))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(keras.layers.Rescaling(1 / 255)(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(x))
+    foreign = tmp_path / "theirs"  # another program's SavedModel: no blurnet.json
+    (foreign / "variables").mkdir(parents=True)
+    (foreign / "saved_model.pb").write_bytes(b"their graph")
+    with pytest.raises(ValueError, match=r"theirs' exists and holds files but no blurnet.json"):
+        export_model(model, foreign, META)
+    assert (foreign / "saved_model.pb").read_bytes() == b"their graph" and sorted(os.listdir(foreign)) == ["saved_model.pb", "variables"]
+    target = export_model(model, tmp_path / "mine", {**META, "image_size": 32}, extra_files=[])
+    (target / "README.md").write_text("# model card")  # what the export does not write: kept when it is replaced
+    (target / "notes").mkdir()
+    (target / "notes" / "a.txt").write_text("mine")
+    (target / "training_log.csv").write_text("epoch\n0\n")  # a training log of the earlier model: not this one's
+    export_model(model, target, {**META, "image_size": 48})
+    assert read_metadata(target)["image_size"] == 48 and (target / "README.md").read_text() == "# model card"
+    assert (target / "notes" / "a.txt").read_text() == "mine" and not (target / "training_log.csv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "theirs"]  # no temporary folder left
