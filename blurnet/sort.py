@@ -570,8 +570,8 @@ def sort_records(records: Iterable[dict], out, *, roots: Iterable = (), move: bo
                             "message": f"sorting stopped here ({_describe(error)}); later records were not sorted"})
         try:
             result.log = _write_log(out, stamp, result.rows)
-        except OSError:
-            pass  # the interruption is what the caller hears about
+        except (OSError, KeyboardInterrupt):
+            pass  # the interruption is what the caller hears about; without a log, the rows are in `.sort_result`
         if isinstance(error, KeyboardInterrupt) and not isinstance(error, SortInterrupted):
             raise SortInterrupted(result) from error
         error.sort_result = result  # what was sorted before it, for the caller to report
@@ -582,6 +582,8 @@ def sort_records(records: Iterable[dict], out, *, roots: Iterable = (), move: bo
         except OSError as error:  # every file is sorted; what went where is handed back with the error
             error.sort_result = result
             raise
+        except KeyboardInterrupt as error:  # a Ctrl-C while the log is written: the rows are handed back unlogged
+            raise SortInterrupted(result) from error
     return result
 
 

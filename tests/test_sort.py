@@ -583,6 +583,22 @@ def test_an_interrupted_move_writes_the_log_of_what_was_done(tmp_path, monkeypat
                                    f"sorted 1, 0 unreadable, 0 failed, 0 skipped; log: {out / LOG_NAME}"]
 
 
+def test_a_ctrl_c_while_the_log_is_written_still_hands_back_what_went_where(tmp_path, monkeypatch):
+    src, out = tmp_path / "card", tmp_path / "sorted"
+    photos = [make(src / f"IMG_{i}.jpg", i) for i in range(3)]
+
+    def interrupted(path, data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sort, "_write_new_file", interrupted)
+    with pytest.raises(sort.SortInterrupted) as stopped:
+        sort_records([rec(p, "motion") for p in photos], out, roots=[src], move=True, now=NOW)
+    result = stopped.value.sort_result
+    assert result.log is None and [(Path(r["destination"]).name, r["status"]) for r in result.rows] == [
+        ("IMG_0.jpg", "ok"), ("IMG_1.jpg", "ok"), ("IMG_2.jpg", "ok")]
+    assert sorted(p.name for p in (out / "motion").iterdir()) == ["IMG_0.jpg", "IMG_1.jpg", "IMG_2.jpg"]
+
+
 def test_a_sort_stopped_by_a_disk_error_writes_its_log_and_hands_back_what_was_done(tmp_path, monkeypatch):
     src, out = tmp_path / "card", tmp_path / "sorted"
     photos = [make(src / f"IMG_{i}.jpg", i) for i in range(3)]
