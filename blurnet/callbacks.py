@@ -15,7 +15,7 @@ import h5py
 import keras
 
 from blurnet.atomic import atomic_file
-from blurnet.training_log import read_log_rows, whole_lines
+from blurnet.training_log import drop_cut_line, read_log_rows, whole_lines
 
 
 class CrashSafeBackup(keras.callbacks.BackupAndRestore):
@@ -170,6 +170,8 @@ def training_callbacks(run: Path, stage: str, patience: int, monitor: str = "val
     (counted across resumes),
     `training_log.csv`, `tensorboard/`, a stop on NaN, and `stages.jsonl`.
     """
+    for log in (run / "training_log.csv", run / "stages.jsonl"):  # both are appended to
+        drop_cut_line(log)
     best = saved_best(run / "best.weights.h5", monitor)  # else a checkpoint saved before the value was kept with it
     best = best if best is not None else best_logged(run / "training_log.csv", monitor, mode)
     return [

@@ -14,6 +14,17 @@ def whole_lines(path: Path) -> list[str]:
     return lines if text.endswith("\n") else lines[:-1]
 
 
+def drop_cut_line(path: Path) -> None:
+    """Cut a log back to its last newline, before a resumed run appends to it: a line a kill cut short would
+    otherwise run into the first line the resumed run writes, and both would be lost to the readers."""
+    if not path.is_file():
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        if data and not data.endswith(b"\n"):
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 def read_log_rows(path: Path) -> list[dict[str, float]]:
     """The rows of a CSV training log as `{column: value}` ([] without the file): empty or missing cells left out
     of a row; a row with a cell that is not a number, or with more cells than the header, left out; a last line cut

@@ -176,3 +176,17 @@ def test_every_reader_of_the_training_log_leaves_out_a_line_cut_short(tmp_path):
     assert best_logged(log, "val_loss", "min") == 0.9
     assert read_training_log(log) == {"epoch": [0.0, 3.0], "accuracy": [0.25, 0.75], "val_loss": [0.9]}
     assert best_logged(tmp_path / "missing.csv") is None and read_training_log(tmp_path / "missing.csv") is None
+
+
+def test_a_resumed_run_appends_after_the_whole_lines_of_its_logs(tmp_path):
+    from blurnet.callbacks import StageLogger, stage_history, training_callbacks
+
+    write_stage_logs(tmp_path, [("finetune", 0, 0.5), ("finetune", 1, 0.6)])  # both logs end in a line cut short
+    callbacks = training_callbacks(tmp_path, "finetune", 3)
+    assert (tmp_path / "training_log.csv").read_text() == "epoch,val_accuracy\n0,0.5\n1,0.6\n"
+    logger = next(c for c in callbacks if isinstance(c, StageLogger))
+    with open(tmp_path / "training_log.csv", "a") as f:  # what CSVLogger appends for the resumed epochs
+        f.write("2,0.7\n3,0.8\n")
+    logger.on_epoch_end(2)
+    logger.on_epoch_end(3)
+    assert stage_history(tmp_path, "finetune", "val_accuracy") == [(0, 0.5), (1, 0.6), (2, 0.7), (3, 0.8)]
