@@ -78,3 +78,36 @@ def test_another_architecture_and_damaged_files_are_refused_by_name(written, tmp
         checkpoint.read_index(tmp_path / "missing" / "variables")
     with pytest.raises(ValueError, match="none of weights.json, model.keras"):
         train_keras.load_starting_weights(without_head, tmp_path / "missing")
+
+
+def test_crc32c_matches_the_standard_check_value_and_a_byte_by_byte_loop():
+    assert checkpoint.crc32c(b"123456789") == 0xE3069283  # the CRC-32C check value
+    assert checkpoint.crc32c(b"") == 0
+    data = np.random.default_rng(0).integers(0, 256, 100_003, dtype=np.uint8)  # long: rows folded, and a tail
+    register = 0xFFFFFFFF
+    for byte in data.tolist():
+        register = int(checkpoint._CRC_TABLE[(register ^ byte) & 0xFF]) ^ (register >> 8)
+    assert checkpoint.crc32c(data) == register ^ 0xFFFFFFFF == checkpoint.crc32c(data.tobytes())
+
+
+def test_a_flipped_byte_in_the_weights_or_the_index_is_refused(written, tmp_path):
+    _, folder, _ = written
+    source = folder / "variables"
+    index = (source / "variables.index").read_bytes()
+    data_file = next(source.glob("variables.data-*"))
+    data = bytearray(data_file.read_bytes())
+    key, entry = max((item for item in checkpoint.read_index(source / "variables").items() if item[1]["dtype"] == 1),
+                     key=lambda item: item[1]["size"])  # the largest float32 tensor
+    assert "crc32c" in entry and entry["size"] > 8192
+    damaged = tmp_path / "variables"
+    damaged.mkdir()
+    (damaged / "variables.index").write_bytes(index)
+    data[entry["offset"] + 5] ^= 0x10  # one bit of one weight: it would load silently without the checksums
+    (damaged / data_file.name).write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointFormatError, match=f"tensor {key!r} fails its checksum"):
+        checkpoint.read_tensors(damaged / "variables")
+    flipped = bytearray(index)
+    flipped[len(index) // 3] ^= 0x01  # inside a block of the index
+    (damaged / "variables.index").write_bytes(bytes(flipped))
+    with pytest.raises(checkpoint.CheckpointFormatError, match=r"variables.index: .*(checksum|corrupt)"):
+        checkpoint.read_index(damaged / "variables")
