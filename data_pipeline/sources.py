@@ -221,17 +221,24 @@ _SIGNATURES = (
     b"#?RADIANCE", b"#?RGBE",  # Radiance HDR
     *(b"P" + bytes([c]) for c in b"1234567Ff"),  # PBM, PGM, PPM, PAM, PFM
 )
-_HEADER_BYTES = 16
+_HEADER_BYTES = 64
+_AVIF_BRANDS = (b"avif", b"avis")
 
 
 def looks_like_image(header: bytes) -> bool:
-    """Whether a file starting with `header` (its first 16 bytes or more) is in a format OpenCV decodes:
-    BMP, JPEG, PNG, JPEG 2000, TIFF, GIF, WebP, AVIF, Sun raster, OpenEXR, Radiance HDR or Netpbm."""
+    """Whether a file starting with `header` (its first 64 bytes, or all of a shorter file) is in a format OpenCV
+    decodes: BMP, JPEG, PNG, JPEG 2000, TIFF, GIF, WebP, AVIF, Sun raster, OpenEXR, Radiance HDR or Netpbm."""
     if header.startswith(_SIGNATURES):
         return True
     if header[:4] == b"RIFF" and header[8:12] == b"WEBP":
         return True
-    return header[4:8] == b"ftyp" and header[8:12] in (b"avif", b"avis")  # an ISO media file: AVIF, not video
+    if header[4:8] != b"ftyp":
+        return False
+    # An ISO media file (AVIF, HEIF, MP4 video...): AVIF when `avif` or `avis` is its major brand (bytes 8..12) or
+    # among the compatible brands after the minor version, up to the end of the ftyp box.
+    end = min(int.from_bytes(header[:4], "big"), len(header))
+    brands = [header[8:12]] + [header[i : i + 4] for i in range(16, end - 3, 4)]
+    return any(brand in _AVIF_BRANDS for brand in brands)
 
 
 def read_image_bytes(path: str | os.PathLike) -> bytes:
@@ -245,14 +252,15 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
     try:
         if path.exists() and not path.is_file() and not path.is_dir():  # a folder: open() says so
             raise ImageReadError(f"{path}: not a regular file (a device, pipe or socket)")
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:  # unbuffered: the whole file is then read into one bytes object
             header = f.read(_HEADER_BYTES)
             if not header:
                 raise ImageReadError(f"{path}: empty file (0 bytes)")
             if not looks_like_image(header):
                 raise ImageReadError(f"{path}: not a readable image (its first bytes match no image format: "
                                      f"{header[:8]!r})")
-            return header + f.read()
+            f.seek(0)
+            return f.readall()  # one copy of the file in memory (header + rest would make two)
     except OSError as error:
         raise ImageReadError(f"{path}: cannot read file ({error.strerror or error})") from None
 

@@ -18,6 +18,7 @@ from data_pipeline.sources import (
     load_photographs,
     looks_like_image,
     read_image,
+    read_image_bytes,
     split_photographs,
     to_rgb8,
 )
@@ -120,7 +121,20 @@ def test_a_file_that_starts_like_no_image_is_refused_before_it_is_read(tmp_path)
     finally:
         tracemalloc.stop()
     assert peak < 2**20  # the 64 MB were never read
+    image = tmp_path / "big.png"  # starts like a PNG: read, once
+    with open(image, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n")
+        f.truncate(16 * 2**20)
+    tracemalloc.start()
+    try:
+        assert len(read_image_bytes(image)) == 16 * 2**20
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1.2 * 16 * 2**20  # one copy of the file (two: 32 MB)
     assert looks_like_image(b"\x00\x00\x00\x20ftypavif" + b"\x00" * 4)  # AVIF is ISO media too
+    assert looks_like_image(b"\x00\x00\x00\x1cftypmif1\x00\x00\x00\x00mif1avifmiaf")  # AVIF as a compatible brand
+    assert not looks_like_image(b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1heic" + b"avif")  # after the box: no
     assert not looks_like_image(b"PK\x03\x04" + b"\x00" * 12) and not looks_like_image(b"")  # a zip; nothing
 
 
