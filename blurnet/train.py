@@ -467,6 +467,16 @@ def restore_set_aside(run: Path) -> None:
         logger.info(f"{str(run)!r}: the earlier run put back")
 
 
+def discard_set_aside(run: Path) -> None:
+    """Delete the earlier run set aside for `run`, renamed first (`run.deleting`): a deletion stopped half-way
+    leaves no partial `run.replaced` that a later start would put back over the new run."""
+    aside, doomed = set_aside_folder(run), run.with_name(run.name + ".deleting")
+    if aside.is_dir():
+        shutil.rmtree(doomed, ignore_errors=True)
+        aside.rename(doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
 def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
     """Seeds, devices, the resolved recipe, precision, strategy and a fresh (or resumed) run folder."""
     if config.deterministic:  # before anything is built or drawn
@@ -488,6 +498,7 @@ def _prepare_run(config: FitConfig, started: float) -> tuple[FitConfig, _Run]:
           f"worker {worker}; precision policy {policy}; XLA {'on' if config.jit else 'auto'}")
     # Each worker of a multi-worker run keeps its own folder; only the chief's carries the run's name.
     run = Path(config.run_dir) / (config.name if chief else f"{config.name}.worker-{worker}")
+    run = Path(os.path.realpath(run)) if run.is_symlink() else run  # a link to a folder elsewhere: that folder is the run
     check_apart(run, Path(config.out) / config.name, "the run folder (--run-dir) and the export (--out)")
     if config.init_from and (config.epochs_finetune or (config.weights is not None and config.epochs_head)):
         # a fine-tune exported over the model it started from would replace it (the bundled one by default)
@@ -646,7 +657,7 @@ def fit(config: FitConfig) -> Path | None:
     except BaseException:  # the data or the model could not be made (or Ctrl-C): the earlier run stays
         restore_set_aside(run.folder)
         raise
-    shutil.rmtree(set_aside_folder(run.folder), ignore_errors=True)
+    discard_set_aside(run.folder)
     _train_stages(model, config, data_sets, run)
     held_out = evaluate_held_out(model, data.test, config)
     if not run.chief:  # every worker evaluates (no collectives); only the chief exports

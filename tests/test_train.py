@@ -244,6 +244,28 @@ def test_a_new_run_that_cannot_start_keeps_the_earlier_run_of_its_folder(tmp_pat
     assert (earlier / "best.weights.h5").read_bytes() != b"weights of the earlier run"
 
 
+def test_a_run_folder_that_is_a_link_is_replaced_where_it_points(tmp_path, photo_folder):
+    import os
+    import time
+
+    from blurnet.train import _prepare_run, discard_set_aside
+
+    real = tmp_path / "bigdisk" / "mine"  # the run folder on another disk, linked from --run-dir
+    real.mkdir(parents=True)
+    (real / "started_at").write_text("1000.5\n")
+    (real / "best.weights.h5").write_bytes(b"weights of the earlier run")
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "mine").symlink_to(real)
+    config = FitConfig(data=str(photo_folder), weights=None, backbone="mobilenetv2", name="mine",
+                       out=str(tmp_path / "models"), run_dir=str(runs), **TINY)
+    _, run = _prepare_run(config, time.time())
+    assert run.folder == real and (runs / "mine").is_symlink() and os.listdir(runs) == ["mine"]
+    assert (tmp_path / "bigdisk" / "mine.replaced" / "best.weights.h5").read_bytes() == b"weights of the earlier run"
+    discard_set_aside(run.folder)  # what fit does once the new run's data and model are built
+    assert sorted(os.listdir(real.parent)) == ["mine"] and os.listdir(real) == ["started_at"]
+
+
 def test_psf_families_reach_every_split_and_validation_draws_what_training_draws(photo_folder):
     for name, families in (("realistic", PsfFamilies()), ("classic", PsfFamilies.classic())):
         config = FitConfig(data=str(photo_folder), weights=None, psf_families=name, **TINY).resolve("cpu")
