@@ -105,6 +105,16 @@ def check_replaceable(target: str | os.PathLike, marker: str | tuple[str, ...]) 
     check_writable(target.parent if os.path.lexists(target) else target, folder=True)
 
 
+def _copy_others(source: Path, destination: Path, except_names) -> None:
+    """Copy the entries of `source` that `destination` lacks and that are not in `except_names` (links as links)."""
+    for entry in source.iterdir():
+        if entry.name not in except_names and not os.path.lexists(destination / entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.copytree(entry, destination / entry.name, symlinks=True)
+            else:
+                shutil.copy2(entry, destination / entry.name, follow_symlinks=False)
+
+
 def check_apart(first: str | os.PathLike, second: str | os.PathLike, what: str) -> None:
     """`ValueError` naming both when the folders `first` and `second` are one, or one lies inside the other
     (links followed): replacing one would delete or fill the other. `what` names them, e.g. "--out and the model"."""
@@ -121,6 +131,8 @@ def atomic_directory(target: str | os.PathLike, marker: str | tuple[str, ...], k
 
     With `keep_others_except` (names), the files and folders of the replaced `target` that the new folder does not
     hold and that are not among those names (a model card, a user's notes beside an export) are copied into it.
+    When the second check refuses or a file cannot be copied, the finished folder is kept as `<target>.new` (or
+    `<target>.new-<8 hex digits>`) beside `target`, which stays as it was, and the `ValueError` says where.
     """
     target = Path(target)
     check_replaceable(target, marker)
@@ -129,14 +141,15 @@ def atomic_directory(target: str | os.PathLike, marker: str | tuple[str, ...], k
     tmp.mkdir()
     try:
         yield tmp
-        check_replaceable(target, marker)
-        if target.exists() and keep_others_except is not None:
-            for entry in target.iterdir():
-                if entry.name not in keep_others_except and not os.path.lexists(tmp / entry.name):
-                    if entry.is_dir() and not entry.is_symlink():
-                        shutil.copytree(entry, tmp / entry.name, symlinks=True)
-                    else:
-                        shutil.copy2(entry, tmp / entry.name, follow_symlinks=False)
+        try:
+            check_replaceable(target, marker)
+            if target.exists() and keep_others_except is not None:
+                _copy_others(target, tmp, keep_others_except)
+        except (ValueError, OSError) as error:  # hours of work must not go with the temporary folder
+            kept = target.with_name(target.name + ".new")
+            kept = kept if not os.path.lexists(kept) else target.with_name(f"{target.name}.new-{uuid.uuid4().hex[:8]}")
+            os.replace(tmp, kept)
+            raise ValueError(f"{str(target)!r} was not replaced ({error}); the new output is in {str(kept)!r}") from None
         if target.exists():
             os.replace(target, old)
         os.replace(tmp, target)

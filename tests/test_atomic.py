@@ -158,12 +158,27 @@ def test_folders_that_overlap_are_refused_by_name(tmp_path):
 def test_a_file_that_arrives_while_the_folder_is_made_is_never_deleted(tmp_path):
     target = tmp_path / "report"
     target.mkdir()  # empty when the work starts: replaceable
-    with pytest.raises(ValueError, match=r"report' exists and holds files but no metrics.json"):
+    with pytest.raises(ValueError, match=r"report' was not replaced \(.*holds files but no metrics.json.*\); the new "
+                                         r"output is in '.*report.new'"):
         with atomic_directory(target, "metrics.json") as tmp:
             (tmp / "metrics.json").write_text("{}")
             (target / "thesis.docx").write_text("a user's file, saved there meanwhile")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # nothing swapped, no temporary folder left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "report.new"]  # nothing swapped; the work kept
     assert (target / "thesis.docx").read_text() == "a user's file, saved there meanwhile"
+    assert (tmp_path / "report.new" / "metrics.json").read_text() == "{}"
+
+
+def test_a_file_of_the_earlier_folder_that_cannot_be_kept_keeps_both_folders(tmp_path):
+    target = tmp_path / "model"
+    with atomic_directory(target, "blurnet.json") as tmp:
+        (tmp / "blurnet.json").write_text("old")
+    os.mkfifo(target / "notes.pipe")  # no copy can be made of a named pipe
+    with pytest.raises(ValueError, match=r"model' was not replaced \(.*notes.pipe.*\); the new output is in '.*model.new'"):
+        with atomic_directory(target, "blurnet.json", keep_others_except=("blurnet.json",)) as tmp:
+            (tmp / "blurnet.json").write_text("new")
+    assert (target / "blurnet.json").read_text() == "old" and (target / "notes.pipe").exists()
+    assert (tmp_path / "model.new" / "blurnet.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model.new"]
 
 
 def test_a_replaced_file_keeps_its_permissions(tmp_path):
