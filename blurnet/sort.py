@@ -412,10 +412,12 @@ class SortResult:
 
 
 class SortInterrupted(KeyboardInterrupt):
-    """A Ctrl-C during `sort_records`, raised after the log of the rows done so far was written: `.sort_result`."""
+    """A Ctrl-C during `sort_records`: `.sort_result` holds the rows done so far, and `.log` the log written of them
+    (None when the Ctrl-C came while the log was written)."""
 
     def __init__(self, result: SortResult):
-        super().__init__(f"sorting interrupted after {len(result.rows) - 1} records")
+        done = sum(row["action"] != "stop" for row in result.rows)
+        super().__init__(f"sorting interrupted after {done} records")
         self.sort_result = result
 
 

@@ -572,7 +572,7 @@ def test_an_interrupted_move_writes_the_log_of_what_was_done(tmp_path, monkeypat
     with pytest.raises(sort.SortInterrupted) as stopped:
         sort_records([rec(p, "motion") for p in photos], out, roots=[src], move=True, now=NOW)
     result = stopped.value.sort_result
-    assert result.log == out / LOG_NAME
+    assert result.log == out / LOG_NAME and str(stopped.value) == "sorting interrupted after 1 records"
     assert [(Path(r["source"]).name if r["source"] else "", r["action"], r["status"]) for r in read_log(result.log)] == [
         ("IMG_0.jpg", "move", "ok"), ("", "stop", "interrupted")]
     assert "KeyboardInterrupt" in read_log(result.log)[1]["message"]
@@ -594,6 +594,7 @@ def test_a_ctrl_c_while_the_log_is_written_still_hands_back_what_went_where(tmp_
     with pytest.raises(sort.SortInterrupted) as stopped:
         sort_records([rec(p, "motion") for p in photos], out, roots=[src], move=True, now=NOW)
     result = stopped.value.sort_result
+    assert str(stopped.value) == "sorting interrupted after 3 records"
     assert result.log is None and [(Path(r["destination"]).name, r["status"]) for r in result.rows] == [
         ("IMG_0.jpg", "ok"), ("IMG_1.jpg", "ok"), ("IMG_2.jpg", "ok")]
     assert sorted(p.name for p in (out / "motion").iterdir()) == ["IMG_0.jpg", "IMG_1.jpg", "IMG_2.jpg"]
