@@ -48,7 +48,7 @@ def _crc_bytes(register: int, data) -> int:
 
 
 def crc32c(data) -> int:
-    """CRC-32C of `data` (bytes or a uint8 array); about 40 MB/s with NumPy.
+    """CRC-32C of `data` (bytes or a uint8 array), with NumPy: the bundled checkpoint (634 tensors, 34 MB) in about 1 s.
 
     Long data is cut into about sqrt(n) rows of equal length `L`, checksummed side by side from a zero register;
     the CRC register is affine in its start, so the rows' registers are folded in order: the register so far moved
