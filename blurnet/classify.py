@@ -359,6 +359,10 @@ def classify_levels(model, levels: list[Prepared], views: int | None = None, bud
             probs, raw = (np.concatenate([a[i] for a in answered], axis=0) for i in (0, 1))
         else:
             probs = tile_probabilities(model, level, boxes, views=views)
+        broken = int((~np.isfinite(probs).all(axis=1)).sum())
+        if broken:  # NaN would pass for a class (argmax) or break the choice of level
+            raise ValueError(f"the model answered not finite probabilities (NaN or infinity) for {broken} of "
+                             f"{len(probs)} tiles: is the export damaged?")
         answers.append((*weighted_answer(probs, mean_weights, area_weights), len(chosen)))
         selections.append((boxes, mean_weights, raw))
     textured = [bool((level.textures >= MIN_TEXTURE).any()) for level in levels]

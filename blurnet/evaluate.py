@@ -251,6 +251,16 @@ def _progress(total: int, enabled: bool):
     return keras.utils.Progbar(total, unit_name="image", stateful_metrics=["accuracy"], verbose=verbose)
 
 
+def _check_finite(probabilities: np.ndarray, paths, first: int) -> None:
+    """`ValueError` naming the first image (its path, or its index in the test) the model answered NaN or infinity
+    for: such an answer would be scored as a class (argmax) and written as NaN."""
+    bad = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
+    if len(bad):
+        where = paths[bad[0]] if paths is not None else f"test image {first + bad[0]}"
+        raise ValueError(f"the model answered {probabilities[bad[0]].tolist()} for {where}: not finite probabilities "
+                         f"({len(bad)} of {len(probabilities)} images in this batch); is the export damaged?")
+
+
 def evaluate(model, source: EvalSource, others=(), baselines: bool = True, jpeg_quality: int | None = None,
              progress: bool = True) -> Evaluation:
     """Run `model` (and each of `others`) over every chunk of `source`; with `baselines`, also compute the
@@ -277,6 +287,7 @@ def evaluate(model, source: EvalSource, others=(), baselines: bool = True, jpeg_
         else:
             p, dt = _timed(lambda x: probabilities(model, x), images)
         seconds["model"] += dt
+        _check_finite(p, paths, seen)
         for k, other in enumerate(others):
             q, dt = _timed(lambda x: probabilities(other, x), images)
             other_probs[k].append(q)

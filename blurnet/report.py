@@ -217,16 +217,20 @@ def _write_folder(out_dir: Path, model_dir: Path, metrics: dict, result: Evaluat
         inputs = PlotInputs(metrics, log, lap_by_strength, result.worst, ranges, scatter)
         metrics["plots"] = write_plots(inputs, tmp)
         if not log:
-            notes.append("No training_log.csv in the model folder: training curves left out.")
+            notes.append("No training_log.csv in the model folder: training curves left out." if not (
+                model_dir / "training_log.csv").is_file() else "No readable row in the model's training_log.csv: "
+                "training curves left out.")
         metrics["misclassified"] = [{k: v for k, v in r.items() if k != "image"} for r in result.worst]
         metrics["notes"] = notes
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")  # strict JSON
         (tmp / "index.md").write_text(render_index(metrics, notes))
 
 
-def _check_sizes(num_images: int, batch_size: int) -> None:
+def _check_sizes(num_images: int, batch_size: int, baseline_images: int = 1) -> None:
     if num_images < 1:
         raise ValueError(f"--images must be >= 1, got {num_images!r}.")
+    if baseline_images < 1:
+        raise ValueError(f"--baseline-images must be >= 1, got {baseline_images!r}.")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size!r}.")
 
@@ -262,7 +266,7 @@ def write_report(
     """
     from blurnet.export import ExportedModel
 
-    _check_sizes(num_images, batch_size)
+    _check_sizes(num_images, batch_size, baseline_images)
     model_dir = Path(model_dir)
     model = model if model is not None else ExportedModel(model_dir)
     meta = model.metadata
@@ -273,6 +277,10 @@ def write_report(
         seed = split_seed
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(model_dir)
     check_apart(out_dir, model_dir, "--out and the model")  # replacing the report must never touch the model
+    if data_dir is not None:  # nor the photographs it is computed from, nor an export it compares with
+        check_apart(out_dir, data_dir, "--out and --data")
+    for other in compare:
+        check_apart(out_dir, getattr(other, "folder", other), "--out and a --compare export")
     check_replaceable(out_dir, "metrics.json")  # before the evaluation, so that minutes of work are not refused at the end
     others = [m if isinstance(m, ExportedModel) else ExportedModel(m) for m in compare]
     source = (generated_test_source(image_size, ranges, num_images, seed, batch_size, split_seed=split_seed) if data_dir is None

@@ -1,6 +1,7 @@
 """`blurnet report`: a tiny real export, a tiny labelled folder, and the bad-input paths."""
 import json
 import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -471,3 +472,40 @@ def test_the_worst_errors_are_kept_as_thumbnails_of_the_same_content():
     np.testing.assert_array_equal(worst[2]["image"], small)  # a small image is kept as it is, as a copy
     small[:] = 0
     assert worst[2]["image"].mean() > 100
+
+
+def test_not_finite_answers_are_a_clear_error_not_a_score(export, labelled, tmp_path):
+    from blurnet.export import ExportedModel
+
+    class Damaged(ExportedModel):  # a damaged export: NaN for the second image of each batch
+        def __call__(self, images):
+            p = np.asarray(super().__call__(images), np.float64)
+            p[1] = np.nan
+            return p
+
+    damaged = Damaged(export)
+    with pytest.raises(ValueError, match=r"answered \[nan, nan, nan, nan\] for test image 1: not finite probabilities "
+                                         r"\(1 of 8 images in this batch\)"):
+        write_report(export, None, tmp_path / "gen", num_images=8, batch_size=8, baselines=False, progress=False,
+                     model=damaged)
+    with pytest.raises(ValueError, match=r"not finite probabilities \(NaN or infinity\) for 1 of 4 tiles"):
+        write_report(export, labelled, tmp_path / "photos", baselines=False, progress=False, model=damaged)
+    assert not (tmp_path / "gen").exists() and not (tmp_path / "photos").exists()
+
+
+def test_a_report_never_replaces_a_folder_holding_its_data_or_a_compared_export(export, labelled, tmp_path):
+    from blurnet.export import ExportedModel
+
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "metrics.json").write_text("{}")  # an earlier report, the test photographs moved into it
+    data = out / "data"
+    shutil.copytree(labelled, data)
+    with pytest.raises(ValueError, match=r"--out and --data would overlap"):
+        write_report(export, data, out, baselines=False, progress=False)
+    with pytest.raises(ValueError, match=r"--out and a --compare export would overlap"):
+        write_report(labelled.parent / "model", labelled, export / "report", baselines=False, progress=False,
+                     compare=[export], model=ExportedModel(export))
+    assert sorted(p.name for p in data.rglob("*.png")) == sorted(p.name for p in labelled.rglob("*.png"))
+    with pytest.raises(ValueError, match=r"--baseline-images must be >= 1, got 0"):
+        write_report(export, labelled, tmp_path / "b", progress=False, baseline_images=0)
