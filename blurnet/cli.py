@@ -219,6 +219,9 @@ def report(model_dir, data, out, num_images, seed, batch_size, baselines, baseli
     try:
         if baselines_dir:  # checked before the evaluation, as the report's own folder is
             check_apart(baselines_dir, out or default_out_dir(model_dir or default_model_dir()), "--baselines-dir and the report")
+            for used, what in ((model_dir or default_model_dir(), "the model"), (data, "--data"), *((c, "a --compare export") for c in compare)):
+                if used:  # never replaced with the table
+                    check_apart(baselines_dir, used, f"--baselines-dir and {what}")
             check_replaceable(baselines_dir, "baselines.json")
         folder = write_report(model_dir or default_model_dir(), data, out, num_images=num_images, seed=seed, batch_size=batch_size, baselines=baselines,
                               baseline_images=baseline_images, compare=compare, jpeg_quality=jpeg_quality)

@@ -279,10 +279,10 @@ def write_report(
     check_apart(out_dir, model_dir, "--out and the model")  # replacing the report must never touch the model
     if data_dir is not None:  # nor the photographs it is computed from, nor an export it compares with
         check_apart(out_dir, data_dir, "--out and --data")
-    for other in compare:
-        check_apart(out_dir, getattr(other, "folder", other), "--out and a --compare export")
     check_replaceable(out_dir, "metrics.json")  # before the evaluation, so that minutes of work are not refused at the end
     others = [m if isinstance(m, ExportedModel) else ExportedModel(m) for m in compare]
+    for other in others:
+        check_apart(out_dir, other.folder, "--out and a --compare export")
     source = (generated_test_source(image_size, ranges, num_images, seed, batch_size, split_seed=split_seed) if data_dir is None
               else labelled_source(data_dir, batch_size))
 

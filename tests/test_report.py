@@ -230,6 +230,14 @@ def test_compare_adds_another_export_on_the_same_images(export, labelled, tmp_pa
                                           str(tmp_path / "r"), "--no-baselines", "--compare", str(export), "--baselines-dir", str(table)])
         assert clash.exit_code == 1 and "--baselines-dir and the report would overlap" in clash.output, clash.output
         assert not (tmp_path / "r").exists()
+    (tmp_path / "table").mkdir()
+    (tmp_path / "table" / "baselines.json").write_text("{}")  # an earlier comparison, the test photographs inside it
+    shutil.copytree(labelled, tmp_path / "table" / "data")
+    holding = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(tmp_path / "table" / "data"),
+                                        "--out", str(tmp_path / "q"), "--no-baselines", "--compare", str(export),
+                                        "--baselines-dir", str(tmp_path / "table")])
+    assert holding.exit_code == 1 and "--baselines-dir and --data would overlap" in holding.output, holding.output
+    assert (tmp_path / "table" / "data" / "sharp" / "0.png").is_file() and not (tmp_path / "q").exists()
     inside = CliRunner().invoke(main, ["report", "--model", str(export), "--data", str(labelled), "--out",
                                        str(Path(export) / "report"), "--no-baselines"])
     assert inside.exit_code == 1 and "--out and the model would overlap" in inside.output, inside.output
