@@ -57,14 +57,14 @@ def confusion_figure(metrics: dict):
 
 
 def read_training_log(path: Path) -> dict[str, list[float]] | None:
-    """Columns of a CSV training log as float lists (`read_log_rows`: rows that do not parse are skipped), None
-    without one."""
-    columns: dict[str, list[float]] = {}
-    for row in read_log_rows(path):
-        for k, v in row.items():
-            # a model with the parameter head logs its class accuracy as `probabilities_accuracy`
-            columns.setdefault(k.replace("probabilities_accuracy", "accuracy"), []).append(v)
-    return columns if columns else None
+    """Columns of a CSV training log as float lists, one value per row (`read_log_rows`: rows that do not parse
+    are skipped), NaN where a row has no value in that column, so that every column stays aligned with `epoch`;
+    None without one."""
+    rows = read_log_rows(path)
+    # a model with the parameter head logs its class accuracy as `probabilities_accuracy`
+    rows = [{k.replace("probabilities_accuracy", "accuracy"): v for k, v in row.items()} for row in rows]
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    return {name: [row.get(name, float("nan")) for row in rows] for name in names} or None
 
 
 def plot_training_curves(log: dict[str, list[float]], path: Path) -> None:
@@ -73,7 +73,7 @@ def plot_training_curves(log: dict[str, list[float]], path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, key in zip(axes, ("accuracy", "loss")):
         for name, style in ((key, "-"), (f"val_{key}", "--")):
-            if name in log:
+            if name in log:  # NaN (a row without this value) leaves a gap, not a shift
                 ax.plot(np.arange(1, len(log[name]) + 1), log[name], style, marker="o", label=name)
         ax.set_xlabel("epoch (row of the log)")
         ax.set_title(key)

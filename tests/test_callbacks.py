@@ -174,7 +174,9 @@ def test_every_reader_of_the_training_log_leaves_out_a_line_cut_short(tmp_path):
     assert read_training_log(log) == {"epoch": [0.0, 1.0], "accuracy": [0.25, 0.5], "val_loss": [0.9, 0.3]}
     log.write_text("epoch,accuracy,val_loss\n0,0.25,0.9\n1,x,0.3\n2,0.5,0.1,7\n3,0.75\n")  # a cell that is no number; an extra cell; one missing
     assert best_logged(log, "val_loss", "min") == 0.9
-    assert read_training_log(log) == {"epoch": [0.0, 3.0], "accuracy": [0.25, 0.75], "val_loss": [0.9]}
+    columns = read_training_log(log)  # each column one value per row kept: the missing cell is NaN, not a shift
+    assert columns["epoch"] == [0.0, 3.0] and columns["accuracy"] == [0.25, 0.75]
+    assert columns["val_loss"][0] == 0.9 and np.isnan(columns["val_loss"][1]) and len(columns) == 3
     assert best_logged(tmp_path / "missing.csv") is None and read_training_log(tmp_path / "missing.csv") is None
 
 
