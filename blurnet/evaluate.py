@@ -251,13 +251,13 @@ def _progress(total: int, enabled: bool):
     return keras.utils.Progbar(total, unit_name="image", stateful_metrics=["accuracy"], verbose=verbose)
 
 
-def _check_finite(probabilities: np.ndarray, paths, first: int) -> None:
-    """`ValueError` naming the first image (its path, or its index in the test) the model answered NaN or infinity
+def _check_finite(probabilities: np.ndarray, paths, first: int, model: str = "the model") -> None:
+    """`ValueError` naming the first image (its path, or its index in the test) `model` answered NaN or infinity
     for: such an answer would be scored as a class (argmax) and written as NaN."""
     bad = np.flatnonzero(~np.isfinite(probabilities).all(axis=1))
     if len(bad):
         where = paths[bad[0]] if paths is not None else f"test image {first + bad[0]}"
-        raise ValueError(f"the model answered {probabilities[bad[0]].tolist()} for {where}: not finite probabilities "
+        raise ValueError(f"{model} answered {probabilities[bad[0]].tolist()} for {where}: not finite probabilities "
                          f"({len(bad)} of {len(probabilities)} images in this batch); is the export damaged?")
 
 
@@ -290,6 +290,7 @@ def evaluate(model, source: EvalSource, others=(), baselines: bool = True, jpeg_
         _check_finite(p, paths, seen)
         for k, other in enumerate(others):
             q, dt = _timed(lambda x: probabilities(other, x), images)
+            _check_finite(q, paths, seen, other.name)
             other_probs[k].append(q)
             seconds["others"][k] += dt
         if baselines:

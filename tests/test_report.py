@@ -496,9 +496,12 @@ def test_not_finite_answers_are_a_clear_error_not_a_score(export, labelled, tmp_
                                          r"\(1 of 8 images in this batch\)"):
         write_report(export, None, tmp_path / "gen", num_images=8, batch_size=8, baselines=False, progress=False,
                      model=damaged)
+    with pytest.raises(ValueError, match=rf"{damaged.name} answered \[nan, nan, nan, nan\] for test image 1"):
+        write_report(export, None, tmp_path / "cmp", num_images=8, batch_size=8, baselines=False, progress=False,
+                     compare=[damaged])  # a compared export is checked as the model is
     with pytest.raises(ValueError, match=r"not finite probabilities \(NaN or infinity\) for 1 of 4 tiles"):
         write_report(export, labelled, tmp_path / "photos", baselines=False, progress=False, model=damaged)
-    assert not (tmp_path / "gen").exists() and not (tmp_path / "photos").exists()
+    assert not (tmp_path / "gen").exists() and not (tmp_path / "photos").exists() and not (tmp_path / "cmp").exists()
 
 
 def test_a_report_never_replaces_a_folder_holding_its_data_or_a_compared_export(export, labelled, tmp_path):
