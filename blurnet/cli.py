@@ -277,9 +277,9 @@ def _scale_option(ctx, param, value):
 @contextlib.contextmanager
 def _progress_bar(total, label, unit="photos", file=None):
     """Yield `update(n)`: a bar on stderr with count, UNIT/s and time left, when `total` > 1 and
-    the stream is a terminal; else a no-op (nothing is printed)."""
+    the stream is a terminal and `-q` was not given; else a no-op (nothing is printed)."""
     file = file or sys.stderr
-    if total < 2 or not file.isatty():
+    if total < 2 or not file.isatty() or logging.getLogger("blurnet").level >= logging.WARNING:  # -q: no bar
         yield None
         return
     with click.progressbar(length=total, label=label, file=file, show_pos=True, show_eta=False) as bar:
@@ -310,18 +310,24 @@ def _check_outputs(inputs=(), count=1, output=None, map_path=None, mask_path=Non
         raise click.UsageError(str(error)) from None
 
 
+def _echo_paths(text: str) -> None:
+    """`text` to standard output as UTF-8 bytes, file names that are not UTF-8 kept byte for byte (surrogateescape),
+    whatever the terminal's encoding: one such name among thousands must not lose the whole table."""
+    click.echo(text.encode("utf-8", "surrogateescape"), nl=False)
+
+
 def _write_results(text: str, output) -> None:
     """`text` to `--output` (atomically) or standard output; when `--output` cannot be written (a full disk), the
     text goes to standard output instead and the command fails, so no result is lost."""
     from blurnet.prediction import write_text_atomic
 
     if not output:
-        click.echo(text, nl=False)
+        _echo_paths(text)
         return
     try:
         write_text_atomic(output, text)
     except OSError as error:
-        click.echo(text, nl=False)
+        _echo_paths(text)
         raise click.ClickException(f"cannot write {output}: {error}; the results are printed above instead") from None
 
 
@@ -336,7 +342,7 @@ def _write_results(text: str, output) -> None:
 @click.option("--sort-into", "sort_into", type=click.Path(file_okay=False), default=None, help="Copy each photograph into SORT_INTO/<label>/, keeping its path below the folder argument (a pattern: below the folder before its first wildcard; file arguments: the file name). Never overwrites (name-1.jpg, ...); unreadable files stay and are listed; files already under SORT_INTO are left out; a CSV log SORT_INTO/blurnet-sort-YYYYMMDD-HHMMSS.csv records what went where. [default: no sorting]")
 @click.option("--move", is_flag=True, default=False, help="With --sort-into: move instead of copy; a source is deleted only after its copy is complete and its size and SHA-256 match.")
 @click.option("--dry-run", is_flag=True, default=False, help="With --sort-into: print what would be copied or moved; writes nothing (no folders, no log).")
-@click.option("--full", is_flag=True, default=False, help="Answer from every textured tile with the export's own views (8 for the bundled model), about 9 times slower (benchmarks/predict.py); by default at most 24 tiles a pyramid level, sampled by texture, one view each (the same label on 32 of 32 12-megapixel benchmark photographs, benchmarks/predict.py, and on 30 of 34 real ones, benchmarks/realdev.py).")
+@click.option("--full", is_flag=True, default=False, help="Answer from every textured tile with the export's own views (8 for the bundled model), about 9 times slower (benchmarks/predict.py); by default at most 24 tiles a pyramid level, sampled by texture, one view each (the same label on 32 of 32 12-megapixel benchmark photographs, benchmarks/predict.py, and on 31 of 34 real ones, benchmarks/realdev.py).")
 def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into, move, dry_run, full):
     """Classify the blur of images: files, folders (recursive) or glob patterns, any size."""
     from blurnet.inputs import expand_paths, folder_arguments, list_items

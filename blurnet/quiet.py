@@ -26,6 +26,7 @@ import tempfile
 QUIET_ENVIRONMENT = {
     "TF_CPP_MIN_LOG_LEVEL": "3",  # C++ INFO/WARNING/ERROR lines, e.g. cuInit's error without a GPU
     "GRPC_VERBOSITY": "ERROR",  # gRPC's start-up lines (multi-worker runs)
+    "OPENCV_LOG_LEVEL": "ERROR",  # OpenCV's warnings, e.g. `PNG input buffer is incomplete` for a file an error names
 }
 
 _verbose = False
@@ -40,6 +41,9 @@ def configure(verbose: bool = False) -> None:
     else:
         for name, value in QUIET_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
+        if "cv2" in sys.modules and os.environ["OPENCV_LOG_LEVEL"] == "ERROR":  # imported already: it read the variable
+            logging = sys.modules["cv2"].utils.logging
+            logging.setLogLevel(logging.LOG_LEVEL_ERROR)
 
 
 def is_verbose() -> bool:

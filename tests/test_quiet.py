@@ -89,3 +89,29 @@ def test_predict_reports_a_missing_file_before_tensorflow_loads(tmp_path):
 def test_verbose_is_a_group_option():
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0 and "-v, --verbose" in result.output
+
+
+def test_a_file_name_that_is_not_utf8_is_printed_byte_for_byte(tmp_path):
+    missing = os.fsdecode(os.fsencode(tmp_path) + b"/\xff-missing.jpg")  # a name from a camera or an old disk
+    environment = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "GRPC_VERBOSITY")}
+    result = subprocess.run([sys.executable, "-m", "blurnet.cli", "predict", missing, "--format", "csv"], capture_output=True,
+                            timeout=300, env={**environment, "PYTHONIOENCODING": "utf-8"})  # strict, as on most desktops
+    assert result.returncode == 1 and b"Traceback" not in result.stderr, result.stderr
+    header, row = result.stdout.splitlines()
+    assert header.startswith(b"path,") and row.startswith(os.fsencode(missing) + b",")  # the name's own bytes
+    assert row.endswith(b",no such file or folder")
+
+
+def test_quiet_start_up_keeps_opencv_to_its_errors(monkeypatch):
+    import cv2
+
+    monkeypatch.setattr(quiet, "_verbose", quiet._verbose)
+    monkeypatch.delenv("OPENCV_LOG_LEVEL", raising=False)
+    before = cv2.utils.logging.getLogLevel()
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_WARNING)
+        quiet.configure(verbose=False)  # cv2 is imported already: its level is set, not only the variable
+        assert os.environ["OPENCV_LOG_LEVEL"] == "ERROR"
+        assert cv2.utils.logging.getLogLevel() == cv2.utils.logging.LOG_LEVEL_ERROR
+    finally:
+        cv2.utils.logging.setLogLevel(before)

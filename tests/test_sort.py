@@ -3,6 +3,7 @@ import csv
 import datetime
 import hashlib
 import io
+import logging
 import json
 import os
 import signal
@@ -755,6 +756,16 @@ def test_progress_bar_only_on_a_terminal():
     with _progress_bar(3, "classifying", file=plain) as update:
         assert update is None
     assert plain.getvalue() == ""
+    blurnet_logger = logging.getLogger("blurnet")
+    level = blurnet_logger.level
+    blurnet_logger.setLevel(logging.WARNING)  # what -q sets: no progress, even on a terminal
+    try:
+        quiet_term = Terminal()
+        with _progress_bar(3, "classifying", file=quiet_term) as update:
+            assert update is None
+        assert quiet_term.getvalue() == ""
+    finally:
+        blurnet_logger.setLevel(level)
 
 
 def test_a_move_keeps_a_source_that_changed_while_it_was_copied(tmp_path, monkeypatch):
