@@ -276,6 +276,8 @@ def predict(
 CSV_FIELDS = ("path", "label", *CLASS_NAMES, "scale", "tiles", *(f"area_{c}" for c in CLASS_NAMES), "error")
 #: With a parameter head, the blur parameters follow (`blur_sigma_px`, ...), empty where they do not apply.
 CSV_BLUR_FIELDS = tuple(f"blur_{name}" for name in BLUR_FIELDS)
+#: With `--map` or `--mask`, where each photograph's map and mask went, or why they could not be written.
+CSV_MAP_FIELDS = ("map", "mask", "map_error")
 
 
 def format_records(records: list[dict], fmt: str) -> str:
@@ -290,7 +292,8 @@ def format_records(records: list[dict], fmt: str) -> str:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         with_blur = any("blur" in r for r in records)
-        writer.writerow(CSV_FIELDS + (CSV_BLUR_FIELDS if with_blur else ()))
+        with_maps = any(field in r for r in records for field in CSV_MAP_FIELDS)
+        writer.writerow(CSV_FIELDS + (CSV_BLUR_FIELDS if with_blur else ()) + (CSV_MAP_FIELDS if with_maps else ()))
         for r in records:
             probs = r.get("probabilities", {})
             writer.writerow(
@@ -300,6 +303,7 @@ def format_records(records: list[dict], fmt: str) -> str:
                 + [f"{r['area'][c]:.4f}" if "area" in r else "" for c in CLASS_NAMES]
                 + [r.get("error", "")]
                 + ([f"{r['blur'][f]:g}" if f in r.get("blur", {}) else "" for f in BLUR_FIELDS] if with_blur else [])
+                + ([r.get(field, "") for field in CSV_MAP_FIELDS] if with_maps else [])
             )
         return buffer.getvalue()
     if fmt != "table":

@@ -650,3 +650,21 @@ def test_a_coarser_level_s_map_tiles_cover_the_working_image_to_its_edges(height
         for top, left, th, tw in _onto(map_boxes(*level.image.shape[:2], 32), level, working):
             covered[top : top + th, left : left + tw] = True
         assert covered.all(), (level.scale, level.image.shape, np.argwhere(~covered)[:1])
+
+
+def test_the_csv_names_each_photograph_s_map_and_mask_or_why_they_failed():
+    import csv
+    import io
+
+    from blurnet.prediction import CSV_FIELDS, format_records
+
+    probabilities = dict(zip(CLASS_NAMES, (0.7, 0.1, 0.1, 0.1)))
+    done = {"path": "a.jpg", "label": "sharp", "probabilities": probabilities, "scale": 1.0, "tiles": 3,
+            "area": probabilities, "map": "maps/m-1.png", "mask": "maps/k-1.png"}
+    failed = {**done, "path": "b.jpg", "map_error": "cannot write maps/m-2.png (IsADirectoryError: ...)"}
+    del failed["map"], failed["mask"]
+    rows = list(csv.DictReader(io.StringIO(format_records([done, failed], "csv"))))
+    assert [(r["path"], r["map"], r["mask"], r["map_error"]) for r in rows] == [
+        ("a.jpg", "maps/m-1.png", "maps/k-1.png", ""), ("b.jpg", "", "", "cannot write maps/m-2.png (IsADirectoryError: ...)")]
+    plain = format_records([{k: v for k, v in done.items() if k not in ("map", "mask")}], "csv")
+    assert plain.splitlines()[0] == ",".join(CSV_FIELDS)  # without maps, the columns are as before
