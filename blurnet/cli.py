@@ -346,7 +346,7 @@ def _write_results(text: str, output) -> None:
 def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into, move, dry_run, full):
     """Classify the blur of images: files, folders (recursive) or glob patterns, any size."""
     from blurnet.inputs import expand_paths, folder_arguments, list_items
-    from blurnet.prediction import format_records, load_model, predict as run_predict
+    from blurnet.prediction import PredictInterrupted, format_records, load_model, predict as run_predict
 
     if (move or dry_run) and not sort_into:
         raise click.UsageError("--move and --dry-run need --sort-into")
@@ -388,6 +388,11 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
             records = run_predict(inputs, model, scale, map_path=map_path, mask_path=mask_path, progress=update, full=full)
     except NotAnExportError as error:  # weights that do not fit the network, found when predict builds it
         raise click.ClickException(str(error)) from None
+    except PredictInterrupted as stop:  # the photographs classified so far are written, then the command fails
+        if not stop.records:
+            raise click.ClickException(str(stop)) from None
+        _write_results(format_records(stop.records, fmt), output)
+        raise click.ClickException(f"{stop}; their results are {'in ' + str(output) if output else 'above'}") from None
     except KeyboardInterrupt:
         raise click.ClickException("interrupted") from None
     _write_results(format_records(records, fmt), output)

@@ -236,7 +236,8 @@ def predict(
     `TILE_BUDGET` tiles sampled by texture, each seen in `FAST_VIEWS` view
     (`blurnet.classify.select_tiles`); `full=True` uses every textured tile
     and the export's own views (8 for the bundled model): the reference the
-    default is measured against (`benchmarks/predict.py`).
+    default is measured against (`benchmarks/predict.py`). A Ctrl-C raises `PredictInterrupted`, which carries
+    the records made before it.
     """
     scale = parse_scale(scale)
     loaded = load_model(model)
@@ -252,6 +253,26 @@ def predict(
         check_outputs_spare_inputs([source for _, source, _ in items], len(items), None, map_path, mask_path)
 
     records: list[dict] = []
+    try:
+        _classify_all(loaded, items, tile, scale, workers, full, map_path, mask_path, progress, records)
+    except KeyboardInterrupt as stop:
+        raise PredictInterrupted(records, len(items)) from stop
+    return records
+
+
+class PredictInterrupted(KeyboardInterrupt):
+    """A Ctrl-C during `predict`: `.records` holds the records of the inputs classified before it (in input order,
+    maps and masks written), `.total` how many inputs there were."""
+
+    def __init__(self, records: list[dict], total: int):
+        super().__init__(f"interrupted after {len(records)} of {total} inputs")
+        self.records, self.total = records, total
+
+
+def _classify_all(loaded, items, tile: int, scale, workers: int, full: bool, map_path, mask_path, progress,
+                  records: list[dict]) -> None:
+    """`predict`'s loop: appends each input's record to `records` as soon as it is made."""
+    want_maps = map_path is not None or mask_path is not None
     for n, (name, levels, error) in enumerate(_prepared_in_order(items, tile, scale, workers)):
         record = {"path": name, "error": error}
         if levels is not None:
@@ -267,7 +288,6 @@ def predict(
         records.append(record)
         if progress is not None:
             progress(1)
-    return records
 
 
 # --------------------------------------------------------------------------- output formats

@@ -668,3 +668,33 @@ def test_the_csv_names_each_photograph_s_map_and_mask_or_why_they_failed():
         ("a.jpg", "maps/m-1.png", "maps/k-1.png", ""), ("b.jpg", "", "", "cannot write maps/m-2.png (IsADirectoryError: ...)")]
     plain = format_records([{k: v for k, v in done.items() if k not in ("map", "mask")}], "csv")
     assert plain.splitlines()[0] == ",".join(CSV_FIELDS)  # without maps, the columns are as before
+
+
+def test_a_ctrl_c_keeps_the_records_of_the_photographs_already_classified(good_folder, tmp_path, monkeypatch):
+    import blurnet.prediction as prediction_module
+    from blurnet.prediction import PredictInterrupted
+
+    done = []
+
+    def stop_after_two(n):  # a Ctrl-C once the second photograph is classified
+        done.append(n)
+        if len(done) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(PredictInterrupted, match="interrupted after 2 of 3 inputs") as stopped:
+        predict(str(good_folder), model=MeanBrightness(), progress=stop_after_two)
+    assert [Path(r["path"]).name for r in stopped.value.records] == ["one.png", "three.png"] and stopped.value.total == 3
+    assert all("label" in r for r in stopped.value.records)
+
+    records = stopped.value.records  # the command line writes them, then fails
+    monkeypatch.setattr(prediction_module, "load_model", lambda model=None: MeanBrightness())
+
+    def interrupted(paths, model, scale, **kwargs):
+        raise PredictInterrupted(records, 3)
+
+    monkeypatch.setattr(prediction_module, "predict", interrupted)
+    monkeypatch.setattr("blurnet.cli._start_tensorflow", lambda: None)
+    out = tmp_path / "results.csv"
+    result = CliRunner().invoke(main, ["predict", str(good_folder), "--format", "csv", "--output", str(out)])
+    assert result.exit_code == 1 and f"interrupted after 2 of 3 inputs; their results are in {out}" in result.output
+    assert [row.split(",")[0] for row in out.read_text().splitlines()[1:]] == [r["path"] for r in records]
