@@ -294,13 +294,21 @@ def _progress_bar(total, label, unit="photos", file=None):
         yield bar.update
 
 
-def _check_outputs(inputs=(), count=1, output=None, map_path=None, mask_path=None, sort_into=None) -> None:
+def _check_outputs(inputs=(), count=1, output=None, map_path=None, mask_path=None, sort_into=None, folders=()) -> None:
     """A usage error, before any work, when `predict` could not write what it was asked to: `--output`, the first
-    map and mask (`numbered_path`), the `--sort-into` folder, or an output that is one of the `inputs`."""
+    map and mask (`numbered_path`), the `--sort-into` folder, or an output that is one of the `inputs`; also maps
+    and masks inside one of the input `folders`, where the next run would classify them as photographs."""
+    from pathlib import Path
+
     from blurnet.atomic import check_writable
     from blurnet.prediction import check_outputs_spare_inputs, numbered_path
 
     try:
+        for option, path in (("--map", map_path), ("--mask", mask_path)):
+            for folder in folders if path else ():
+                if Path(os.path.realpath(folder)) in Path(os.path.realpath(path)).parents:
+                    raise ValueError(f"{option} {str(path)!r} is inside the input folder {folder!r}: the next run "
+                                     "would classify its images as photographs; write them elsewhere")
         check_outputs_spare_inputs(list(inputs), count, output, map_path, mask_path)
         maps = [numbered_path(path, 0, count) for path in (map_path, mask_path) if path]
         for target, folder in ((output, False), *((m, False) for m in maps), (sort_into, True)):
@@ -371,7 +379,7 @@ def predict(paths, model_dir, fmt, output, scale, map_path, mask_path, sort_into
     items = list_items(inputs)  # what predict will answer, in its order
     total = len(items)
     _check_outputs([source for _, source, error in items if error is None], total, output, map_path, mask_path,
-                   None if dry_run else sort_into)  # before TensorFlow and the model load
+                   None if dry_run else sort_into, folder_arguments(paths))  # before TensorFlow and the model load
     on_runtime = model_dir is not None and runtime_file(model_dir) is not None  # ONNX or LiteRT: no TensorFlow
     if not on_runtime:
         _start_tensorflow()

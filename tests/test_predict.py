@@ -698,3 +698,14 @@ def test_a_ctrl_c_keeps_the_records_of_the_photographs_already_classified(good_f
     result = CliRunner().invoke(main, ["predict", str(good_folder), "--format", "csv", "--output", str(out)])
     assert result.exit_code == 1 and f"interrupted after 2 of 3 inputs; their results are in {out}" in result.output
     assert [row.split(",")[0] for row in out.read_text().splitlines()[1:]] == [r["path"] for r in records]
+
+
+def test_maps_inside_an_input_folder_are_refused_before_any_work(good_folder, monkeypatch):
+    import blurnet.prediction as prediction_module
+
+    monkeypatch.setattr(prediction_module, "load_model", lambda model=None: pytest.fail("the model loaded"))
+    for option in ("--map", "--mask"):
+        result = CliRunner().invoke(main, ["predict", str(good_folder / "sub"), option, str(good_folder / "sub" / "maps" / "m.png")])
+        assert result.exit_code == 2, result.output
+        assert f"{option} '{good_folder / 'sub' / 'maps' / 'm.png'}' is inside the input folder '{good_folder / 'sub'}'" in result.output
+    assert not (good_folder / "sub" / "maps").exists()
