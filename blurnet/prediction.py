@@ -254,7 +254,8 @@ def predict(
 
     records: list[dict] = []
     try:
-        _classify_all(loaded, items, tile, scale, workers, full, map_path, mask_path, progress, records)
+        for record in _records(loaded, items, tile, scale, workers, full, map_path, mask_path, progress):
+            records.append(record)
     except KeyboardInterrupt as stop:
         raise PredictInterrupted(records, len(items)) from stop
     return records
@@ -269,9 +270,9 @@ class PredictInterrupted(KeyboardInterrupt):
         self.records, self.total = records, total
 
 
-def _classify_all(loaded, items, tile: int, scale, workers: int, full: bool, map_path, mask_path, progress,
-                  records: list[dict]) -> None:
-    """`predict`'s loop: appends each input's record to `records` as soon as it is made."""
+def _records(loaded, items, tile: int, scale, workers: int, full: bool, map_path, mask_path, progress):
+    """`predict`'s loop: each input's record, in input order, as soon as it is made (its map and mask written);
+    `progress(1)` after each."""
     want_maps = map_path is not None or mask_path is not None
     for n, (name, levels, error) in enumerate(_prepared_in_order(items, tile, scale, workers)):
         record = {"path": name, "error": error}
@@ -285,7 +286,7 @@ def _classify_all(loaded, items, tile: int, scale, workers: int, full: bool, map
             else:
                 if want_maps:
                     _write_map(loaded, record, levels, n, len(items), map_path, mask_path)
-        records.append(record)
+        yield record
         if progress is not None:
             progress(1)
 
